@@ -1,0 +1,55 @@
+# drplan-controller. `make help` lists the targets.
+SHELL := /usr/bin/env bash -o pipefail
+GO ?= go
+BIN := $(CURDIR)/bin
+RUN_DIR := $(CURDIR)/.drplan
+E2E_BACKEND ?= local
+export E2E_BACKEND
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the binaries into bin/.
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: generate
+generate: ## Regenerate deepcopy, CRD YAML, clientset, listers, informers and the Clusternet CRD copies.
+	./hack/update-codegen.sh
+
+.PHONY: verify
+verify: ## Fail if generated code is stale, code is not gofmt'ed, or go vet complains.
+	./hack/verify.sh
+
+.PHONY: test
+test: verify ## Every test: unit and e2e (E2E_BACKEND=local by default), with the race detector.
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: unit
+unit: ## Unit tests only (no control plane).
+	$(GO) test -race -count=1 -short ./...
+
+.PHONY: e2e
+e2e: ## The e2e suite on the backend named by E2E_BACKEND (local).
+	$(GO) test -race -count=1 -timeout 30m -v ./test/e2e/
+
+.PHONY: run
+run: build ## Start a local control plane and run the controller in the foreground (Ctrl-C stops all).
+	$(BIN)/drplan-local run --dir $(RUN_DIR)
+
+.PHONY: up
+up: build ## Start a local control plane and the controller in the background (.drplan/).
+	$(BIN)/drplan-local up --dir $(RUN_DIR)
+
+.PHONY: down
+down: ## Stop what `make up` or `make run` started.
+	@if [ -x $(BIN)/drplan-local ]; then $(BIN)/drplan-local down --dir $(RUN_DIR); else $(GO) run ./cmd/drplan-local down --dir $(RUN_DIR); fi
+
+.PHONY: kubectl
+kubectl: ## Build (or find cached) kubectl v1.37.2 and print its path.
+	@$(GO) run ./cmd/drplan-local kubectl-path
+
+.PHONY: clean
+clean: ## Remove bin/ and .drplan/ (stop first with make down).
+	rm -rf $(BIN) $(RUN_DIR)

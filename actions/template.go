@@ -1,0 +1,170 @@
+package actions
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// TemplateData is what an action's templates see:
+//
+//	{{ .params.<name> }}  a resolved parameter, typed as declared (string, int or bool)
+//	{{ .planName }}       the plan's name
+//	{{ .executionName }}  the execution's name
+//	{{ .namespace }}      the execution's namespace
+//	{{ .timestamp }}      the execution's start time, RFC 3339, the same for every action of a run
+//
+// and the function toJson, which writes a value as a JSON literal (quotes and escapes included):
+// "message": {{ toJson .params.message }}.
+type TemplateData struct {
+	Params        map[string]any
+	PlanName      string
+	ExecutionName string
+	Namespace     string
+	Timestamp     string
+}
+
+// templateKeys are the top-level names a template may use, besides params.
+var templateKeys = []string{"executionName", "namespace", "params", "planName", "timestamp"}
+
+func (d TemplateData) asMap() map[string]any {
+	params := d.Params
+	if params == nil {
+		params = map[string]any{}
+	}
+	return map[string]any{
+		"params":        params,
+		"planName":      d.PlanName,
+		"executionName": d.ExecutionName,
+		"namespace":     d.Namespace,
+		"timestamp":     d.Timestamp,
+	}
+}
+
+var templateFuncs = template.FuncMap{
+	"toJson": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+}
+
+// ParseTemplate parses text as an action template. A missing key is an error when rendered,
+// never "<no value>".
+func ParseTemplate(text string) (*template.Template, error) {
+	return template.New("").Option("missingkey=error").Funcs(templateFuncs).Parse(text)
+}
+
+// Render renders text with data.
+func Render(text string, data TemplateData) (string, error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	t, err := ParseTemplate(text)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data.asMap()); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// CheckTemplate parses text and checks every name it uses: top-level fields must be one of the
+// TemplateData names and .params.<name> must be a declared parameter. It returns the parse error
+// or the first unknown name, with a suggestion where one is near.
+func CheckTemplate(text string, declared []string) error {
+	if !strings.Contains(text, "{{") {
+		return nil
+	}
+	t, err := ParseTemplate(text)
+	if err != nil {
+		return fmt.Errorf("template does not parse: %s", strings.TrimPrefix(err.Error(), "template: "))
+	}
+	sort.Strings(declared)
+	var found error
+	walkFields(t.Root, 0, func(ident []string) {
+		if found != nil {
+			return
+		}
+		if !contains(templateKeys, ident[0]) {
+			found = fmt.Errorf("template uses .%s, which does not exist%s (use %s)", ident[0],
+				rules.DidYouMean(ident[0], templateKeys), strings.Join(dotted(templateKeys), ", "))
+			return
+		}
+		if ident[0] == "params" && len(ident) > 1 && !contains(declared, ident[1]) {
+			found = fmt.Errorf("template uses .params.%s, which the workflow does not declare%s", ident[1],
+				rules.DidYouMean(ident[1], declared))
+		}
+	})
+	return found
+}
+
+// walkFields calls fn with the identifiers of every field reference whose dot is the template's
+// root data (outside range and with, where dot means something else).
+func walkFields(node parse.Node, depth int, fn func(ident []string)) {
+	switch n := node.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walkFields(c, depth, fn)
+		}
+	case *parse.ActionNode:
+		walkFields(n.Pipe, depth, fn)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walkFields(c, depth, fn)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walkFields(a, depth, fn)
+		}
+	case *parse.FieldNode:
+		if depth == 0 {
+			fn(n.Ident)
+		}
+	case *parse.ChainNode:
+		walkFields(n.Node, depth, fn)
+	case *parse.IfNode:
+		walkFields(n.Pipe, depth, fn)
+		walkFields(n.List, depth, fn)
+		walkFields(n.ElseList, depth, fn)
+	case *parse.RangeNode:
+		walkFields(n.Pipe, depth, fn)
+		walkFields(n.List, depth+1, fn)
+		walkFields(n.ElseList, depth, fn)
+	case *parse.WithNode:
+		walkFields(n.Pipe, depth, fn)
+		walkFields(n.List, depth+1, fn)
+		walkFields(n.ElseList, depth, fn)
+	case *parse.TemplateNode:
+		walkFields(n.Pipe, depth, fn)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func dotted(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "." + n
+	}
+	return out
+}

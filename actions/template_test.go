@@ -1,0 +1,72 @@
+package actions_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bkbcs/drplan-controller/actions"
+)
+
+func TestRender(t *testing.T) {
+	data := actions.TemplateData{
+		Params:        map[string]any{"replicas": int64(5), "message": `say "hi"`, "enabled": true},
+		PlanName:      "app-dr-plan",
+		ExecutionName: "exec-1",
+		Namespace:     "production",
+		Timestamp:     "2026-01-30T10:00:00Z",
+	}
+	tests := []struct {
+		name, text, want, err string
+	}{
+		{name: "plain text untouched", text: "no templates", want: "no templates"},
+		{name: "param int", text: "value: {{ .params.replicas }}", want: "value: 5"},
+		{name: "all top-level keys", text: "{{ .planName }}/{{ .executionName }}/{{ .namespace }}@{{ .timestamp }}",
+			want: "app-dr-plan/exec-1/production@2026-01-30T10:00:00Z"},
+		{name: "toJson escapes", text: `{"m": {{ toJson .params.message }}}`, want: `{"m": "say \"hi\""}`},
+		{name: "toJson bool", text: `{{ toJson .params.enabled }}`, want: `true`},
+		{name: "missing param is an error", text: "{{ .params.nope }}", err: `map has no entry for key "nope"`},
+		{name: "parse error", text: "{{ .params.x ", err: "unclosed action"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := actions.Render(tc.text, data)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestCheckTemplate(t *testing.T) {
+	declared := []string{"targetCluster", "replicas"}
+	tests := []struct {
+		name, text, err string
+	}{
+		{name: "no template", text: "https://x"},
+		{name: "declared params and keys", text: "{{ .params.targetCluster }} {{ .planName }} {{ toJson .params.replicas }}"},
+		{name: "undeclared param with suggestion", text: "{{ .params.targetClustr }}",
+			err: `template uses .params.targetClustr, which the workflow does not declare (did you mean "targetCluster"?)`},
+		{name: "unknown top-level key", text: "{{ .planNme }}",
+			err: `template uses .planNme, which does not exist (did you mean "planName"?) (use .executionName, .namespace, .params, .planName, .timestamp)`},
+		{name: "inside if", text: "{{ if .params.nope }}x{{ end }}", err: "does not declare"},
+		{name: "dot inside range is not the root", text: "{{ range .params.replicas }}{{ .anything }}{{ end }}"},
+		{name: "parse error", text: "{{ .params.x", err: "template does not parse"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := actions.CheckTemplate(tc.text, declared)
+			if tc.err == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}

@@ -1,0 +1,360 @@
+// Package admission validates DRWorkflows, DRPlans and DRPlanExecutions. The validation functions
+// are pure: the controller uses them to set status phases, the webhook to refuse bad objects, and
+// they run offline too. Rules the CRD schema already enforces are not repeated here.
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// ValidateWorkflow checks what the schema cannot: parameter defaults convert to their type,
+// templates parse and name declared parameters, each action type has the fields its operation
+// needs, and manifests are single objects.
+func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	declared := make([]string, 0, len(wf.Spec.Parameters))
+	for i, p := range wf.Spec.Parameters {
+		declared = append(declared, p.Name)
+		if p.Default == nil {
+			continue
+		}
+		path := spec.Child("parameters").Index(i).Child("default")
+		s, err := rules.DefaultString(p.Default)
+		if err == nil {
+			_, err = rules.ConvertParam(p.Type, s)
+		}
+		if err != nil {
+			errs = append(errs, field.Invalid(path, string(p.Default.Raw), err.Error()+
+				fmt.Sprintf(": give a default of type %s or change the parameter's type", typeName(p.Type))))
+		}
+	}
+	placeholders := placeholderParams(wf.Spec.Parameters)
+	for i := range wf.Spec.Actions {
+		a := &wf.Spec.Actions[i]
+		path := spec.Child("actions").Index(i)
+		errs = append(errs, validateBody(path, &a.ActionBody, declared, placeholders)...)
+		if a.Rollback != nil {
+			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, declared, placeholders)...)
+		}
+	}
+	return errs
+}
+
+func typeName(t drv1.ParameterType) string {
+	if t == "" {
+		return string(drv1.ParameterTypeString)
+	}
+	return string(t)
+}
+
+func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
+	errs := checkTemplates(path, b, declared)
+	if len(errs) > 0 {
+		return errs // the checks below render templates: only meaningful once those are sound
+	}
+	switch b.Type {
+	case drv1.ActionTypeJob:
+		if b.Job != nil {
+			errs = append(errs, validateJobTemplate(path.Child("job", "template"), b.Job, placeholders)...)
+		}
+	case drv1.ActionTypeLocalization:
+		if l := b.Localization; l != nil {
+			p := path.Child("localization")
+			if l.Namespace == "" && l.ClusterNamespace == "" {
+				errs = append(errs, field.Required(p.Child("namespace"), "the ManagedCluster namespace (clusternet-xxxxx) the Localization lives in"))
+			}
+			if l.Operation == "Create" && l.Feed == nil {
+				errs = append(errs, field.Required(p.Child("feed"), "a Localization Create needs the feed it customises"))
+			}
+			if l.Operation != "Delete" && len(l.Overrides) == 0 {
+				errs = append(errs, field.Required(p.Child("overrides"), "a Localization "+string(l.Operation)+" needs at least one override"))
+			}
+			for j, o := range l.Overrides {
+				op := p.Child("overrides").Index(j)
+				switch {
+				case o.Path != "" && o.Type != "":
+					errs = append(errs, field.Invalid(op.Child("path"), o.Path, "path is the shorthand for a JSONPatch replace: drop it and write the patch in value, or drop type"))
+				case o.Path == "" && o.Type == "":
+					errs = append(errs, field.Required(op.Child("type"), "JSONPatch, MergePatch or Helm"))
+				}
+			}
+		}
+	case drv1.ActionTypeSubscription:
+		if s := b.Subscription; s != nil && s.Operation == "Create" {
+			p := path.Child("subscription")
+			if len(s.Feeds) == 0 {
+				errs = append(errs, field.Required(p.Child("feeds"), "a Subscription Create needs the feeds to distribute"))
+			}
+			if len(s.Subscribers) == 0 {
+				errs = append(errs, field.Required(p.Child("subscribers"), "a Subscription Create needs subscribers that select clusters"))
+			}
+		}
+	case drv1.ActionTypeKubernetesResource:
+		if b.Resource != nil {
+			errs = append(errs, validateManifest(path.Child("resource", "manifest"), b.Resource.Manifest, placeholders)...)
+		}
+	}
+	return errs
+}
+
+// checkTemplates checks every string of the action body as a template, reporting the exact field.
+func checkTemplates(path *field.Path, b *drv1.ActionBody, declared []string) field.ErrorList {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return field.ErrorList{field.InternalError(path, err)}
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return field.ErrorList{field.InternalError(path, err)}
+	}
+	var errs field.ErrorList
+	walkStrings(path, tree, func(p *field.Path, s string) {
+		if err := actions.CheckTemplate(s, declared); err != nil {
+			errs = append(errs, field.Invalid(p, s, err.Error()))
+		}
+	})
+	return errs
+}
+
+func walkStrings(path *field.Path, v any, fn func(*field.Path, string)) {
+	switch v := v.(type) {
+	case string:
+		fn(path, v)
+	case []any:
+		for i, x := range v {
+			walkStrings(path.Index(i), x, fn)
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			walkStrings(path.Child(k), v[k], fn)
+		}
+	}
+}
+
+// placeholderParams gives every declared parameter a value of its type, so that templates can be
+// rendered to check the shape of what they produce.
+func placeholderParams(params []drv1.Parameter) map[string]any {
+	out := make(map[string]any, len(params))
+	for _, p := range params {
+		switch p.Type {
+		case drv1.ParameterTypeInt:
+			out[p.Name] = int64(1)
+		case drv1.ParameterTypeBool:
+			out[p.Name] = true
+		default:
+			out[p.Name] = "placeholder"
+		}
+	}
+	return out
+}
+
+func renderPlaceholder(text string, params map[string]any) (string, error) {
+	return actions.Render(text, actions.TemplateData{
+		Params: params, PlanName: "plan", ExecutionName: "execution", Namespace: "default",
+		Timestamp: "2006-01-02T15:04:05Z",
+	})
+}
+
+func validateManifest(path *field.Path, manifest string, params map[string]any) field.ErrorList {
+	rendered, err := renderPlaceholder(manifest, params)
+	if err != nil {
+		return field.ErrorList{field.Invalid(path, manifest, err.Error())}
+	}
+	objs, err := decodeObjects(rendered)
+	if err != nil {
+		return field.ErrorList{field.Invalid(path, "<manifest>", "not valid YAML: "+err.Error()+" (quote templates that stand for a whole YAML value: \"{{ .params.x }}\")")}
+	}
+	switch {
+	case len(objs) == 0:
+		return field.ErrorList{field.Required(path, "one object with apiVersion, kind and metadata.name")}
+	case len(objs) > 1:
+		return field.ErrorList{field.Invalid(path, "<manifest>", fmt.Sprintf("holds %d objects: write one action per object", len(objs)))}
+	}
+	u := objs[0]
+	var missing []string
+	if u.GetAPIVersion() == "" {
+		missing = append(missing, "apiVersion")
+	}
+	if u.GetKind() == "" {
+		missing = append(missing, "kind")
+	}
+	if u.GetName() == "" && u.GetGenerateName() == "" {
+		missing = append(missing, "metadata.name")
+	}
+	if len(missing) > 0 {
+		return field.ErrorList{field.Invalid(path, "<manifest>", "the object has no "+strings.Join(missing, ", "))}
+	}
+	return nil
+}
+
+// decodeObjects decodes every non-empty YAML document of text.
+func decodeObjects(text string) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(text), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(m) > 0 {
+			out = append(out, &unstructured.Unstructured{Object: m})
+		}
+	}
+}
+
+func validateJobTemplate(path *field.Path, job *drv1.JobAction, params map[string]any) field.ErrorList {
+	rendered, err := renderPlaceholder(string(job.Template.Raw), params)
+	if err != nil {
+		return field.ErrorList{field.Invalid(path, "<template>", err.Error())}
+	}
+	var tmpl struct {
+		Spec struct {
+			Containers []json.RawMessage `json:"containers"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(rendered), &tmpl); err != nil {
+		return field.ErrorList{field.Invalid(path, "<template>", "not a pod template: "+err.Error())}
+	}
+	if len(tmpl.Spec.Containers) == 0 {
+		return field.ErrorList{field.Required(path.Child("spec", "containers"), "a Job's pod template needs at least one container")}
+	}
+	return nil
+}
+
+// WorkflowGetter finds the workflows a plan references.
+type WorkflowGetter interface {
+	// GetWorkflow returns the workflow, or false when it does not exist.
+	GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool)
+}
+
+// PlanReport is what ValidatePlan found.
+type PlanReport struct {
+	// Errors are mistakes in the plan itself; the plan cannot run.
+	Errors field.ErrorList
+	// Unresolved are referenced workflows that are missing or Invalid; the plan cannot run until
+	// they are fixed, but admission lets such a plan in (with a warning) so that a directory of
+	// manifests applies in any order.
+	Unresolved []string
+	// MissingParams are required parameters the plan leaves without a value; an execution may
+	// still supply them.
+	MissingParams []string
+	// DAG is the plan's stage graph, when the stages are sound.
+	DAG *rules.DAG
+}
+
+// ValidatePlan checks a plan's stages and, against the workflows it references, its parameters.
+func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
+	var r PlanReport
+	spec := field.NewPath("spec")
+	stagesPath := spec.Child("stages")
+	if plan.Spec.WorkflowRef != nil && len(plan.Spec.Stages) == 0 {
+		stagesPath = spec // the shorthand: errors point at spec.workflowRef
+	}
+	stages := plan.Spec.EffectiveStages()
+	nodes := make([]rules.Node, len(stages))
+	for i, s := range stages {
+		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
+	}
+	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
+
+	global := map[string]string{}
+	for _, p := range plan.Spec.GlobalParams {
+		global[p.Name] = p.Value
+	}
+	for i, s := range stages {
+		for j, sw := range s.Workflows {
+			wfPath := stagesPath.Index(i).Child("workflows").Index(j)
+			if stagesPath == spec {
+				wfPath = spec.Child("workflowRef")
+			}
+			ref := sw.WorkflowRef
+			ns := ref.NamespaceOr(plan.Namespace)
+			wf, ok := workflows.GetWorkflow(ns, ref.Name)
+			switch {
+			case !ok:
+				r.Unresolved = append(r.Unresolved, fmt.Sprintf("DRWorkflow %s/%s not found", ns, ref.Name))
+				continue
+			case wf.Status.Phase == drv1.WorkflowInvalid:
+				r.Unresolved = append(r.Unresolved, fmt.Sprintf("DRWorkflow %s/%s is Invalid: %s", ns, ref.Name, wf.Status.Message))
+				continue
+			}
+			decl := map[string]drv1.Parameter{}
+			names := make([]string, 0, len(wf.Spec.Parameters))
+			for _, p := range wf.Spec.Parameters {
+				decl[p.Name] = p
+				names = append(names, p.Name)
+			}
+			local := map[string]string{}
+			for k, p := range sw.Params {
+				pp := wfPath.Child("params").Index(k)
+				d, known := decl[p.Name]
+				if !known {
+					r.Errors = append(r.Errors, field.Invalid(pp.Child("name"), p.Name, fmt.Sprintf(
+						"DRWorkflow %s/%s declares no parameter %q%s", ns, ref.Name, p.Name, rules.DidYouMean(p.Name, names))))
+					continue
+				}
+				if _, err := rules.ConvertParam(d.Type, p.Value); err != nil {
+					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+typeName(d.Type)+")"))
+				}
+				local[p.Name] = p.Value
+			}
+			for k, p := range plan.Spec.GlobalParams {
+				d, known := decl[p.Name]
+				if _, overridden := local[p.Name]; !known || overridden {
+					continue
+				}
+				if _, err := rules.ConvertParam(d.Type, p.Value); err != nil {
+					r.Errors = append(r.Errors, field.Invalid(spec.Child("globalParams").Index(k).Child("value"), p.Value,
+						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, typeName(d.Type))))
+				}
+			}
+			for _, p := range wf.Spec.Parameters {
+				_, inLocal := local[p.Name]
+				_, inGlobal := global[p.Name]
+				if p.Required && p.Default == nil && !inLocal && !inGlobal {
+					r.MissingParams = append(r.MissingParams, fmt.Sprintf("%s (stage %q, DRWorkflow %s/%s)", p.Name, s.Name, ns, ref.Name))
+				}
+			}
+		}
+	}
+	// A workflow used several times, or a global value it refuses, is reported once.
+	r.Errors = dedupe(r.Errors, func(e *field.Error) string { return e.Error() })
+	r.Unresolved = dedupe(r.Unresolved, func(s string) string { return s })
+	r.MissingParams = dedupe(r.MissingParams, func(s string) string { return s })
+	return r
+}
+
+func dedupe[T any](items []T, key func(T) string) []T {
+	seen := map[string]bool{}
+	out := items[:0]
+	for _, x := range items {
+		if k := key(x); !seen[k] {
+			seen[k] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,194 @@
+package admission_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/bkbcs/drplan-controller/admission"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+func errStrings(errs field.ErrorList) []string {
+	var out []string
+	for _, e := range errs {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func httpAction(name, url, body string) drv1.Action {
+	return drv1.Action{Name: name, ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP,
+		HTTP: &drv1.HTTPAction{URL: url, Body: body}}}
+}
+
+func param(name string, t drv1.ParameterType, def string) drv1.Parameter {
+	p := drv1.Parameter{Name: name, Type: t}
+	if def != "" {
+		p.Default = &apiextensionsv1.JSON{Raw: []byte(def)}
+	}
+	return p
+}
+
+func TestValidateWorkflow(t *testing.T) {
+	tests := []struct {
+		name   string
+		params []drv1.Parameter
+		acts   []drv1.Action
+		want   []string
+	}{{
+		name:   "valid: int default written as number and as string, bool, url",
+		params: []drv1.Parameter{param("replicas", "int", `3`), param("port", "int", `"3306"`), param("on", "bool", `true`), param("url", "string", `"https://x"`)},
+		acts:   []drv1.Action{httpAction("a", "{{ .params.url }}", `{"r": {{ .params.replicas }}, "p": {{ toJson .params.port }}}`)},
+	}, {
+		name:   "default that is not an int",
+		params: []drv1.Parameter{param("replicas", "int", `"three"`)},
+		acts:   []drv1.Action{httpAction("a", "https://x", "")},
+		want:   []string{`spec.parameters[0].default: Invalid value: "\"three\"": "three" is not an int: give a default of type int or change the parameter's type`},
+	}, {
+		name:   "default that is a map",
+		params: []drv1.Parameter{param("x", "string", `{"a":1}`)},
+		acts:   []drv1.Action{httpAction("a", "https://x", "")},
+		want:   []string{`spec.parameters[0].default: Invalid value: "{\"a\":1}": must be a scalar (string, number or bool), not a list or map: give a default of type string or change the parameter's type`},
+	}, {
+		name:   "template naming an undeclared parameter, with the exact field",
+		acts:   []drv1.Action{httpAction("a", "https://x", `{"m": "{{ .params.mesage }}"}`)},
+		params: []drv1.Parameter{param("message", "string", "")},
+		want:   []string{`spec.actions[0].http.body: Invalid value: "{\"m\": \"{{ .params.mesage }}\"}": template uses .params.mesage, which the workflow does not declare (did you mean "message"?)`},
+	}, {
+		name: "template that does not parse, in a rollback",
+		acts: []drv1.Action{{Name: "a", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x"}},
+			Rollback: &drv1.RollbackAction{ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "{{ .planName"}}}}},
+		want: []string{`spec.actions[0].rollback.http.url: Invalid value: "{{ .planName": template does not parse: :1: unclosed action`},
+	}, {
+		name: "localization create without namespace, feed or overrides",
+		acts: []drv1.Action{{Name: "l", ActionBody: drv1.ActionBody{Type: "Localization",
+			Localization: &drv1.LocalizationAction{Operation: "Create", Name: "x"}}}},
+		want: []string{
+			"spec.actions[0].localization.namespace: Required value: the ManagedCluster namespace (clusternet-xxxxx) the Localization lives in",
+			"spec.actions[0].localization.feed: Required value: a Localization Create needs the feed it customises",
+			"spec.actions[0].localization.overrides: Required value: a Localization Create needs at least one override",
+		},
+	}, {
+		name: "override shorthand path together with type",
+		acts: []drv1.Action{{Name: "l", ActionBody: drv1.ActionBody{Type: "Localization",
+			Localization: &drv1.LocalizationAction{Operation: "Delete", Name: "x", Namespace: "ns",
+				Overrides: []drv1.Override{{Type: "JSONPatch", Path: "/spec/replicas", Value: "1"}}}}}},
+		want: []string{"spec.actions[0].localization.overrides[0].path: Invalid value: \"/spec/replicas\": path is the shorthand for a JSONPatch replace: drop it and write the patch in value, or drop type"},
+	}, {
+		name: "subscription create without feeds and subscribers",
+		acts: []drv1.Action{{Name: "s", ActionBody: drv1.ActionBody{Type: "Subscription",
+			Subscription: &drv1.SubscriptionAction{Operation: "Create", Name: "x"}}}},
+		want: []string{
+			"spec.actions[0].subscription.feeds: Required value: a Subscription Create needs the feeds to distribute",
+			"spec.actions[0].subscription.subscribers: Required value: a Subscription Create needs subscribers that select clusters",
+		},
+	}, {
+		name: "manifest with two objects",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"}}}},
+		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": holds 2 objects: write one action per object`},
+	}, {
+		name: "manifest without kind and name",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\ndata: {a: b}\n"}}}},
+		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": the object has no kind, metadata.name`},
+	}, {
+		name:   "manifest with templated values renders and parses",
+		params: []drv1.Parameter{param("ns", "string", "")},
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"dr-{{ .planName }}\"\n  namespace: \"{{ .params.ns }}\"\n"}}}},
+	}, {
+		name: "job template without containers",
+		acts: []drv1.Action{{Name: "j", ActionBody: drv1.ActionBody{Type: "Job",
+			Job: &drv1.JobAction{Namespace: "ns", GenerateName: "j-", Template: runtime.RawExtension{Raw: []byte(`{"spec":{"restartPolicy":"Never"}}`)}}}}},
+		want: []string{"spec.actions[0].job.template.spec.containers: Required value: a Job's pod template needs at least one container"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "ns"},
+				Spec: drv1.DRWorkflowSpec{Parameters: tc.params, Actions: tc.acts}}
+			assert.Equal(t, tc.want, errStrings(admission.ValidateWorkflow(wf)))
+		})
+	}
+}
+
+// workflows is an in-memory admission.WorkflowGetter.
+type workflows map[string]*drv1.DRWorkflow
+
+func (w workflows) GetWorkflow(ns, name string) (*drv1.DRWorkflow, bool) {
+	wf, ok := w[ns+"/"+name]
+	return wf, ok
+}
+
+func TestValidatePlan(t *testing.T) {
+	notify := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "notify", Namespace: "prod"},
+		Spec: drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
+			{Name: "webhookURL", Required: true}, {Name: "message", Required: true}, {Name: "event"}}},
+		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowReady}}
+	svc := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: "prod"},
+		Spec: drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
+			{Name: "serviceName", Required: true}, param("replicas", "int", "3")}},
+		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowReady}}
+	broken := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "broken", Namespace: "prod"},
+		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowInvalid, Message: "spec.actions[0]: bad"}}
+	all := workflows{"prod/notify": notify, "prod/svc": svc, "prod/broken": broken}
+
+	ref := func(name string, params ...drv1.ParamValue) drv1.StageWorkflow {
+		return drv1.StageWorkflow{WorkflowRef: drv1.ObjectReference{Name: name}, Params: params}
+	}
+	pv := func(n, v string) drv1.ParamValue { return drv1.ParamValue{Name: n, Value: v} }
+
+	tests := []struct {
+		name       string
+		spec       drv1.DRPlanSpec
+		errs       []string
+		unresolved []string
+		missing    []string
+	}{{
+		name: "shorthand with global params",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"},
+			GlobalParams: []drv1.ParamValue{pv("webhookURL", "https://x"), pv("message", "m"), pv("unused", "u")}},
+	}, {
+		name:    "required parameter left to the execution",
+		spec:    drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}},
+		missing: []string{`webhookURL (stage "default", DRWorkflow prod/notify)`, `message (stage "default", DRWorkflow prod/notify)`},
+	}, {
+		name:       "missing and invalid workflows are unresolved, not errors",
+		spec:       drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "a", Workflows: []drv1.StageWorkflow{ref("nope"), ref("broken")}}}},
+		unresolved: []string{"DRWorkflow prod/nope not found", "DRWorkflow prod/broken is Invalid: spec.actions[0]: bad"},
+	}, {
+		name: "undeclared stage param and unconvertible values",
+		spec: drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{pv("replicas", "many")},
+			Stages: []drv1.Stage{{Name: "apps", Workflows: []drv1.StageWorkflow{
+				ref("svc", pv("serviceName", "order"), pv("servicename", "x")),
+				ref("svc", pv("serviceName", "pay"), pv("replicas", "five")),
+				ref("svc", pv("serviceName", "user")),
+			}}}},
+		errs: []string{
+			`spec.stages[0].workflows[0].params[1].name: Invalid value: "servicename": DRWorkflow prod/svc declares no parameter "servicename" (did you mean "serviceName"?)`,
+			`spec.globalParams[0].value: Invalid value: "many": "many" is not an int (DRWorkflow prod/svc declares replicas as int)`,
+			`spec.stages[0].workflows[1].params[1].value: Invalid value: "five": "five" is not an int (parameter replicas is declared int)`,
+		},
+	}, {
+		name: "stage graph errors",
+		spec: drv1.DRPlanSpec{Stages: []drv1.Stage{
+			{Name: "infrastructure", Workflows: []drv1.StageWorkflow{ref("svc", pv("serviceName", "a"))}},
+			{Name: "applications", DependsOn: []string{"infrastructur"}, Workflows: []drv1.StageWorkflow{ref("svc", pv("serviceName", "a"))}},
+		}},
+		errs: []string{`spec.stages[1].dependsOn[0]: Invalid value: "infrastructur": unknown stage "infrastructur" (did you mean "infrastructure"?)`},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}, Spec: tc.spec}
+			r := admission.ValidatePlan(plan, all)
+			assert.Equal(t, tc.errs, errStrings(r.Errors))
+			assert.Equal(t, tc.unresolved, r.Unresolved)
+			assert.Equal(t, tc.missing, r.MissingParams)
+		})
+	}
+}

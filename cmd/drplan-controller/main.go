@@ -1,0 +1,38 @@
+// Command drplan-controller runs disaster-recovery plans declared as DRWorkflow, DRPlan and
+// DRPlanExecution resources. It uses --kubeconfig when given, else the in-cluster config.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/controller"
+)
+
+func main() {
+	klog.InitFlags(nil)
+	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
+	workers := flag.Int("workers", 4, "Number of objects synced at once.")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx = klog.NewContext(ctx, klog.Background())
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drplan-controller: loading the cluster config: %v\n", err)
+		os.Exit(1)
+	}
+	if err := controller.RunWithConfig(ctx, cfg, controller.Options{Workers: *workers}); err != nil {
+		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
+		os.Exit(1)
+	}
+}

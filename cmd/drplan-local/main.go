@@ -1,0 +1,243 @@
+// Command drplan-local runs the product on this machine against a local real control plane
+// (etcd + kube-apiserver built from the Go module proxy, no Docker):
+//
+//	drplan-local run  --dir .drplan   control plane + controller in the foreground; Ctrl-C stops all
+//	drplan-local up   --dir .drplan   the same in the background; returns once ready
+//	drplan-local down --dir .drplan   stops what run or up started
+//	drplan-local kubectl-path         builds (or finds) kubectl of the server's version, prints its path
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/crds"
+	"github.com/bkbcs/drplan-controller/test/controlplane"
+)
+
+const usage = `usage: drplan-local run|up|down [--dir DIR] [--controller-manager]
+       drplan-local kubectl-path`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	dir := fs.String("dir", ".drplan", "Run directory: kubeconfig, certificates, etcd data, logs, pid files.")
+	kcm := fs.Bool("controller-manager", false, "Also run kube-controller-manager (namespace deletion, garbage collection, Jobs' pods).")
+	klog.InitFlags(fs)
+	_ = fs.Parse(os.Args[2:])
+
+	abs, err := filepath.Abs(*dir)
+	if err == nil {
+		switch cmd {
+		case "run":
+			err = run(abs, *kcm)
+		case "up":
+			err = up(abs, *kcm)
+		case "down":
+			err = down(abs)
+		case "kubectl-path":
+			err = kubectlPath()
+		default:
+			err = fmt.Errorf("unknown command %q\n%s", cmd, usage)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drplan-local %s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}
+
+func readyFile(dir string) string { return filepath.Join(dir, "ready") }
+func pidFile(dir string) string   { return filepath.Join(dir, "drplan-local.pid") }
+func logFile(dir string) string   { return filepath.Join(dir, "drplan-local.log") }
+
+// run starts the control plane and runs the controller in this process until SIGINT or SIGTERM.
+func run(dir string, kcm bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_ = os.Remove(readyFile(dir))
+
+	cp, err := controlplane.Start(ctx, controlplane.Options{
+		Dir:               dir,
+		CRDs:              append(crds.YAML(), crds.ClusternetYAML()...),
+		ControllerManager: kcm,
+		Progress:          os.Stdout,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("drplan-local: stopping the control plane")
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "drplan-local:", err)
+		}
+		_ = os.Remove(readyFile(dir))
+	}()
+
+	ready := func() {
+		_ = os.WriteFile(readyFile(dir), []byte(time.Now().Format(time.RFC3339)+"\n"), 0o644)
+		fmt.Printf("drplan-local: ready. Use the cluster from another terminal with:\n\n    export KUBECONFIG=%s\n    export PATH=%s:$PATH   # kubectl %s\n\n",
+			cp.KubeconfigPath, filepath.Dir(cp.Binaries.Kubectl), controlplane.KubeVersion)
+	}
+	err = controller.RunWithConfig(klog.NewContext(ctx, klog.Background()), cp.RESTConfig, controller.Options{Workers: 4, Ready: ready})
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// up runs `run` as a background process of its own session and returns once it is ready,
+// streaming its output meanwhile.
+func up(dir string, kcm bool) error {
+	if pid, ok := runningPID(dir); ok {
+		return fmt.Errorf("already up (pid %d); use `make down` first", pid)
+	}
+	// Our pid and log files sit beside, not inside, the logs/ and pids/ folders that the
+	// control plane's start wipes.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(readyFile(dir))
+	logPath := logFile(dir)
+	out, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"run", "--dir", dir}
+	if kcm {
+		args = append(args, "--controller-manager")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(pidFile(dir), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	follow, err := os.Open(logPath)
+	if err != nil {
+		return err
+	}
+	defer follow.Close()
+	reader := bufio.NewReader(follow)
+	for {
+		copyLines(reader, os.Stdout)
+		if _, err := os.Stat(readyFile(dir)); err == nil {
+			copyLines(reader, os.Stdout)
+			fmt.Printf("drplan-local: up; controller log %s, control-plane logs in %s; stop with `make down`\n",
+				logPath, filepath.Join(dir, "logs"))
+			return nil
+		}
+		select {
+		case err := <-exited:
+			copyLines(reader, os.Stdout)
+			_ = os.Remove(pidFile(dir))
+			return fmt.Errorf("the background process exited before it was ready (%v); see %s", err, logPath)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// copyLines copies the complete lines available from r to w.
+func copyLines(r *bufio.Reader, w io.Writer) {
+	for {
+		line, err := r.ReadString('\n')
+		fmt.Fprint(w, line) // a partial line at EOF is printed now; its rest comes on the next call
+		if err != nil {
+			return
+		}
+	}
+}
+
+// down stops the background process started by up (which stops the controller and the control
+// plane in order), then stops anything a crashed run left behind.
+func down(dir string) error {
+	if pid, ok := runningPID(dir); ok {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return err
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for processAlive(pid) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if processAlive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	_ = os.Remove(pidFile(dir))
+	_ = os.Remove(readyFile(dir))
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := controlplane.StopDir(dir); err != nil {
+		return err
+	}
+	fmt.Println("drplan-local: down")
+	return nil
+}
+
+// runningPID returns the PID of a live `drplan-local run` for dir, from its pid file.
+func runningPID(dir string) (int, bool) {
+	b, err := os.ReadFile(pidFile(dir))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 || !processAlive(pid) {
+		return 0, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0, false
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	// Only our own `run` for this dir: a recycled PID must not be signalled.
+	return pid, len(args) > 3 && filepath.Base(args[0]) == "drplan-local" && args[1] == "run" && args[3] == dir
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+func kubectlPath() error {
+	bins, err := controlplane.EnsureBinaries(context.Background(), os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(bins.Kubectl)
+	return nil
+}

@@ -1,0 +1,50 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
+	"github.com/bkbcs/drplan-controller/informers"
+)
+
+// Options configure the controller process.
+type Options struct {
+	// Workers is the number of keys synced at once.
+	Workers int
+	// Ready, if set, is called once the informer caches have synced and the workers start.
+	Ready func()
+}
+
+// RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
+// until ctx is done. This is the whole wiring of the process, listed in one place.
+func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "drplan-controller"
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	dr, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("building the DR client: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	inf, err := informers.New(dr, 0)
+	if err != nil {
+		return err
+	}
+	recorder, stopRecorder := NewRecorder(ctx, kube)
+	defer stopRecorder()
+	if opts.Workers < 1 {
+		opts.Workers = 1
+	}
+	c := New(dr, inf, recorder)
+	c.ready = opts.Ready
+	return c.Run(ctx, opts.Workers)
+}

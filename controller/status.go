@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/admission"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// Condition reasons.
+const (
+	ReasonValid              = "Valid"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonWorkflowUnresolved = "WorkflowUnresolved"
+	ReasonAllParametersSet   = "AllParametersSet"
+	ReasonParameterMissing   = "RequiredParameterMissing"
+)
+
+// maxMessage bounds status messages: status stays small whatever the user wrote.
+const maxMessage = 1024
+
+func (c *Controller) syncWorkflow(ctx context.Context, namespace, name string) error {
+	wf, err := c.inf.WorkflowLister.DRWorkflows(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil // gone: plans that referenced it were enqueued by the delete event
+	}
+	if err != nil {
+		return err
+	}
+	status := workflowStatus(wf, admission.ValidateWorkflow(wf))
+	if equality.Semantic.DeepEqual(wf.Status, status) {
+		return nil
+	}
+	updated := wf.DeepCopy()
+	updated.Status = status
+	if _, err := c.dr.DrV1alpha1().DRWorkflows(namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		return err // a conflict re-queues: the next sync reads the newer object from the cache
+	}
+	klog.FromContext(ctx).V(2).Info("Updated status", "phase", status.Phase)
+	if wf.Status.Phase != status.Phase || wf.Status.Message != status.Message {
+		c.event(wf, status.Phase == drv1.WorkflowReady, string(status.Phase), status.Message)
+	}
+	return nil
+}
+
+// workflowStatus is the status a workflow should have given its validation errors.
+func workflowStatus(wf *drv1.DRWorkflow, errs field.ErrorList) drv1.DRWorkflowStatus {
+	st := *wf.Status.DeepCopy()
+	st.ObservedGeneration = wf.Generation
+	st.ActionCount = int32(len(wf.Spec.Actions))
+	cond := metav1.Condition{Type: drv1.ConditionReady, ObservedGeneration: wf.Generation}
+	if len(errs) == 0 {
+		st.Phase, st.Message = drv1.WorkflowReady, ""
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, ReasonValid, "The workflow is valid"
+	} else {
+		st.Phase, st.Message = drv1.WorkflowInvalid, truncate(joinErrors(errs))
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonInvalidSpec, st.Message
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	return st
+}
+
+func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error {
+	plan, err := c.inf.PlanLister.DRPlans(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	execs, err := c.inf.ExecutionsForPlan(namespace, name)
+	if err != nil {
+		return err
+	}
+	status := planStatus(plan, admission.ValidatePlan(plan, c.inf), executed(execs))
+	if equality.Semantic.DeepEqual(plan.Status, status) {
+		return nil
+	}
+	updated := plan.DeepCopy()
+	updated.Status = status
+	if _, err := c.dr.DrV1alpha1().DRPlans(namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	klog.FromContext(ctx).V(2).Info("Updated status", "phase", status.Phase)
+	if plan.Status.Phase != status.Phase || plan.Status.Message != status.Message {
+		c.event(plan, status.Phase != drv1.PlanInvalid, string(status.Phase), status.Message)
+	}
+	return nil
+}
+
+// executed says whether some Execute of the plan took effect and is not reverted yet.
+func executed(execs []*drv1.DRPlanExecution) bool {
+	for _, e := range execs {
+		if e.Spec.Operation == drv1.OperationExecute && e.Status.Phase == drv1.ExecutionSucceeded &&
+			!meta.IsStatusConditionTrue(e.Status.Conditions, "Reverted") {
+			return true
+		}
+	}
+	return false
+}
+
+// planStatus is the status a plan should have. Executed wins over Invalid: a plan whose failover
+// is in effect must still show that it needs reverting, even if a workflow broke since; the Ready
+// condition still says why it cannot run again.
+func planStatus(plan *drv1.DRPlan, r admission.PlanReport, isExecuted bool) drv1.DRPlanStatus {
+	st := *plan.Status.DeepCopy()
+	st.ObservedGeneration = plan.Generation
+	st.StageCount = int32(len(plan.Spec.EffectiveStages()))
+
+	ready := metav1.Condition{Type: drv1.ConditionReady, ObservedGeneration: plan.Generation}
+	var problems []string
+	switch {
+	case len(r.Errors) > 0:
+		problems = append([]string{joinErrors(r.Errors)}, r.Unresolved...)
+		ready.Reason = ReasonInvalidSpec
+	case len(r.Unresolved) > 0:
+		problems = r.Unresolved
+		ready.Reason = ReasonWorkflowUnresolved
+	}
+	if len(problems) > 0 {
+		st.Phase, st.Message = drv1.PlanInvalid, truncate(strings.Join(problems, "; "))
+		ready.Status, ready.Message = metav1.ConditionFalse, st.Message
+	} else {
+		st.Phase, st.Message = drv1.PlanReady, ""
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, ReasonValid, "The plan and its workflows are valid"
+	}
+	if isExecuted {
+		st.Phase = drv1.PlanExecuted
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	params := metav1.Condition{Type: drv1.ConditionParametersComplete, ObservedGeneration: plan.Generation}
+	if len(r.MissingParams) == 0 {
+		params.Status, params.Reason, params.Message = metav1.ConditionTrue, ReasonAllParametersSet, "Every required parameter has a value"
+	} else {
+		params.Status, params.Reason = metav1.ConditionFalse, ReasonParameterMissing
+		params.Message = truncate("Required parameters without a value (an execution must supply them in spec.params): " +
+			strings.Join(r.MissingParams, ", "))
+	}
+	meta.SetStatusCondition(&st.Conditions, params)
+	return st
+}
+
+func joinErrors(errs field.ErrorList) string {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// truncate cuts s to at most maxMessage bytes, on a rune boundary.
+func truncate(s string) string {
+	const tail = "... (truncated)"
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage - len(tail)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + tail
+}
+
+// event records a Normal event when ok, else a Warning.
+func (c *Controller) event(obj object, ok bool, reason, message string) {
+	if c.recorder == nil {
+		return
+	}
+	kind := corev1.EventTypeNormal
+	if !ok {
+		kind = corev1.EventTypeWarning
+	}
+	if message == "" {
+		message = fmt.Sprintf("%s is %s", obj.GetName(), reason)
+	}
+	c.recorder.Event(obj, kind, reason, message)
+}
+
+type object interface {
+	runtime.Object
+	metav1.Object
+}

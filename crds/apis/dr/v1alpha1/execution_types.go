@@ -1,0 +1,311 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=drpe;drexec,categories=dr
+// +kubebuilder:printcolumn:name="Plan",type=string,JSONPath=`.spec.planRef.name`
+// +kubebuilder:printcolumn:name="Operation",type=string,JSONPath=`.spec.operation`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// DRPlanExecution is one run of a DRPlan: Execute runs the plan's actions stage by stage, Revert
+// undoes an earlier Execute in reverse order. Its spec cannot change once created.
+type DRPlanExecution struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DRPlanExecutionSpec   `json:"spec"`
+	Status DRPlanExecutionStatus `json:"status,omitempty"`
+}
+
+// DRPlanExecutionSpec says which plan to run and how.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new DRPlanExecution to run the plan again"
+// +kubebuilder:validation:XValidation:rule="!has(self.revertExecutionRef) || self.operation == 'Revert'",message="revertExecutionRef is only for operation Revert"
+type DRPlanExecutionSpec struct {
+	// PlanRef names the plan to run.
+	PlanRef ObjectReference `json:"planRef"`
+
+	// Operation: Execute (default) runs the plan; Revert undoes an earlier Execute.
+	// +optional
+	// +kubebuilder:default=Execute
+	Operation Operation `json:"operation,omitempty"`
+
+	// RevertExecutionRef names the Execute (in this namespace) that a Revert undoes. Default: the
+	// plan's latest Execute that is not reverted yet.
+	// +optional
+	RevertExecutionRef *LocalReference `json:"revertExecutionRef,omitempty"`
+
+	// Params override every other value of these parameters for this run.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Params []ParamValue `json:"params,omitempty"`
+}
+
+// Operation is what an execution does.
+// +kubebuilder:validation:Enum=Execute;Revert
+type Operation string
+
+const (
+	OperationExecute Operation = "Execute"
+	OperationRevert  Operation = "Revert"
+)
+
+// LocalReference names an object in the same namespace.
+type LocalReference struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// ExecutionPhase is the state of an execution.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Cancelled
+type ExecutionPhase string
+
+const (
+	ExecutionPending   ExecutionPhase = "Pending"
+	ExecutionRunning   ExecutionPhase = "Running"
+	ExecutionSucceeded ExecutionPhase = "Succeeded"
+	ExecutionFailed    ExecutionPhase = "Failed"
+	ExecutionCancelled ExecutionPhase = "Cancelled"
+)
+
+// StepPhase is the state of a stage, a workflow or an action within an execution.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Skipped;Cancelled
+type StepPhase string
+
+const (
+	StepPending   StepPhase = "Pending"
+	StepRunning   StepPhase = "Running"
+	StepSucceeded StepPhase = "Succeeded"
+	StepFailed    StepPhase = "Failed"
+	StepSkipped   StepPhase = "Skipped"
+	StepCancelled StepPhase = "Cancelled"
+)
+
+// DRPlanExecutionStatus tells where a run is. Stage and workflow entries carry only their own
+// state; each action's detail lives once, in actionStatuses.
+type DRPlanExecutionStatus struct {
+	// Phase: Pending, Running, Succeeded, Failed or Cancelled.
+	// +optional
+	Phase ExecutionPhase `json:"phase,omitempty"`
+
+	// Message says why the run failed or is waiting.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// ResolvedParams is the snapshot of parameter values the run uses (secrets redacted). Values
+	// that differ per workflow are in that workflow's entry of stageStatuses.
+	// +optional
+	ResolvedParams map[string]string `json:"resolvedParams,omitempty"`
+
+	// StartTime is when the run took the plan's lock and started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// CompletionTime is when the run ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// StageStatuses has one entry per stage, in plan order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	StageStatuses []StageStatus `json:"stageStatuses,omitempty"`
+
+	// ActionStatuses has one entry per action run, in order; stage and workflowIndex say where.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20000
+	ActionStatuses []ActionStatus `json:"actionStatuses,omitempty"`
+
+	// Outputs are what the actions made: references to created objects and HTTP responses.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20000
+	Outputs []ActionOutput `json:"outputs,omitempty"`
+
+	// Summary counts stages and workflows by state.
+	// +optional
+	Summary *ExecutionSummary `json:"summary,omitempty"`
+
+	// Conditions: Complete (the run ended, however it ended), Succeeded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// StageStatus is the state of one stage.
+type StageStatus struct {
+	// Name of the stage.
+	Name string `json:"name"`
+	// Phase of the stage.
+	// +optional
+	Phase StepPhase `json:"phase,omitempty"`
+	// Parallel is the stage's parallel setting.
+	// +optional
+	Parallel bool `json:"parallel,omitempty"`
+	// DependsOn is the stage's dependsOn.
+	// +optional
+	DependsOn []string `json:"dependsOn,omitempty"`
+	// StartTime of the stage.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime of the stage.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// Duration of the stage, e.g. "40s".
+	// +optional
+	Duration string `json:"duration,omitempty"`
+	// Message says why the stage failed or was skipped.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// WorkflowExecutions has one entry per workflow of the stage, in order.
+	// +optional
+	WorkflowExecutions []WorkflowExecutionStatus `json:"workflowExecutions,omitempty"`
+}
+
+// WorkflowExecutionStatus is the state of one workflow of a stage.
+type WorkflowExecutionStatus struct {
+	// WorkflowRef names the workflow.
+	WorkflowRef ObjectReference `json:"workflowRef"`
+	// Phase of the workflow.
+	// +optional
+	Phase StepPhase `json:"phase,omitempty"`
+	// StartTime of the workflow.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime of the workflow.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// Duration of the workflow, e.g. "40s".
+	// +optional
+	Duration string `json:"duration,omitempty"`
+	// Progress, e.g. "2/3 actions completed".
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// CurrentAction is the action running now.
+	// +optional
+	CurrentAction string `json:"currentAction,omitempty"`
+	// Message says why the workflow failed or was skipped.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// ResolvedParams of this workflow, only where they differ from the execution's resolvedParams.
+	// +optional
+	ResolvedParams map[string]string `json:"resolvedParams,omitempty"`
+}
+
+// ActionStatus is the state of one action run.
+type ActionStatus struct {
+	// Name of the action.
+	Name string `json:"name"`
+	// Stage the action belongs to.
+	// +optional
+	Stage string `json:"stage,omitempty"`
+	// WorkflowIndex is the position of the action's workflow in its stage.
+	// +optional
+	WorkflowIndex int32 `json:"workflowIndex,omitempty"`
+	// Phase: Pending, Running, Succeeded, Failed or Skipped.
+	// +optional
+	Phase StepPhase `json:"phase,omitempty"`
+	// StartTime of the action.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime of the action.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// Message says what happened.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// RetryCount is how many times the action was retried.
+	// +optional
+	RetryCount int32 `json:"retryCount,omitempty"`
+}
+
+// ActionOutput is what one action made.
+type ActionOutput struct {
+	// ActionName is the action's name.
+	ActionName string `json:"actionName"`
+	// Stage the action belongs to.
+	// +optional
+	Stage string `json:"stage,omitempty"`
+	// WorkflowIndex is the position of the action's workflow in its stage.
+	// +optional
+	WorkflowIndex int32 `json:"workflowIndex,omitempty"`
+	// LocalizationRef is the Localization the action created or changed.
+	// +optional
+	LocalizationRef *ResourceReference `json:"localizationRef,omitempty"`
+	// SubscriptionRef is the Subscription the action created or changed.
+	// +optional
+	SubscriptionRef *ResourceReference `json:"subscriptionRef,omitempty"`
+	// JobRef is the Job the action created.
+	// +optional
+	JobRef *ResourceReference `json:"jobRef,omitempty"`
+	// ResourceRef is the object the action created or changed.
+	// +optional
+	ResourceRef *ResourceReference `json:"resourceRef,omitempty"`
+	// HTTPResponse is the response of the action's HTTP call.
+	// +optional
+	HTTPResponse *HTTPResponse `json:"httpResponse,omitempty"`
+}
+
+// ResourceReference identifies an object exactly.
+type ResourceReference struct {
+	// APIVersion of the object.
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+	// Kind of the object.
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Name of the object.
+	Name string `json:"name"`
+	// Namespace of the object.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// UID of the object, so that Revert deletes this very object and not a namesake.
+	// +optional
+	UID string `json:"uid,omitempty"`
+}
+
+// HTTPResponse is a recorded HTTP response.
+type HTTPResponse struct {
+	// StatusCode of the response.
+	StatusCode int32 `json:"statusCode"`
+	// Body of the response, truncated.
+	// +optional
+	Body string `json:"body,omitempty"`
+}
+
+// ExecutionSummary counts stages and workflows by state.
+type ExecutionSummary struct {
+	TotalStages        int32 `json:"totalStages"`
+	CompletedStages    int32 `json:"completedStages"`
+	RunningStages      int32 `json:"runningStages"`
+	PendingStages      int32 `json:"pendingStages"`
+	FailedStages       int32 `json:"failedStages"`
+	TotalWorkflows     int32 `json:"totalWorkflows"`
+	CompletedWorkflows int32 `json:"completedWorkflows"`
+	RunningWorkflows   int32 `json:"runningWorkflows"`
+	PendingWorkflows   int32 `json:"pendingWorkflows"`
+	FailedWorkflows    int32 `json:"failedWorkflows"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+
+// DRPlanExecutionList is a list of DRPlanExecutions.
+type DRPlanExecutionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DRPlanExecution `json:"items"`
+}

@@ -1,0 +1,31 @@
+package v1alpha1
+
+import "time"
+
+// ImplicitStageName is the name of the one stage of a plan written with the workflowRef shorthand.
+const ImplicitStageName = "default"
+
+// EffectiveStages returns the plan's stages; the workflowRef shorthand is one stage running that
+// one workflow.
+func (s *DRPlanSpec) EffectiveStages() []Stage {
+	if s.WorkflowRef != nil && len(s.Stages) == 0 {
+		return []Stage{{Name: ImplicitStageName, Workflows: []StageWorkflow{{WorkflowRef: *s.WorkflowRef}}}}
+	}
+	return s.Stages
+}
+
+// NamespaceOr returns the reference's namespace, or def when it has none.
+func (r ObjectReference) NamespaceOr(def string) string {
+	if r.Namespace == "" {
+		return def
+	}
+	return r.Namespace
+}
+
+// Parse returns the duration; an empty Duration is zero.
+func (d Duration) Parse() (time.Duration, error) {
+	if d == "" {
+		return 0, nil
+	}
+	return time.ParseDuration(string(d))
+}

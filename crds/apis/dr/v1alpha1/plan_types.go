@@ -1,0 +1,208 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=drp,categories=dr
+// +kubebuilder:printcolumn:name="Stages",type=integer,JSONPath=`.status.stageCount`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Execution",type=string,JSONPath=`.status.currentExecution.name`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// DRPlan is a disaster-recovery runbook: stages of workflows, ordered by dependsOn, with the
+// parameters they run with. Run it by creating a DRPlanExecution or by annotating the plan with
+// dr.bkbcs.tencent.com/trigger=execute.
+type DRPlan struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DRPlanSpec   `json:"spec"`
+	Status DRPlanStatus `json:"status,omitempty"`
+}
+
+// DRPlanSpec declares the stages of a plan and their parameters.
+// +kubebuilder:validation:XValidation:rule="has(self.workflowRef) != has(self.stages)",message="set exactly one of spec.workflowRef (a plan of one workflow) and spec.stages"
+type DRPlanSpec struct {
+	// Description says what the plan is for.
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// WorkflowRef is the shorthand for a plan of one stage running one workflow. Use stages
+	// instead for more.
+	// +optional
+	WorkflowRef *ObjectReference `json:"workflowRef,omitempty"`
+
+	// GlobalParams are passed to every workflow of the plan; a stage workflow's params and the
+	// execution's params override them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	GlobalParams []ParamValue `json:"globalParams,omitempty"`
+
+	// FailurePolicy governs the plan's workflows and stages: Stop (default) starts no new workflow
+	// or stage after a failure, lets workflows already running finish and ends the run Failed;
+	// Continue runs everything it still can and ends the run Failed if anything failed.
+	// +optional
+	// +kubebuilder:default=Stop
+	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
+
+	// Stages of the plan. A stage starts when every stage it dependsOn has succeeded.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	Stages []Stage `json:"stages,omitempty"`
+
+	// ServiceAccountName, when set, is the ServiceAccount (in the plan's namespace) whose rights
+	// every API side effect of this plan's executions is made with. Empty: the controller's own.
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+}
+
+// ObjectReference names an object by name and namespace.
+type ObjectReference struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Namespace of the object; the referring object's namespace when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// ParamValue gives a parameter a value.
+type ParamValue struct {
+	// Name of the parameter, as the workflow declares it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+
+	// Value, as a string; it is converted to the parameter's declared type (int, bool or string).
+	// +optional
+	Value string `json:"value"`
+}
+
+// Stage is a step of a plan: one or more workflows run one after another, or all at once when
+// parallel is true.
+type Stage struct {
+	// Name of the stage, unique in the plan.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Description says what the stage does.
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// DependsOn names the stages that must succeed before this one starts.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=100
+	DependsOn []string `json:"dependsOn,omitempty"`
+
+	// Parallel runs the stage's workflows at once; otherwise they run in order.
+	// +optional
+	Parallel bool `json:"parallel,omitempty"`
+
+	// Workflows the stage runs. The same workflow may appear several times with other params.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	Workflows []StageWorkflow `json:"workflows"`
+}
+
+// StageWorkflow is one workflow of a stage with its parameters.
+type StageWorkflow struct {
+	// WorkflowRef names the DRWorkflow to run.
+	WorkflowRef ObjectReference `json:"workflowRef"`
+
+	// Params override the plan's globalParams for this workflow.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Params []ParamValue `json:"params,omitempty"`
+}
+
+// PlanPhase is the state of a plan.
+// +kubebuilder:validation:Enum=Ready;Invalid;Executed
+type PlanPhase string
+
+const (
+	// PlanReady: valid, and nothing executed that is not reverted.
+	PlanReady PlanPhase = "Ready"
+	// PlanInvalid: a referenced workflow is missing or invalid, or the stages are wrong.
+	PlanInvalid PlanPhase = "Invalid"
+	// PlanExecuted: an Execute took effect and is not reverted yet.
+	PlanExecuted PlanPhase = "Executed"
+)
+
+// DRPlanStatus is what the controller knows of a plan.
+type DRPlanStatus struct {
+	// Phase: Ready, Invalid or Executed.
+	// +optional
+	Phase PlanPhase `json:"phase,omitempty"`
+
+	// Message says why the plan is Invalid.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// StageCount is the number of stages (the STAGES column); 1 for the workflowRef shorthand.
+	// +optional
+	StageCount int32 `json:"stageCount,omitempty"`
+
+	// CurrentExecution is the execution that holds the plan's lock, if any.
+	// +optional
+	CurrentExecution *ExecutionReference `json:"currentExecution,omitempty"`
+
+	// LastSuccessfulExecution is the latest execution, Execute or Revert, that succeeded.
+	// +optional
+	LastSuccessfulExecution *ExecutionReference `json:"lastSuccessfulExecution,omitempty"`
+
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready (the plan can run), ParametersComplete (every required parameter has a
+	// value without the execution's help).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ExecutionReference points at a DRPlanExecution.
+type ExecutionReference struct {
+	// Name of the execution.
+	Name string `json:"name"`
+	// Namespace of the execution.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// Operation of the execution: Execute or Revert.
+	// +optional
+	Operation Operation `json:"operation,omitempty"`
+	// StartTime of the execution.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime of the execution.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+
+// DRPlanList is a list of DRPlans.
+type DRPlanList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DRPlan `json:"items"`
+}

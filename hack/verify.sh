@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Checks that generated code is current (regenerating into a scratch copy of the repository and
+# comparing), that every Go file is gofmt'ed, and that go vet is clean.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "verify: not gofmt'ed (run gofmt -w):" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+go vet ./...
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+# Copy what git would see (tracked and untracked-but-not-ignored files), then regenerate there.
+git ls-files --cached --others --exclude-standard -z | xargs -0 cp --parents -t "$scratch" 2>/dev/null || true
+TOOLS_BIN="$root/bin" "$scratch/hack/update-codegen.sh"
+for dir in crds; do
+	if ! diff -r "$root/$dir" "$scratch/$dir" >"$scratch.diff"; then
+		cat "$scratch.diff" >&2
+		rm -f "$scratch.diff"
+		echo "verify: generated code under $dir/ is stale: run 'make generate' and commit the result" >&2
+		exit 1
+	fi
+done
+rm -f "$scratch.diff"
+echo "verify: generated code is current, gofmt and go vet are clean"

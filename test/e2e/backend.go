@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/crds"
+	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
+	"github.com/bkbcs/drplan-controller/test/controlplane"
+)
+
+// Env is what a test sees of the backend: clients, kubectl and where the repository is.
+type Env struct {
+	Config  *rest.Config
+	DR      versioned.Interface
+	Kube    kubernetes.Interface
+	Kubectl func(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error)
+	Root    string // repository root, for examples/
+}
+
+// Backend starts and stops the cluster the suite runs against, and the controller in it.
+type Backend interface {
+	Name() string
+	Start(ctx context.Context, progress io.Writer) (*Env, error)
+	Stop() error
+}
+
+// SelectBackend returns the backend named by E2E_BACKEND ("" means local).
+func SelectBackend(name string) (Backend, error) {
+	switch name {
+	case "", "local":
+		return &localBackend{}, nil
+	case "node", "kind":
+		return nil, fmt.Errorf("E2E_BACKEND=%s is not built yet; use E2E_BACKEND=local", name)
+	default:
+		return nil, fmt.Errorf("unknown E2E_BACKEND %q: use local", name)
+	}
+}
+
+// localBackend is a real etcd + kube-apiserver on loopback, with the controller running in this
+// process.
+type localBackend struct {
+	cp     *controlplane.ControlPlane
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	runErr error
+}
+
+func (b *localBackend) Name() string { return "local" }
+
+func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	b.cp, err = controlplane.Start(ctx, controlplane.Options{
+		CRDs:     append(crds.YAML(), crds.ClusternetYAML()...),
+		Progress: progress,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(b.cp.RESTConfig)
+	cfg.QPS, cfg.Burst = 200, 400
+	dr, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, errors.Join(err, b.cp.Stop())
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, errors.Join(err, b.cp.Stop())
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.done.Add(1)
+	go func() {
+		defer b.done.Done()
+		b.runErr = controller.RunWithConfig(runCtx, b.cp.RESTConfig, controller.Options{Workers: 4})
+	}()
+	return &Env{
+		Config: cfg, DR: dr, Kube: kube, Root: root,
+		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
+			return b.cp.KubectlInput(ctx, stdin, args...)
+		},
+	}, nil
+}
+
+func (b *localBackend) Stop() error {
+	if b.cancel != nil {
+		b.cancel()
+		b.done.Wait()
+	}
+	var errs []error
+	if b.runErr != nil && !errors.Is(b.runErr, context.Canceled) {
+		errs = append(errs, fmt.Errorf("controller: %w", b.runErr))
+	}
+	if b.cp != nil {
+		errs = append(errs, b.cp.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+func repoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+		if err != nil {
+			return "", fmt.Errorf("cannot find the repository root: %w", err)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	return filepath.Join(filepath.Dir(file), "..", ".."), nil
+}

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+const waitTimeout = 30 * time.Second
+
+var nsCounter atomic.Int64
+
+// newNamespace creates a namespace of its own for one test. Without kube-controller-manager a
+// deleted namespace would stay Terminating, so they are left; every control plane is fresh.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
+	createNamespace(t, name)
+	return name
+}
+
+func createNamespace(t *testing.T, name string) {
+	t.Helper()
+	_, err := env.Kube.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// kubectl runs kubectl and fails the test on error.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := env.Kubectl(context.Background(), "", args...)
+	require.NoError(t, err, "kubectl %s: %s", strings.Join(args, " "), errOut)
+	return out
+}
+
+// kubectlFails runs kubectl, expects it to fail and returns its stderr.
+func kubectlFails(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, err := env.Kubectl(context.Background(), stdin, args...)
+	require.Error(t, err, "kubectl %s should have failed; it printed %s", strings.Join(args, " "), out)
+	return errOut
+}
+
+// eventually polls cond until it returns true or the timeout passes; the last message explains
+// a failure.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var last string
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		last = msg
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", waitTimeout, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitWorkflowPhase(t *testing.T, ns, name string, phase drv1.WorkflowPhase) *drv1.DRWorkflow {
+	t.Helper()
+	var wf *drv1.DRWorkflow
+	eventually(t, fmt.Sprintf("DRWorkflow %s/%s to be %s", ns, name, phase), func() (bool, string) {
+		var err error
+		wf, err = env.DR.DrV1alpha1().DRWorkflows(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return wf.Status.Phase == phase && wf.Status.ObservedGeneration == wf.Generation,
+			fmt.Sprintf("phase %q message %q", wf.Status.Phase, wf.Status.Message)
+	})
+	return wf
+}
+
+func waitPlanPhase(t *testing.T, ns, name string, phase drv1.PlanPhase) *drv1.DRPlan {
+	t.Helper()
+	var p *drv1.DRPlan
+	eventually(t, fmt.Sprintf("DRPlan %s/%s to be %s", ns, name, phase), func() (bool, string) {
+		var err error
+		p, err = env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.Phase == phase && p.Status.ObservedGeneration == p.Generation,
+			fmt.Sprintf("phase %q message %q", p.Status.Phase, p.Status.Message)
+	})
+	return p
+}
+
+// updatePlan re-reads the plan and applies mutate until the update does not conflict (the
+// controller writes the status of the same object).
+func updatePlan(t *testing.T, ns, name string, mutate func(*drv1.DRPlan)) {
+	t.Helper()
+	plans := env.DR.DrV1alpha1().DRPlans(ns)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := plans.Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(p)
+		_, err = plans.Update(context.Background(), p, metav1.UpdateOptions{})
+		return err
+	}))
+}
+
+// updateWorkflow is updatePlan for workflows.
+func updateWorkflow(t *testing.T, ns, name string, mutate func(*drv1.DRWorkflow)) {
+	t.Helper()
+	wfs := env.DR.DrV1alpha1().DRWorkflows(ns)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		wf, err := wfs.Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(wf)
+		_, err = wfs.Update(context.Background(), wf, metav1.UpdateOptions{})
+		return err
+	}))
+}

@@ -1,0 +1,42 @@
+// Package e2e is the end-to-end suite. It runs unchanged on every backend; E2E_BACKEND picks one:
+// local (default: a real etcd + kube-apiserver started on this machine, with the controller
+// running in this test process).
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// env is the running backend, set by TestMain.
+var env *Env
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped in -short mode")
+		os.Exit(0)
+	}
+	ctx := context.Background()
+	backend, err := SelectBackend(os.Getenv("E2E_BACKEND"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	env, err = backend.Start(ctx, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: starting the %s backend: %v\n", backend.Name(), err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := backend.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: stopping the %s backend: %v\n", backend.Name(), err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
