@@ -105,29 +105,30 @@ func waitPlanPhase(t *testing.T, ns, name string, phase drv1.PlanPhase) *drv1.DR
 // controller writes the status of the same object).
 func updatePlan(t *testing.T, ns, name string, mutate func(*drv1.DRPlan)) {
 	t.Helper()
-	plans := env.DR.DrV1alpha1().DRPlans(ns)
-	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		p, err := plans.Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		mutate(p)
-		_, err = plans.Update(context.Background(), p, metav1.UpdateOptions{})
-		return err
-	}))
+	updateObject(t, env.DR.DrV1alpha1().DRPlans(ns), name, mutate)
 }
 
 // updateWorkflow is updatePlan for workflows.
 func updateWorkflow(t *testing.T, ns, name string, mutate func(*drv1.DRWorkflow)) {
 	t.Helper()
-	wfs := env.DR.DrV1alpha1().DRWorkflows(ns)
+	updateObject(t, env.DR.DrV1alpha1().DRWorkflows(ns), name, mutate)
+}
+
+type getUpdater[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+func updateObject[T any](t *testing.T, client getUpdater[T], name string, mutate func(T)) {
+	t.Helper()
+	ctx := context.Background()
 	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		wf, err := wfs.Get(context.Background(), name, metav1.GetOptions{})
+		obj, err := client.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		mutate(wf)
-		_, err = wfs.Update(context.Background(), wf, metav1.UpdateOptions{})
+		mutate(obj)
+		_, err = client.Update(ctx, obj, metav1.UpdateOptions{})
 		return err
 	}))
 }
