@@ -316,7 +316,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 						"DRWorkflow %s/%s declares no parameter %q%s", ns, ref.Name, p.Name, rules.DidYouMean(p.Name, names))))
 					continue
 				}
-				if _, err := rules.ConvertParam(d.Type, p.Value); err != nil {
+				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil { // a Secret's value is checked when read
 					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+typeName(d.Type)+")"))
 				}
 				local[p.Name] = p.Value
@@ -326,7 +326,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 				if _, overridden := local[p.Name]; !known || overridden {
 					continue
 				}
-				if _, err := rules.ConvertParam(d.Type, p.Value); err != nil {
+				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil {
 					r.Errors = append(r.Errors, field.Invalid(spec.Child("globalParams").Index(k).Child("value"), p.Value,
 						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, typeName(d.Type))))
 				}

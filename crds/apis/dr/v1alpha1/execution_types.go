@@ -134,6 +134,11 @@ type DRPlanExecutionStatus struct {
 	// +kubebuilder:validation:MaxItems=20000
 	Outputs []ActionOutput `json:"outputs,omitempty"`
 
+	// Snapshot is the plan and workflows this run executes, fixed when it starts: editing them
+	// later changes nothing for this run, and a Revert of it undoes exactly what it ran.
+	// +optional
+	Snapshot *ExecutionSnapshot `json:"snapshot,omitempty"`
+
 	// Summary counts stages and workflows by state.
 	// +optional
 	Summary *ExecutionSummary `json:"summary,omitempty"`
@@ -284,6 +289,29 @@ type HTTPResponse struct {
 	// Body of the response, truncated.
 	// +optional
 	Body string `json:"body,omitempty"`
+}
+
+// ExecutionSnapshot records what an execution runs.
+type ExecutionSnapshot struct {
+	// PlanGeneration is the plan's generation when the run started.
+	PlanGeneration int64 `json:"planGeneration"`
+	// Workflows are the workflows the run uses, with their generations.
+	// +optional
+	Workflows []SnapshotWorkflow `json:"workflows,omitempty"`
+	// Hash is the SHA-256 of the uncompressed data.
+	Hash string `json:"hash"`
+	// Data is the plan's and the workflows' specs, as gzip-compressed JSON.
+	Data []byte `json:"data"`
+}
+
+// SnapshotWorkflow names a workflow in a snapshot.
+type SnapshotWorkflow struct {
+	// Name of the workflow.
+	Name string `json:"name"`
+	// Namespace of the workflow.
+	Namespace string `json:"namespace"`
+	// Generation of the workflow when the run started.
+	Generation int64 `json:"generation"`
 }
 
 // ExecutionSummary counts stages and workflows by state.

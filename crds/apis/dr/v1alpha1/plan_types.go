@@ -79,7 +79,8 @@ type ObjectReference struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// ParamValue gives a parameter a value.
+// ParamValue gives a parameter a value, written out or read from a Secret.
+// +kubebuilder:validation:XValidation:rule="!(has(self.value) && has(self.valueFrom))",message="set value or valueFrom, not both"
 type ParamValue struct {
 	// Name of the parameter, as the workflow declares it.
 	// +kubebuilder:validation:MinLength=1
@@ -88,7 +89,28 @@ type ParamValue struct {
 
 	// Value, as a string; it is converted to the parameter's declared type (int, bool or string).
 	// +optional
-	Value string `json:"value"`
+	Value string `json:"value,omitempty"`
+
+	// ValueFrom reads the value from a Secret key in the plan's namespace, for passwords and
+	// tokens. Such values are shown as (redacted) in status, events and logs.
+	// +optional
+	ValueFrom *ParamValueSource `json:"valueFrom,omitempty"`
+}
+
+// ParamValueSource is where a parameter's value comes from.
+type ParamValueSource struct {
+	// SecretKeyRef selects a key of a Secret in the plan's namespace.
+	SecretKeyRef *SecretKeySelector `json:"secretKeyRef"`
+}
+
+// SecretKeySelector selects a key of a Secret.
+type SecretKeySelector struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Key in the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
 }
 
 // Stage is a step of a plan: one or more workflows run one after another, or all at once when

@@ -203,6 +203,36 @@ type HTTPAction struct {
 	// +kubebuilder:validation:items:Minimum=100
 	// +kubebuilder:validation:items:Maximum=599
 	ExpectedStatusCodes []int32 `json:"expectedStatusCodes,omitempty"`
+
+	// Retry retries a call that failed to connect, timed out, or answered 429 or 5xx. Without it
+	// a call is made once: an HTTP call is not assumed to be safe to repeat.
+	// +optional
+	Retry *HTTPRetry `json:"retry,omitempty"`
+}
+
+// HTTPRetry says how often and how fast to retry a failed HTTP call.
+type HTTPRetry struct {
+	// Limit is the number of retries after the first attempt.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=20
+	Limit int32 `json:"limit"`
+
+	// Interval before the first retry.
+	// +optional
+	// +kubebuilder:default="1s"
+	Interval Duration `json:"interval,omitempty"`
+
+	// BackoffFactor multiplies the interval after each retry.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	BackoffFactor int32 `json:"backoffFactor,omitempty"`
+
+	// MaxInterval caps the interval between retries.
+	// +optional
+	// +kubebuilder:default="30s"
+	MaxInterval Duration `json:"maxInterval,omitempty"`
 }
 
 // JobAction creates a Job and waits for it to complete or fail.

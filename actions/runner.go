@@ -1,0 +1,51 @@
+package actions
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// Request is one rendered action to run for an execution: every template in Body has been
+// rendered already.
+type Request struct {
+	// Body is the action to run (or the rollback to run, on Revert).
+	Body drv1.ActionBody
+	// Execution is the run the action belongs to.
+	Execution ExecutionRef
+	// ActionID identifies the action within the execution, stably across retries and controller
+	// restarts ("<stage>/<workflow index>/<action name>"); runners derive deterministic names
+	// from it.
+	ActionID string
+	// ServiceAccount, when set ("namespace/name"), is impersonated for every API call the action
+	// makes; empty means the controller's own identity.
+	ServiceAccount string
+}
+
+// ExecutionRef names the execution an action runs for; runners label what they create with it.
+type ExecutionRef struct {
+	Namespace string
+	Name      string
+	UID       types.UID
+	PlanName  string
+}
+
+// Result is what a finished action reports. Runners return an error for a failed action; its
+// text becomes the action's message ("Action 'x' failed: <error>").
+type Result struct {
+	// Message says what happened, e.g. "HTTP request completed with status 200".
+	Message string
+	// Retries is how many times the action was retried before this result.
+	Retries int32
+	// HTTPResponse is set by HTTP actions.
+	HTTPResponse *drv1.HTTPResponse
+	// ResourceRef is set by actions that create, change or delete an object.
+	ResourceRef *drv1.ResourceReference
+}
+
+// Runner runs one type of action.
+type Runner interface {
+	Run(ctx context.Context, req Request) (Result, error)
+}
