@@ -49,3 +49,21 @@ type Result struct {
 type Runner interface {
 	Run(ctx context.Context, req Request) (Result, error)
 }
+
+// Idempotent reports whether running the action again after a crash is safe: Kubernetes objects
+// are found again by name, and GET, HEAD, PUT and DELETE calls are idempotent by HTTP's own
+// definition. A POST or PATCH call is not: it is recorded as started before it is made, and a
+// restart that finds it in flight reports it instead of calling again.
+func Idempotent(b drv1.ActionBody) bool {
+	if b.Type != drv1.ActionTypeHTTP {
+		return true
+	}
+	if b.HTTP == nil {
+		return false
+	}
+	switch b.HTTP.Method {
+	case "GET", "HEAD", "PUT", "DELETE", "OPTIONS":
+		return true
+	}
+	return false
+}

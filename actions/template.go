@@ -8,6 +8,7 @@ import (
 	"text/template"
 	"text/template/parse"
 
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
@@ -167,4 +168,58 @@ func dotted(names []string) []string {
 		out[i] = "." + n
 	}
 	return out
+}
+
+// RenderBody renders every string of an action body (URL, headers, body, names, manifest, the
+// strings of a Job's pod template...) one by one, so that a value is never spliced into JSON or
+// YAML syntax by accident. The error names the field.
+func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return b, err
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return b, err
+	}
+	tree, err = renderStrings("", tree, data)
+	if err != nil {
+		return b, err
+	}
+	if raw, err = json.Marshal(tree); err != nil {
+		return b, err
+	}
+	var out drv1.ActionBody
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return b, err
+	}
+	return out, nil
+}
+
+func renderStrings(path string, v any, data TemplateData) (any, error) {
+	switch v := v.(type) {
+	case string:
+		s, err := Render(v, data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(path, "."), err)
+		}
+		return s, nil
+	case []any:
+		for i := range v {
+			x, err := renderStrings(fmt.Sprintf("%s[%d]", path, i), v[i], data)
+			if err != nil {
+				return nil, err
+			}
+			v[i] = x
+		}
+	case map[string]any:
+		for k := range v {
+			x, err := renderStrings(path+"."+k, v[k], data)
+			if err != nil {
+				return nil, err
+			}
+			v[k] = x
+		}
+	}
+	return v, nil
 }

@@ -6,7 +6,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
 func TestRender(t *testing.T) {
@@ -69,4 +72,21 @@ func TestCheckTemplate(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.err)
 		})
 	}
+}
+
+func TestRenderBody(t *testing.T) {
+	data := actions.TemplateData{Params: map[string]any{"ns": "prod", "host": `db "primary"`, "replicas": int64(3)}, PlanName: "p"}
+	body := drv1.ActionBody{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{
+		Namespace: "{{ .params.ns }}", GenerateName: "backup-{{ .planName }}-",
+		Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"b","args":["--host={{ .params.host }}","--n={{ .params.replicas }}"]}]}}`)},
+	}}
+	got, err := actions.RenderBody(body, data)
+	require.NoError(t, err)
+	assert.Equal(t, "prod", got.Job.Namespace)
+	assert.Equal(t, "backup-p-", got.Job.GenerateName)
+	assert.JSONEq(t, `{"spec":{"containers":[{"name":"b","args":["--host=db \"primary\"","--n=3"]}]}}`, string(got.Job.Template.Raw))
+	assert.Equal(t, "{{ .params.ns }}", body.Job.Namespace, "the input is not changed")
+
+	_, err = actions.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "{{ .params.nope }}"}}, data)
+	assert.ErrorContains(t, err, `http.url: template: :1:10: executing "" at <.params.nope>: map has no entry for key "nope"`)
 }

@@ -6,6 +6,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -23,6 +25,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // kind says which sync a key belongs to.
@@ -31,6 +34,7 @@ type kind int
 const (
 	kindWorkflow kind = iota
 	kindPlan
+	kindExecution
 )
 
 func (k kind) String() string {
@@ -39,6 +43,8 @@ func (k kind) String() string {
 		return "DRWorkflow"
 	case kindPlan:
 		return "DRPlan"
+	case kindExecution:
+		return "DRPlanExecution"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -52,25 +58,36 @@ type key struct {
 
 func (k key) String() string { return k.kind.String() + " " + k.namespace + "/" + k.name }
 
-// Controller keeps the statuses of DRWorkflows and DRPlans true to their specs.
+// Controller keeps the statuses of DRWorkflows and DRPlans true to their specs and runs
+// DRPlanExecutions.
 type Controller struct {
-	dr       versioned.Interface
-	inf      *informers.Informers
-	queue    *actions.Queue[key]
-	recorder record.EventRecorder
-	now      func() time.Time
-	ready    func() // called once the caches have synced; may be nil
+	cfg          *rest.Config
+	dr           versioned.Interface
+	kube         kubernetes.Interface
+	impersonated sync.Map // "namespace/name" of a ServiceAccount -> kubernetes.Interface
+	inf          *informers.Informers
+	queue        *actions.Queue[key]
+	engine       *engine
+	recorder     record.EventRecorder
+	now          func() time.Time
+	ready        func() // called once the caches have synced; may be nil
 }
 
-// New builds a controller over the given informers (not started yet).
-func New(dr versioned.Interface, inf *informers.Informers, recorder record.EventRecorder) *Controller {
-	return &Controller{
+// New builds a controller over the given informers (not started yet). runners run the actions,
+// by type.
+func New(cfg *rest.Config, dr versioned.Interface, kube kubernetes.Interface, inf *informers.Informers,
+	recorder record.EventRecorder, runners map[drv1.ActionType]actions.Runner) *Controller {
+	c := &Controller{
+		cfg:      cfg,
 		dr:       dr,
+		kube:     kube,
 		inf:      inf,
 		queue:    actions.NewQueue[key](),
 		recorder: recorder,
 		now:      time.Now,
 	}
+	c.engine = newEngine(c, runners)
+	return c
 }
 
 // Scheme knows client-go's kinds and ours; events about our objects need it.
@@ -91,8 +108,9 @@ func NewRecorder(ctx context.Context, kube kubernetes.Interface) (record.EventRe
 }
 
 // Run registers the event handlers, starts the informers, waits for their caches and runs
-// workers until ctx is done. It returns after every worker has stopped.
-func (c *Controller) Run(ctx context.Context, workers int) error {
+// workers (and the engine's action workers) until ctx is done. It returns after every worker has
+// stopped.
+func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error {
 	logger := klog.FromContext(ctx)
 	if _, err := c.inf.Workflows.AddEventHandler(c.handler(c.enqueueWorkflow)); err != nil {
 		return err
@@ -100,7 +118,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if _, err := c.inf.Plans.AddEventHandler(c.handler(c.enqueuePlan)); err != nil {
 		return err
 	}
-	if _, err := c.inf.Executions.AddEventHandler(c.handler(c.enqueueExecutionPlan)); err != nil {
+	if _, err := c.inf.Executions.AddEventHandler(c.handler(c.enqueueExecution)); err != nil {
 		return err
 	}
 	c.inf.Start(ctx.Done())
@@ -113,7 +131,14 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if c.ready != nil {
 		c.ready()
 	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.engine.Run(ctx, actionWorkers)
+	}()
 	actions.Run(ctx, c.queue, workers, c.sync)
+	wg.Wait()
 	return nil
 }
 
@@ -144,14 +169,26 @@ func (c *Controller) enqueueWorkflow(obj any) {
 	}
 }
 
+// enqueuePlan enqueues a plan and its unfinished executions: a change of the plan's lock lets a
+// waiting execution start.
 func (c *Controller) enqueuePlan(obj any) {
-	if p, ok := obj.(*drv1.DRPlan); ok {
-		c.queue.Add(key{kindPlan, p.Namespace, p.Name})
+	p, ok := obj.(*drv1.DRPlan)
+	if !ok {
+		return
+	}
+	c.queue.Add(key{kindPlan, p.Namespace, p.Name})
+	execs, _ := c.inf.ExecutionsForPlan(p.Namespace, p.Name)
+	for _, e := range execs {
+		if !rules.ExecutionFinished(e.Status.Phase) {
+			c.queue.Add(key{kindExecution, e.Namespace, e.Name})
+		}
 	}
 }
 
-func (c *Controller) enqueueExecutionPlan(obj any) {
+// enqueueExecution enqueues an execution and its plan, whose phase depends on its executions.
+func (c *Controller) enqueueExecution(obj any) {
 	if e, ok := obj.(*drv1.DRPlanExecution); ok {
+		c.queue.Add(key{kindExecution, e.Namespace, e.Name})
 		c.queue.Add(key{kindPlan, e.Spec.PlanRef.NamespaceOr(e.Namespace), e.Spec.PlanRef.Name})
 	}
 }
@@ -166,6 +203,8 @@ func (c *Controller) sync(ctx context.Context, k key) error {
 		err = c.syncWorkflow(ctx, k.namespace, k.name)
 	case kindPlan:
 		err = c.syncPlan(ctx, k.namespace, k.name)
+	case kindExecution:
+		err = c.syncExecution(ctx, k.namespace, k.name)
 	}
 	switch {
 	case apierrors.IsConflict(err):

@@ -7,14 +7,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
 )
 
 // Options configure the controller process.
 type Options struct {
-	// Workers is the number of keys synced at once.
+	// Workers is the number of objects synced at once.
 	Workers int
+	// ActionWorkers is the number of actions run at once, across all executions.
+	ActionWorkers int
 	// Ready, if set, is called once the informer caches have synced and the workers start.
 	Ready func()
 }
@@ -44,7 +48,18 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.Workers < 1 {
 		opts.Workers = 1
 	}
-	c := New(dr, inf, recorder)
+	if opts.ActionWorkers < 1 {
+		opts.ActionWorkers = 64
+	}
+	clients, err := actions.NewClientFactory(cfg)
+	if err != nil {
+		return err
+	}
+	runners := map[drv1.ActionType]actions.Runner{
+		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(nil),
+		drv1.ActionTypeKubernetesResource: actions.NewResourceRunner(clients),
+	}
+	c := New(cfg, dr, kube, inf, recorder, runners)
 	c.ready = opts.Ready
-	return c.Run(ctx, opts.Workers)
+	return c.Run(ctx, opts.Workers, opts.ActionWorkers)
 }

@@ -56,3 +56,98 @@ func ConvertParam(t drv1.ParameterType, s string) (any, error) {
 		return nil, fmt.Errorf("unknown parameter type %q (use string, int or bool)", t)
 	}
 }
+
+// Redacted stands for a value read from a Secret wherever values are shown.
+const Redacted = "(redacted)"
+
+// SecretReader reads one key of a Secret in the plan's namespace.
+type SecretReader func(name, key string) (string, error)
+
+// ResolvedParams are one workflow entry's parameter values.
+type ResolvedParams struct {
+	// Values are typed as declared (string, int64 or bool), for templates and guards.
+	Values map[string]any
+	// Display are the values as shown in status: text, with Secret-sourced ones redacted.
+	Display map[string]string
+	// Secrets are the Secret-sourced values, to be scrubbed from messages and outputs.
+	Secrets []string
+}
+
+// ResolveParams resolves a workflow's declared parameters. Each layer overrides the ones before
+// it: the declared default, then the plan's globalParams, the stage workflow's params and the
+// execution's params. Values of names the workflow does not declare are ignored (globalParams
+// are shared by every workflow). A required parameter without a value, a value that does not
+// convert to its type and an unreadable Secret are errors naming the parameter.
+func ResolveParams(decls []drv1.Parameter, read SecretReader, layers ...[]drv1.ParamValue) (ResolvedParams, error) {
+	r := ResolvedParams{Values: map[string]any{}, Display: map[string]string{}}
+	for _, d := range decls {
+		var (
+			text   string
+			set    bool
+			secret bool
+		)
+		if d.Default != nil {
+			s, err := DefaultString(d.Default)
+			if err != nil {
+				return r, fmt.Errorf("parameter %s: default %w", d.Name, err)
+			}
+			text, set = s, true
+		}
+		for _, layer := range layers {
+			for _, v := range layer {
+				if v.Name != d.Name {
+					continue
+				}
+				text, set, secret = v.Value, true, false
+				if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
+					ref := v.ValueFrom.SecretKeyRef
+					s, err := read(ref.Name, ref.Key)
+					if err != nil {
+						return r, fmt.Errorf("parameter %s: reading Secret %s key %s: %w", d.Name, ref.Name, ref.Key, err)
+					}
+					text, secret = s, true
+				}
+			}
+		}
+		if !set {
+			if d.Required {
+				return r, fmt.Errorf("required parameter %s has no value: set it in the plan's globalParams, the stage's params or the execution's spec.params", d.Name)
+			}
+			r.Values[d.Name] = zeroValue(d.Type) // optional and unset: "", 0 or false
+			continue
+		}
+		v, err := ConvertParam(d.Type, text)
+		if err != nil {
+			if secret {
+				err = fmt.Errorf("the Secret's value is not a %s", typeName(d.Type))
+			}
+			return r, fmt.Errorf("parameter %s: %w", d.Name, err)
+		}
+		r.Values[d.Name] = v
+		r.Display[d.Name] = text
+		if secret {
+			r.Display[d.Name] = Redacted
+			if text != "" {
+				r.Secrets = append(r.Secrets, text)
+			}
+		}
+	}
+	return r, nil
+}
+
+func typeName(t drv1.ParameterType) string {
+	if t == "" {
+		return string(drv1.ParameterTypeString)
+	}
+	return string(t)
+}
+
+func zeroValue(t drv1.ParameterType) any {
+	switch t {
+	case drv1.ParameterTypeInt:
+		return int64(0)
+	case drv1.ParameterTypeBool:
+		return false
+	}
+	return ""
+}

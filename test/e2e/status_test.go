@@ -114,12 +114,13 @@ func TestLargeExecutionStatus(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "large")
 	dr := env.DR.DrV1alpha1()
-	e, err := dr.DRPlanExecutions(ns).Create(ctx, &drv1.DRPlanExecution{
+	_, err := dr.DRPlanExecutions(ns).Create(ctx, &drv1.DRPlanExecution{
 		ObjectMeta: metav1.ObjectMeta{Name: "big"},
 		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "big-plan"}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
+	var e *drv1.DRPlanExecution
 	now := metav1.NewTime(time.Date(2026, 2, 2, 10, 0, 5, 0, time.UTC))
 	later := metav1.NewTime(now.Add(40 * time.Second))
 	st := drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionSucceeded, StartTime: &now, CompletionTime: &later,
@@ -148,6 +149,9 @@ func TestLargeExecutionStatus(t *testing.T) {
 		}
 		st.StageStatuses = append(st.StageStatuses, stage)
 	}
+	// The controller fails the execution first (its plan does not exist); then the test writes
+	// the status the engine would write for such a plan.
+	e = waitExecution(t, ns, "big", drv1.ExecutionFailed)
 	e.Status = st
 	e, err = dr.DRPlanExecutions(ns).UpdateStatus(ctx, e, metav1.UpdateOptions{})
 	require.NoError(t, err)

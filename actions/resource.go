@@ -1,0 +1,490 @@
+package actions
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// resourceFieldManager is the field manager of every write a resource action makes.
+const resourceFieldManager = "drplan-controller"
+
+// apiRetry bounds how a runner retries transient API errors (conflicts where a retry helps,
+// 429, 5xx, timeouts, dropped connections) within one Run, before the queue's own backoff.
+type apiRetry struct {
+	attempts int           // calls in all, the first included
+	delay    time.Duration // before the first retry; doubles after each
+	maxDelay time.Duration // cap on one delay, also on a server's Retry-After
+}
+
+var defaultAPIRetry = apiRetry{attempts: 4, delay: 200 * time.Millisecond, maxDelay: 2 * time.Second}
+
+// ResourceRunner runs KubernetesResource actions: it creates, applies (server-side), merge-patches
+// or deletes the one object of the action's manifest, as the action's ServiceAccount if it has
+// one.
+//
+// Objects it creates or applies are labelled with the plan and the execution, and a
+// metadata.generateName becomes a name fixed per execution and action, so a retry, or a run after
+// a controller restart, finds the object the first attempt made instead of making another.
+type ResourceRunner struct {
+	clients *ClientFactory
+	retry   apiRetry
+}
+
+var _ Runner = (*ResourceRunner)(nil)
+
+// NewResourceRunner returns a runner that gets its clients from f.
+func NewResourceRunner(f *ClientFactory) *ResourceRunner {
+	return &ResourceRunner{clients: f, retry: defaultAPIRetry}
+}
+
+// resourceTarget is a resolved manifest: the object and the client of its resource.
+type resourceTarget struct {
+	obj    *unstructured.Unstructured
+	client dynamic.ResourceInterface
+	desc   string // "ConfigMap production/dr-config", for messages
+	as     string // " as ServiceAccount ns/name", or "" for the controller's own identity
+}
+
+// fail wraps an API error with what was being done to which object, and as whom.
+func (t *resourceTarget) fail(verb string, err error) error {
+	return fmt.Errorf("%s %s%s: %w", verb, t.desc, t.as, err)
+}
+
+// ref identifies obj, as returned by the API server; uid is left empty if obj is nil.
+func (t *resourceTarget) ref(obj *unstructured.Unstructured) *drv1.ResourceReference {
+	r := &drv1.ResourceReference{
+		APIVersion: t.obj.GetAPIVersion(),
+		Kind:       t.obj.GetKind(),
+		Name:       t.obj.GetName(),
+		Namespace:  t.obj.GetNamespace(),
+	}
+	if obj != nil {
+		r.UID = string(obj.GetUID())
+	}
+	return r
+}
+
+// Run runs req's KubernetesResource action. A failed action returns an error naming the object
+// and, for API errors, keeping the API server's own text (a Forbidden says who was refused what).
+func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
+	if req.Body.Type != drv1.ActionTypeKubernetesResource || req.Body.Resource == nil {
+		return Result{}, fmt.Errorf("resource runner: want a %s action with a resource block, got type %q", drv1.ActionTypeKubernetesResource, req.Body.Type)
+	}
+	op := req.Body.Resource.Operation
+	obj, err := decodeManifest(req.Body.Resource.Manifest)
+	if err != nil {
+		return Result{}, err
+	}
+	if obj.GetName() == "" {
+		prefix := obj.GetGenerateName()
+		switch {
+		case prefix == "":
+			return Result{}, errors.New("resource.manifest: metadata.name is required (or metadata.generateName for Create and Apply)")
+		case op != drv1.OperationCreate && op != drv1.OperationApply:
+			return Result{}, fmt.Errorf("resource.manifest: %s needs metadata.name: generateName only names a new object", op)
+		}
+		obj.SetName(DeterministicName(prefix, req.Execution.UID, req.ActionID))
+	}
+	if op == drv1.OperationCreate || op == drv1.OperationApply {
+		labels := obj.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[drv1.LabelPlan] = req.Execution.PlanName
+		labels[drv1.LabelExecution] = req.Execution.Name
+		obj.SetLabels(labels)
+	}
+	t, err := r.target("resource.manifest", req.ServiceAccount, obj, req.Execution.Namespace)
+	if err != nil {
+		return Result{}, err
+	}
+
+	var res Result
+	switch op {
+	case drv1.OperationCreate:
+		err = r.create(ctx, t, req.Execution, &res)
+	case drv1.OperationApply:
+		err = r.apply(ctx, t, &res)
+	case drv1.OperationPatch:
+		err = r.patch(ctx, t, &res)
+	case drv1.OperationDelete:
+		err = r.delete(ctx, t, &res)
+	default:
+		err = fmt.Errorf("resource.operation: unknown operation %q (want Create, Apply, Patch or Delete)", op)
+	}
+	return res, err
+}
+
+// DeleteCreated deletes the object ref names if it is still that very object (same UID): Revert
+// uses it to undo a Create. An object that is gone, or whose name now belongs to another object,
+// counts as already gone, and the namesake is left alone.
+func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount string, ref drv1.ResourceReference) (Result, error) {
+	if ref.UID == "" {
+		return Result{}, fmt.Errorf("delete %s %s: the reference has no UID, so a namesake cannot be told apart; refusing to delete", ref.Kind, objectName(ref.Namespace, ref.Name))
+	}
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion(ref.APIVersion)
+	obj.SetKind(ref.Kind)
+	obj.SetName(ref.Name)
+	obj.SetNamespace(ref.Namespace)
+	t, err := r.target("resourceRef", serviceAccount, obj, "")
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{ResourceRef: t.ref(nil)}
+	uid := types.UID(ref.UID)
+	background := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &background}
+	_, err = callAPI(ctx, r.retry, &res.Retries, false, func() (struct{}, error) {
+		return struct{}{}, t.client.Delete(ctx, ref.Name, opts)
+	})
+	switch {
+	case err == nil:
+		res.Message = t.desc + " deleted"
+		res.ResourceRef.UID = ref.UID
+		return res, nil
+	case apierrors.IsNotFound(err):
+		res.Message = t.desc + " already gone"
+		return res, nil
+	case !apierrors.IsConflict(err):
+		return res, t.fail("delete", err)
+	}
+	// A UID precondition that fails is reported as a conflict: check that the name really
+	// belongs to another object now before leaving it alone.
+	cur, getErr := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+		return t.client.Get(ctx, ref.Name, metav1.GetOptions{})
+	})
+	switch {
+	case apierrors.IsNotFound(getErr):
+		res.Message = t.desc + " already gone"
+		return res, nil
+	case getErr != nil:
+		return res, t.fail("delete", fmt.Errorf("%w (and reading it back to compare UIDs failed: %v)", err, getErr))
+	case cur.GetUID() != uid:
+		res.Message = fmt.Sprintf("%s already gone (the name now belongs to another object, uid %s, left alone)", t.desc, cur.GetUID())
+		return res, nil
+	}
+	return res, t.fail("delete", err)
+}
+
+// target maps obj's kind to its resource, settles its namespace (defaultNamespace for a
+// namespaced object without one) and picks the client of the identity. Errors start with field,
+// where obj came from.
+func (r *ResourceRunner) target(field, serviceAccount string, obj *unstructured.Unstructured, defaultNamespace string) (*resourceTarget, error) {
+	client, mapper, err := r.clients.Clients(serviceAccount)
+	if err != nil {
+		return nil, err
+	}
+	gvk := obj.GroupVersionKind()
+	mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		return nil, fmt.Errorf("%s: the API server serves no kind %s in %s (is its CRD installed?): %w", field, gvk.Kind, obj.GetAPIVersion(), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: look up the resource of %s %s: %w", field, gvk.Kind, obj.GetAPIVersion(), err)
+	}
+	t := &resourceTarget{obj: obj}
+	if serviceAccount != "" {
+		t.as = " as " + actingAs(serviceAccount)
+	}
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		if obj.GetNamespace() == "" {
+			if defaultNamespace == "" {
+				return nil, fmt.Errorf("%s: %s %s is namespaced: set metadata.namespace", field, gvk.Kind, obj.GetName())
+			}
+			obj.SetNamespace(defaultNamespace)
+		}
+		t.client = client.Resource(mapping.Resource).Namespace(obj.GetNamespace())
+	} else {
+		if ns := obj.GetNamespace(); ns != "" {
+			return nil, fmt.Errorf("%s: %s %s is cluster-scoped: remove metadata.namespace %q", field, gvk.Kind, obj.GetName(), ns)
+		}
+		t.client = client.Resource(mapping.Resource)
+	}
+	t.desc = gvk.Kind + " " + objectName(obj.GetNamespace(), obj.GetName())
+	return t, nil
+}
+
+// create creates the object. If it exists already and carries this execution's label, an
+// earlier attempt of this action made it (the result was lost to a crash or a timeout), and that
+// is success; anyone else's object is never taken over.
+func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec ExecutionRef, res *Result) error {
+	// Two passes: an object found to exist may be deleted before it is read.
+	for range 2 {
+		created, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+			return t.client.Create(ctx, t.obj, metav1.CreateOptions{FieldManager: resourceFieldManager})
+		})
+		if err == nil {
+			res.Message = t.desc + " created"
+			res.ResourceRef = t.ref(created)
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return t.fail("create", err)
+		}
+		existing, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+			return t.client.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
+		})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return t.fail("create", fmt.Errorf("it already exists and reading it failed: %w", err))
+		}
+		labels := existing.GetLabels()
+		if labels[drv1.LabelExecution] != exec.Name || labels[drv1.LabelPlan] != exec.PlanName {
+			return fmt.Errorf("%s already exists and was not created by this execution (%s=%q): delete or rename it, or use Apply to take it over",
+				t.desc, drv1.LabelExecution, labels[drv1.LabelExecution])
+		}
+		res.Message = t.desc + " created (by an earlier attempt of this action)"
+		res.ResourceRef = t.ref(existing)
+		return nil
+	}
+	return fmt.Errorf("create %s%s: it was deleted while being created; try again", t.desc, t.as)
+}
+
+// apply server-side applies the manifest. Force is set because the runbook is the authority
+// over the fields it names during a failover: a field another manager owns (kubectl, a GitOps
+// tool) is taken over instead of failing the action on a conflict. Fields the manifest leaves
+// out keep their owners and values.
+func (r *ResourceRunner) apply(ctx context.Context, t *resourceTarget, res *Result) error {
+	opts := metav1.ApplyOptions{FieldManager: resourceFieldManager, Force: true}
+	applied, err := callAPI(ctx, r.retry, &res.Retries, true, func() (*unstructured.Unstructured, error) {
+		return t.client.Apply(ctx, t.obj.GetName(), t.obj, opts)
+	})
+	if err != nil {
+		return t.fail("apply", err)
+	}
+	res.Message = t.desc + " applied"
+	res.ResourceRef = t.ref(applied)
+	return nil
+}
+
+// patch merge-patches (RFC 7386) the existing object with the manifest minus its identity
+// (apiVersion, kind, metadata.name, namespace and generateName); labels and annotations given in
+// the manifest are merged too.
+func (r *ResourceRunner) patch(ctx context.Context, t *resourceTarget, res *Result) error {
+	body := t.obj.DeepCopy().Object
+	delete(body, "apiVersion")
+	delete(body, "kind")
+	if md, ok := body["metadata"].(map[string]any); ok {
+		delete(md, "name")
+		delete(md, "namespace")
+		delete(md, "generateName")
+		if len(md) == 0 {
+			delete(body, "metadata")
+		}
+	}
+	data, err := utiljson.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("resource.manifest: encode the patch of %s: %w", t.desc, err)
+	}
+	patched, err := callAPI(ctx, r.retry, &res.Retries, true, func() (*unstructured.Unstructured, error) {
+		return t.client.Patch(ctx, t.obj.GetName(), types.MergePatchType, data, metav1.PatchOptions{FieldManager: resourceFieldManager})
+	})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("patch %s%s: %w: Patch changes an existing object, which must exist (use Create or Apply to make it)", t.desc, t.as, err)
+	}
+	if err != nil {
+		return t.fail("patch", err)
+	}
+	res.Message = t.desc + " patched"
+	res.ResourceRef = t.ref(patched)
+	return nil
+}
+
+// delete deletes the object by name, with background propagation: dependents are collected by
+// the garbage collector afterwards (Foreground would wait for it, and hang where none runs). An
+// object already gone is success. The object is read first only to report its UID.
+func (r *ResourceRunner) delete(ctx context.Context, t *resourceTarget, res *Result) error {
+	res.ResourceRef = t.ref(nil)
+	cur, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+		return t.client.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		res.Message = t.desc + " already gone"
+		return nil
+	case apierrors.IsForbidden(err):
+		// Allowed to delete but not to read: delete all the same, without reporting a UID.
+	case err != nil:
+		return t.fail("delete", err)
+	}
+	background := metav1.DeletePropagationBackground
+	_, err = callAPI(ctx, r.retry, &res.Retries, false, func() (struct{}, error) {
+		return struct{}{}, t.client.Delete(ctx, t.obj.GetName(), metav1.DeleteOptions{PropagationPolicy: &background})
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		res.Message = t.desc + " already gone"
+		return nil
+	case err != nil:
+		return t.fail("delete", err)
+	}
+	res.Message = t.desc + " deleted"
+	if cur != nil {
+		res.ResourceRef.UID = string(cur.GetUID())
+	}
+	return nil
+}
+
+// decodeManifest reads the one object of a rendered YAML manifest. Errors never quote the
+// manifest: it may hold a Secret's data.
+func decodeManifest(manifest string) (*unstructured.Unstructured, error) {
+	var objects []map[string]any
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	for i := 1; ; i++ {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resource.manifest: read document %d: %w", i, err)
+		}
+		data, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("resource.manifest: document %d is not valid YAML: %w", i, err)
+		}
+		var v any
+		if err := utiljson.Unmarshal(data, &v); err != nil {
+			return nil, fmt.Errorf("resource.manifest: document %d: %w", i, err)
+		}
+		if v == nil {
+			continue // empty document, or comments only
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("resource.manifest: document %d is not an object (a mapping with apiVersion, kind and metadata)", i)
+		}
+		objects = append(objects, obj)
+	}
+	switch len(objects) {
+	case 0:
+		return nil, errors.New("resource.manifest: no object: want one object with apiVersion, kind and metadata")
+	case 1:
+	default:
+		return nil, fmt.Errorf("resource.manifest: %d objects: an action takes exactly one; use one action per object", len(objects))
+	}
+	obj := &unstructured.Unstructured{Object: objects[0]}
+	apiVersion, _ := obj.Object["apiVersion"].(string)
+	kind, _ := obj.Object["kind"].(string)
+	if apiVersion == "" || kind == "" {
+		return nil, errors.New("resource.manifest: apiVersion and kind are required")
+	}
+	if _, err := schema.ParseGroupVersion(apiVersion); err != nil {
+		return nil, fmt.Errorf("resource.manifest: apiVersion: %w", err)
+	}
+	if md, ok := obj.Object["metadata"]; ok {
+		if _, ok := md.(map[string]any); !ok {
+			return nil, errors.New("resource.manifest: metadata must be a mapping")
+		}
+	}
+	return obj, nil
+}
+
+// maxGenerateNamePrefix is how much of a generateName the API server keeps (63 - 5 random
+// characters); DeterministicName truncates the same way.
+const maxGenerateNamePrefix = 58
+
+// nameAlphabet is the API server's own alphabet for generated names: no vowels, so no words,
+// and no characters that are easily confused (0/o, 1/l, 3/e).
+const nameAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+// DeterministicName stands in for metadata.generateName: prefix plus 5 lowercase alphanumerics
+// derived from the execution's UID and the action's ID. A retry of the action, or a run after a
+// controller restart, gets the same name, so it finds the object made before instead of making a
+// second one; another execution or action gets another name.
+func DeterministicName(prefix string, execution types.UID, actionID string) string {
+	if len(prefix) > maxGenerateNamePrefix {
+		prefix = prefix[:maxGenerateNamePrefix]
+	}
+	sum := sha256.Sum256([]byte(string(execution) + "\x00" + actionID))
+	n := binary.BigEndian.Uint64(sum[:8])
+	suffix := make([]byte, 5)
+	for i := range suffix {
+		suffix[i] = nameAlphabet[n%uint64(len(nameAlphabet))]
+		n /= uint64(len(nameAlphabet))
+	}
+	return prefix + string(suffix)
+}
+
+// objectName is "namespace/name", or "name" for a cluster-scoped object.
+func objectName(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// callAPI calls fn, retrying transient API errors (see transientAPIError) with a doubling delay,
+// or the server's Retry-After if longer, up to the policy's bound. Each retry is counted in
+// *retries. The last error is returned as is, so callers can still test it with apierrors.
+func callAPI[T any](ctx context.Context, policy apiRetry, retries *int32, conflictIsTransient bool, fn func() (T, error)) (T, error) {
+	delay := policy.delay
+	for attempt := 1; ; attempt++ {
+		v, err := fn()
+		if err == nil || attempt >= policy.attempts || ctx.Err() != nil || !transientAPIError(err, conflictIsTransient) {
+			return v, err
+		}
+		wait := delay
+		if s, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(s)*time.Second > wait {
+			wait = min(time.Duration(s)*time.Second, policy.maxDelay)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return v, err
+		case <-timer.C:
+		}
+		*retries++
+		delay = min(2*delay, policy.maxDelay)
+	}
+}
+
+// transientAPIError reports whether err may well go away on its own: 429, any 5xx, a server or
+// client timeout, a dropped or refused connection, and, where a retry reads the object afresh
+// (apply, patch), a conflict. Everything else (forbidden, invalid, not found, ...) is final.
+func transientAPIError(err error, conflictIsTransient bool) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	if apierrors.IsConflict(err) {
+		return conflictIsTransient
+	}
+	if apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) {
+		return true
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Code >= 500
+	}
+	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) || utilnet.IsHTTP2ConnectionLost(err) {
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) && netErr.Timeout()
+}

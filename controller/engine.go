@@ -1,0 +1,271 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// actionKey is one unit of work on the action queue: one action of one running execution.
+type actionKey struct {
+	exec  types.NamespacedName
+	index int
+}
+
+// engine runs executions: it keeps each running execution's live status in memory, decides with
+// rules.Advance what starts next, hands actions to the action queue's workers, and persists the
+// status through one coalescing writer per execution.
+type engine struct {
+	c       *Controller
+	runners map[drv1.ActionType]actions.Runner
+	queue   *actions.Queue[actionKey]
+	// writeInterval is the least time between two status writes of one execution.
+	writeInterval time.Duration
+
+	mu   sync.Mutex
+	ctx  context.Context // the engine's lifetime; set by run
+	runs map[types.NamespacedName]*run
+}
+
+// run is one execution in progress.
+type run struct {
+	e        *engine
+	key      types.NamespacedName
+	exec     *drv1.DRPlanExecution // as it was when the run started: spec and UID
+	prep     *prepared
+	identity string // "namespace/name" of the ServiceAccount to act as, or ""
+	writer   *statusWriter
+	stop     context.CancelFunc
+
+	mu        sync.Mutex
+	status    drv1.DRPlanExecutionStatus
+	cancelled bool
+	ended     bool
+}
+
+func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engine {
+	return &engine{c: c, runners: runners, queue: actions.NewQueue[actionKey](),
+		writeInterval: 25 * time.Millisecond, runs: map[types.NamespacedName]*run{}}
+}
+
+// Run works the action queue with workers until ctx ends.
+func (e *engine) Run(ctx context.Context, workers int) {
+	e.mu.Lock()
+	e.ctx = ctx
+	e.mu.Unlock()
+	actions.Run(ctx, e.queue, workers, e.runAction)
+}
+
+func (e *engine) running(key types.NamespacedName) *run {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[key]
+}
+
+// start takes over an execution whose status is laid out (fresh or read back after a restart)
+// and drives it to its end.
+func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.runs[types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}]; dup || e.ctx == nil {
+		return
+	}
+	ctx, stop := context.WithCancel(e.ctx)
+	r := &run{e: e, key: types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}, exec: exec,
+		prep: prep, identity: identity, status: status, stop: stop,
+		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true"}
+	r.writer = newStatusWriter(e.writeInterval, r.copyStatus, r.writeStatus)
+	e.runs[r.key] = r
+	go r.writer.Run(ctx)
+	go r.advance(ctx)
+}
+
+// cancel marks a run cancelled: nothing new starts; it ends once nothing is in flight.
+func (r *run) cancel(ctx context.Context) {
+	r.mu.Lock()
+	already := r.cancelled
+	r.cancelled = true
+	r.mu.Unlock()
+	if !already {
+		r.advance(ctx)
+	}
+}
+
+func (r *run) copyStatus() any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.DeepCopy()
+}
+
+// writeStatus replaces the whole status with a JSON patch on the status subresource: no
+// resourceVersion to conflict on (this is the execution's only status writer) and fields that
+// were cleared are cleared.
+func (r *run) writeStatus(ctx context.Context, status any) error {
+	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": status}})
+	if err != nil {
+		return err
+	}
+	_, err = r.e.c.dr.DrV1alpha1().DRPlanExecutions(r.key.Namespace).Patch(ctx, r.key.Name,
+		types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Writing execution status failed; will retry", "execution", r.key, "err", err)
+	}
+	return err
+}
+
+// advance decides what starts now and queues it; it ends the run when Advance says it is over.
+func (r *run) advance(ctx context.Context) {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return
+	}
+	start := rules.Advance(r.prep.plan, &r.status, metav1.NewTime(r.e.c.now()), r.cancelled)
+	over := rules.ExecutionFinished(r.status.Phase)
+	if over {
+		r.ended = true
+		setCompleteConditions(&r.status, r.exec.Generation)
+	}
+	r.mu.Unlock()
+	r.writer.Changed()
+	for _, a := range start {
+		r.e.queue.Add(actionKey{exec: r.key, index: a.Flat})
+	}
+	if over {
+		r.finish(ctx)
+	}
+}
+
+// runAction runs one action: it is the action queue's process function.
+func (e *engine) runAction(ctx context.Context, k actionKey) error {
+	r := e.running(k.exec)
+	if r == nil {
+		return nil // the run ended or its execution was deleted
+	}
+	body := r.prep.bodies[k.index]
+	r.mu.Lock()
+	as := r.status.ActionStatuses[k.index]
+	r.mu.Unlock()
+	if as.Phase != drv1.StepRunning {
+		return nil
+	}
+	logger := klog.FromContext(ctx).WithValues("execution", k.exec, "action", as.Name, "stage", as.Stage)
+	if !actions.Idempotent(body) {
+		// Write-ahead: a call that must not be repeated is recorded as started first, so a
+		// restart finds it in flight and reports it instead of calling again.
+		if err := r.writer.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	e.c.event(r.exec, true, "ActionStarted", fmt.Sprintf("Action %s started", as.Name))
+	runner, ok := e.runners[body.Type]
+	var (
+		res actions.Result
+		err error
+	)
+	started := time.Now()
+	if !ok {
+		err = fmt.Errorf("action type %s is not supported by this controller yet", body.Type)
+	} else {
+		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
+			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.planName},
+			ServiceAccount: r.identity})
+	}
+	if ctx.Err() != nil {
+		return nil // shutting down: the action stays Running and a restart decides
+	}
+	took := rules.FormatDuration(time.Since(started))
+	r.complete(ctx, k.index, res, err)
+	if err != nil {
+		logger.Info("Action failed", "err", r.prep.redact.Replace(err.Error()))
+		e.c.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.redact.Replace(err.Error())))
+	} else {
+		e.c.event(r.exec, true, "ActionSucceeded", fmt.Sprintf("Action %s completed successfully in %s", as.Name, took))
+	}
+	return nil
+}
+
+// actionID names an action stably within its execution: "<stage>/<workflow index>/<action>".
+func actionID(a drv1.ActionStatus) string {
+	return fmt.Sprintf("%s/%d/%s", a.Stage, a.WorkflowIndex, a.Name)
+}
+
+// complete records an action's result and moves the run on.
+func (r *run) complete(ctx context.Context, index int, res actions.Result, err error) {
+	now := metav1.NewTime(r.e.c.now())
+	r.mu.Lock()
+	a := &r.status.ActionStatuses[index]
+	a.CompletionTime, a.RetryCount = &now, a.RetryCount+res.Retries
+	if err != nil {
+		a.Phase, a.Message = drv1.StepFailed, truncate(r.prep.redact.Replace(err.Error()))
+	} else {
+		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.redact.Replace(res.Message))
+	}
+	if out := outputOf(*a, res, r.prep.redact); out != nil {
+		r.status.Outputs = append(r.status.Outputs, *out)
+	}
+	r.mu.Unlock()
+	r.advance(ctx)
+}
+
+// outputOf is what an action made, if anything worth recording.
+func outputOf(a drv1.ActionStatus, res actions.Result, redact *strings.Replacer) *drv1.ActionOutput {
+	if res.HTTPResponse == nil && res.ResourceRef == nil {
+		return nil
+	}
+	out := &drv1.ActionOutput{ActionName: a.Name, Stage: a.Stage, WorkflowIndex: a.WorkflowIndex, ResourceRef: res.ResourceRef}
+	if res.HTTPResponse != nil {
+		resp := *res.HTTPResponse
+		resp.Body = redact.Replace(resp.Body)
+		out.HTTPResponse = &resp
+	}
+	return out
+}
+
+// finish writes the final status, then releases the plan's lock.
+func (r *run) finish(ctx context.Context) {
+	defer func() {
+		r.stop()
+		r.e.mu.Lock()
+		delete(r.e.runs, r.key)
+		r.e.mu.Unlock()
+	}()
+	if err := r.writer.Flush(ctx); err != nil {
+		return // shutting down: a restart reads the last written status and finishes again
+	}
+	r.mu.Lock()
+	st := r.status.DeepCopy()
+	r.mu.Unlock()
+	r.e.c.finished(ctx, r.exec, st)
+}
+
+// setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.
+func setCompleteConditions(st *drv1.DRPlanExecutionStatus, generation int64) {
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: drv1.ConditionComplete, Status: metav1.ConditionTrue,
+		Reason: string(st.Phase), Message: completionMessage(st), ObservedGeneration: generation})
+	succeeded := metav1.ConditionFalse
+	if st.Phase == drv1.ExecutionSucceeded {
+		succeeded = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: "Succeeded", Status: succeeded,
+		Reason: string(st.Phase), Message: completionMessage(st), ObservedGeneration: generation})
+}
+
+func completionMessage(st *drv1.DRPlanExecutionStatus) string {
+	if st.Message != "" {
+		return st.Message
+	}
+	return "Execution " + strings.ToLower(string(st.Phase))
+}

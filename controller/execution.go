@@ -1,0 +1,340 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// fieldManager names this controller in managed fields.
+const fieldManager = "drplan-controller"
+
+// syncExecution starts, resumes, holds back or closes one execution. Running executions are
+// driven by the engine; this only hands them over and forwards a cancel.
+func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
+	key := types.NamespacedName{Namespace: ns, Name: name}
+	exec, err := c.inf.ExecutionLister.DRPlanExecutions(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		if r := c.engine.running(key); r != nil {
+			r.stop() // deleted mid-run: its workers find no run and drop their results
+			c.engine.mu.Lock()
+			delete(c.engine.runs, key)
+			c.engine.mu.Unlock()
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cancelled := exec.Annotations[drv1.AnnotationCancel] == "true"
+	if rules.ExecutionFinished(exec.Status.Phase) {
+		return c.releaseLock(ctx, exec, &exec.Status)
+	}
+	if r := c.engine.running(key); r != nil {
+		if cancelled {
+			r.cancel(ctx)
+		}
+		return nil
+	}
+	if exec.Labels[drv1.LabelPlan] != exec.Spec.PlanRef.Name {
+		if err := c.labelExecution(ctx, exec); err != nil {
+			return err
+		}
+	}
+	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")
+	}
+	if exec.Spec.Operation == drv1.OperationRevert {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Revert is not supported by this controller version yet")
+	}
+
+	plan, holder, err := c.acquireLock(ctx, exec)
+	switch {
+	case err != nil:
+		return err
+	case plan == nil:
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
+			fmt.Sprintf("DRPlan %s/%s not found", exec.Spec.PlanRef.NamespaceOr(ns), exec.Spec.PlanRef.Name))
+	case holder != "":
+		return c.setPending(ctx, exec, fmt.Sprintf("Waiting for execution %s to finish: a plan runs one execution at a time", holder))
+	}
+	if exec.Status.Phase == drv1.ExecutionRunning && exec.Status.Snapshot != nil {
+		return c.resume(ctx, exec)
+	}
+	return c.startFresh(ctx, exec, plan)
+}
+
+// identity is the ServiceAccount a plan's side effects are made as, "namespace/name", or "".
+func identity(planNamespace string, spec *drv1.DRPlanSpec) string {
+	if spec.ServiceAccountName == "" {
+		return ""
+	}
+	return planNamespace + "/" + spec.ServiceAccountName
+}
+
+func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan) error {
+	snap, data, err := takeSnapshot(plan, c.inf)
+	if err != nil {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+	}
+	now := metav1.NewTime(c.now().Truncate(time.Second))
+	who := identity(plan.Namespace, &data.Plan)
+	prep, err := prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339))
+	if err != nil {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+	}
+	st := drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning, ObservedGeneration: exec.Generation,
+		StartTime: &now, Snapshot: snap, ResolvedParams: prep.params}
+	st.StageStatuses, st.ActionStatuses = prep.plan.InitialStatus()
+	for si := range st.StageStatuses {
+		for wi := range st.StageStatuses[si].WorkflowExecutions {
+			st.StageStatuses[si].WorkflowExecutions[wi].ResolvedParams = prep.perWorkflow[si][wi]
+		}
+	}
+	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
+		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
+	c.event(exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", plan.Name))
+	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.bodies))
+	c.engine.start(exec, prep, st, who)
+	return nil
+}
+
+// resume takes a Running execution back after a controller restart, from its snapshot and
+// status. An action that was in flight runs again only when that is safe; otherwise it is
+// reported failed, never silently repeated.
+func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) error {
+	data, err := readSnapshot(exec.Status.Snapshot)
+	if err != nil {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: "+err.Error())
+	}
+	who := identity(data.Namespace, &data.Plan)
+	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339))
+	if err != nil {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: "+err.Error())
+	}
+	st := exec.Status.DeepCopy()
+	if len(st.ActionStatuses) != len(prep.bodies) {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: the status does not match the snapshot")
+	}
+	now := metav1.NewTime(c.now())
+	for i := range st.ActionStatuses {
+		a := &st.ActionStatuses[i]
+		if a.Phase != drv1.StepRunning {
+			continue
+		}
+		if actions.Idempotent(prep.bodies[i]) {
+			a.Phase, a.RetryCount, a.Message = drv1.StepPending, a.RetryCount+1, "Retried after a controller restart"
+		} else {
+			a.Phase, a.CompletionTime = drv1.StepFailed, &now
+			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + prep.bodies[i].HTTP.Method + " call)"
+		}
+	}
+	klog.FromContext(ctx).Info("Execution resumed after a restart")
+	c.engine.start(exec, prep, *st, who)
+	return nil
+}
+
+// secretReader reads Secret keys in the plan's namespace, as the plan's ServiceAccount if it has
+// one.
+func (c *Controller) secretReader(ctx context.Context, namespace, identity string) rules.SecretReader {
+	return func(name, key string) (string, error) {
+		client, err := c.kubeAs(identity)
+		if err != nil {
+			return "", err
+		}
+		s, err := client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		v, ok := s.Data[key]
+		if !ok {
+			return "", fmt.Errorf("Secret %s/%s has no key %q", namespace, name, key)
+		}
+		return string(v), nil
+	}
+}
+
+// kubeAs returns a Kubernetes client acting as the ServiceAccount "namespace/name", or the
+// controller's own client for "".
+func (c *Controller) kubeAs(identity string) (kubernetes.Interface, error) {
+	if identity == "" {
+		return c.kube, nil
+	}
+	if cached, ok := c.impersonated.Load(identity); ok {
+		return cached.(kubernetes.Interface), nil
+	}
+	ns, name, _ := strings.Cut(identity, "/")
+	cfg := rest.CopyConfig(c.cfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + name}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cached, _ := c.impersonated.LoadOrStore(identity, client)
+	return cached.(kubernetes.Interface), nil
+}
+
+// acquireLock takes the plan's lock for exec: DRPlan.status.currentExecution, written with
+// optimistic concurrency so that of two executions racing for it exactly one wins. It returns the
+// plan (nil if it does not exist) and, when another unfinished execution holds the lock, its
+// name.
+func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution) (*drv1.DRPlan, string, error) {
+	ns := exec.Spec.PlanRef.NamespaceOr(exec.Namespace)
+	plans := c.dr.DrV1alpha1().DRPlans(ns)
+	var plan *drv1.DRPlan
+	var holder string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		holder = ""
+		p, err := plans.Get(ctx, exec.Spec.PlanRef.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			plan = nil
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		plan = p
+		cur := p.Status.CurrentExecution
+		if cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
+			return nil // ours already (a restart, or a retry after the status write)
+		}
+		if cur != nil && c.holdsLock(ctx, cur) {
+			holder = cur.Name
+			return nil
+		}
+		now := metav1.NewTime(c.now())
+		p = p.DeepCopy()
+		p.Status.CurrentExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
+			Operation: exec.Spec.Operation, StartTime: &now}
+		plan, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	})
+	return plan, holder, err
+}
+
+// holdsLock reports whether the execution named by a plan's lock still holds it: it exists and
+// has not finished. A lock left by a deleted or finished execution is stale and may be taken.
+func (c *Controller) holdsLock(ctx context.Context, ref *drv1.ExecutionReference) bool {
+	e, err := c.dr.DrV1alpha1().DRPlanExecutions(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return !apierrors.IsNotFound(err) // unsure: treat as held
+	}
+	return !rules.ExecutionFinished(e.Status.Phase)
+}
+
+// releaseLock clears the plan's lock if exec holds it, and records a success.
+func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
+	plans := c.dr.DrV1alpha1().DRPlans(exec.Spec.PlanRef.NamespaceOr(exec.Namespace))
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := plans.Get(ctx, exec.Spec.PlanRef.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p = p.DeepCopy()
+		changed := false
+		if cur := p.Status.CurrentExecution; cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
+			p.Status.CurrentExecution, changed = nil, true
+		}
+		if last := p.Status.LastSuccessfulExecution; st.Phase == drv1.ExecutionSucceeded &&
+			(last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
+			p.Status.LastSuccessfulExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
+				Operation: exec.Spec.Operation, StartTime: st.StartTime, CompletionTime: st.CompletionTime}
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
+		_, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	})
+}
+
+// finished is called by the engine once a run's final status is written.
+func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) {
+	took := ""
+	if st.StartTime != nil && st.CompletionTime != nil {
+		took = " in " + rules.FormatDuration(st.CompletionTime.Sub(st.StartTime.Time))
+	}
+	switch st.Phase {
+	case drv1.ExecutionSucceeded:
+		c.event(exec, true, "ExecutionSucceeded", "Execution completed successfully"+took)
+	case drv1.ExecutionCancelled:
+		c.event(exec, true, "ExecutionCancelled", "Execution cancelled by user"+took)
+	default:
+		c.event(exec, false, "ExecutionFailed", st.Message)
+	}
+	klog.FromContext(ctx).Info("Execution finished", "execution", klog.KObj(exec), "phase", st.Phase, "message", st.Message)
+	if err := c.releaseLock(ctx, exec, st); err != nil {
+		// The finished execution's sync releases it on retry.
+		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
+	}
+}
+
+// endBeforeStart ends an execution that never ran an action: Failed (it cannot start) or
+// Cancelled.
+func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecution, phase drv1.ExecutionPhase, msg string) error {
+	now := metav1.NewTime(c.now())
+	st := exec.Status.DeepCopy()
+	st.Phase, st.Message, st.CompletionTime, st.ObservedGeneration = phase, truncate(msg), &now, exec.Generation
+	if st.StartTime == nil {
+		st.StartTime = &now
+	}
+	setCompleteConditions(st, exec.Generation)
+	if err := c.patchExecutionStatus(ctx, exec, st); err != nil {
+		return err
+	}
+	if phase == drv1.ExecutionCancelled {
+		c.event(exec, true, "ExecutionCancelled", msg)
+	} else {
+		c.event(exec, false, "ExecutionFailed", msg)
+	}
+	return c.releaseLock(ctx, exec, st)
+}
+
+// setPending records why an execution waits, if that changed.
+func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution, msg string) error {
+	if exec.Status.Phase == drv1.ExecutionPending && exec.Status.Message == msg {
+		return nil
+	}
+	st := exec.Status.DeepCopy()
+	st.Phase, st.Message, st.ObservedGeneration = drv1.ExecutionPending, msg, exec.Generation
+	return c.patchExecutionStatus(ctx, exec, st)
+}
+
+func (c *Controller) patchExecutionStatus(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
+	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
+	if err != nil {
+		return err
+	}
+	_, err = c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Patch(ctx, exec.Name, types.JSONPatchType, patch,
+		metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	return err
+}
+
+// labelExecution labels an execution with its plan's name, for `kubectl get -l`.
+func (c *Controller) labelExecution(ctx context.Context, exec *drv1.DRPlanExecution) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{drv1.LabelPlan: exec.Spec.PlanRef.Name}}})
+	if err != nil {
+		return err
+	}
+	_, err = c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Patch(ctx, exec.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: fieldManager})
+	return err
+}

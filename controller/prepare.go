@@ -1,0 +1,120 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// prepared is a run ready to go: its plan of stages, every action rendered, and the parameter
+// values to show.
+type prepared struct {
+	planName string
+	plan     *rules.RunPlan
+	// bodies are the rendered actions, by flat index.
+	bodies []drv1.ActionBody
+	// params shows the values common to every workflow entry; perWorkflow[stage][workflow]
+	// shows the values of an entry that differ from params.
+	params      map[string]string
+	perWorkflow [][]map[string]string
+	redact      *strings.Replacer
+}
+
+// prepare resolves the parameters of every workflow entry of the snapshot and renders every
+// action, before any side effect: a missing required parameter or a template error fails the
+// run with a message naming the stage, the workflow and the field.
+func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretReader, timestamp string) (*prepared, error) {
+	stages := snap.Plan.EffectiveStages()
+	nodes := make([]rules.Node, len(stages))
+	for i, s := range stages {
+		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
+	}
+	dag, errs := rules.NewDAG(field.NewPath("spec", "stages"), nodes)
+	if len(errs) > 0 {
+		return nil, errs.ToAggregate()
+	}
+	p := &prepared{planName: snap.PlanName}
+	runStages := make([]rules.RunStage, len(stages))
+	var displays []map[string]string
+	var secrets []string
+	for si, s := range stages {
+		runStages[si] = rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: s.DependsOn}
+		p.perWorkflow = append(p.perWorkflow, make([]map[string]string, len(s.Workflows)))
+		for wi, sw := range s.Workflows {
+			where := fmt.Sprintf("stage %q, workflow %d (DRWorkflow %s/%s)", s.Name, wi, sw.WorkflowRef.NamespaceOr(snap.Namespace), sw.WorkflowRef.Name)
+			wf, ok := snap.workflow(sw.WorkflowRef)
+			if !ok {
+				return nil, fmt.Errorf("%s: not in the snapshot", where)
+			}
+			resolved, err := rules.ResolveParams(wf.Parameters, read, snap.Plan.GlobalParams, sw.Params, exec.Spec.Params)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			displays = append(displays, resolved.Display)
+			secrets = append(secrets, resolved.Secrets...)
+			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
+				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
+			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy}
+			for ai, a := range wf.Actions {
+				body, err := actions.RenderBody(a.ActionBody, data)
+				if err != nil {
+					return nil, fmt.Errorf("%s: spec.actions[%d] (%s): %w", where, ai, a.Name, err)
+				}
+				rw.Actions = append(rw.Actions, a.Name)
+				p.bodies = append(p.bodies, body)
+			}
+			runStages[si].Workflows = append(runStages[si].Workflows, rw)
+		}
+	}
+	p.plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
+	p.params = commonParams(displays)
+	i := 0
+	for si := range p.perWorkflow {
+		for wi := range p.perWorkflow[si] {
+			p.perWorkflow[si][wi] = differing(displays[i], p.params)
+			i++
+		}
+	}
+	var pairs []string
+	for _, s := range secrets {
+		pairs = append(pairs, s, rules.Redacted)
+	}
+	p.redact = strings.NewReplacer(pairs...)
+	return p, nil
+}
+
+// commonParams keeps the values that every entry declaring the name agrees on.
+func commonParams(displays []map[string]string) map[string]string {
+	common := map[string]string{}
+	conflict := map[string]bool{}
+	for _, d := range displays {
+		for k, v := range d {
+			if prev, seen := common[k]; seen && prev != v {
+				conflict[k] = true
+			}
+			common[k] = v
+		}
+	}
+	for k := range conflict {
+		delete(common, k)
+	}
+	return common
+}
+
+func differing(d, common map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range d {
+		if c, ok := common[k]; !ok || c != v {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+package controller
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/informers"
+)
+
+// snapshotData is what an execution runs: the plan's spec and the spec of every workflow it
+// references, as they were when the run started.
+type snapshotData struct {
+	PlanName  string                         `json:"planName"`
+	Namespace string                         `json:"namespace"`
+	Plan      drv1.DRPlanSpec                `json:"plan"`
+	Workflows map[string]drv1.DRWorkflowSpec `json:"workflows"` // by "namespace/name"
+}
+
+// workflow returns the snapshot's spec of the workflow ref points to.
+func (s *snapshotData) workflow(ref drv1.ObjectReference) (drv1.DRWorkflowSpec, bool) {
+	w, ok := s.Workflows[informers.RefKey(ref.NamespaceOr(s.Namespace), ref.Name)]
+	return w, ok
+}
+
+// takeSnapshot records plan and the workflows it references, compressed, with their generations
+// and a hash. A workflow that is missing or Invalid is an error: the run cannot start.
+func takeSnapshot(plan *drv1.DRPlan, workflows interface {
+	GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool)
+}) (*drv1.ExecutionSnapshot, *snapshotData, error) {
+	data := &snapshotData{PlanName: plan.Name, Namespace: plan.Namespace, Plan: plan.Spec, Workflows: map[string]drv1.DRWorkflowSpec{}}
+	snap := &drv1.ExecutionSnapshot{PlanGeneration: plan.Generation}
+	for _, s := range plan.Spec.EffectiveStages() {
+		for _, sw := range s.Workflows {
+			ns := sw.WorkflowRef.NamespaceOr(plan.Namespace)
+			key := informers.RefKey(ns, sw.WorkflowRef.Name)
+			if _, done := data.Workflows[key]; done {
+				continue
+			}
+			wf, ok := workflows.GetWorkflow(ns, sw.WorkflowRef.Name)
+			switch {
+			case !ok:
+				return nil, nil, fmt.Errorf("DRWorkflow %s not found", key)
+			case wf.Status.Phase == drv1.WorkflowInvalid:
+				return nil, nil, fmt.Errorf("DRWorkflow %s is Invalid: %s", key, wf.Status.Message)
+			}
+			data.Workflows[key] = *wf.Spec.DeepCopy()
+			snap.Workflows = append(snap.Workflows, drv1.SnapshotWorkflow{Name: wf.Name, Namespace: ns, Generation: wf.Generation})
+		}
+	}
+	sort.Slice(snap.Workflows, func(i, j int) bool {
+		return snap.Workflows[i].Namespace+"/"+snap.Workflows[i].Name < snap.Workflows[j].Namespace+"/"+snap.Workflows[j].Name
+	})
+	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(raw)
+	snap.Hash = hex.EncodeToString(sum[:])
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(raw); err != nil {
+		return nil, nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, nil, err
+	}
+	snap.Data = buf.Bytes()
+	return snap, data, nil
+}
+
+// readSnapshot decodes a snapshot and checks its hash.
+func readSnapshot(snap *drv1.ExecutionSnapshot) (*snapshotData, error) {
+	if snap == nil {
+		return nil, fmt.Errorf("the execution has no snapshot")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(snap.Data))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != snap.Hash {
+		return nil, fmt.Errorf("snapshot: hash mismatch (the status was edited)")
+	}
+	data := &snapshotData{}
+	if err := json.Unmarshal(raw, data); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return data, nil
+}

@@ -1,0 +1,395 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// RunPlan is what one execution runs, in order: stages of workflows of actions. It is built once
+// from the execution's snapshot and never changes during the run.
+type RunPlan struct {
+	// FailurePolicy of the plan: governs workflows and stages.
+	FailurePolicy drv1.FailurePolicy
+	Stages        []RunStage
+	DAG           *DAG
+	// stageIndex maps a stage name to its index in Stages.
+	stageIndex map[string]int
+}
+
+// RunStage is one stage of a run.
+type RunStage struct {
+	Name      string
+	Parallel  bool
+	DependsOn []string
+	Workflows []RunWorkflow
+}
+
+// RunWorkflow is one workflow entry of a stage.
+type RunWorkflow struct {
+	Ref drv1.ObjectReference
+	// FailurePolicy of the workflow: governs its actions.
+	FailurePolicy drv1.FailurePolicy
+	// Actions are the action names, in order.
+	Actions []string
+	// First is the index of the workflow's first action in the execution's flat actionStatuses.
+	First int
+}
+
+// ActionAddr locates an action: stage index, workflow index in the stage, action index in the
+// workflow, and its index in the flat actionStatuses list.
+type ActionAddr struct {
+	Stage, Workflow, Action, Flat int
+}
+
+// NewRunPlan indexes stages (whose DAG must already be valid) and numbers the actions.
+func NewRunPlan(policy drv1.FailurePolicy, dag *DAG, stages []RunStage) *RunPlan {
+	p := &RunPlan{FailurePolicy: policy, Stages: stages, DAG: dag, stageIndex: map[string]int{}}
+	flat := 0
+	for i := range p.Stages {
+		p.stageIndex[p.Stages[i].Name] = i
+		for j := range p.Stages[i].Workflows {
+			p.Stages[i].Workflows[j].First = flat
+			flat += len(p.Stages[i].Workflows[j].Actions)
+		}
+	}
+	return p
+}
+
+// ActionCount is the number of actions in the run.
+func (p *RunPlan) ActionCount() int {
+	n := 0
+	for _, s := range p.Stages {
+		for _, w := range s.Workflows {
+			n += len(w.Actions)
+		}
+	}
+	return n
+}
+
+// Addr returns the address of a flat action index.
+func (p *RunPlan) Addr(flat int) ActionAddr {
+	for si, s := range p.Stages {
+		for wi, w := range s.Workflows {
+			if flat >= w.First && flat < w.First+len(w.Actions) {
+				return ActionAddr{Stage: si, Workflow: wi, Action: flat - w.First, Flat: flat}
+			}
+		}
+	}
+	panic(fmt.Sprintf("action index %d out of range", flat))
+}
+
+// InitialStatus lays out the status of a run that has not started anything: every stage,
+// workflow and action Pending.
+func (p *RunPlan) InitialStatus() ([]drv1.StageStatus, []drv1.ActionStatus) {
+	stages := make([]drv1.StageStatus, len(p.Stages))
+	actions := make([]drv1.ActionStatus, 0, p.ActionCount())
+	for si, s := range p.Stages {
+		stages[si] = drv1.StageStatus{Name: s.Name, Phase: drv1.StepPending, Parallel: s.Parallel, DependsOn: s.DependsOn}
+		for wi, w := range s.Workflows {
+			stages[si].WorkflowExecutions = append(stages[si].WorkflowExecutions, drv1.WorkflowExecutionStatus{
+				WorkflowRef: w.Ref, Phase: drv1.StepPending, Progress: progress(0, len(w.Actions)),
+			})
+			for _, a := range w.Actions {
+				actions = append(actions, drv1.ActionStatus{Name: a, Stage: s.Name, WorkflowIndex: int32(wi), Phase: drv1.StepPending})
+			}
+		}
+	}
+	return stages, actions
+}
+
+func progress(done, total int) string { return fmt.Sprintf("%d/%d actions completed", done, total) }
+
+// ExecutionFinished reports whether an execution phase is final.
+func ExecutionFinished(p drv1.ExecutionPhase) bool {
+	return p == drv1.ExecutionSucceeded || p == drv1.ExecutionFailed || p == drv1.ExecutionCancelled
+}
+
+func finished(p drv1.StepPhase) bool {
+	return p == drv1.StepSucceeded || p == drv1.StepFailed || p == drv1.StepSkipped || p == drv1.StepCancelled
+}
+
+// Advance moves a run forward from its status, in place: it rolls finished actions up into
+// their workflows and stages, starts what may start, and ends the run when nothing more can
+// happen. It returns the actions to start now (already marked Running). It is a pure function of
+// its arguments, so a restarted controller that reads the status back decides the same.
+//
+// Rules, in order:
+//   - a workflow runs its actions one after another; under its failurePolicy Stop the first
+//     failure ends it, under Continue the rest still run; it is Failed if any action failed;
+//   - a stage runs its workflows all at once when parallel, else one after another; it is
+//     Failed if any workflow failed;
+//   - a stage may start once every stage it depends on Succeeded (StageReady);
+//   - under the plan's failurePolicy Stop, after a failure nothing new starts (workflows already
+//     running finish); under Continue, stages that depend on a failed stage are Skipped and
+//     everything else still runs;
+//   - when cancelled, nothing new starts;
+//   - the run ends when nothing is running and nothing more can start.
+func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancelled bool) []ActionAddr {
+	if ExecutionFinished(st.Phase) {
+		return nil
+	}
+	failed := rollUp(p, st, now)
+	// After a failure under Stop, running workflows finish but nothing new starts; a cancelled
+	// run starts nothing at all.
+	noNewWorkflows := cancelled || (failed && p.FailurePolicy != drv1.FailurePolicyContinue)
+
+	var start []ActionAddr
+	if !cancelled {
+		for _, name := range p.DAG.TopologicalOrder() {
+			si := p.stageIndex[name]
+			ss := &st.StageStatuses[si]
+			if ss.Phase == drv1.StepPending && !noNewWorkflows {
+				ready, blocked := p.stageReady(st, si)
+				if blocked != "" {
+					ss.Phase, ss.Message, ss.CompletionTime = drv1.StepSkipped, blocked, &now
+					skipStage(p, st, si, blocked)
+					continue
+				}
+				if ready {
+					ss.Phase, ss.StartTime = drv1.StepRunning, &now
+				}
+			}
+			if ss.Phase == drv1.StepRunning {
+				start = append(start, p.startInStage(st, si, now, noNewWorkflows)...)
+			}
+		}
+	}
+	if len(start) == 0 && !anyRunning(st) {
+		endRun(p, st, now, cancelled)
+	}
+	summarize(st)
+	return start
+}
+
+// stageReady implements StageReady: every dependency Succeeded (ready), or one of them failed or
+// was itself skipped for a failure (blocked, with the reason).
+func (p *RunPlan) stageReady(st *drv1.DRPlanExecutionStatus, si int) (ready bool, blocked string) {
+	ready = true
+	for _, dep := range p.Stages[si].DependsOn {
+		ds := st.StageStatuses[p.stageIndex[dep]]
+		switch ds.Phase {
+		case drv1.StepSucceeded:
+		case drv1.StepFailed, drv1.StepSkipped, drv1.StepCancelled:
+			return false, fmt.Sprintf("Skipped: stage %q it depends on did not succeed", dep)
+		default:
+			ready = false
+		}
+	}
+	return ready, ""
+}
+
+func skipStage(p *RunPlan, st *drv1.DRPlanExecutionStatus, si int, msg string) {
+	for wi, w := range p.Stages[si].Workflows {
+		ws := &st.StageStatuses[si].WorkflowExecutions[wi]
+		ws.Phase, ws.Message = drv1.StepSkipped, msg
+		for ai := range w.Actions {
+			a := &st.ActionStatuses[w.First+ai]
+			a.Phase, a.Message = drv1.StepSkipped, msg
+		}
+	}
+}
+
+// startInStage starts, in a running stage, the workflows that may start (unless noNewWorkflows)
+// and the next action of each running workflow.
+func (p *RunPlan) startInStage(st *drv1.DRPlanExecutionStatus, si int, now metav1.Time, noNewWorkflows bool) []ActionAddr {
+	s := p.Stages[si]
+	var start []ActionAddr
+	for wi, w := range s.Workflows {
+		ws := &st.StageStatuses[si].WorkflowExecutions[wi]
+		if ws.Phase == drv1.StepPending {
+			if noNewWorkflows || (!s.Parallel && wi > 0 && !finished(st.StageStatuses[si].WorkflowExecutions[wi-1].Phase)) {
+				break // sequential: the previous workflow has not finished
+			}
+			ws.Phase, ws.StartTime = drv1.StepRunning, &now
+		}
+		if ws.Phase != drv1.StepRunning {
+			continue
+		}
+		for ai := range w.Actions {
+			a := &st.ActionStatuses[w.First+ai]
+			if a.Phase == drv1.StepRunning {
+				break // one action at a time
+			}
+			if a.Phase == drv1.StepPending {
+				a.Phase, a.StartTime, a.Message = drv1.StepRunning, &now, ""
+				ws.CurrentAction = a.Name
+				start = append(start, ActionAddr{Stage: si, Workflow: wi, Action: ai, Flat: w.First + ai})
+				break
+			}
+		}
+		if !s.Parallel {
+			break
+		}
+	}
+	return start
+}
+
+// rollUp settles workflows and stages whose actions have all finished, and reports whether
+// anything failed.
+func rollUp(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time) (anyFailed bool) {
+	for si, s := range p.Stages {
+		ss := &st.StageStatuses[si]
+		stageDone, stageFailed := true, false
+		for wi, w := range s.Workflows {
+			ws := &st.StageStatuses[si].WorkflowExecutions[wi]
+			done, failedAt, running := 0, -1, false
+			for ai := range w.Actions {
+				a := st.ActionStatuses[w.First+ai]
+				switch {
+				case a.Phase == drv1.StepRunning:
+					running = true
+				case finished(a.Phase):
+					done++
+					if a.Phase == drv1.StepFailed && failedAt < 0 {
+						failedAt = ai
+					}
+				}
+			}
+			ws.Progress = progress(done, len(w.Actions))
+			if ws.Phase == drv1.StepRunning && !running {
+				stop := failedAt >= 0 && w.FailurePolicy != drv1.FailurePolicyContinue
+				if done == len(w.Actions) || stop {
+					ws.Phase, ws.CurrentAction, ws.CompletionTime = drv1.StepSucceeded, "", &now
+					ws.Duration = duration(ws.StartTime, &now)
+					if failedAt >= 0 {
+						a := st.ActionStatuses[w.First+failedAt]
+						ws.Phase, ws.Message = drv1.StepFailed, ActionFailedMessage(a.Name, a.Message)
+					}
+				}
+			}
+			if ws.Phase == drv1.StepFailed {
+				stageFailed, anyFailed = true, true
+			}
+			if !finished(ws.Phase) {
+				stageDone = false
+			}
+		}
+		if ss.Phase == drv1.StepRunning && stageDone {
+			ss.Phase, ss.CompletionTime = drv1.StepSucceeded, &now
+			ss.Duration = duration(ss.StartTime, &now)
+			if stageFailed {
+				ss.Phase = drv1.StepFailed
+				ss.Message = firstWorkflowFailure(st.StageStatuses[si].WorkflowExecutions)
+			}
+		}
+		if ss.Phase == drv1.StepFailed {
+			anyFailed = true
+		}
+	}
+	return anyFailed
+}
+
+// ActionFailedMessage is the guide's form of a failure: Action '<name>' failed: <reason>.
+func ActionFailedMessage(name, reason string) string {
+	return fmt.Sprintf("Action '%s' failed: %s", name, reason)
+}
+
+func firstWorkflowFailure(ws []drv1.WorkflowExecutionStatus) string {
+	for _, w := range ws {
+		if w.Phase == drv1.StepFailed {
+			return w.Message
+		}
+	}
+	return ""
+}
+
+func anyRunning(st *drv1.DRPlanExecutionStatus) bool {
+	for _, a := range st.ActionStatuses {
+		if a.Phase == drv1.StepRunning {
+			return true
+		}
+	}
+	return false
+}
+
+// endRun sets the final phase once nothing runs and nothing more can start. Stages and
+// workflows left Running (stopped by a failure or a cancel) are closed: Failed when something in
+// them failed, else Cancelled; what never started stays Pending.
+func endRun(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancelled bool) {
+	for si := range st.StageStatuses {
+		ss := &st.StageStatuses[si]
+		if ss.Phase != drv1.StepRunning {
+			continue
+		}
+		for wi := range ss.WorkflowExecutions {
+			if ws := &ss.WorkflowExecutions[wi]; ws.Phase == drv1.StepRunning {
+				ws.Phase, ws.CurrentAction, ws.CompletionTime = drv1.StepCancelled, "", &now
+				ws.Duration = duration(ws.StartTime, &now)
+			}
+		}
+		ss.CompletionTime, ss.Duration = &now, duration(ss.StartTime, &now)
+		if msg := firstWorkflowFailure(ss.WorkflowExecutions); msg != "" {
+			ss.Phase, ss.Message = drv1.StepFailed, msg
+		} else {
+			ss.Phase = drv1.StepCancelled
+		}
+	}
+	var firstFailure string
+	for _, name := range p.DAG.TopologicalOrder() {
+		ss := st.StageStatuses[p.stageIndex[name]]
+		if ss.Phase == drv1.StepFailed && firstFailure == "" {
+			firstFailure = ss.Message
+		}
+	}
+	st.CompletionTime = &now
+	switch {
+	case cancelled:
+		st.Phase, st.Message = drv1.ExecutionCancelled, "Execution cancelled by user"
+	case firstFailure != "":
+		st.Phase, st.Message = drv1.ExecutionFailed, firstFailure
+	default:
+		st.Phase, st.Message = drv1.ExecutionSucceeded, ""
+	}
+}
+
+// summarize recounts the summary from the stage and workflow phases. Cancelled counts as
+// neither completed nor failed: pending.
+func summarize(st *drv1.DRPlanExecutionStatus) {
+	var s drv1.ExecutionSummary
+	for _, ss := range st.StageStatuses {
+		s.TotalStages++
+		count(ss.Phase, &s.CompletedStages, &s.RunningStages, &s.PendingStages, &s.FailedStages)
+		for _, ws := range ss.WorkflowExecutions {
+			s.TotalWorkflows++
+			count(ws.Phase, &s.CompletedWorkflows, &s.RunningWorkflows, &s.PendingWorkflows, &s.FailedWorkflows)
+		}
+	}
+	st.Summary = &s
+}
+
+func count(phase drv1.StepPhase, completed, running, pending, failed *int32) {
+	switch phase {
+	case drv1.StepSucceeded, drv1.StepSkipped:
+		*completed++
+	case drv1.StepRunning:
+		*running++
+	case drv1.StepFailed:
+		*failed++
+	default:
+		*pending++
+	}
+}
+
+// duration formats the time between two instants as the guide does ("40s", "2.1s").
+func duration(from, to *metav1.Time) string {
+	if from == nil || to == nil {
+		return ""
+	}
+	return FormatDuration(to.Sub(from.Time))
+}
+
+// FormatDuration rounds d for people: 2.1s, 40s, 1m30s.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}

@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// httpWorkflow is a workflow of HTTP POST calls to the recorder, one per path.
+func httpWorkflow(ns, name string, rec *recorder, policy string, paths ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: %s, namespace: %s}\nspec:\n", name, ns)
+	if policy != "" {
+		fmt.Fprintf(&b, "  failurePolicy: %s\n", policy)
+	}
+	b.WriteString("  actions:\n")
+	for i, p := range paths {
+		fmt.Fprintf(&b, "  - name: call-%d\n    type: HTTP\n    http:\n      url: %q\n      body: '{\"plan\": \"{{ .planName }}\", \"at\": \"{{ .timestamp }}\"}'\n", i, rec.URL(p))
+	}
+	return b.String()
+}
+
+func createExecution(t *testing.T, ns, name, plan string) {
+	t.Helper()
+	_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(context.Background(), &drv1.DRPlanExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan}, Operation: drv1.OperationExecute},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+func waitExecution(t *testing.T, ns, name string, phase drv1.ExecutionPhase) *drv1.DRPlanExecution {
+	t.Helper()
+	var e *drv1.DRPlanExecution
+	eventually(t, fmt.Sprintf("DRPlanExecution %s/%s to be %s", ns, name, phase), func() (bool, string) {
+		var err error
+		e, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return e.Status.Phase == phase, fmt.Sprintf("phase %q message %q", e.Status.Phase, e.Status.Message)
+	})
+	return e
+}
+
+// TestQuickstartRuns runs the guide's quickstart, with the notification URL pointing at a local
+// recorder, to Succeeded, and checks what the guide shows of it.
+func TestQuickstartRuns(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "quickstart")
+	rec := newRecorder(t)
+	raw, err := os.ReadFile(example("quickstart/simple-workflow.yaml"))
+	require.NoError(t, err)
+	wf := strings.ReplaceAll(string(raw), "https://notify.example.com/webhook", rec.URL("/webhook"))
+	wf = strings.ReplaceAll(wf, "namespace: default", "namespace: "+ns)
+	kubectlApply(t, wf)
+	for _, f := range []string{"quickstart/simple-plan.yaml", "quickstart/execute-plan.yaml"} {
+		raw, err := os.ReadFile(example(f))
+		require.NoError(t, err)
+		kubectlApply(t, strings.ReplaceAll(string(raw), "namespace: default", "namespace: "+ns))
+	}
+	out := kubectl(t, "wait", "drplanexecution/my-first-execution", "-n", ns, "--for=condition=Complete", "--timeout=30s")
+	assert.Contains(t, out, "condition met")
+	e := waitExecution(t, ns, "my-first-execution", drv1.ExecutionSucceeded)
+
+	calls := rec.CallsTo("/webhook")
+	require.Len(t, calls, 1)
+	assert.Equal(t, "POST", calls[0].Method)
+	assert.Contains(t, calls[0].Body, `"message": "容灾预案已触发"`)
+	assert.Contains(t, calls[0].Body, `"timestamp": "`+e.Status.StartTime.UTC().Format(time.RFC3339)+`"`)
+
+	require.Len(t, e.Status.ActionStatuses, 1)
+	a := e.Status.ActionStatuses[0]
+	assert.Equal(t, drv1.StepSucceeded, a.Phase)
+	assert.Equal(t, "HTTP request completed with status 200", a.Message)
+	assert.Equal(t, "my-first-plan", e.Labels[drv1.LabelPlan])
+	require.Len(t, e.Status.Outputs, 1)
+	assert.EqualValues(t, 200, e.Status.Outputs[0].HTTPResponse.StatusCode)
+	assert.NotNil(t, e.Status.Snapshot)
+	assert.Equal(t, &drv1.ExecutionSummary{TotalStages: 1, CompletedStages: 1, TotalWorkflows: 1, CompletedWorkflows: 1}, e.Status.Summary)
+	assert.True(t, meta.IsStatusConditionTrue(e.Status.Conditions, drv1.ConditionComplete))
+
+	p := waitPlanPhase(t, ns, "my-first-plan", drv1.PlanExecuted)
+	assert.Nil(t, p.Status.CurrentExecution, "the lock is released")
+	require.NotNil(t, p.Status.LastSuccessfulExecution)
+	assert.Equal(t, "my-first-execution", p.Status.LastSuccessfulExecution.Name)
+	assert.Equal(t, drv1.OperationExecute, p.Status.LastSuccessfulExecution.Operation)
+
+	out = kubectl(t, "get", "drplanexecution", "-n", ns, "-l", "dr.bkbcs.tencent.com/plan=my-first-plan",
+		"--sort-by=.metadata.creationTimestamp", "-o", "jsonpath={.items[-1].metadata.name}")
+	assert.Equal(t, "my-first-execution", out)
+	out = kubectl(t, "get", "drplanexecution", "my-first-execution", "-n", ns)
+	assertColumns(t, out, []string{"NAME", "PLAN", "OPERATION", "PHASE", "AGE"}, []string{"my-first-execution", "my-first-plan", "Execute", "Succeeded"})
+	eventually(t, "the execution's events", func() (bool, string) {
+		out := kubectl(t, "describe", "drplanexecution", "my-first-execution", "-n", ns)
+		for _, want := range []string{"ExecutionStarted", "Execution started for plan my-first-plan", "ActionStarted",
+			"Action send-notification started", "ActionSucceeded", "Action send-notification completed successfully in",
+			"ExecutionSucceeded", "Execution completed successfully in"} {
+			if !strings.Contains(out, want) {
+				return false, "missing " + want + " in\n" + out
+			}
+		}
+		return true, ""
+	})
+	_ = ctx
+}
+
+// TestStagesRunInOrderAndInParallel runs a parallel stage of three workflows, each making a call
+// that takes 200ms, then a dependent stage, and checks the order and the overlap from the
+// recorded request times.
+func TestStagesRunInOrderAndInParallel(t *testing.T) {
+	ns := newNamespace(t, "stages")
+	rec := newRecorder(t)
+	for i := range 3 {
+		kubectlApply(t, httpWorkflow(ns, fmt.Sprintf("infra-%d", i), rec, "", fmt.Sprintf("/infra-%d?delay=200ms", i)))
+	}
+	kubectlApply(t, httpWorkflow(ns, "apps", rec, "", "/apps"))
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: three-stage, namespace: %s}
+spec:
+  stages:
+  - name: infrastructure
+    parallel: true
+    workflows:
+    - workflowRef: {name: infra-0}
+    - workflowRef: {name: infra-1}
+    - workflowRef: {name: infra-2}
+  - name: applications
+    dependsOn: [infrastructure]
+    workflows:
+    - workflowRef: {name: apps}
+  - name: validation
+    dependsOn: [applications]
+    workflows:
+    - workflowRef: {name: apps}
+`, ns))
+	waitPlanPhase(t, ns, "three-stage", drv1.PlanReady)
+	createExecution(t, ns, "run", "three-stage")
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+
+	var infra []call
+	for i := range 3 {
+		c := rec.CallsTo(fmt.Sprintf("/infra-%d", i))
+		require.Len(t, c, 1)
+		infra = append(infra, c[0])
+	}
+	apps := rec.CallsTo("/apps")
+	require.Len(t, apps, 2)
+	latestStart, earliestEnd, latestEnd := infra[0].Start, infra[0].End, infra[0].End
+	for _, c := range infra {
+		latestStart = later(latestStart, c.Start)
+		latestEnd = later(latestEnd, c.End)
+		if c.End.Before(earliestEnd) {
+			earliestEnd = c.End
+		}
+	}
+	assert.True(t, latestStart.Before(earliestEnd), "the three workflows of the parallel stage overlap")
+	assert.True(t, apps[0].Start.After(latestEnd), "the dependent stage starts after the parallel stage ends")
+	assert.True(t, apps[1].Start.After(apps[0].End), "validation runs after applications")
+
+	infraStage := e.Status.StageStatuses[0]
+	assert.Equal(t, drv1.StepSucceeded, infraStage.Phase)
+	assert.True(t, infraStage.Parallel)
+	for _, w := range infraStage.WorkflowExecutions {
+		assert.Equal(t, "1/1 actions completed", w.Progress)
+		assert.NotEmpty(t, w.Duration)
+	}
+	assert.Equal(t, []string{"infrastructure"}, e.Status.StageStatuses[1].DependsOn)
+	out := kubectl(t, "get", "drplanexecution", "run", "-n", ns, "-o", `jsonpath={.status.stageStatuses[?(@.name=="infrastructure")].phase}`)
+	assert.Equal(t, "Succeeded", out)
+	out = kubectl(t, "get", "drplanexecution", "run", "-n", ns, "-o", "jsonpath={.status.actionStatuses[*].phase}")
+	assert.Equal(t, "Succeeded Succeeded Succeeded Succeeded Succeeded", out)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// TestFailurePolicies checks Stop (the default) against Continue, at the workflow and plan level.
+func TestFailurePolicies(t *testing.T) {
+	ns := newNamespace(t, "failure")
+	rec := newRecorder(t)
+	kubectlApply(t, httpWorkflow(ns, "stop", rec, "", "/stop-a", "/stop-b?status=500", "/stop-c"))
+	kubectlApply(t, httpWorkflow(ns, "cont", rec, "Continue", "/cont-a", "/cont-b?status=500", "/cont-c"))
+	kubectlApply(t, httpWorkflow(ns, "after", rec, "", "/after"))
+	plan := func(name, policy, wf string) string {
+		return fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: %s, namespace: %s}
+spec:
+  failurePolicy: %s
+  stages:
+  - {name: first, workflows: [{workflowRef: {name: %s}}]}
+  - {name: second, dependsOn: [first], workflows: [{workflowRef: {name: after}}]}
+  - {name: independent, workflows: [{workflowRef: {name: after}}]}
+`, name, ns, policy, wf)
+	}
+	kubectlApply(t, plan("p-stop", "Stop", "stop"))
+	kubectlApply(t, plan("p-cont", "Continue", "cont"))
+	waitPlanPhase(t, ns, "p-stop", drv1.PlanReady)
+	waitPlanPhase(t, ns, "p-cont", drv1.PlanReady)
+
+	createExecution(t, ns, "stop-run", "p-stop")
+	e := waitExecution(t, ns, "stop-run", drv1.ExecutionFailed)
+	assert.True(t, strings.HasPrefix(e.Status.Message, "Action 'call-1' failed: POST "+rec.URL("/stop-b")), e.Status.Message)
+	assert.Contains(t, e.Status.Message, "answered 500")
+	assert.Empty(t, rec.CallsTo("/stop-c"), "workflow Stop: no action after the failure")
+	phases := map[string]drv1.StepPhase{}
+	for _, a := range e.Status.ActionStatuses {
+		phases[a.Stage+"/"+a.Name] = a.Phase
+	}
+	assert.Equal(t, drv1.StepPending, phases["first/call-2"])
+	assert.Equal(t, drv1.StepPending, phases["second/call-0"], "plan Stop: the dependent stage does not start")
+	assert.Equal(t, drv1.StepPending, e.Status.StageStatuses[1].Phase)
+
+	createExecution(t, ns, "cont-run", "p-cont")
+	e = waitExecution(t, ns, "cont-run", drv1.ExecutionFailed)
+	assert.Len(t, rec.CallsTo("/cont-c"), 1, "workflow Continue: later actions still run")
+	assert.Equal(t, drv1.StepSkipped, e.Status.StageStatuses[1].Phase, "plan Continue: a stage depending on a failed one is skipped")
+	assert.Equal(t, `Skipped: stage "first" it depends on did not succeed`, e.Status.StageStatuses[1].Message)
+	assert.Equal(t, drv1.StepSucceeded, e.Status.StageStatuses[2].Phase, "plan Continue: independent stages run")
+	assert.Equal(t, int32(1), e.Status.Summary.FailedStages)
+	eventually(t, "a Warning ActionFailed event", func() (bool, string) {
+		out := kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=cont-run,type=Warning", "-o", "jsonpath={.items[*].reason}")
+		return strings.Contains(out, "ActionFailed") && strings.Contains(out, "ExecutionFailed"), out
+	})
+}
+
+// TestWorkflowEditedMidRunChangesNothing edits a workflow while its execution runs: the run uses
+// its snapshot.
+func TestWorkflowEditedMidRunChangesNothing(t *testing.T) {
+	ns := newNamespace(t, "snapshot")
+	rec := newRecorder(t)
+	release := rec.hold("/first")
+	defer release()
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/first", "/second"))
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s}\nspec:\n  workflowRef: {name: wf}\n", ns))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	eventually(t, "the first call to arrive", func() (bool, string) { return rec.Arrived("/first") == 1, "" })
+
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/first", "/edited"))
+	waitWorkflowPhase(t, ns, "wf", drv1.WorkflowReady)
+	release()
+	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Len(t, rec.CallsTo("/second"), 1)
+	assert.Empty(t, rec.CallsTo("/edited"))
+}
+
+// TestOneExecutionAtATime creates two executions of one plan together, with no admission
+// webhook: the plan's lock lets exactly one run at a time.
+func TestOneExecutionAtATime(t *testing.T) {
+	ns := newNamespace(t, "lock")
+	rec := newRecorder(t)
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/slow?delay=300ms"))
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s}\nspec:\n  workflowRef: {name: wf}\n", ns))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	done := make(chan struct{})
+	go func() { createExecution(t, ns, "a", "p"); done <- struct{}{} }()
+	createExecution(t, ns, "b", "p")
+	<-done
+
+	eventually(t, "one execution to wait for the other", func() (bool, string) {
+		var msgs []string
+		for _, name := range []string{"a", "b"} {
+			e, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
+			require.NoError(t, err)
+			if e.Status.Phase == drv1.ExecutionPending && strings.HasPrefix(e.Status.Message, "Waiting for execution ") {
+				return true, ""
+			}
+			msgs = append(msgs, string(e.Status.Phase)+": "+e.Status.Message)
+		}
+		return false, strings.Join(msgs, "; ")
+	})
+	waitExecution(t, ns, "a", drv1.ExecutionSucceeded)
+	waitExecution(t, ns, "b", drv1.ExecutionSucceeded)
+	calls := rec.CallsTo("/slow")
+	require.Len(t, calls, 2)
+	assert.True(t, calls[1].Start.After(calls[0].End), "the second run starts after the first ends")
+	p := waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
+	assert.Nil(t, p.Status.CurrentExecution)
+}

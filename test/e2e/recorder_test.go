@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// call is one request the recorder received.
+type call struct {
+	Method, Path, Body string
+	Start, End         time.Time
+}
+
+// recorder is an HTTP server the actions call. A path's query may ask for a delay (?delay=200ms)
+// or a status (?status=503); a path registered with hold blocks until released.
+type recorder struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	calls   []call
+	arrived map[string]int
+	holds   map[string]chan struct{}
+}
+
+func newRecorder(t *testing.T) *recorder {
+	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *recorder) URL(path string) string { return r.srv.URL + path }
+
+func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	hold := r.holds[req.URL.Path]
+	r.arrived[req.URL.Path]++
+	r.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-req.Context().Done():
+			return
+		}
+	}
+	if d, err := time.ParseDuration(req.URL.Query().Get("delay")); err == nil {
+		time.Sleep(d)
+	}
+	status := http.StatusOK
+	if s, err := strconv.Atoi(req.URL.Query().Get("status")); err == nil {
+		status = s
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, call{Method: req.Method, Path: req.URL.Path, Body: string(body), Start: start, End: time.Now()})
+	r.mu.Unlock()
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(`{"ok":true,"path":"` + req.URL.Path + `"}`))
+}
+
+// hold makes requests to path wait until the returned function is called.
+func (r *recorder) hold(path string) (release func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.holds[path] = ch
+	r.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// Calls returns the completed calls so far, in completion order.
+func (r *recorder) Calls() []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]call(nil), r.calls...)
+}
+
+// CallsTo returns the completed calls to path.
+func (r *recorder) CallsTo(path string) []call {
+	var out []call
+	for _, c := range r.Calls() {
+		if c.Path == path {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Arrived counts the requests to path that arrived, finished or not.
+func (r *recorder) Arrived(path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.arrived[path]
+}
