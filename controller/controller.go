@@ -207,6 +207,8 @@ func (c *Controller) sync(ctx context.Context, k key) error {
 		err = c.syncExecution(ctx, k.namespace, k.name)
 	}
 	switch {
+	case ctx.Err() != nil:
+		// Shutting down: nothing to report.
 	case apierrors.IsConflict(err):
 		// Our cache was behind the object we wrote: the informer brings the newer one and the
 		// retry decides again from it.

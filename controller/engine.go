@@ -89,7 +89,7 @@ func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.D
 	r.writer = newStatusWriter(e.writeInterval, r.copyStatus, r.writeStatus)
 	e.runs[r.key] = r
 	go r.writer.Run(ctx)
-	go r.advance(ctx)
+	go r.advance(ctx, false)
 }
 
 // cancel marks a run cancelled: nothing new starts; it ends once nothing is in flight.
@@ -99,7 +99,7 @@ func (r *run) cancel(ctx context.Context) {
 	r.cancelled = true
 	r.mu.Unlock()
 	if !already {
-		r.advance(ctx)
+		r.advance(ctx, false)
 	}
 }
 
@@ -126,7 +126,9 @@ func (r *run) writeStatus(ctx context.Context, status any) error {
 }
 
 // advance decides what starts now and queues it; it ends the run when Advance says it is over.
-func (r *run) advance(ctx context.Context) {
+// mustPersist says the change that led here has to be durable before anything else happens (a
+// call that is not safe to repeat has finished: a restart must not find it still in flight).
+func (r *run) advance(ctx context.Context, mustPersist bool) {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
@@ -140,6 +142,17 @@ func (r *run) advance(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	r.writer.Changed()
+	for _, a := range start {
+		// Write-ahead: a call that must not be repeated is recorded as started before it is
+		// made, so a restart finds it in flight and reports it instead of calling again. One
+		// write covers the result that led here and every start.
+		mustPersist = mustPersist || !actions.Idempotent(r.prep.bodies[a.Flat])
+	}
+	if mustPersist && !over {
+		if err := r.writer.Flush(ctx); err != nil {
+			return // shutting down: a restart decides from the last written status
+		}
+	}
 	for _, a := range start {
 		r.e.queue.Add(actionKey{exec: r.key, index: a.Flat})
 	}
@@ -162,13 +175,6 @@ func (e *engine) runAction(ctx context.Context, k actionKey) error {
 		return nil
 	}
 	logger := klog.FromContext(ctx).WithValues("execution", k.exec, "action", as.Name, "stage", as.Stage)
-	if !actions.Idempotent(body) {
-		// Write-ahead: a call that must not be repeated is recorded as started first, so a
-		// restart finds it in flight and reports it instead of calling again.
-		if err := r.writer.Flush(ctx); err != nil {
-			return err
-		}
-	}
 	e.c.event(r.exec, true, "ActionStarted", fmt.Sprintf("Action %s started", as.Name))
 	runner, ok := e.runners[body.Type]
 	var (
@@ -217,7 +223,7 @@ func (r *run) complete(ctx context.Context, index int, res actions.Result, err e
 		r.status.Outputs = append(r.status.Outputs, *out)
 	}
 	r.mu.Unlock()
-	r.advance(ctx)
+	r.advance(ctx, !actions.Idempotent(r.prep.bodies[index]))
 }
 
 // outputOf is what an action made, if anything worth recording.

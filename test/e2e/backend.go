@@ -27,6 +27,10 @@ type Env struct {
 	Kube    kubernetes.Interface
 	Kubectl func(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error)
 	Root    string // repository root, for examples/
+	// StopController stops the controller abruptly: in-flight work is abandoned, nothing is
+	// cleaned up. StartController starts a fresh one.
+	StopController  func() error
+	StartController func()
 }
 
 // Backend starts and stops the cluster the suite runs against, and the controller in it.
@@ -81,29 +85,48 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 	if err != nil {
 		return nil, errors.Join(err, b.cp.Stop())
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
-	b.done.Add(1)
-	go func() {
-		defer b.done.Done()
-		b.runErr = controller.RunWithConfig(runCtx, b.cp.RESTConfig, controller.Options{Workers: 4})
-	}()
+	b.startController()
 	return &Env{
 		Config: cfg, DR: dr, Kube: kube, Root: root,
 		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
 			return b.cp.KubectlInput(ctx, stdin, args...)
 		},
+		StopController:  b.stopController,
+		StartController: b.startController,
 	}, nil
 }
 
-func (b *localBackend) Stop() error {
-	if b.cancel != nil {
-		b.cancel()
-		b.done.Wait()
-	}
-	var errs []error
+// startController runs a controller in this process, as a fresh start would: new informers,
+// new queues, nothing remembered.
+func (b *localBackend) startController() {
+	runCtx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.runErr = nil
+	b.done.Add(1)
+	go func() {
+		defer b.done.Done()
+		b.runErr = controller.RunWithConfig(runCtx, b.cp.RESTConfig, controller.Options{Workers: 4})
+	}()
+}
+
+// stopController cancels the controller and waits for it: running actions see their context
+// end and their results are dropped, as if the process had been killed mid-run.
+func (b *localBackend) stopController() error {
+	b.cancel()
+	b.done.Wait()
+	b.cancel = nil
 	if b.runErr != nil && !errors.Is(b.runErr, context.Canceled) {
-		errs = append(errs, fmt.Errorf("controller: %w", b.runErr))
+		return b.runErr
+	}
+	return nil
+}
+
+func (b *localBackend) Stop() error {
+	var errs []error
+	if b.cancel != nil {
+		if err := b.stopController(); err != nil {
+			errs = append(errs, fmt.Errorf("controller: %w", err))
+		}
 	}
 	if b.cp != nil {
 		errs = append(errs, b.cp.Stop())

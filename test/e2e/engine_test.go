@@ -90,8 +90,8 @@ func TestQuickstartRuns(t *testing.T) {
 	assert.Equal(t, &drv1.ExecutionSummary{TotalStages: 1, CompletedStages: 1, TotalWorkflows: 1, CompletedWorkflows: 1}, e.Status.Summary)
 	assert.True(t, meta.IsStatusConditionTrue(e.Status.Conditions, drv1.ConditionComplete))
 
-	p := waitPlanPhase(t, ns, "my-first-plan", drv1.PlanExecuted)
-	assert.Nil(t, p.Status.CurrentExecution, "the lock is released")
+	waitPlanPhase(t, ns, "my-first-plan", drv1.PlanExecuted)
+	p := waitLockReleased(t, ns, "my-first-plan")
 	require.NotNil(t, p.Status.LastSuccessfulExecution)
 	assert.Equal(t, "my-first-execution", p.Status.LastSuccessfulExecution.Name)
 	assert.Equal(t, drv1.OperationExecute, p.Status.LastSuccessfulExecution.Operation)
@@ -291,6 +291,6 @@ func TestOneExecutionAtATime(t *testing.T) {
 	calls := rec.CallsTo("/slow")
 	require.Len(t, calls, 2)
 	assert.True(t, calls[1].Start.After(calls[0].End), "the second run starts after the first ends")
-	p := waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
-	assert.Nil(t, p.Status.CurrentExecution)
+	waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
+	waitLockReleased(t, ns, "p")
 }

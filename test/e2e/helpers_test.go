@@ -132,3 +132,18 @@ func updateObject[T any](t *testing.T, client getUpdater[T], name string, mutate
 		return err
 	}))
 }
+
+// waitLockReleased waits until the plan's lock is free and returns the plan.
+func waitLockReleased(t *testing.T, ns, name string) *drv1.DRPlan {
+	t.Helper()
+	var p *drv1.DRPlan
+	eventually(t, fmt.Sprintf("DRPlan %s/%s's lock to be released", ns, name), func() (bool, string) {
+		var err error
+		p, err = env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.CurrentExecution == nil, fmt.Sprintf("held by %+v", p.Status.CurrentExecution)
+	})
+	return p
+}

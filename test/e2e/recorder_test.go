@@ -25,11 +25,12 @@ type recorder struct {
 	mu      sync.Mutex
 	calls   []call
 	arrived map[string]int
+	aborted map[string]int // held requests whose client went away
 	holds   map[string]chan struct{}
 }
 
 func newRecorder(t *testing.T) *recorder {
-	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}}
+	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}, aborted: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -48,6 +49,9 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 		select {
 		case <-hold:
 		case <-req.Context().Done():
+			r.mu.Lock()
+			r.aborted[req.URL.Path]++
+			r.mu.Unlock()
 			return
 		}
 	}
@@ -98,4 +102,11 @@ func (r *recorder) Arrived(path string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.arrived[path]
+}
+
+// Aborted counts the held requests to path whose client gave up.
+func (r *recorder) Aborted(path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.aborted[path]
 }

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// TestRestartMidRun stops the controller while an action is in flight and starts a new one. The
+// run resumes from its status: what succeeded is not run again, an idempotent action in flight
+// (an HTTP GET) is retried, and a POST in flight is reported, never repeated.
+func TestRestartMidRun(t *testing.T) {
+	// Not parallel with other tests: it stops the one controller of the suite.
+	tests := []struct {
+		name       string
+		heldMethod string
+		phase      drv1.ExecutionPhase
+		heldCalls  int // completed calls to the held path the recorder saw
+		afterCalls int
+		heldPhase  drv1.StepPhase
+		heldMsg    string
+	}{
+		{name: "idempotent action in flight is retried", heldMethod: "GET", phase: drv1.ExecutionSucceeded,
+			heldCalls: 1, afterCalls: 1, heldPhase: drv1.StepSucceeded, heldMsg: "HTTP request completed with status 200"},
+		{name: "POST in flight is reported, not repeated", heldMethod: "POST", phase: drv1.ExecutionFailed,
+			heldCalls: 0, afterCalls: 0, heldPhase: drv1.StepFailed,
+			heldMsg: "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP POST call)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t, "restart")
+			rec := newRecorder(t)
+			release := rec.hold("/held")
+			defer release()
+			kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  actions:
+  - {name: before, type: HTTP, http: {url: %[2]q}}
+  - {name: held, type: HTTP, http: {url: %[3]q, method: %[4]s}}
+  - {name: after, type: HTTP, http: {url: %[5]q}}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %[1]s}
+spec:
+  workflowRef: {name: wf}
+`, ns, rec.URL("/before"), rec.URL("/held"), tc.heldMethod, rec.URL("/after")))
+			waitPlanPhase(t, ns, "p", drv1.PlanReady)
+			createExecution(t, ns, "run", "p")
+			eventually(t, "the held call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
+
+			require.NoError(t, env.StopController())
+			// The stopped controller's connection is gone: the recorder must not count that call.
+			eventually(t, "the abandoned call to be dropped", func() (bool, string) { return rec.Aborted("/held") == 1, "" })
+			env.StartController()
+			if tc.heldMethod == "GET" {
+				eventually(t, "the held call to be made again", func() (bool, string) {
+					return rec.Arrived("/held") == 2, fmt.Sprint(rec.Arrived("/held"))
+				})
+			}
+			release()
+			e := waitExecution(t, ns, "run", tc.phase)
+
+			assert.Len(t, rec.CallsTo("/before"), 1, "a succeeded call is never made again")
+			assert.Len(t, rec.CallsTo("/held"), tc.heldCalls)
+			assert.Len(t, rec.CallsTo("/after"), tc.afterCalls)
+			held := e.Status.ActionStatuses[1]
+			assert.Equal(t, tc.heldPhase, held.Phase)
+			assert.Equal(t, tc.heldMsg, held.Message)
+			if tc.heldMethod == "GET" {
+				assert.EqualValues(t, 1, held.RetryCount)
+			} else {
+				assert.True(t, strings.HasPrefix(e.Status.Message, "Action 'held' failed: Interrupted"), e.Status.Message)
+			}
+			waitLockReleased(t, ns, "p")
+			waitPlanPhase(t, ns, "p", map[drv1.ExecutionPhase]drv1.PlanPhase{
+				drv1.ExecutionSucceeded: drv1.PlanExecuted, drv1.ExecutionFailed: drv1.PlanReady}[tc.phase])
+		})
+	}
+}
