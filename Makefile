@@ -34,6 +34,11 @@ unit: ## Unit tests only (no control plane).
 e2e: ## The e2e suite on the backend named by E2E_BACKEND (local).
 	$(GO) test -race -count=1 -timeout 30m -v ./test/e2e/
 
+.PHONY: bench
+bench: ## Benchmarks on the local control plane (engine throughput, parallelism, first-action latency); prints figures.
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./test/e2e/
+	$(GO) test -run '^$$' -bench . ./actions/ ./rules/
+
 .PHONY: run
 run: build ## Start a local control plane and run the controller in the foreground (Ctrl-C stops all).
 	$(BIN)/drplan-local run --dir $(RUN_DIR)

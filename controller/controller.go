@@ -6,6 +6,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,8 @@ type Controller struct {
 	recorder     record.EventRecorder
 	now          func() time.Time
 	ready        func() // called once the caches have synced; may be nil
+	// requireServiceAccount refuses plans without spec.serviceAccountName.
+	requireServiceAccount bool
 }
 
 // New builds a controller over the given informers (not started yet). runners run the actions,
@@ -101,7 +104,15 @@ func Scheme() *runtime.Scheme {
 // NewRecorder returns an event recorder that writes core/v1 Events through kube, and a function
 // that stops it.
 func NewRecorder(ctx context.Context, kube kubernetes.Interface) (record.EventRecorder, func()) {
-	b := record.NewBroadcaster(record.WithContext(ctx))
+	// The default spam filter allows 25 events per object and type: a run of many actions would
+	// lose its ExecutionSucceeded. Keyed by reason too, each kind of event has its own budget,
+	// and similar ones are still aggregated.
+	b := record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
+		SpamKeyFunc: func(e *corev1.Event) string {
+			return strings.Join([]string{e.Source.Component, e.InvolvedObject.Kind, e.InvolvedObject.Namespace,
+				e.InvolvedObject.Name, string(e.InvolvedObject.UID), e.Type, e.Reason}, "/")
+		},
+	}))
 	b.StartStructuredLogging(4)
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	return b.NewRecorder(Scheme(), corev1.EventSource{Component: "drplan-controller"}), b.Shutdown

@@ -57,7 +57,7 @@ type run struct {
 
 func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engine {
 	return &engine{c: c, runners: runners, queue: actions.NewQueue[actionKey](),
-		writeInterval: 25 * time.Millisecond, runs: map[types.NamespacedName]*run{}}
+		writeInterval: 100 * time.Millisecond, runs: map[types.NamespacedName]*run{}}
 }
 
 // Run works the action queue with workers until ctx ends.

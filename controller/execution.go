@@ -26,13 +26,13 @@ const fieldManager = "drplan-controller"
 // syncExecution starts, resumes, holds back or closes one execution. Running executions are
 // driven by the engine; this only hands them over and forwards a cancel.
 func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
-	key := types.NamespacedName{Namespace: ns, Name: name}
+	nn := types.NamespacedName{Namespace: ns, Name: name}
 	exec, err := c.inf.ExecutionLister.DRPlanExecutions(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		if r := c.engine.running(key); r != nil {
+		if r := c.engine.running(nn); r != nil {
 			r.stop() // deleted mid-run: its workers find no run and drop their results
 			c.engine.mu.Lock()
-			delete(c.engine.runs, key)
+			delete(c.engine.runs, nn)
 			c.engine.mu.Unlock()
 		}
 		return nil
@@ -44,16 +44,20 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	if rules.ExecutionFinished(exec.Status.Phase) {
 		return c.releaseLock(ctx, exec, &exec.Status)
 	}
-	if r := c.engine.running(key); r != nil {
+	if r := c.engine.running(nn); r != nil {
 		if cancelled {
 			r.cancel(ctx)
 		}
 		return nil
 	}
 	if exec.Labels[drv1.LabelPlan] != exec.Spec.PlanRef.Name {
-		if err := c.labelExecution(ctx, exec); err != nil {
-			return err
-		}
+		// Off the path to the first action: the label is for people, not for the run.
+		defer func() {
+			if err := c.labelExecution(ctx, exec); err != nil {
+				klog.FromContext(ctx).Error(err, "Labelling the execution failed; will retry")
+				c.queue.AddRateLimited(key{kindExecution, ns, name})
+			}
+		}()
 	}
 	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")
@@ -87,6 +91,11 @@ func identity(planNamespace string, spec *drv1.DRPlanSpec) string {
 }
 
 func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan) error {
+	if c.requireServiceAccount && plan.Spec.ServiceAccountName == "" {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
+			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--require-service-account)",
+			plan.Namespace, plan.Name))
+	}
 	snap, data, err := takeSnapshot(plan, c.inf)
 	if err != nil {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
@@ -197,9 +206,16 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 	plans := c.dr.DrV1alpha1().DRPlans(ns)
 	var plan *drv1.DRPlan
 	var holder string
+	attempt := 0
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		holder = ""
-		p, err := plans.Get(ctx, exec.Spec.PlanRef.Name, metav1.GetOptions{})
+		attempt++
+		// The cache is usually current: try from it first (a stale copy only costs a conflict),
+		// then from the API server.
+		p, err := c.inf.PlanLister.DRPlans(ns).Get(exec.Spec.PlanRef.Name)
+		if attempt > 1 || err != nil {
+			p, err = plans.Get(ctx, exec.Spec.PlanRef.Name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
 			plan = nil
 			return nil

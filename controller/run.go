@@ -21,6 +21,9 @@ type Options struct {
 	ActionWorkers int
 	// Ready, if set, is called once the informer caches have synced and the workers start.
 	Ready func()
+	// RequireServiceAccount refuses to run a plan without spec.serviceAccountName, so that every
+	// side effect is bounded by a ServiceAccount's RBAC rather than the controller's own rights.
+	RequireServiceAccount bool
 }
 
 // RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
@@ -61,5 +64,6 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	c := New(cfg, dr, kube, inf, recorder, runners)
 	c.ready = opts.Ready
+	c.requireServiceAccount = opts.RequireServiceAccount
 	return c.Run(ctx, opts.Workers, opts.ActionWorkers)
 }

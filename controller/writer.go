@@ -20,16 +20,19 @@ type statusWriter struct {
 	mu        sync.Mutex
 	changed   uint64        // generation of the latest change
 	written   uint64        // generation of the latest successful write
-	urgent    bool          // a Flush is waiting
+	flushing  bool          // a Flush is waiting
 	wrote     chan struct{} // closed and replaced after every successful write
 	lastErr   error
 	lastWrite time.Time
+	lastTook  time.Duration
 
-	kick chan struct{}
+	kick   chan struct{} // a change or a flush: there may be something to write
+	urgent chan struct{} // a flush: stop waiting out the interval
 }
 
 func newStatusWriter(interval time.Duration, read func() any, write func(context.Context, any) error) *statusWriter {
-	return &statusWriter{interval: interval, read: read, write: write, wrote: make(chan struct{}), kick: make(chan struct{}, 1)}
+	return &statusWriter{interval: interval, read: read, write: write, wrote: make(chan struct{}),
+		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
 }
 
 // Changed records that the status changed (after the change was made) and wakes the writer.
@@ -51,9 +54,13 @@ func (w *statusWriter) poke() {
 func (w *statusWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	target := w.changed
-	w.urgent = true
+	w.flushing = true
 	w.mu.Unlock()
 	w.poke()
+	select {
+	case w.urgent <- struct{}{}:
+	default:
+	}
 	for {
 		w.mu.Lock()
 		done, wrote, err := w.written >= target, w.wrote, w.lastErr
@@ -82,7 +89,7 @@ func (w *statusWriter) Run(ctx context.Context) {
 		case <-w.kick:
 		}
 		w.mu.Lock()
-		gen, urgent, wait := w.changed, w.urgent, w.interval-time.Since(w.lastWrite)
+		gen, urgent, wait := w.changed, w.flushing, w.gap()-time.Since(w.lastWrite)
 		w.mu.Unlock()
 		if gen <= w.writtenGen() {
 			continue
@@ -92,7 +99,7 @@ func (w *statusWriter) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
-			case <-w.kick: // a Flush: write now
+			case <-w.urgent: // a Flush: write now
 			}
 			w.mu.Lock()
 			gen = w.changed
@@ -100,16 +107,17 @@ func (w *statusWriter) Run(ctx context.Context) {
 		}
 		// Read the generation before the status: a change included in the copy but counted
 		// later only causes one more write, never a lost one.
+		began := time.Now()
 		err := w.write(ctx, w.read())
 		w.mu.Lock()
-		w.lastErr, w.lastWrite = err, time.Now()
+		w.lastErr, w.lastWrite, w.lastTook = err, time.Now(), time.Since(began)
 		if err == nil {
 			w.written = max(w.written, gen)
 			close(w.wrote)
 			w.wrote = make(chan struct{})
 			backoff = 50 * time.Millisecond
 		}
-		w.urgent = w.urgent && w.written < w.changed
+		w.flushing = w.flushing && w.written < w.changed
 		more := w.written < w.changed
 		w.mu.Unlock()
 		if err != nil {
@@ -125,6 +133,13 @@ func (w *statusWriter) Run(ctx context.Context) {
 			w.poke()
 		}
 	}
+}
+
+// gap is the least time between two writes: the interval, or twice what the last write took when
+// that is longer, so that writing a large status never takes more than a third of the API
+// server's time for this run. Called with mu held.
+func (w *statusWriter) gap() time.Duration {
+	return max(w.interval, 2*w.lastTook)
 }
 
 func (w *statusWriter) writtenGen() uint64 {

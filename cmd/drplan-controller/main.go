@@ -20,6 +20,10 @@ func main() {
 	klog.InitFlags(nil)
 	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
 	workers := flag.Int("workers", 4, "Number of objects synced at once.")
+	actionWorkers := flag.Int("action-workers", 64, "Number of actions run at once, across all executions.")
+	requireSA := flag.Bool("require-service-account", false,
+		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
+			"Without it, a plan without a ServiceAccount acts with the controller's own rights.")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -31,7 +35,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "drplan-controller: loading the cluster config: %v\n", err)
 		os.Exit(1)
 	}
-	if err := controller.RunWithConfig(ctx, cfg, controller.Options{Workers: *workers}); err != nil {
+	if err := controller.RunWithConfig(ctx, cfg, controller.Options{
+		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA,
+	}); err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
 		os.Exit(1)
 	}

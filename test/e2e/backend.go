@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -31,6 +33,9 @@ type Env struct {
 	// cleaned up. StartController starts a fresh one.
 	StopController  func() error
 	StartController func()
+	// ControllerWrites counts the controller's mutating API requests so far: to objects
+	// (including status) and to events.
+	ControllerWrites func() (objects, events int64)
 }
 
 // Backend starts and stops the cluster the suite runs against, and the controller in it.
@@ -55,6 +60,7 @@ func SelectBackend(name string) (Backend, error) {
 // localBackend is a real etcd + kube-apiserver on loopback, with the controller running in this
 // process.
 type localBackend struct {
+	writes writeCounter
 	cp     *controlplane.ControlPlane
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -91,8 +97,9 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
 			return b.cp.KubectlInput(ctx, stdin, args...)
 		},
-		StopController:  b.stopController,
-		StartController: b.startController,
+		StopController:   b.stopController,
+		StartController:  b.startController,
+		ControllerWrites: b.writes.counts,
 	}, nil
 }
 
@@ -105,7 +112,9 @@ func (b *localBackend) startController() {
 	b.done.Add(1)
 	go func() {
 		defer b.done.Done()
-		b.runErr = controller.RunWithConfig(runCtx, b.cp.RESTConfig, controller.Options{Workers: 4})
+		cfg := rest.CopyConfig(b.cp.RESTConfig)
+		cfg.Wrap(b.writes.wrap)
+		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4})
 	}()
 }
 
@@ -133,6 +142,32 @@ func (b *localBackend) Stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// writeCounter counts mutating requests passing through a client's transport.
+type writeCounter struct {
+	objects, events atomic.Int64
+}
+
+func (w *writeCounter) counts() (int64, int64) { return w.objects.Load(), w.events.Load() }
+
+func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		switch req.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if strings.Contains(req.URL.Path, "/events") {
+				w.events.Add(1)
+			} else {
+				w.objects.Add(1)
+			}
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func repoRoot() (string, error) {
 	_, file, _, ok := runtime.Caller(0)

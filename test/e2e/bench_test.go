@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// The benchmarks run on the e2e backend (make bench): each iteration is one real execution, timed
+// from the moment the DRPlanExecution is created to the moment a watch sees it end.
+
+// runAndTime creates an execution of plan and returns how long it took to reach phase.
+func runAndTime(b *testing.B, ns, name, plan string, phase drv1.ExecutionPhase) time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	start := time.Now()
+	_, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(ctx, &drv1.DRPlanExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for ev := range w.ResultChan() {
+		if ev.Type == watch.Error {
+			b.Fatalf("watch: %v", ev.Object)
+		}
+		e, ok := ev.Object.(*drv1.DRPlanExecution)
+		if !ok {
+			continue
+		}
+		switch e.Status.Phase {
+		case phase:
+			return time.Since(start)
+		case drv1.ExecutionFailed, drv1.ExecutionCancelled, drv1.ExecutionSucceeded:
+			b.Fatalf("execution %s ended %s: %s", name, e.Status.Phase, e.Status.Message)
+		}
+	}
+	b.Fatalf("watch of %s ended early", name)
+	return 0
+}
+
+func benchNamespace(b *testing.B, prefix string) string {
+	name := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
+	if _, err := env.Kube.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	return name
+}
+
+func applyOrFatal(b *testing.B, manifest string) {
+	b.Helper()
+	if _, errOut, err := env.Kubectl(context.Background(), manifest, "apply", "-f", "-"); err != nil {
+		b.Fatalf("kubectl apply: %v: %s", err, errOut)
+	}
+}
+
+func waitPlanReady(b *testing.B, ns, name string) {
+	b.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		p, err := env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err == nil && p.Status.Phase == drv1.PlanReady {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("plan %s/%s never became Ready", ns, name)
+}
+
+// configMapPlan is a plan of one workflow of n sequential ConfigMap creates.
+func configMapPlan(ns, name string, n int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: %s, namespace: %s}\nspec:\n  actions:\n", name, ns)
+	for i := range n {
+		fmt.Fprintf(&sb, "  - name: cm-%d\n    type: KubernetesResource\n    resource:\n      operation: Create\n      manifest: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: %s-{{ .executionName }}-%d}\\ndata: {a: b}\\n\"\n", i, name, i)
+	}
+	fmt.Fprintf(&sb, "---\napiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", name, ns, name)
+	return sb.String()
+}
+
+// BenchmarkSequentialConfigMaps compares a plan of n sequential KubernetesResource ConfigMap
+// creates with the same creates from a plain client-go loop, and counts the controller's API
+// writes per action.
+func BenchmarkSequentialConfigMaps(b *testing.B) {
+	for _, n := range []int{100, 200} {
+		b.Run(fmt.Sprintf("actions=%d", n), func(b *testing.B) {
+			ns := benchNamespace(b, "bench-cm")
+			applyOrFatal(b, configMapPlan(ns, "seq", n))
+			waitPlanReady(b, ns, "seq")
+			var raw, engine time.Duration
+			var objects, events int64
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				for j := range n {
+					if _, err := env.Kube.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{
+						ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("raw-%d-%d", i, j)}, Data: map[string]string{"a": "b"},
+					}, metav1.CreateOptions{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				raw += time.Since(start)
+				o0, e0 := env.ControllerWrites()
+				engine += runAndTime(b, ns, fmt.Sprintf("run-%d", i), "seq", drv1.ExecutionSucceeded)
+				time.Sleep(200 * time.Millisecond) // let the lock release and last events land
+				o1, e1 := env.ControllerWrites()
+				objects += o1 - o0
+				events += e1 - e0
+			}
+			per := float64(b.N * n)
+			b.ReportMetric(float64(raw.Milliseconds())/float64(b.N), "raw-ms")
+			b.ReportMetric(float64(engine.Milliseconds())/float64(b.N), "engine-ms")
+			b.ReportMetric(float64(engine)/float64(raw), "ratio")
+			b.ReportMetric(float64(objects)/per, "writes/action")
+			b.ReportMetric(float64(events)/per, "event-writes/action")
+		})
+	}
+}
+
+// BenchmarkParallelHTTP runs one parallel stage of 20 workflows, each making one HTTP call that
+// takes 200ms.
+func BenchmarkParallelHTTP(b *testing.B) {
+	ns := benchNamespace(b, "bench-par")
+	rec := newRecorder(&testing.T{})
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: par, namespace: %s}\nspec:\n  stages:\n  - name: all\n    parallel: true\n    workflows:\n", ns)
+	for i := range 20 {
+		applyOrFatal(b, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: w%d, namespace: %s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: %q}}\n", i, ns, rec.URL(fmt.Sprintf("/w%d?delay=200ms", i))))
+		fmt.Fprintf(&sb, "    - workflowRef: {name: w%d}\n", i)
+	}
+	applyOrFatal(b, sb.String())
+	waitPlanReady(b, ns, "par")
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		total += runAndTime(b, ns, fmt.Sprintf("run-%d", i), "par", drv1.ExecutionSucceeded)
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-Succeeded")
+}
+
+// BenchmarkFirstAction measures the time from creating an execution to its first action's HTTP
+// request arriving, over 15 runs, and reports the median.
+func BenchmarkFirstAction(b *testing.B) {
+	ns := benchNamespace(b, "bench-first")
+	rec := newRecorder(&testing.T{})
+	applyOrFatal(b, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: w, namespace: %[1]s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: %[2]q}}\n---\napiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: first, namespace: %[1]s}\nspec:\n  workflowRef: {name: w}\n", ns, rec.URL("/first")))
+	waitPlanReady(b, ns, "first")
+	var samples []time.Duration
+	for i := 0; i < b.N*15; i++ {
+		before := rec.Arrived("/first")
+		start := time.Now()
+		_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(context.Background(), &drv1.DRPlanExecution{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%d", i)},
+			Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "first"}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for rec.Arrived("/first") == before {
+			if time.Since(start) > time.Minute {
+				b.Fatal("the first action never arrived")
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		samples = append(samples, time.Since(start))
+		// Wait for the run to end and release the plan before the next one.
+		for {
+			p, err := env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), "first", metav1.GetOptions{})
+			if err == nil && p.Status.CurrentExecution == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(samples[len(samples)-1].Microseconds())/1000, "max-ms")
+}
