@@ -37,6 +37,10 @@ type engine struct {
 	mu   sync.Mutex
 	ctx  context.Context // the engine's lifetime; set by run
 	runs map[types.NamespacedName]*run
+	// ended remembers the runs this engine finished, by UID, until the cache shows them
+	// finished: a sync reading an older status from the cache must not take them for runs
+	// interrupted by a restart.
+	ended map[types.NamespacedName]types.UID
 }
 
 // run is one execution in progress.
@@ -57,7 +61,8 @@ type run struct {
 
 func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engine {
 	return &engine{c: c, runners: runners, queue: actions.NewQueue[actionKey](),
-		writeInterval: 100 * time.Millisecond, runs: map[types.NamespacedName]*run{}}
+		writeInterval: 100 * time.Millisecond, runs: map[types.NamespacedName]*run{},
+		ended: map[types.NamespacedName]types.UID{}}
 }
 
 // Run works the action queue with workers until ctx ends.
@@ -72,6 +77,21 @@ func (e *engine) running(key types.NamespacedName) *run {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.runs[key]
+}
+
+// endedHere reports whether this engine finished the run of exec (so a Running status in the
+// cache is only stale). Once the cache shows the run finished, or the execution is gone, forget
+// clears the record.
+func (e *engine) endedHere(exec *drv1.DRPlanExecution) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ended[types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}] == exec.UID
+}
+
+func (e *engine) forget(key types.NamespacedName) {
+	e.mu.Lock()
+	delete(e.ended, key)
+	e.mu.Unlock()
 }
 
 // start takes over an execution whose status is laid out (fresh or read back after a restart)
@@ -246,6 +266,7 @@ func (r *run) finish(ctx context.Context) {
 		r.stop()
 		r.e.mu.Lock()
 		delete(r.e.runs, r.key)
+		r.e.ended[r.key] = r.exec.UID
 		r.e.mu.Unlock()
 	}()
 	if err := r.writer.Flush(ctx); err != nil {

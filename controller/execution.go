@@ -35,29 +35,32 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 			delete(c.engine.runs, nn)
 			c.engine.mu.Unlock()
 		}
+		c.engine.forget(nn)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	cancelled := exec.Annotations[drv1.AnnotationCancel] == "true"
+	if exec.Labels[drv1.LabelPlan] != exec.Spec.PlanRef.Name && (exec.Status.Phase != "" || cancelled) {
+		// Labelled once the run is under way (its first status write brings us back here): the
+		// label is for people, and writing it first would delay the first action.
+		if err := c.labelExecution(ctx, exec); err != nil {
+			return err
+		}
+	}
 	if rules.ExecutionFinished(exec.Status.Phase) {
+		c.engine.forget(nn)
 		return c.releaseLock(ctx, exec, &exec.Status)
+	}
+	if c.engine.endedHere(exec) {
+		return nil // the cache is behind the final status this engine wrote
 	}
 	if r := c.engine.running(nn); r != nil {
 		if cancelled {
 			r.cancel(ctx)
 		}
 		return nil
-	}
-	if exec.Labels[drv1.LabelPlan] != exec.Spec.PlanRef.Name {
-		// Off the path to the first action: the label is for people, not for the run.
-		defer func() {
-			if err := c.labelExecution(ctx, exec); err != nil {
-				klog.FromContext(ctx).Error(err, "Labelling the execution failed; will retry")
-				c.queue.AddRateLimited(key{kindExecution, ns, name})
-			}
-		}()
 	}
 	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")

@@ -136,10 +136,10 @@ func (w *statusWriter) Run(ctx context.Context) {
 }
 
 // gap is the least time between two writes: the interval, or twice what the last write took when
-// that is longer, so that writing a large status never takes more than a third of the API
+// that is longer, so that writing a large status never takes more than a fifth of the API
 // server's time for this run. Called with mu held.
 func (w *statusWriter) gap() time.Duration {
-	return max(w.interval, 2*w.lastTook)
+	return max(w.interval, 4*w.lastTook)
 }
 
 func (w *statusWriter) writtenGen() uint64 {

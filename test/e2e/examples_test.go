@@ -20,7 +20,7 @@ func example(path string) string { return filepath.Join(env.Root, "examples", pa
 // with kubectl, in the guide's namespaces, and checks the statuses the guide describes.
 func TestGuideExamples(t *testing.T) {
 	ctx := context.Background()
-	createNamespace(t, "production")
+	createNamespace(t, "production") // the guide's namespace: this test runs once per control plane
 	dr := env.DR.DrV1alpha1()
 
 	t.Run("quickstart", func(t *testing.T) {

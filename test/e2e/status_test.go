@@ -13,6 +13,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
@@ -152,10 +153,16 @@ func TestLargeExecutionStatus(t *testing.T) {
 	}
 	// The controller fails the execution first (its plan does not exist); then the test writes
 	// the status the engine would write for such a plan.
-	e = waitExecution(t, ns, "big", drv1.ExecutionFailed)
-	e.Status = st
-	e, err = dr.DRPlanExecutions(ns).UpdateStatus(ctx, e, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	waitExecution(t, ns, "big", drv1.ExecutionFailed)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := dr.DRPlanExecutions(ns).Get(ctx, "big", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status = st
+		e, err = dr.DRPlanExecutions(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}))
 	raw, err := json.Marshal(e)
 	require.NoError(t, err)
 	t.Logf("status of 100 workflows x 20 actions: %d bytes (%.0f%% of 1.5 MiB)", len(raw), float64(len(raw))*100/(1.5*1024*1024))
