@@ -112,8 +112,8 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		labels[drv1.LabelPlan] = req.Execution.PlanName
-		labels[drv1.LabelExecution] = req.Execution.Name
+		labels[drv1.LabelPlan] = drv1.LabelValue(req.Execution.PlanName)
+		labels[drv1.LabelExecution] = drv1.LabelValue(req.Execution.Name)
 		obj.SetLabels(labels)
 	}
 	t, err := r.target("resource.manifest", req.ServiceAccount, obj, req.Execution.Namespace)
@@ -254,7 +254,7 @@ func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec Exe
 			return t.fail("create", fmt.Errorf("it already exists and reading it failed: %w", err))
 		}
 		labels := existing.GetLabels()
-		if labels[drv1.LabelExecution] != exec.Name || labels[drv1.LabelPlan] != exec.PlanName {
+		if labels[drv1.LabelExecution] != drv1.LabelValue(exec.Name) || labels[drv1.LabelPlan] != drv1.LabelValue(exec.PlanName) {
 			return fmt.Errorf("%s already exists and was not created by this execution (%s=%q): delete or rename it, or use Apply to take it over",
 				t.desc, drv1.LabelExecution, labels[drv1.LabelExecution])
 		}

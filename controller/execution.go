@@ -42,7 +42,7 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 		return err
 	}
 	cancelled := exec.Annotations[drv1.AnnotationCancel] == "true"
-	if exec.Labels[drv1.LabelPlan] != exec.Spec.PlanRef.Name && (exec.Status.Phase != "" || cancelled) {
+	if exec.Labels[drv1.LabelPlan] != drv1.LabelValue(exec.Spec.PlanRef.Name) && (exec.Status.Phase != "" || cancelled) {
 		// Labelled once the run is under way (its first status write brings us back here): the
 		// label is for people, and writing it first would delay the first action.
 		if err := c.labelExecution(ctx, exec); err != nil {
@@ -349,7 +349,7 @@ func (c *Controller) patchExecutionStatus(ctx context.Context, exec *drv1.DRPlan
 
 // labelExecution labels an execution with its plan's name, for `kubectl get -l`.
 func (c *Controller) labelExecution(ctx context.Context, exec *drv1.DRPlanExecution) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{drv1.LabelPlan: exec.Spec.PlanRef.Name}}})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{drv1.LabelPlan: drv1.LabelValue(exec.Spec.PlanRef.Name)}}})
 	if err != nil {
 		return err
 	}

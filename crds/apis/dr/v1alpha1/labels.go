@@ -1,5 +1,11 @@
 package v1alpha1
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
 // Labels, annotations, condition types and reasons that users and tools rely on.
 const (
 	// LabelPlan is set on every execution (and every object an action creates) to its plan's name.
@@ -20,3 +26,15 @@ const (
 	// ConditionComplete is true once an execution has ended, however it ended.
 	ConditionComplete = "Complete"
 )
+
+// LabelValue turns an object name into a label value: names longer than a label value may be (63
+// characters) keep their first 52 characters and get a hash of the whole name, so that two long
+// names never share a value.
+func LabelValue(name string) string {
+	const maxLen = 63
+	if len(name) <= maxLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return strings.TrimRight(name[:52], "-.") + "-" + hex.EncodeToString(sum[:])[:10]
+}
