@@ -51,19 +51,24 @@ type Runner interface {
 }
 
 // Idempotent reports whether running the action again after a crash is safe: Kubernetes objects
-// are found again by name, and GET, HEAD, PUT and DELETE calls are idempotent by HTTP's own
+// are found again by name, and GET, HEAD, PUT, DELETE and OPTIONS calls are idempotent by HTTP's own
 // definition. A POST or PATCH call is not: it is recorded as started before it is made, and a
 // restart that finds it in flight reports it instead of calling again.
 func Idempotent(b drv1.ActionBody) bool {
 	if b.Type != drv1.ActionTypeHTTP {
 		return true
 	}
-	if b.HTTP == nil {
-		return false
-	}
-	switch b.HTTP.Method {
+	switch HTTPMethod(b) {
 	case "GET", "HEAD", "PUT", "DELETE", "OPTIONS":
 		return true
 	}
 	return false
+}
+
+// HTTPMethod is the method an HTTP action uses: POST when it names none.
+func HTTPMethod(b drv1.ActionBody) string {
+	if b.HTTP == nil || b.HTTP.Method == "" {
+		return "POST"
+	}
+	return b.HTTP.Method
 }

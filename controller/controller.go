@@ -129,7 +129,14 @@ func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error 
 	if _, err := c.inf.Plans.AddEventHandler(c.handler(c.enqueuePlan)); err != nil {
 		return err
 	}
-	if _, err := c.inf.Executions.AddEventHandler(c.handler(c.enqueueExecution)); err != nil {
+	execHandler := c.handler(c.enqueueExecution).(cache.ResourceEventHandlerFuncs)
+	execHandler.DeleteFunc = func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		c.enqueueDeletedExecution(obj)
+	}
+	if _, err := c.inf.Executions.AddEventHandler(execHandler); err != nil {
 		return err
 	}
 	c.inf.Start(ctx.Done())
@@ -142,6 +149,7 @@ func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error 
 	if c.ready != nil {
 		c.ready()
 	}
+	c.engine.bind(ctx) // before any sync can start or resume a run
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -201,6 +209,23 @@ func (c *Controller) enqueueExecution(obj any) {
 	if e, ok := obj.(*drv1.DRPlanExecution); ok {
 		c.queue.Add(key{kindExecution, e.Namespace, e.Name})
 		c.queue.Add(key{kindPlan, e.Spec.PlanRef.NamespaceOr(e.Namespace), e.Spec.PlanRef.Name})
+	}
+}
+
+// enqueueDeletedExecution also wakes the executions waiting for the plan's lock: the deleted
+// one may have held it.
+func (c *Controller) enqueueDeletedExecution(obj any) {
+	e, ok := obj.(*drv1.DRPlanExecution)
+	if !ok {
+		return
+	}
+	c.enqueueExecution(e)
+	ns := e.Spec.PlanRef.NamespaceOr(e.Namespace)
+	execs, _ := c.inf.ExecutionsForPlan(ns, e.Spec.PlanRef.Name)
+	for _, other := range execs {
+		if !rules.ExecutionFinished(other.Status.Phase) {
+			c.queue.Add(key{kindExecution, other.Namespace, other.Name})
+		}
 	}
 }
 

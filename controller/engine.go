@@ -18,9 +18,11 @@ import (
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
-// actionKey is one unit of work on the action queue: one action of one running execution.
+// actionKey is one unit of work on the action queue: one action of one running execution. The
+// UID tells a run apart from a later execution of the same name.
 type actionKey struct {
 	exec  types.NamespacedName
+	uid   types.UID
 	index int
 }
 
@@ -35,7 +37,7 @@ type engine struct {
 	writeInterval time.Duration
 
 	mu   sync.Mutex
-	ctx  context.Context // the engine's lifetime; set by run
+	ctx  context.Context // the engine's lifetime; set by bind before any sync runs
 	runs map[types.NamespacedName]*run
 	// ended remembers the runs this engine finished, by UID, until the cache shows them
 	// finished: a sync reading an older status from the cache must not take them for runs
@@ -51,12 +53,16 @@ type run struct {
 	prep     *prepared
 	identity string // "namespace/name" of the ServiceAccount to act as, or ""
 	writer   *statusWriter
+	ctx      context.Context // the run's lifetime: ends with the engine, or when the run is dropped
 	stop     context.CancelFunc
 
 	mu        sync.Mutex
 	status    drv1.DRPlanExecutionStatus
 	cancelled bool
 	ended     bool
+	// durable is set when a result that must not be lost (a call that is not safe to repeat)
+	// was recorded and not yet flushed; the next advance flushes before starting anything.
+	durable bool
 }
 
 func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engine {
@@ -65,11 +71,15 @@ func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engin
 		ended: map[types.NamespacedName]types.UID{}}
 }
 
-// Run works the action queue with workers until ctx ends.
-func (e *engine) Run(ctx context.Context, workers int) {
+// bind sets the engine's lifetime; called before any sync can start a run.
+func (e *engine) bind(ctx context.Context) {
 	e.mu.Lock()
 	e.ctx = ctx
 	e.mu.Unlock()
+}
+
+// Run works the action queue with workers until ctx ends.
+func (e *engine) Run(ctx context.Context, workers int) {
 	actions.Run(ctx, e.queue, workers, e.runAction)
 }
 
@@ -77,6 +87,17 @@ func (e *engine) running(key types.NamespacedName) *run {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.runs[key]
+}
+
+// drop stops a run and forgets it: its execution was deleted (or replaced by a namesake).
+// Workers holding it see its context end and drop their results.
+func (e *engine) drop(r *run) {
+	r.stop()
+	e.mu.Lock()
+	if e.runs[r.key] == r {
+		delete(e.runs, r.key)
+	}
+	e.mu.Unlock()
 }
 
 // endedHere reports whether this engine finished the run of exec (so a Running status in the
@@ -96,30 +117,34 @@ func (e *engine) forget(key types.NamespacedName) {
 
 // start takes over an execution whose status is laid out (fresh or read back after a restart)
 // and drives it to its end.
-func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string) {
+func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, dup := e.runs[types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}]; dup || e.ctx == nil {
-		return
+	key := types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}
+	if e.ctx == nil {
+		return fmt.Errorf("the engine is not running yet")
+	}
+	if _, dup := e.runs[key]; dup {
+		return fmt.Errorf("execution %s is already running", key)
 	}
 	ctx, stop := context.WithCancel(e.ctx)
-	r := &run{e: e, key: types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}, exec: exec,
-		prep: prep, identity: identity, status: status, stop: stop,
+	r := &run{e: e, key: key, exec: exec, prep: prep, identity: identity, status: status, ctx: ctx, stop: stop,
 		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true"}
 	r.writer = newStatusWriter(e.writeInterval, r.copyStatus, r.writeStatus)
 	e.runs[r.key] = r
 	go r.writer.Run(ctx)
-	go r.advance(ctx, false)
+	go r.advance(false)
+	return nil
 }
 
 // cancel marks a run cancelled: nothing new starts; it ends once nothing is in flight.
-func (r *run) cancel(ctx context.Context) {
+func (r *run) cancel() {
 	r.mu.Lock()
 	already := r.cancelled
 	r.cancelled = true
 	r.mu.Unlock()
 	if !already {
-		r.advance(ctx, false)
+		r.advance(false)
 	}
 }
 
@@ -133,7 +158,7 @@ func (r *run) copyStatus() any {
 // resourceVersion to conflict on (this is the execution's only status writer) and fields that
 // were cleared are cleared.
 func (r *run) writeStatus(ctx context.Context, status any) error {
-	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": status}})
+	patch, err := statusPatch(r.exec.UID, status)
 	if err != nil {
 		return err
 	}
@@ -148,9 +173,9 @@ func (r *run) writeStatus(ctx context.Context, status any) error {
 // advance decides what starts now and queues it; it ends the run when Advance says it is over.
 // mustPersist says the change that led here has to be durable before anything else happens (a
 // call that is not safe to repeat has finished: a restart must not find it still in flight).
-func (r *run) advance(ctx context.Context, mustPersist bool) {
+func (r *run) advance(mustPersist bool) {
 	r.mu.Lock()
-	if r.ended {
+	if r.ended || r.ctx.Err() != nil {
 		r.mu.Unlock()
 		return
 	}
@@ -160,6 +185,10 @@ func (r *run) advance(ctx context.Context, mustPersist bool) {
 		r.ended = true
 		setCompleteConditions(&r.status, r.exec.Generation)
 	}
+	// A result recorded by another worker that has not flushed yet counts too: this advance
+	// may start what follows it.
+	mustPersist = mustPersist || r.durable
+	r.durable = false
 	r.mu.Unlock()
 	r.writer.Changed()
 	for _, a := range start {
@@ -169,31 +198,40 @@ func (r *run) advance(ctx context.Context, mustPersist bool) {
 		mustPersist = mustPersist || !actions.Idempotent(r.prep.bodies[a.Flat])
 	}
 	if mustPersist && !over {
-		if err := r.writer.Flush(ctx); err != nil {
-			return // shutting down: a restart decides from the last written status
+		if err := r.writer.Flush(r.ctx); err != nil {
+			return // shutting down or dropped: a restart decides from the last written status
 		}
 	}
 	for _, a := range start {
-		r.e.queue.Add(actionKey{exec: r.key, index: a.Flat})
+		r.e.queue.Add(actionKey{exec: r.key, uid: r.exec.UID, index: a.Flat})
 	}
 	if over {
-		r.finish(ctx)
+		r.finish()
 	}
 }
 
 // runAction runs one action: it is the action queue's process function.
-func (e *engine) runAction(ctx context.Context, k actionKey) error {
+func (e *engine) runAction(_ context.Context, k actionKey) error {
 	r := e.running(k.exec)
-	if r == nil {
-		return nil // the run ended or its execution was deleted
+	if r == nil || r.exec.UID != k.uid || k.index >= len(r.prep.bodies) {
+		return nil // the run ended, or its execution was deleted or replaced
 	}
 	body := r.prep.bodies[k.index]
 	r.mu.Lock()
 	as := r.status.ActionStatuses[k.index]
+	if as.Phase == drv1.StepRunning && r.cancelled {
+		// Cancelled while queued: it never starts.
+		a := &r.status.ActionStatuses[k.index]
+		a.Phase, a.StartTime = drv1.StepPending, nil
+		r.mu.Unlock()
+		r.advance(false)
+		return nil
+	}
 	r.mu.Unlock()
 	if as.Phase != drv1.StepRunning {
 		return nil
 	}
+	ctx := r.ctx
 	logger := klog.FromContext(ctx).WithValues("execution", k.exec, "action", as.Name, "stage", as.Stage)
 	e.c.event(r.exec, true, "ActionStarted", fmt.Sprintf("Action %s started", as.Name))
 	runner, ok := e.runners[body.Type]
@@ -210,10 +248,10 @@ func (e *engine) runAction(ctx context.Context, k actionKey) error {
 			ServiceAccount: r.identity})
 	}
 	if ctx.Err() != nil {
-		return nil // shutting down: the action stays Running and a restart decides
+		return nil // shutting down or dropped: the action stays Running and a restart decides
 	}
 	took := rules.FormatDuration(time.Since(started))
-	r.complete(ctx, k.index, res, err)
+	r.complete(k.index, res, err)
 	if err != nil {
 		logger.Info("Action failed", "err", r.prep.redact.Replace(err.Error()))
 		e.c.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.redact.Replace(err.Error())))
@@ -229,7 +267,7 @@ func actionID(a drv1.ActionStatus) string {
 }
 
 // complete records an action's result and moves the run on.
-func (r *run) complete(ctx context.Context, index int, res actions.Result, err error) {
+func (r *run) complete(index int, res actions.Result, err error) {
 	now := metav1.NewTime(r.e.c.now())
 	r.mu.Lock()
 	a := &r.status.ActionStatuses[index]
@@ -242,8 +280,9 @@ func (r *run) complete(ctx context.Context, index int, res actions.Result, err e
 	if out := outputOf(*a, res, r.prep.redact); out != nil {
 		r.status.Outputs = append(r.status.Outputs, *out)
 	}
+	r.durable = r.durable || !actions.Idempotent(r.prep.bodies[index])
 	r.mu.Unlock()
-	r.advance(ctx, !actions.Idempotent(r.prep.bodies[index]))
+	r.advance(false)
 }
 
 // outputOf is what an action made, if anything worth recording.
@@ -261,21 +300,31 @@ func outputOf(a drv1.ActionStatus, res actions.Result, redact *strings.Replacer)
 }
 
 // finish writes the final status, then releases the plan's lock.
-func (r *run) finish(ctx context.Context) {
+func (r *run) finish() {
 	defer func() {
 		r.stop()
 		r.e.mu.Lock()
-		delete(r.e.runs, r.key)
-		r.e.ended[r.key] = r.exec.UID
+		if r.e.runs[r.key] == r {
+			delete(r.e.runs, r.key)
+			r.e.ended[r.key] = r.exec.UID
+		}
 		r.e.mu.Unlock()
 	}()
-	if err := r.writer.Flush(ctx); err != nil {
+	if err := r.writer.Flush(r.ctx); err != nil {
 		return // shutting down: a restart reads the last written status and finishes again
 	}
 	r.mu.Lock()
 	st := r.status.DeepCopy()
 	r.mu.Unlock()
-	r.e.c.finished(ctx, r.exec, st)
+	r.e.c.finished(r.ctx, r.exec, st)
+}
+
+// statusPatch replaces an execution's status, only if the object is still the one with uid.
+func statusPatch(uid types.UID, status any) ([]byte, error) {
+	return json.Marshal([]map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": uid},
+		{"op": "add", "path": "/status", "value": status},
+	})
 }
 
 // setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.

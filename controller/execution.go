@@ -29,13 +29,12 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	nn := types.NamespacedName{Namespace: ns, Name: name}
 	exec, err := c.inf.ExecutionLister.DRPlanExecutions(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		if r := c.engine.running(nn); r != nil {
-			r.stop() // deleted mid-run: its workers find no run and drop their results
-			c.engine.mu.Lock()
-			delete(c.engine.runs, nn)
-			c.engine.mu.Unlock()
-		}
 		c.engine.forget(nn)
+		if r := c.engine.running(nn); r != nil {
+			// Deleted mid-run: stop, and let the plan's next execution have the lock.
+			c.engine.drop(r)
+			return c.releaseLock(ctx, r.exec, &drv1.DRPlanExecutionStatus{})
+		}
 		return nil
 	}
 	if err != nil {
@@ -57,10 +56,13 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 		return nil // the cache is behind the final status this engine wrote
 	}
 	if r := c.engine.running(nn); r != nil {
-		if cancelled {
-			r.cancel(ctx)
+		if r.exec.UID == exec.UID {
+			if cancelled {
+				r.cancel()
+			}
+			return nil
 		}
-		return nil
+		c.engine.drop(r) // a run of a deleted namesake
 	}
 	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")
@@ -119,9 +121,11 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
+	if err := c.engine.start(exec, prep, st, who); err != nil {
+		return err
+	}
 	c.event(exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", plan.Name))
 	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.bodies))
-	c.engine.start(exec, prep, st, who)
 	return nil
 }
 
@@ -139,7 +143,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: "+err.Error())
 	}
 	st := exec.Status.DeepCopy()
-	if len(st.ActionStatuses) != len(prep.bodies) {
+	if !statusMatches(prep, st) {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: the status does not match the snapshot")
 	}
 	now := metav1.NewTime(c.now())
@@ -149,14 +153,16 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 			continue
 		}
 		if actions.Idempotent(prep.bodies[i]) {
-			a.Phase, a.RetryCount, a.Message = drv1.StepPending, a.RetryCount+1, "Retried after a controller restart"
+			a.Phase, a.RetryCount = drv1.StepPending, a.RetryCount+1 // runs again; retryCount says so
 		} else {
 			a.Phase, a.CompletionTime = drv1.StepFailed, &now
-			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + prep.bodies[i].HTTP.Method + " call)"
+			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.bodies[i]) + " call)"
 		}
 	}
+	if err := c.engine.start(exec, prep, *st, who); err != nil {
+		return err
+	}
 	klog.FromContext(ctx).Info("Execution resumed after a restart")
-	c.engine.start(exec, prep, *st, who)
 	return nil
 }
 
@@ -231,9 +237,15 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 		if cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
 			return nil // ours already (a restart, or a retry after the status write)
 		}
-		if cur != nil && c.holdsLock(ctx, cur) {
-			holder = cur.Name
-			return nil
+		if cur != nil {
+			held, err := c.holdsLock(ctx, cur)
+			if err != nil {
+				return err
+			}
+			if held {
+				holder = cur.Name
+				return nil
+			}
 		}
 		now := metav1.NewTime(c.now())
 		p = p.DeepCopy()
@@ -247,12 +259,15 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 
 // holdsLock reports whether the execution named by a plan's lock still holds it: it exists and
 // has not finished. A lock left by a deleted or finished execution is stale and may be taken.
-func (c *Controller) holdsLock(ctx context.Context, ref *drv1.ExecutionReference) bool {
+func (c *Controller) holdsLock(ctx context.Context, ref *drv1.ExecutionReference) (bool, error) {
 	e, err := c.dr.DrV1alpha1().DRPlanExecutions(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return !apierrors.IsNotFound(err) // unsure: treat as held
+	if apierrors.IsNotFound(err) {
+		return false, nil
 	}
-	return !rules.ExecutionFinished(e.Status.Phase)
+	if err != nil {
+		return false, err // unsure: retry later rather than guess
+	}
+	return !rules.ExecutionFinished(e.Status.Phase), nil
 }
 
 // releaseLock clears the plan's lock if exec holds it, and records a success.
@@ -271,7 +286,8 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 		if cur := p.Status.CurrentExecution; cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
 			p.Status.CurrentExecution, changed = nil, true
 		}
-		if last := p.Status.LastSuccessfulExecution; st.Phase == drv1.ExecutionSucceeded &&
+		if last := p.Status.LastSuccessfulExecution; st.Phase == drv1.ExecutionSucceeded && st.CompletionTime != nil &&
+			(last == nil || last.CompletionTime == nil || st.CompletionTime.After(last.CompletionTime.Time)) &&
 			(last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
 			p.Status.LastSuccessfulExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
 				Operation: exec.Spec.Operation, StartTime: st.StartTime, CompletionTime: st.CompletionTime}
@@ -338,7 +354,7 @@ func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution,
 }
 
 func (c *Controller) patchExecutionStatus(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
-	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
+	patch, err := statusPatch(exec.UID, st)
 	if err != nil {
 		return err
 	}
@@ -356,4 +372,18 @@ func (c *Controller) labelExecution(ctx context.Context, exec *drv1.DRPlanExecut
 	_, err = c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Patch(ctx, exec.Name, types.MergePatchType, patch,
 		metav1.PatchOptions{FieldManager: fieldManager})
 	return err
+}
+
+// statusMatches checks that a status read back has the shape of the run prepared from its
+// snapshot, so resuming cannot index out of range.
+func statusMatches(p *prepared, st *drv1.DRPlanExecutionStatus) bool {
+	if len(st.ActionStatuses) != len(p.bodies) || len(st.StageStatuses) != len(p.plan.Stages) {
+		return false
+	}
+	for i, s := range p.plan.Stages {
+		if st.StageStatuses[i].Name != s.Name || len(st.StageStatuses[i].WorkflowExecutions) != len(s.Workflows) {
+			return false
+		}
+	}
+	return true
 }

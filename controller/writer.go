@@ -2,13 +2,16 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // statusWriter is the one writer of a running execution's status. Changes mark it dirty; it
-// writes the latest status at most once per interval, with at most one write in flight, so a fast
-// run costs far fewer writes than it has steps. Flush writes now and waits: the engine flushes
+// writes the latest status at most once per gap, with at most one write in flight, so a fast run
+// costs far fewer writes than it has steps. Flush writes now and waits: the engine flushes
 // before a side effect that must not be repeated after a crash, and at the end of a run.
 type statusWriter struct {
 	interval time.Duration
@@ -17,22 +20,23 @@ type statusWriter struct {
 	// write persists it.
 	write func(ctx context.Context, status any) error
 
-	mu        sync.Mutex
-	changed   uint64        // generation of the latest change
-	written   uint64        // generation of the latest successful write
-	flushing  bool          // a Flush is waiting
-	wrote     chan struct{} // closed and replaced after every successful write
-	lastErr   error
-	lastWrite time.Time
-	lastTook  time.Duration
+	mu          sync.Mutex
+	changed     uint64        // generation of the latest change
+	written     uint64        // generation of the latest successful write
+	flushTarget uint64        // the highest generation a Flush waits for
+	wrote       chan struct{} // closed and replaced after every successful write
+	lastErr     error
+	lastWrite   time.Time
+	lastTook    time.Duration
 
 	kick   chan struct{} // a change or a flush: there may be something to write
-	urgent chan struct{} // a flush: stop waiting out the interval
+	urgent chan struct{} // a flush: stop waiting out the gap
+	done   chan struct{} // closed when Run returns: nothing will be written any more
 }
 
 func newStatusWriter(interval time.Duration, read func() any, write func(context.Context, any) error) *statusWriter {
 	return &statusWriter{interval: interval, read: read, write: write, wrote: make(chan struct{}),
-		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Changed records that the status changed (after the change was made) and wakes the writer.
@@ -40,27 +44,25 @@ func (w *statusWriter) Changed() {
 	w.mu.Lock()
 	w.changed++
 	w.mu.Unlock()
-	w.poke()
+	signal(w.kick)
 }
 
-func (w *statusWriter) poke() {
+func signal(ch chan struct{}) {
 	select {
-	case w.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
-// Flush waits until every change made before the call is written, or ctx ends.
+// Flush waits until every change made before the call is written. It fails when ctx ends, or
+// when the writer stopped (its run ended, or a write failed for good).
 func (w *statusWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	target := w.changed
-	w.flushing = true
+	w.flushTarget = max(w.flushTarget, target)
 	w.mu.Unlock()
-	w.poke()
-	select {
-	case w.urgent <- struct{}{}:
-	default:
-	}
+	signal(w.kick)
+	signal(w.urgent)
 	for {
 		w.mu.Lock()
 		done, wrote, err := w.written >= target, w.wrote, w.lastErr
@@ -70,6 +72,11 @@ func (w *statusWriter) Flush(ctx context.Context) error {
 		}
 		select {
 		case <-wrote:
+		case <-w.done:
+			if err == nil {
+				err = errors.New("the status writer stopped")
+			}
+			return err
 		case <-ctx.Done():
 			if err != nil {
 				return err
@@ -79,8 +86,10 @@ func (w *statusWriter) Flush(ctx context.Context) error {
 	}
 }
 
-// Run writes until ctx ends. Failed writes are retried with backoff.
+// Run writes until ctx ends or a write fails for good (the execution is gone, or the status is
+// refused); transient failures are retried with backoff.
 func (w *statusWriter) Run(ctx context.Context) {
+	defer close(w.done)
 	backoff := 50 * time.Millisecond
 	for {
 		select {
@@ -89,7 +98,7 @@ func (w *statusWriter) Run(ctx context.Context) {
 		case <-w.kick:
 		}
 		w.mu.Lock()
-		gen, urgent, wait := w.changed, w.flushing, w.gap()-time.Since(w.lastWrite)
+		gen, urgent, wait := w.changed, w.written < w.flushTarget, w.gap()-time.Since(w.lastWrite)
 		w.mu.Unlock()
 		if gen <= w.writtenGen() {
 			continue
@@ -105,7 +114,7 @@ func (w *statusWriter) Run(ctx context.Context) {
 			gen = w.changed
 			w.mu.Unlock()
 		}
-		// Read the generation before the status: a change included in the copy but counted
+		// The generation is read before the status: a change included in the copy but counted
 		// later only causes one more write, never a lost one.
 		began := time.Now()
 		err := w.write(ctx, w.read())
@@ -117,10 +126,12 @@ func (w *statusWriter) Run(ctx context.Context) {
 			w.wrote = make(chan struct{})
 			backoff = 50 * time.Millisecond
 		}
-		w.flushing = w.flushing && w.written < w.changed
 		more := w.written < w.changed
 		w.mu.Unlock()
 		if err != nil {
+			if permanent(err) {
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -130,14 +141,20 @@ func (w *statusWriter) Run(ctx context.Context) {
 			more = true
 		}
 		if more {
-			w.poke()
+			signal(w.kick)
 		}
 	}
 }
 
-// gap is the least time between two writes: the interval, or twice what the last write took when
-// that is longer, so that writing a large status never takes more than a fifth of the API
-// server's time for this run. Called with mu held.
+// permanent reports a write error that retrying cannot fix.
+func permanent(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) ||
+		apierrors.IsBadRequest(err)
+}
+
+// gap is the least time between two writes: the interval, or four times what the last write
+// took when that is longer, so that writing a large status never takes more than a fifth of the
+// API server's time for this run. Called with mu held.
 func (w *statusWriter) gap() time.Duration {
 	return max(w.interval, 4*w.lastTook)
 }

@@ -294,3 +294,30 @@ func TestOneExecutionAtATime(t *testing.T) {
 	waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
 	waitLockReleased(t, ns, "p")
 }
+
+// TestDeletingTheRunningExecutionFreesThePlan deletes an execution mid-run while another waits
+// for the plan's lock: the run stops (its call in flight is abandoned) and the waiting one runs.
+func TestDeletingTheRunningExecutionFreesThePlan(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "delete")
+	rec := newRecorder(t)
+	release := rec.hold("/held")
+	defer release()
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/held"))
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s}\nspec:\n  workflowRef: {name: wf}\n", ns))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "first", "p")
+	eventually(t, "the first run's call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
+	createExecution(t, ns, "second", "p")
+	e := waitExecution(t, ns, "second", drv1.ExecutionPending)
+	assert.Equal(t, "Waiting for execution first to finish: a plan runs one execution at a time", e.Status.Message)
+
+	require.NoError(t, env.DR.DrV1alpha1().DRPlanExecutions(ns).Delete(ctx, "first", metav1.DeleteOptions{}))
+	eventually(t, "the abandoned call to be dropped", func() (bool, string) { return rec.Aborted("/held") == 1, "" })
+	eventually(t, "the second run's call to arrive", func() (bool, string) { return rec.Arrived("/held") == 2, "" })
+	release()
+	waitExecution(t, ns, "second", drv1.ExecutionSucceeded)
+	assert.Len(t, rec.CallsTo("/held"), 1, "only the second run's call completed")
+	p := waitLockReleased(t, ns, "p")
+	assert.Equal(t, "second", p.Status.LastSuccessfulExecution.Name)
+}

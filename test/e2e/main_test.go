@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"k8s.io/klog/v2"
 )
 
 // env is the running backend, set by TestMain.
@@ -21,6 +23,17 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx := context.Background()
+	// The controller's logs go to a file, so the test and benchmark output stays readable.
+	logFile, err := os.CreateTemp("", "drplan-e2e-controller-*.log")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("logtostderr", "false")
+	klog.SetOutput(logFile)
+	fmt.Println("e2e: controller logs in", logFile.Name())
 	backend, err := SelectBackend(os.Getenv("E2E_BACKEND"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
