@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,20 +73,34 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Revert is not supported by this controller version yet")
 	}
 
+	interrupted := exec.Status.Phase == drv1.ExecutionRunning && exec.Status.Snapshot != nil
 	plan, holder, err := c.acquireLock(ctx, exec)
 	switch {
 	case err != nil:
 		return err
+	case interrupted && holder != "":
+		// The plan was deleted and recreated while this run was interrupted, and another run
+		// took the new plan's lock: two runs must not overlap.
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
+			fmt.Sprintf("Cannot resume: execution %s holds the plan's lock (the plan was recreated while this run was interrupted)", holder))
+	case interrupted:
+		// It runs from its snapshot, even if the plan is gone meanwhile.
+		return c.resume(ctx, exec)
 	case plan == nil:
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
 			fmt.Sprintf("DRPlan %s/%s not found", exec.Spec.PlanRef.NamespaceOr(ns), exec.Spec.PlanRef.Name))
 	case holder != "":
 		return c.setPending(ctx, exec, fmt.Sprintf("Waiting for execution %s to finish: a plan runs one execution at a time", holder))
 	}
-	if exec.Status.Phase == drv1.ExecutionRunning && exec.Status.Snapshot != nil {
-		return c.resume(ctx, exec)
-	}
 	return c.startFresh(ctx, exec, plan)
+}
+
+// transient reports an error that a retry may fix (the API server was busy or unreachable), as
+// opposed to one that fails the run (a missing Secret, a forbidden read, a bad value).
+func transient(err error) bool {
+	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // identity is the ServiceAccount a plan's side effects are made as, "namespace/name", or "".
@@ -108,6 +124,9 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	now := metav1.NewTime(c.now().Truncate(time.Second))
 	who := identity(plan.Namespace, &data.Plan)
 	prep, err := prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339))
+	if transient(err) {
+		return err
+	}
 	if err != nil {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 	}
@@ -139,6 +158,9 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 	}
 	who := identity(data.Namespace, &data.Plan)
 	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339))
+	if transient(err) {
+		return err
+	}
 	if err != nil {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: "+err.Error())
 	}
@@ -327,6 +349,7 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecution, phase drv1.ExecutionPhase, msg string) error {
 	now := metav1.NewTime(c.now())
 	st := exec.Status.DeepCopy()
+	rules.CloseRunning(st, now, msg) // a run that cannot resume: nothing is left Running
 	st.Phase, st.Message, st.CompletionTime, st.ObservedGeneration = phase, truncate(msg), &now, exec.Generation
 	if st.StartTime == nil {
 		st.StartTime = &now

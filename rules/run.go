@@ -393,3 +393,43 @@ func FormatDuration(d time.Duration) string {
 		return d.Round(time.Second).String()
 	}
 }
+
+// CloseRunning ends whatever a status shows Running, for a run that stops without finishing
+// (it cannot resume): running actions Failed with message; a running workflow Succeeded if all
+// its actions had, else Failed; running stages Failed.
+func CloseRunning(st *drv1.DRPlanExecutionStatus, now metav1.Time, message string) {
+	type wfKey struct {
+		stage string
+		index int32
+	}
+	complete := map[wfKey]bool{}
+	for i := range st.ActionStatuses {
+		a := &st.ActionStatuses[i]
+		if a.Phase == drv1.StepRunning {
+			a.Phase, a.Message, a.CompletionTime = drv1.StepFailed, message, &now
+		}
+		k := wfKey{a.Stage, a.WorkflowIndex}
+		if _, seen := complete[k]; !seen {
+			complete[k] = true
+		}
+		complete[k] = complete[k] && (a.Phase == drv1.StepSucceeded || a.Phase == drv1.StepSkipped)
+	}
+	for si := range st.StageStatuses {
+		ss := &st.StageStatuses[si]
+		for wi := range ss.WorkflowExecutions {
+			ws := &ss.WorkflowExecutions[wi]
+			if ws.Phase != drv1.StepRunning {
+				continue
+			}
+			ws.CurrentAction, ws.CompletionTime = "", &now
+			if complete[wfKey{ss.Name, int32(wi)}] {
+				ws.Phase = drv1.StepSucceeded
+			} else {
+				ws.Phase, ws.Message = drv1.StepFailed, message
+			}
+		}
+		if ss.Phase == drv1.StepRunning {
+			ss.Phase, ss.Message, ss.CompletionTime = drv1.StepFailed, message, &now
+		}
+	}
+}

@@ -229,3 +229,19 @@ func TestFormatDuration(t *testing.T) {
 		assert.Equal(t, want, rules.FormatDuration(d))
 	}
 }
+
+func TestCloseRunning(t *testing.T) {
+	p, st := newRun(t, drv1.FailurePolicyStop, stage("s", true, nil, "x:a,b", "y:a"))
+	now := metav1.NewTime(time.Date(2026, 1, 30, 10, 0, 0, 0, time.UTC))
+	rules.Advance(p, st, now, false)
+	st.ActionStatuses[2].Phase = drv1.StepSucceeded
+	rules.CloseRunning(st, now, "Cannot resume: gone")
+	assert.Equal(t, drv1.StepFailed, st.ActionStatuses[0].Phase)
+	assert.Equal(t, "Cannot resume: gone", st.ActionStatuses[0].Message)
+	assert.Equal(t, drv1.StepPending, st.ActionStatuses[1].Phase, "what never started stays Pending")
+	assert.Equal(t, drv1.StepSucceeded, st.ActionStatuses[2].Phase)
+	assert.Equal(t, drv1.StepFailed, st.StageStatuses[0].Phase)
+	assert.Equal(t, drv1.StepFailed, st.StageStatuses[0].WorkflowExecutions[0].Phase)
+	assert.Equal(t, drv1.StepSucceeded, st.StageStatuses[0].WorkflowExecutions[1].Phase,
+		"a workflow whose actions all succeeded is Succeeded")
+}

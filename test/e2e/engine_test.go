@@ -321,3 +321,74 @@ func TestDeletingTheRunningExecutionFreesThePlan(t *testing.T) {
 	p := waitLockReleased(t, ns, "p")
 	assert.Equal(t, "second", p.Status.LastSuccessfulExecution.Name)
 }
+
+// TestParametersAndTemplates checks the precedence of parameter values (default < globalParams <
+// stage params < execution params), per-workflow resolvedParams, toJson, and that a required
+// parameter without a value fails the run before any side effect.
+func TestParametersAndTemplates(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "params")
+	rec := newRecorder(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  parameters:
+  - {name: replicas, type: int, default: 3}
+  - {name: region, default: primary}
+  - {name: message, required: true}
+  - {name: service, required: true}
+  actions:
+  - name: notify
+    type: HTTP
+    http:
+      url: %[2]q
+      body: '{"replicas": {{ .params.replicas }}, "region": {{ toJson .params.region }}, "message": {{ toJson .params.message }}, "service": "{{ .params.service }}", "run": "{{ .executionName }}", "ns": "{{ .namespace }}"}'
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %[1]s}
+spec:
+  globalParams:
+  - {name: region, value: dr-region}
+  - {name: message, value: 'say "failover"'}
+  stages:
+  - name: s
+    parallel: true
+    workflows:
+    - workflowRef: {name: wf}
+      params: [{name: service, value: order}, {name: replicas, value: "5"}]
+    - workflowRef: {name: wf}
+      params: [{name: service, value: pay}]
+`, ns, rec.URL("/notify")))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(ctx, &drv1.DRPlanExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: "run"},
+		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"},
+			Params: []drv1.ParamValue{{Name: "region", Value: "dr-east"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	var bodies []string
+	for _, c := range rec.CallsTo("/notify") {
+		bodies = append(bodies, c.Body)
+	}
+	assert.ElementsMatch(t, []string{
+		fmt.Sprintf(`{"replicas": 5, "region": "dr-east", "message": "say \"failover\"", "service": "order", "run": "run", "ns": "%s"}`, ns),
+		fmt.Sprintf(`{"replicas": 3, "region": "dr-east", "message": "say \"failover\"", "service": "pay", "run": "run", "ns": "%s"}`, ns),
+	}, bodies)
+	assert.Equal(t, map[string]string{"region": "dr-east", "message": `say "failover"`}, e.Status.ResolvedParams)
+	wfs := e.Status.StageStatuses[0].WorkflowExecutions
+	assert.Equal(t, map[string]string{"service": "order", "replicas": "5"}, wfs[0].ResolvedParams)
+	assert.Equal(t, map[string]string{"service": "pay", "replicas": "3"}, wfs[1].ResolvedParams)
+
+	// A second plan leaves the required "service" to the execution, which does not give it.
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: q, namespace: %s}\nspec:\n  globalParams: [{name: message, value: m}]\n  workflowRef: {name: wf}\n", ns))
+	waitPlanPhase(t, ns, "q", drv1.PlanReady)
+	calls := len(rec.Calls())
+	createExecution(t, ns, "missing", "q")
+	e = waitExecution(t, ns, "missing", drv1.ExecutionFailed)
+	assert.Equal(t, fmt.Sprintf(`Cannot start: stage "default", workflow 0 (DRWorkflow %s/wf): required parameter service has no value: set it in the plan's globalParams, the stage's params or the execution's spec.params`, ns), e.Status.Message)
+	assert.Len(t, rec.Calls(), calls, "no side effect")
+	waitLockReleased(t, ns, "q")
+}
