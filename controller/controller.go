@@ -74,6 +74,8 @@ type Controller struct {
 	ready        func() // called once the caches have synced; may be nil
 	// requireServiceAccount refuses plans without spec.serviceAccountName.
 	requireServiceAccount bool
+	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
+	shutdownGrace time.Duration
 }
 
 // New builds a controller over the given informers (not started yet). runners run the actions,
@@ -88,6 +90,8 @@ func New(cfg *rest.Config, dr versioned.Interface, kube kubernetes.Interface, in
 		queue:    actions.NewQueue[key](),
 		recorder: recorder,
 		now:      time.Now,
+		// shutdownGrace leaves room within Kubernetes' default 30 s termination grace.
+		shutdownGrace: 20 * time.Second,
 	}
 	c.engine = newEngine(c, runners)
 	return c
@@ -149,15 +153,25 @@ func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error 
 	if c.ready != nil {
 		c.ready()
 	}
-	c.engine.bind(ctx) // before any sync can start or resume a run
-	var wg sync.WaitGroup
-	wg.Add(1)
+	// Runs live on past ctx by a grace period: on shutdown, actions in flight finish and their
+	// results are written, nothing new starts, and a restart carries on exactly.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	c.engine.bind(work) // before any sync can start or resume a run
+	drained := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(drained)
 		c.engine.Run(ctx, actionWorkers)
 	}()
 	actions.Run(ctx, c.queue, workers, c.sync)
-	wg.Wait()
+	c.engine.draining.Store(true)
+	select {
+	case <-drained:
+	case <-time.After(c.shutdownGrace):
+		logger.Info("Actions still running after the shutdown grace period; abandoning them", "grace", c.shutdownGrace)
+	}
+	stopWork()
+	<-drained
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,8 +37,11 @@ type engine struct {
 	// writeInterval is the least time between two status writes of one execution.
 	writeInterval time.Duration
 
+	// draining is set when the controller stops: actions in flight finish, nothing new starts.
+	draining atomic.Bool
+
 	mu   sync.Mutex
-	ctx  context.Context // the engine's lifetime; set by bind before any sync runs
+	ctx  context.Context // the runs' lifetime; set by bind before any sync runs
 	runs map[types.NamespacedName]*run
 	// ended remembers the runs this engine finished, by UID, until the cache shows them
 	// finished: a sync reading an older status from the cache must not take them for runs
@@ -179,6 +183,13 @@ func (r *run) advance(mustPersist bool) {
 		r.mu.Unlock()
 		return
 	}
+	if r.e.draining.Load() {
+		// Stopping: keep what finished, start nothing; a restart carries on from here.
+		r.mu.Unlock()
+		r.writer.Changed()
+		_ = r.writer.Flush(r.ctx)
+		return
+	}
 	start := rules.Advance(r.prep.plan, &r.status, metav1.NewTime(r.e.c.now()), r.cancelled)
 	over := rules.ExecutionFinished(r.status.Phase)
 	if over {
@@ -219,8 +230,9 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 	body := r.prep.bodies[k.index]
 	r.mu.Lock()
 	as := r.status.ActionStatuses[k.index]
-	if as.Phase == drv1.StepRunning && r.cancelled {
-		// Cancelled while queued: it never starts.
+	if as.Phase == drv1.StepRunning && (r.cancelled || e.draining.Load()) {
+		// Cancelled, or the controller is stopping, while it was queued: it never starts (a
+		// restart starts it afresh).
 		a := &r.status.ActionStatuses[k.index]
 		a.Phase, a.StartTime = drv1.StepPending, nil
 		r.mu.Unlock()

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -24,6 +25,9 @@ type Options struct {
 	// RequireServiceAccount refuses to run a plan without spec.serviceAccountName, so that every
 	// side effect is bounded by a ServiceAccount's RBAC rather than the controller's own rights.
 	RequireServiceAccount bool
+	// ShutdownGrace is how long actions in flight may finish once ctx ends (default 20s); then
+	// they are abandoned and a restart decides.
+	ShutdownGrace time.Duration
 }
 
 // RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
@@ -65,5 +69,8 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	c := New(cfg, dr, kube, inf, recorder, runners)
 	c.ready = opts.Ready
 	c.requireServiceAccount = opts.RequireServiceAccount
+	if opts.ShutdownGrace > 0 {
+		c.shutdownGrace = opts.ShutdownGrace
+	}
 	return c.Run(ctx, opts.Workers, opts.ActionWorkers)
 }

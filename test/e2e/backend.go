@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -29,10 +30,11 @@ type Env struct {
 	Kube    kubernetes.Interface
 	Kubectl func(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error)
 	Root    string // repository root, for examples/
-	// StopController stops the controller abruptly: in-flight work is abandoned, nothing is
-	// cleaned up. StartController starts a fresh one.
+	// StopController stops the controller as SIGTERM would: actions in flight get the shutdown
+	// grace the controller was started with, then are abandoned. StartController starts a
+	// fresh one with the given grace (tests that play a kill use a tiny one).
 	StopController  func() error
-	StartController func()
+	StartController func(shutdownGrace time.Duration)
 	// ControllerWrites counts the controller's mutating API requests so far: to objects
 	// (including status) and to events.
 	ControllerWrites func() (objects, events int64)
@@ -91,7 +93,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 	if err != nil {
 		return nil, errors.Join(err, b.cp.Stop())
 	}
-	b.startController()
+	b.startController(defaultGrace)
 	return &Env{
 		Config: cfg, DR: dr, Kube: kube, Root: root,
 		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
@@ -103,9 +105,13 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 	}, nil
 }
 
+// defaultGrace is the suite's shutdown grace: short, so that stopping the controller mid-action
+// plays a kill.
+const defaultGrace = 50 * time.Millisecond
+
 // startController runs a controller in this process, as a fresh start would: new informers,
 // new queues, nothing remembered.
-func (b *localBackend) startController() {
+func (b *localBackend) startController(grace time.Duration) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	b.runErr = nil
@@ -114,7 +120,7 @@ func (b *localBackend) startController() {
 		defer b.done.Done()
 		cfg := rest.CopyConfig(b.cp.RESTConfig)
 		cfg.Wrap(b.writes.wrap)
-		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4})
+		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4, ShutdownGrace: grace})
 	}()
 }
 

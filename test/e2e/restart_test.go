@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,7 +60,7 @@ spec:
 			require.NoError(t, env.StopController())
 			// The stopped controller's connection is gone: the recorder must not count that call.
 			eventually(t, "the abandoned call to be dropped", func() (bool, string) { return rec.Aborted("/held") == 1, "" })
-			env.StartController()
+			env.StartController(defaultGrace)
 			if tc.heldMethod == "GET" {
 				eventually(t, "the held call to be made again", func() (bool, string) {
 					return rec.Arrived("/held") == 2, fmt.Sprint(rec.Arrived("/held"))
@@ -84,4 +85,40 @@ spec:
 				drv1.ExecutionSucceeded: drv1.PlanExecuted, drv1.ExecutionFailed: drv1.PlanReady}[tc.phase])
 		})
 	}
+}
+
+// TestGracefulStopLetsTheCallFinish stops the controller while a POST is in flight and the call
+// answers within the shutdown grace: its result is recorded, nothing new starts, and the next
+// controller carries on without reporting it interrupted.
+func TestGracefulStopLetsTheCallFinish(t *testing.T) {
+	ns := newNamespace(t, "graceful")
+	rec := newRecorder(t)
+	release := rec.hold("/held")
+	defer release()
+	require.NoError(t, env.StopController())
+	env.StartController(10 * time.Second)
+	defer func() {
+		require.NoError(t, env.StopController())
+		env.StartController(defaultGrace)
+	}()
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/held", "/after"))
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s}\nspec:\n  workflowRef: {name: wf}\n", ns))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	eventually(t, "the held call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- env.StopController() }()
+	time.Sleep(200 * time.Millisecond) // the controller is draining now
+	release()
+	require.NoError(t, <-stopped)
+	assert.Empty(t, rec.CallsTo("/after"), "nothing new starts while stopping")
+	e := waitExecution(t, ns, "run", drv1.ExecutionRunning)
+	assert.Equal(t, drv1.StepSucceeded, e.Status.ActionStatuses[0].Phase, "the result of the call in flight was written")
+	assert.Equal(t, drv1.StepPending, e.Status.ActionStatuses[1].Phase)
+
+	env.StartController(10 * time.Second)
+	e = waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Len(t, rec.CallsTo("/held"), 1)
+	assert.Len(t, rec.CallsTo("/after"), 1)
 }
