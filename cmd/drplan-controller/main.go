@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -21,6 +22,8 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
 	workers := flag.Int("workers", 4, "Number of objects synced at once.")
 	actionWorkers := flag.Int("action-workers", 64, "Number of actions run at once, across all executions.")
+	grace := flag.Duration("shutdown-grace", 20*time.Second,
+		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
 	requireSA := flag.Bool("require-service-account", false,
 		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
 			"Without it, a plan without a ServiceAccount acts with the controller's own rights.")
@@ -36,7 +39,7 @@ func main() {
 		os.Exit(1)
 	}
 	if err := controller.RunWithConfig(ctx, cfg, controller.Options{
-		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA,
+		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA, ShutdownGrace: *grace,
 	}); err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
 		os.Exit(1)
