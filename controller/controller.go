@@ -109,9 +109,11 @@ func Scheme() *runtime.Scheme {
 // that stops it.
 func NewRecorder(ctx context.Context, kube kubernetes.Interface) (record.EventRecorder, func()) {
 	// The default spam filter allows 25 events per object and type: a run of many actions would
-	// lose its ExecutionSucceeded. Keyed by reason too, each kind of event has its own budget,
-	// and similar ones are still aggregated.
+	// lose its ExecutionSucceeded. Keyed by reason, each kind of event has its own budget of 12
+	// (the first 10 of a kind are recorded one by one, then aggregated), so a long run's events
+	// cost a bounded number of writes and the run's own events always get through.
 	b := record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
+		BurstSize: 12,
 		SpamKeyFunc: func(e *corev1.Event) string {
 			return strings.Join([]string{e.Source.Component, e.InvolvedObject.Kind, e.InvolvedObject.Namespace,
 				e.InvolvedObject.Name, string(e.InvolvedObject.UID), e.Type, e.Reason}, "/")

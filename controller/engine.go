@@ -67,6 +67,23 @@ type run struct {
 	// durable is set when a result that must not be lost (a call that is not safe to repeat)
 	// was recorded and not yet flushed; the next advance flushes before starting anything.
 	durable bool
+	// actionEvents counts the Normal action events recorded; past maxActionEvents only failures
+	// are (the status has every action), so a long run's events cost a bounded amount.
+	actionEvents atomic.Int32
+}
+
+// maxActionEvents bounds the ActionStarted/ActionSucceeded events of one run.
+const maxActionEvents = 20
+
+// actionEvent records a Normal action event while the run's budget lasts.
+func (r *run) actionEvent(reason, message string) {
+	switch n := r.actionEvents.Add(1); {
+	case n <= maxActionEvents:
+		r.e.c.event(r.exec, true, reason, message)
+	case n == maxActionEvents+1:
+		r.e.c.event(r.exec, true, "ActionEventsLimited", fmt.Sprintf(
+			"More than %d action events: further ActionStarted and ActionSucceeded events are not recorded; .status.actionStatuses has every action", maxActionEvents))
+	}
 }
 
 func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engine {
@@ -245,7 +262,7 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 	}
 	ctx := r.ctx
 	logger := klog.FromContext(ctx).WithValues("execution", k.exec, "action", as.Name, "stage", as.Stage)
-	e.c.event(r.exec, true, "ActionStarted", fmt.Sprintf("Action %s started", as.Name))
+	r.actionEvent("ActionStarted", fmt.Sprintf("Action %s started", as.Name))
 	runner, ok := e.runners[body.Type]
 	var (
 		res actions.Result
@@ -268,7 +285,7 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 		logger.Info("Action failed", "err", r.prep.redact.Replace(err.Error()))
 		e.c.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.redact.Replace(err.Error())))
 	} else {
-		e.c.event(r.exec, true, "ActionSucceeded", fmt.Sprintf("Action %s completed successfully in %s", as.Name, took))
+		r.actionEvent("ActionSucceeded", fmt.Sprintf("Action %s completed successfully in %s", as.Name, took))
 	}
 	return nil
 }

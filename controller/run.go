@@ -14,8 +14,17 @@ import (
 	"github.com/bkbcs/drplan-controller/informers"
 )
 
+// Default client-side limits of the controller's API requests.
+const (
+	DefaultQPS   = 500
+	DefaultBurst = 1000
+)
+
 // Options configure the controller process.
 type Options struct {
+	// QPS and Burst limit the controller's API requests on the client side (default 500/1000).
+	QPS   float32
+	Burst int
 	// Workers is the number of objects synced at once.
 	Workers int
 	// ActionWorkers is the number of actions run at once, across all executions.
@@ -35,8 +44,12 @@ type Options struct {
 func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "drplan-controller"
+	// A runbook creates objects as fast as the API server takes them: client-go's default limit
+	// (5/s) would make a plan of 200 actions take a minute. The API server's own priority and
+	// fairness protects it.
+	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
 	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 50, 100
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	}
 	dr, err := versioned.NewForConfig(cfg)
 	if err != nil {

@@ -22,6 +22,8 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
 	workers := flag.Int("workers", 4, "Number of objects synced at once.")
 	actionWorkers := flag.Int("action-workers", 64, "Number of actions run at once, across all executions.")
+	qps := flag.Float64("kube-api-qps", controller.DefaultQPS, "Client-side limit of API requests per second.")
+	burst := flag.Int("kube-api-burst", controller.DefaultBurst, "Client-side burst of API requests.")
 	grace := flag.Duration("shutdown-grace", 20*time.Second,
 		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
 	requireSA := flag.Bool("require-service-account", false,
@@ -40,6 +42,7 @@ func main() {
 	}
 	if err := controller.RunWithConfig(ctx, cfg, controller.Options{
 		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA, ShutdownGrace: *grace,
+		QPS: float32(*qps), Burst: *burst,
 	}); err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
 		os.Exit(1)
