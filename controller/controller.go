@@ -212,7 +212,13 @@ func (c *Controller) enqueuePlan(obj any) {
 		return
 	}
 	c.queue.Add(key{kindPlan, p.Namespace, p.Name})
-	execs, _ := c.inf.ExecutionsForPlan(p.Namespace, p.Name)
+	c.enqueueUnfinished(p.Namespace, p.Name)
+}
+
+// enqueueUnfinished enqueues the plan's executions that have not finished: one may be waiting
+// for the lock.
+func (c *Controller) enqueueUnfinished(namespace, plan string) {
+	execs, _ := c.inf.ExecutionsForPlan(namespace, plan)
 	for _, e := range execs {
 		if !rules.ExecutionFinished(e.Status.Phase) {
 			c.queue.Add(key{kindExecution, e.Namespace, e.Name})
@@ -236,13 +242,7 @@ func (c *Controller) enqueueDeletedExecution(obj any) {
 		return
 	}
 	c.enqueueExecution(e)
-	ns := e.Spec.PlanRef.NamespaceOr(e.Namespace)
-	execs, _ := c.inf.ExecutionsForPlan(ns, e.Spec.PlanRef.Name)
-	for _, other := range execs {
-		if !rules.ExecutionFinished(other.Status.Phase) {
-			c.queue.Add(key{kindExecution, other.Namespace, other.Name})
-		}
-	}
+	c.enqueueUnfinished(e.Spec.PlanRef.NamespaceOr(e.Namespace), e.Spec.PlanRef.Name)
 }
 
 // sync dispatches a key to its kind's sync. A returned error re-queues the key with backoff.

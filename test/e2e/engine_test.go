@@ -39,20 +39,6 @@ func createExecution(t *testing.T, ns, name, plan string) {
 	require.NoError(t, err)
 }
 
-func waitExecution(t *testing.T, ns, name string, phase drv1.ExecutionPhase) *drv1.DRPlanExecution {
-	t.Helper()
-	var e *drv1.DRPlanExecution
-	eventually(t, fmt.Sprintf("DRPlanExecution %s/%s to be %s", ns, name, phase), func() (bool, string) {
-		var err error
-		e, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return e.Status.Phase == phase, fmt.Sprintf("phase %q message %q", e.Status.Phase, e.Status.Message)
-	})
-	return e
-}
-
 // TestQuickstartRuns runs the guide's quickstart, with the notification URL pointing at a local
 // recorder, to Succeeded, and checks what the guide shows of it.
 func TestQuickstartRuns(t *testing.T) {

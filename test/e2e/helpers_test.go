@@ -71,34 +71,65 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-func waitWorkflowPhase(t *testing.T, ns, name string, phase drv1.WorkflowPhase) *drv1.DRWorkflow {
+// waitFor polls get until done says the object is as wanted, and returns it.
+func waitFor[T any](t *testing.T, what string, get func() (T, error), done func(T) (bool, string)) T {
 	t.Helper()
-	var wf *drv1.DRWorkflow
-	eventually(t, fmt.Sprintf("DRWorkflow %s/%s to be %s", ns, name, phase), func() (bool, string) {
+	var obj T
+	eventually(t, what, func() (bool, string) {
 		var err error
-		wf, err = env.DR.DrV1alpha1().DRWorkflows(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
+		if obj, err = get(); err != nil {
 			return false, err.Error()
 		}
-		return wf.Status.Phase == phase && wf.Status.ObservedGeneration == wf.Generation,
-			fmt.Sprintf("phase %q message %q", wf.Status.Phase, wf.Status.Message)
+		return done(obj)
 	})
-	return wf
+	return obj
+}
+
+func waitWorkflowPhase(t *testing.T, ns, name string, phase drv1.WorkflowPhase) *drv1.DRWorkflow {
+	t.Helper()
+	return waitFor(t, fmt.Sprintf("DRWorkflow %s/%s to be %s", ns, name, phase),
+		func() (*drv1.DRWorkflow, error) {
+			return env.DR.DrV1alpha1().DRWorkflows(ns).Get(context.Background(), name, metav1.GetOptions{})
+		},
+		func(wf *drv1.DRWorkflow) (bool, string) {
+			return wf.Status.Phase == phase && wf.Status.ObservedGeneration == wf.Generation,
+				fmt.Sprintf("phase %q message %q", wf.Status.Phase, wf.Status.Message)
+		})
 }
 
 func waitPlanPhase(t *testing.T, ns, name string, phase drv1.PlanPhase) *drv1.DRPlan {
 	t.Helper()
-	var p *drv1.DRPlan
-	eventually(t, fmt.Sprintf("DRPlan %s/%s to be %s", ns, name, phase), func() (bool, string) {
-		var err error
-		p, err = env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return p.Status.Phase == phase && p.Status.ObservedGeneration == p.Generation,
-			fmt.Sprintf("phase %q message %q", p.Status.Phase, p.Status.Message)
-	})
-	return p
+	return waitFor(t, fmt.Sprintf("DRPlan %s/%s to be %s", ns, name, phase), getPlan(ns, name),
+		func(p *drv1.DRPlan) (bool, string) {
+			return p.Status.Phase == phase && p.Status.ObservedGeneration == p.Generation,
+				fmt.Sprintf("phase %q message %q", p.Status.Phase, p.Status.Message)
+		})
+}
+
+// waitLockReleased waits until the plan's lock is free and returns the plan.
+func waitLockReleased(t *testing.T, ns, name string) *drv1.DRPlan {
+	t.Helper()
+	return waitFor(t, fmt.Sprintf("DRPlan %s/%s's lock to be released", ns, name), getPlan(ns, name),
+		func(p *drv1.DRPlan) (bool, string) {
+			return p.Status.CurrentExecution == nil, fmt.Sprintf("held by %+v", p.Status.CurrentExecution)
+		})
+}
+
+func waitExecution(t *testing.T, ns, name string, phase drv1.ExecutionPhase) *drv1.DRPlanExecution {
+	t.Helper()
+	return waitFor(t, fmt.Sprintf("DRPlanExecution %s/%s to be %s", ns, name, phase),
+		func() (*drv1.DRPlanExecution, error) {
+			return env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
+		},
+		func(e *drv1.DRPlanExecution) (bool, string) {
+			return e.Status.Phase == phase, fmt.Sprintf("phase %q message %q", e.Status.Phase, e.Status.Message)
+		})
+}
+
+func getPlan(ns, name string) func() (*drv1.DRPlan, error) {
+	return func() (*drv1.DRPlan, error) {
+		return env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
+	}
 }
 
 // updatePlan re-reads the plan and applies mutate until the update does not conflict (the
@@ -131,19 +162,4 @@ func updateObject[T any](t *testing.T, client getUpdater[T], name string, mutate
 		_, err = client.Update(ctx, obj, metav1.UpdateOptions{})
 		return err
 	}))
-}
-
-// waitLockReleased waits until the plan's lock is free and returns the plan.
-func waitLockReleased(t *testing.T, ns, name string) *drv1.DRPlan {
-	t.Helper()
-	var p *drv1.DRPlan
-	eventually(t, fmt.Sprintf("DRPlan %s/%s's lock to be released", ns, name), func() (bool, string) {
-		var err error
-		p, err = env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return p.Status.CurrentExecution == nil, fmt.Sprintf("held by %+v", p.Status.CurrentExecution)
-	})
-	return p
 }
