@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
@@ -22,7 +23,8 @@ type ClientFactory struct {
 	mapper *rediscoveringMapper
 
 	mu      sync.Mutex
-	clients map[string]dynamic.Interface // by ServiceAccount ("" = the controller itself)
+	clients map[string]dynamic.Interface    // by ServiceAccount ("" = the controller itself)
+	typed   map[string]kubernetes.Interface // likewise
 }
 
 // NewClientFactory returns a factory whose clients talk to the API server of config as the
@@ -38,6 +40,7 @@ func NewClientFactory(config *rest.Config) (*ClientFactory, error) {
 		config:  config,
 		mapper:  &rediscoveringMapper{DeferredDiscoveryRESTMapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))},
 		clients: map[string]dynamic.Interface{},
+		typed:   map[string]kubernetes.Interface{},
 	}, nil
 }
 
@@ -59,6 +62,41 @@ func (f *ClientFactory) Dynamic(serviceAccount string) (dynamic.Interface, error
 	if c, ok := f.clients[serviceAccount]; ok {
 		return c, nil
 	}
+	config, err := f.configFor(serviceAccount)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client for %s: %w", actingAs(serviceAccount), err)
+	}
+	f.clients[serviceAccount] = c
+	return c, nil
+}
+
+// Kubernetes returns the typed client acting as serviceAccount ("namespace/name"; "" is the
+// controller's own identity), made once per identity: the engine reads Secret-sourced
+// parameters with it.
+func (f *ClientFactory) Kubernetes(serviceAccount string) (kubernetes.Interface, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.typed[serviceAccount]; ok {
+		return c, nil
+	}
+	config, err := f.configFor(serviceAccount)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", actingAs(serviceAccount), err)
+	}
+	f.typed[serviceAccount] = c
+	return c, nil
+}
+
+// configFor is the factory's config, impersonating serviceAccount unless it is "".
+func (f *ClientFactory) configFor(serviceAccount string) (*rest.Config, error) {
 	config := rest.CopyConfig(f.config)
 	if serviceAccount != "" {
 		user, err := serviceAccountUser(serviceAccount)
@@ -69,12 +107,7 @@ func (f *ClientFactory) Dynamic(serviceAccount string) (dynamic.Interface, error
 		// impersonating groups explicitly would need a broader impersonate permission.
 		config.Impersonate = rest.ImpersonationConfig{UserName: user}
 	}
-	c, err := dynamic.NewForConfig(config)
-	if err != nil {
-		return nil, fmt.Errorf("dynamic client for %s: %w", actingAs(serviceAccount), err)
-	}
-	f.clients[serviceAccount] = c
-	return c, nil
+	return config, nil
 }
 
 // RESTMapper returns the shared, discovery-backed RESTMapper. A kind it does not know makes it

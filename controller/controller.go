@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -62,16 +60,14 @@ func (k key) String() string { return k.kind.String() + " " + k.namespace + "/" 
 // Controller keeps the statuses of DRWorkflows and DRPlans true to their specs and runs
 // DRPlanExecutions.
 type Controller struct {
-	cfg          *rest.Config
-	dr           versioned.Interface
-	kube         kubernetes.Interface
-	impersonated sync.Map // "namespace/name" of a ServiceAccount -> kubernetes.Interface
-	inf          *informers.Informers
-	queue        *actions.Queue[key]
-	engine       *engine
-	recorder     record.EventRecorder
-	now          func() time.Time
-	ready        func() // called once the caches have synced; may be nil
+	clients  *actions.ClientFactory
+	dr       versioned.Interface
+	inf      *informers.Informers
+	queue    *actions.Queue[key]
+	engine   *engine
+	recorder record.EventRecorder
+	now      func() time.Time
+	ready    func() // called once the caches have synced; may be nil
 	// requireServiceAccount refuses plans without spec.serviceAccountName.
 	requireServiceAccount bool
 	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
@@ -80,12 +76,11 @@ type Controller struct {
 
 // New builds a controller over the given informers (not started yet). runners run the actions,
 // by type.
-func New(cfg *rest.Config, dr versioned.Interface, kube kubernetes.Interface, inf *informers.Informers,
+func New(clients *actions.ClientFactory, dr versioned.Interface, inf *informers.Informers,
 	recorder record.EventRecorder, runners map[drv1.ActionType]actions.Runner) *Controller {
 	c := &Controller{
-		cfg:      cfg,
+		clients:  clients,
 		dr:       dr,
-		kube:     kube,
 		inf:      inf,
 		queue:    actions.NewQueue[key](),
 		recorder: recorder,

@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 
@@ -192,7 +189,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 // one.
 func (c *Controller) secretReader(ctx context.Context, namespace, identity string) rules.SecretReader {
 	return func(name, key string) (string, error) {
-		client, err := c.kubeAs(identity)
+		client, err := c.clients.Kubernetes(identity)
 		if err != nil {
 			return "", err
 		}
@@ -206,26 +203,6 @@ func (c *Controller) secretReader(ctx context.Context, namespace, identity strin
 		}
 		return string(v), nil
 	}
-}
-
-// kubeAs returns a Kubernetes client acting as the ServiceAccount "namespace/name", or the
-// controller's own client for "".
-func (c *Controller) kubeAs(identity string) (kubernetes.Interface, error) {
-	if identity == "" {
-		return c.kube, nil
-	}
-	if cached, ok := c.impersonated.Load(identity); ok {
-		return cached.(kubernetes.Interface), nil
-	}
-	ns, name, _ := strings.Cut(identity, "/")
-	cfg := rest.CopyConfig(c.cfg)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + name}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	cached, _ := c.impersonated.LoadOrStore(identity, client)
-	return cached.(kubernetes.Interface), nil
 }
 
 // acquireLock takes the plan's lock for exec: DRPlan.status.currentExecution, written with

@@ -79,7 +79,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(nil),
 		drv1.ActionTypeKubernetesResource: actions.NewResourceRunner(clients),
 	}
-	c := New(cfg, dr, kube, inf, recorder, runners)
+	c := New(clients, dr, inf, recorder, runners)
 	c.ready = opts.Ready
 	c.requireServiceAccount = opts.RequireServiceAccount
 	if opts.ShutdownGrace > 0 {
