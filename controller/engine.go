@@ -225,10 +225,14 @@ func (r *run) advance(mustPersist bool) {
 		// write covers the result that led here and every start.
 		mustPersist = mustPersist || !actions.Idempotent(r.prep.bodies[a.Flat])
 	}
-	if mustPersist && !over {
+	switch {
+	case mustPersist && len(start) > 0:
 		if err := r.writer.Flush(r.ctx); err != nil {
 			return // shutting down or dropped: a restart decides from the last written status
 		}
+	case mustPersist && !over:
+		// Nothing starts after it: write it now, without holding this worker.
+		r.writer.Urge()
 	}
 	for _, a := range start {
 		r.e.queue.Add(actionKey{exec: r.key, uid: r.exec.UID, index: a.Flat})

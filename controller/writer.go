@@ -54,15 +54,22 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// Urge asks for every change made before the call to be written now, without waiting for it.
+func (w *statusWriter) Urge() {
+	w.mu.Lock()
+	w.flushTarget = max(w.flushTarget, w.changed)
+	w.mu.Unlock()
+	signal(w.kick)
+	signal(w.urgent)
+}
+
 // Flush waits until every change made before the call is written. It fails when ctx ends, or
 // when the writer stopped (its run ended, or a write failed for good).
 func (w *statusWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	target := w.changed
-	w.flushTarget = max(w.flushTarget, target)
 	w.mu.Unlock()
-	signal(w.kick)
-	signal(w.urgent)
+	w.Urge()
 	for {
 		w.mu.Lock()
 		done, wrote, err := w.written >= target, w.wrote, w.lastErr
