@@ -57,6 +57,10 @@ type run struct {
 	prep     *prepared
 	identity string // "namespace/name" of the ServiceAccount to act as, or ""
 	writer   *statusWriter
+	// gate, when not nil, holds the run's actions until open: the run's first status is
+	// written while the caller takes the plan's lock.
+	gate     chan struct{}
+	openGate sync.Once
 	ctx      context.Context // the run's lifetime: ends with the engine, or when the run is dropped
 	stop     context.CancelFunc
 
@@ -138,25 +142,31 @@ func (e *engine) forget(key types.NamespacedName) {
 
 // start takes over an execution whose status is laid out (fresh or read back after a restart)
 // and drives it to its end.
-func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string) error {
+func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string, gated bool) (*run, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}
 	if e.ctx == nil {
-		return fmt.Errorf("the engine is not running yet")
+		return nil, fmt.Errorf("the engine is not running yet")
 	}
 	if _, dup := e.runs[key]; dup {
-		return fmt.Errorf("execution %s is already running", key)
+		return nil, fmt.Errorf("execution %s is already running", key)
 	}
 	ctx, stop := context.WithCancel(e.ctx)
 	r := &run{e: e, key: key, exec: exec, prep: prep, identity: identity, status: status, ctx: ctx, stop: stop,
 		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true"}
+	if gated {
+		r.gate = make(chan struct{})
+	}
 	r.writer = newStatusWriter(e.writeInterval, r.copyStatus, r.writeStatus)
 	e.runs[r.key] = r
 	go r.writer.Run(ctx)
 	go r.advance(false)
-	return nil
+	return r, nil
 }
+
+// open lets a gated run's actions start: the caller now holds the plan's lock.
+func (r *run) open() { r.openGate.Do(func() { close(r.gate) }) }
 
 // cancel marks a run cancelled: nothing new starts; it ends once nothing is in flight.
 func (r *run) cancel() {
@@ -233,6 +243,13 @@ func (r *run) advance(mustPersist bool) {
 	case mustPersist && !over:
 		// Nothing starts after it: write it now, without holding this worker.
 		r.writer.Urge()
+	}
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-r.ctx.Done():
+			return // dropped: it never got the lock
+		}
 	}
 	for _, a := range start {
 		r.e.queue.Add(actionKey{exec: r.key, uid: r.exec.UID, index: a.Flat})

@@ -70,26 +70,92 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Revert is not supported by this controller version yet")
 	}
 
-	interrupted := exec.Status.Phase == drv1.ExecutionRunning && exec.Status.Snapshot != nil
-	plan, holder, err := c.acquireLock(ctx, exec)
-	switch {
-	case err != nil:
+	if exec.Status.Phase != drv1.ExecutionRunning || exec.Status.Snapshot == nil {
+		if plan := c.lockLooksFree(exec); plan != nil {
+			return c.startOverlapped(ctx, exec, plan)
+		}
+	}
+	plan, holder, mine, err := c.acquireLock(ctx, exec)
+	if err != nil {
 		return err
-	case interrupted && holder != "":
-		// The plan was deleted and recreated while this run was interrupted, and another run
-		// took the new plan's lock: two runs must not overlap.
-		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
-			fmt.Sprintf("Cannot resume: execution %s holds the plan's lock (the plan was recreated while this run was interrupted)", holder))
-	case interrupted:
-		// It runs from its snapshot, even if the plan is gone meanwhile.
-		return c.resume(ctx, exec)
+	}
+	if exec.Status.Phase == drv1.ExecutionRunning && exec.Status.Snapshot != nil {
+		return c.interrupted(ctx, exec, plan, holder, mine)
+	}
+	switch {
 	case plan == nil:
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
 			fmt.Sprintf("DRPlan %s/%s not found", exec.Spec.PlanRef.NamespaceOr(ns), exec.Spec.PlanRef.Name))
 	case holder != "":
-		return c.setPending(ctx, exec, fmt.Sprintf("Waiting for execution %s to finish: a plan runs one execution at a time", holder))
+		return c.setPending(ctx, exec, holder)
 	}
-	return c.startFresh(ctx, exec, plan)
+	_, err = c.startFresh(ctx, exec, plan, false)
+	return err
+}
+
+// lockLooksFree returns the plan from the cache when its lock looks free (or already ours), so
+// that a start may write its first status while it takes the lock.
+func (c *Controller) lockLooksFree(exec *drv1.DRPlanExecution) *drv1.DRPlan {
+	plan, err := c.inf.PlanLister.DRPlans(exec.Spec.PlanRef.NamespaceOr(exec.Namespace)).Get(exec.Spec.PlanRef.Name)
+	if err != nil {
+		return nil
+	}
+	if cur := plan.Status.CurrentExecution; cur != nil && (cur.Name != exec.Name || cur.Namespace != exec.Namespace) {
+		return nil
+	}
+	return plan
+}
+
+// startOverlapped starts a run whose actions wait for the plan's lock, and takes the lock while
+// the run writes its first status: the first action waits for the slower of the two writes
+// instead of both. A Running status without the lock therefore means nothing ran (see
+// interrupted).
+func (c *Controller) startOverlapped(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan) error {
+	r, err := c.startFresh(ctx, exec, plan, true)
+	if err != nil || r == nil {
+		return err
+	}
+	locked, holder, _, err := c.acquireLock(ctx, exec)
+	switch {
+	case err != nil:
+		c.engine.drop(r)
+		return err
+	case locked == nil:
+		c.engine.drop(r)
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
+			fmt.Sprintf("DRPlan %s/%s not found", plan.Namespace, plan.Name))
+	case holder != "":
+		c.engine.drop(r)
+		return c.setPending(ctx, exec, holder)
+	}
+	r.open()
+	return nil
+}
+
+// interrupted decides what to do with a Running execution that no run of this engine drives (a
+// restart). Actions only ever run while the execution holds the plan's lock, and nobody takes
+// the lock of a Running execution, so:
+//   - the lock was ours already: resume;
+//   - the same plan's lock is another's, or was free: the start was cut short before the lock
+//     was taken and nothing ran: start afresh (waiting if need be);
+//   - the plan is gone, or was recreated: resume from the snapshot if the lock is free (it cannot
+//     be ours any more), fail if another run holds the new plan's lock.
+func (c *Controller) interrupted(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, holder string, mine bool) error {
+	samePlan := plan != nil && string(plan.UID) == exec.Status.Snapshot.PlanUID
+	switch {
+	case mine:
+		return c.resume(ctx, exec)
+	case samePlan && holder != "":
+		return c.setPending(ctx, exec, holder)
+	case samePlan:
+		_, err := c.startFresh(ctx, exec, plan, false) // the lock is ours now
+		return err
+	case holder != "":
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
+			fmt.Sprintf("Cannot resume: execution %s holds the plan's lock (the plan was recreated while this run was interrupted)", holder))
+	default:
+		return c.resume(ctx, exec)
+	}
 }
 
 // transient reports an error that a retry may fix (the API server was busy or unreachable), as
@@ -108,24 +174,27 @@ func identity(planNamespace string, spec *drv1.DRPlanSpec) string {
 	return planNamespace + "/" + spec.ServiceAccountName
 }
 
-func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan) error {
+// startFresh starts a run from the plan as it is now. With gated, its actions wait for open
+// (the caller is taking the lock meanwhile). It returns nil, nil when the run ended before it
+// started.
+func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, gated bool) (*run, error) {
 	if c.requireServiceAccount && plan.Spec.ServiceAccountName == "" {
-		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
 			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--require-service-account)",
 			plan.Namespace, plan.Name))
 	}
 	snap, data, err := takeSnapshot(plan, c.inf)
 	if err != nil {
-		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 	}
 	now := metav1.NewTime(c.now().Truncate(time.Second))
 	who := identity(plan.Namespace, &data.Plan)
 	prep, err := prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339))
 	if transient(err) {
-		return err
+		return nil, err
 	}
 	if err != nil {
-		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 	}
 	st := drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning, ObservedGeneration: exec.Generation,
 		StartTime: &now, Snapshot: snap, ResolvedParams: prep.params}
@@ -137,12 +206,13 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
-	if err := c.engine.start(exec, prep, st, who); err != nil {
-		return err
+	r, err := c.engine.start(exec, prep, st, who, gated)
+	if err != nil {
+		return nil, err
 	}
 	c.event(exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", plan.Name))
 	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.bodies))
-	return nil
+	return r, nil
 }
 
 // resume takes a Running execution back after a controller restart, from its snapshot and
@@ -178,7 +248,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.bodies[i]) + " call)"
 		}
 	}
-	if err := c.engine.start(exec, prep, *st, who); err != nil {
+	if _, err := c.engine.start(exec, prep, *st, who, false); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).Info("Execution resumed after a restart")
@@ -209,14 +279,12 @@ func (c *Controller) secretReader(ctx context.Context, namespace, identity strin
 // optimistic concurrency so that of two executions racing for it exactly one wins. It returns the
 // plan (nil if it does not exist) and, when another unfinished execution holds the lock, its
 // name.
-func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution) (*drv1.DRPlan, string, error) {
+func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution) (plan *drv1.DRPlan, holder string, mine bool, err error) {
 	ns := exec.Spec.PlanRef.NamespaceOr(exec.Namespace)
 	plans := c.dr.DrV1alpha1().DRPlans(ns)
-	var plan *drv1.DRPlan
-	var holder string
 	attempt := 0
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		holder = ""
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		holder, mine = "", false
 		attempt++
 		// The cache is usually current: try from it first (a stale copy only costs a conflict),
 		// then from the API server.
@@ -234,7 +302,8 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 		plan = p
 		cur := p.Status.CurrentExecution
 		if cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
-			return nil // ours already (a restart, or a retry after the status write)
+			mine = true // ours already (a restart, or a retry after the status write)
+			return nil
 		}
 		if cur != nil {
 			held, err := c.holdsLock(ctx, cur)
@@ -253,7 +322,7 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 		plan, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})
-	return plan, holder, err
+	return plan, holder, mine, err
 }
 
 // holdsLock reports whether the execution named by a plan's lock still holds it: it exists and
@@ -343,14 +412,15 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 	return c.releaseLock(ctx, exec, st)
 }
 
-// setPending records why an execution waits, if that changed.
-func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution, msg string) error {
+// setPending records that an execution waits for the plan's lock. A Pending execution has run
+// nothing, so its status is only that (a start cut short before the lock is forgotten).
+func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution, holder string) error {
+	msg := fmt.Sprintf("Waiting for execution %s to finish: a plan runs one execution at a time", holder)
 	if exec.Status.Phase == drv1.ExecutionPending && exec.Status.Message == msg {
 		return nil
 	}
-	st := exec.Status.DeepCopy()
-	st.Phase, st.Message, st.ObservedGeneration = drv1.ExecutionPending, msg, exec.Generation
-	return c.patchExecutionStatus(ctx, exec, st)
+	return c.patchExecutionStatus(ctx, exec, &drv1.DRPlanExecutionStatus{
+		Phase: drv1.ExecutionPending, Message: msg, ObservedGeneration: exec.Generation})
 }
 
 func (c *Controller) patchExecutionStatus(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {

@@ -35,7 +35,7 @@ func takeSnapshot(plan *drv1.DRPlan, workflows interface {
 	GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool)
 }) (*drv1.ExecutionSnapshot, *snapshotData, error) {
 	data := &snapshotData{PlanName: plan.Name, Namespace: plan.Namespace, Plan: plan.Spec, Workflows: map[string]drv1.DRWorkflowSpec{}}
-	snap := &drv1.ExecutionSnapshot{PlanGeneration: plan.Generation}
+	snap := &drv1.ExecutionSnapshot{PlanGeneration: plan.Generation, PlanUID: string(plan.UID)}
 	for _, s := range plan.Spec.EffectiveStages() {
 		for _, sw := range s.Workflows {
 			ns := sw.WorkflowRef.NamespaceOr(plan.Namespace)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
@@ -121,4 +123,36 @@ func TestGracefulStopLetsTheCallFinish(t *testing.T) {
 	e = waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
 	assert.Len(t, rec.CallsTo("/held"), 1)
 	assert.Len(t, rec.CallsTo("/after"), 1)
+}
+
+// TestStartCutShortBeforeTheLock plays a controller that died after writing an execution's first
+// status but before it took the plan's lock: a Running status, a POST marked in flight, and a
+// free lock. Nothing ran then (actions only run under the lock), so the next controller starts
+// the run afresh instead of reporting the POST interrupted.
+func TestStartCutShortBeforeTheLock(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "cutshort")
+	rec := newRecorder(t)
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/call"))
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s}\nspec:\n  workflowRef: {name: wf}\n", ns))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "done", "p")
+	done := waitExecution(t, ns, "done", drv1.ExecutionSucceeded)
+	waitLockReleased(t, ns, "p")
+	require.Len(t, rec.CallsTo("/call"), 1)
+
+	require.NoError(t, env.StopController())
+	createExecution(t, ns, "cut", "p")
+	cut, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "cut", metav1.GetOptions{})
+	require.NoError(t, err)
+	cut.Status = *done.Status.DeepCopy()
+	cut.Status.Phase, cut.Status.CompletionTime, cut.Status.Conditions, cut.Status.Outputs = drv1.ExecutionRunning, nil, nil, nil
+	cut.Status.ActionStatuses[0].Phase, cut.Status.ActionStatuses[0].CompletionTime = drv1.StepRunning, nil
+	_, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).UpdateStatus(ctx, cut, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	env.StartController(defaultGrace)
+
+	e := waitExecution(t, ns, "cut", drv1.ExecutionSucceeded)
+	assert.Equal(t, "HTTP request completed with status 200", e.Status.ActionStatuses[0].Message)
+	assert.Len(t, rec.CallsTo("/call"), 2, "the cut-short run made its call once")
 }

@@ -295,6 +295,10 @@ type HTTPResponse struct {
 type ExecutionSnapshot struct {
 	// PlanGeneration is the plan's generation when the run started.
 	PlanGeneration int64 `json:"planGeneration"`
+	// PlanUID is the UID of the plan the run started from: a plan deleted and recreated since
+	// is another plan.
+	// +optional
+	PlanUID string `json:"planUID,omitempty"`
 	// Workflows are the workflows the run uses, with their generations.
 	// +optional
 	Workflows []SnapshotWorkflow `json:"workflows,omitempty"`
