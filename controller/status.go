@@ -100,12 +100,22 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	return nil
 }
 
-// executed says whether some Execute of the plan took effect and is not reverted yet.
+// executed says whether some Execute of the plan took effect and is not reverted yet: it
+// succeeded, or it ended (Failed, Cancelled) after at least one action succeeded.
 func executed(execs []*drv1.DRPlanExecution) bool {
 	for _, e := range execs {
-		if e.Spec.Operation == drv1.OperationExecute && e.Status.Phase == drv1.ExecutionSucceeded &&
-			!meta.IsStatusConditionTrue(e.Status.Conditions, "Reverted") {
+		if e.Spec.Operation != drv1.OperationExecute || meta.IsStatusConditionTrue(e.Status.Conditions, "Reverted") {
+			continue
+		}
+		switch e.Status.Phase {
+		case drv1.ExecutionSucceeded:
 			return true
+		case drv1.ExecutionFailed, drv1.ExecutionCancelled:
+			for _, a := range e.Status.ActionStatuses {
+				if a.Phase == drv1.StepSucceeded {
+					return true
+				}
+			}
 		}
 	}
 	return false

@@ -143,6 +143,12 @@ func TestSyncPlan(t *testing.T) {
 		}
 		return e
 	}
+	failedAfter := func(first drv1.StepPhase) *drv1.DRPlanExecution {
+		e := succeeded(drv1.OperationExecute, false)
+		e.Status.Phase = drv1.ExecutionFailed
+		e.Status.ActionStatuses = []drv1.ActionStatus{{Name: "a", Phase: first}, {Name: "b", Phase: drv1.StepFailed}}
+		return e
+	}
 	tests := []struct {
 		name    string
 		objs    []runtime.Object
@@ -160,6 +166,10 @@ func TestSyncPlan(t *testing.T) {
 		{name: "an Execute in effect makes it Executed", objs: []runtime.Object{plan("wf"), ready, succeeded(drv1.OperationExecute, false)},
 			phase: drv1.PlanExecuted, reason: ReasonValid, params: metav1.ConditionFalse},
 		{name: "a reverted Execute does not", objs: []runtime.Object{plan("wf"), ready, succeeded(drv1.OperationExecute, true)},
+			phase: drv1.PlanReady, reason: ReasonValid, params: metav1.ConditionFalse},
+		{name: "a failed Execute that took effect makes it Executed", objs: []runtime.Object{plan("wf"), ready, failedAfter(drv1.StepSucceeded)},
+			phase: drv1.PlanExecuted, reason: ReasonValid, params: metav1.ConditionFalse},
+		{name: "a failed Execute that did nothing does not", objs: []runtime.Object{plan("wf"), ready, failedAfter(drv1.StepFailed)},
 			phase: drv1.PlanReady, reason: ReasonValid, params: metav1.ConditionFalse},
 		{name: "Executed wins over Invalid", objs: []runtime.Object{plan("nope"), succeeded(drv1.OperationExecute, false)},
 			phase: drv1.PlanExecuted, reason: ReasonWorkflowUnresolved, message: "DRWorkflow prod/nope not found", params: metav1.ConditionTrue},

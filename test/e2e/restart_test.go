@@ -83,8 +83,8 @@ spec:
 				assert.True(t, strings.HasPrefix(e.Status.Message, "Action 'held' failed: Interrupted"), e.Status.Message)
 			}
 			waitLockReleased(t, ns, "p")
-			waitPlanPhase(t, ns, "p", map[drv1.ExecutionPhase]drv1.PlanPhase{
-				drv1.ExecutionSucceeded: drv1.PlanExecuted, drv1.ExecutionFailed: drv1.PlanReady}[tc.phase])
+			// Either way the first call took effect: the plan has something to revert.
+			waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
 		})
 	}
 }
