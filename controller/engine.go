@@ -61,6 +61,8 @@ type run struct {
 	// written while the caller takes the plan's lock.
 	gate     chan struct{}
 	openGate sync.Once
+	announce sync.Once       // the ExecutionStarted (or ExecutionResumed) event
+	resumed  bool            // taken back after a restart
 	ctx      context.Context // the run's lifetime: ends with the engine, or when the run is dropped
 	stop     context.CancelFunc
 
@@ -142,7 +144,7 @@ func (e *engine) forget(key types.NamespacedName) {
 
 // start takes over an execution whose status is laid out (fresh or read back after a restart)
 // and drives it to its end.
-func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string, gated bool) (*run, error) {
+func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string, gated, resumed bool) (*run, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}
@@ -155,6 +157,7 @@ func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.D
 	ctx, stop := context.WithCancel(e.ctx)
 	r := &run{e: e, key: key, exec: exec, prep: prep, identity: identity, status: status, ctx: ctx, stop: stop,
 		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true"}
+	r.resumed = resumed
 	if gated {
 		r.gate = make(chan struct{})
 	}
@@ -251,6 +254,14 @@ func (r *run) advance(mustPersist bool) {
 			return // dropped: it never got the lock
 		}
 	}
+	r.announce.Do(func() {
+		// After the first writes, so that the event does not compete with them.
+		if r.resumed {
+			r.e.c.event(r.exec, true, "ExecutionResumed", "Execution resumed after a controller restart")
+		} else {
+			r.e.c.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", r.prep.planName))
+		}
+	})
 	for _, a := range start {
 		r.e.queue.Add(actionKey{exec: r.key, uid: r.exec.UID, index: a.Flat})
 	}

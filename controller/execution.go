@@ -206,11 +206,10 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
-	r, err := c.engine.start(exec, prep, st, who, gated)
+	r, err := c.engine.start(exec, prep, st, who, gated, false)
 	if err != nil {
 		return nil, err
 	}
-	c.event(exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", plan.Name))
 	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.bodies))
 	return r, nil
 }
@@ -248,7 +247,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.bodies[i]) + " call)"
 		}
 	}
-	if _, err := c.engine.start(exec, prep, *st, who, false); err != nil {
+	if _, err := c.engine.start(exec, prep, *st, who, false, true); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).Info("Execution resumed after a restart")
