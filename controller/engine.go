@@ -362,12 +362,16 @@ func outputOf(a drv1.ActionStatus, res actions.Result, redact *strings.Replacer)
 
 // finish writes the final status, then releases the plan's lock.
 func (r *run) finish() {
+	// Remembered before the final status is written, so that the sync which sees that status
+	// (and forgets it) always comes after.
+	r.e.mu.Lock()
+	r.e.ended[r.key] = r.exec.UID
+	r.e.mu.Unlock()
 	defer func() {
 		r.stop()
 		r.e.mu.Lock()
 		if r.e.runs[r.key] == r {
 			delete(r.e.runs, r.key)
-			r.e.ended[r.key] = r.exec.UID
 		}
 		r.e.mu.Unlock()
 	}()
