@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks that generated code is current (regenerating into a scratch copy of the repository and
-# comparing), that every Go file is gofmt'ed, and that go vet is clean.
+# comparing), that every Go file is gofmt'ed, that go vet is clean and that go.mod files are tidy.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -13,6 +13,14 @@ if [ -n "$unformatted" ]; then
 fi
 
 go vet ./...
+
+# Every module's go.mod and go.sum are tidy.
+for mod in . hack/tools/kube hack/tools/etcd hack/tools/codegen; do
+	if ! (cd "$mod" && go mod tidy -diff >/dev/null); then
+		echo "verify: $mod/go.mod or go.sum is not tidy: run 'go mod tidy' there" >&2
+		exit 1
+	fi
+done
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
