@@ -72,6 +72,8 @@ type Controller struct {
 	requireServiceAccount bool
 	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
 	shutdownGrace time.Duration
+	// rules take the plan-lock decision (stage decisions are taken by each run's RunPlan).
+	rules *rules.Rules
 }
 
 // New builds a controller over the given informers (not started yet). runners run the actions,
@@ -87,6 +89,7 @@ func New(clients *actions.ClientFactory, dr versioned.Interface, inf *informers.
 		now:      time.Now,
 		// shutdownGrace leaves room within Kubernetes' default 30 s termination grace.
 		shutdownGrace: 20 * time.Second,
+		rules:         rules.DefaultRules(),
 	}
 	c.engine = newEngine(c, runners)
 	return c

@@ -75,19 +75,19 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 			return c.startOverlapped(ctx, exec, plan)
 		}
 	}
-	plan, holder, mine, err := c.acquireLock(ctx, exec)
+	plan, waiting, mine, err := c.acquireLock(ctx, exec)
 	if err != nil {
 		return err
 	}
 	if exec.Status.Phase == drv1.ExecutionRunning && exec.Status.Snapshot != nil {
-		return c.interrupted(ctx, exec, plan, holder, mine)
+		return c.interrupted(ctx, exec, plan, waiting, mine)
 	}
 	switch {
 	case plan == nil:
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
 			fmt.Sprintf("DRPlan %s/%s not found", exec.Spec.PlanRef.NamespaceOr(ns), exec.Spec.PlanRef.Name))
-	case holder != "":
-		return c.setPending(ctx, exec, holder)
+	case waiting != "":
+		return c.setPending(ctx, exec, waiting)
 	}
 	_, err = c.startFresh(ctx, exec, plan, false)
 	return err
@@ -115,7 +115,7 @@ func (c *Controller) startOverlapped(ctx context.Context, exec *drv1.DRPlanExecu
 	if err != nil || r == nil {
 		return err
 	}
-	locked, holder, _, err := c.acquireLock(ctx, exec)
+	locked, waiting, _, err := c.acquireLock(ctx, exec)
 	switch {
 	case err != nil:
 		c.engine.drop(r)
@@ -124,9 +124,9 @@ func (c *Controller) startOverlapped(ctx context.Context, exec *drv1.DRPlanExecu
 		c.engine.drop(r)
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
 			fmt.Sprintf("DRPlan %s/%s not found", plan.Namespace, plan.Name))
-	case holder != "":
+	case waiting != "":
 		c.engine.drop(r)
-		return c.setPending(ctx, exec, holder)
+		return c.setPending(ctx, exec, waiting)
 	}
 	r.open()
 	return nil
@@ -140,19 +140,19 @@ func (c *Controller) startOverlapped(ctx context.Context, exec *drv1.DRPlanExecu
 //     was taken and nothing ran: start afresh (waiting if need be);
 //   - the plan is gone, or was recreated: resume from the snapshot if the lock is free (it cannot
 //     be ours any more), fail if another run holds the new plan's lock.
-func (c *Controller) interrupted(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, holder string, mine bool) error {
+func (c *Controller) interrupted(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, waiting string, mine bool) error {
 	samePlan := plan != nil && string(plan.UID) == exec.Status.Snapshot.PlanUID
 	switch {
 	case mine:
 		return c.resume(ctx, exec)
-	case samePlan && holder != "":
-		return c.setPending(ctx, exec, holder)
+	case samePlan && waiting != "":
+		return c.setPending(ctx, exec, waiting)
 	case samePlan:
 		_, err := c.startFresh(ctx, exec, plan, false) // the lock is ours now
 		return err
-	case holder != "":
+	case waiting != "":
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed,
-			fmt.Sprintf("Cannot resume: execution %s holds the plan's lock (the plan was recreated while this run was interrupted)", holder))
+			"Cannot resume: the plan was recreated while this run was interrupted, and another run holds its lock ("+waiting+")")
 	default:
 		return c.resume(ctx, exec)
 	}
@@ -275,15 +275,16 @@ func (c *Controller) secretReader(ctx context.Context, namespace, identity strin
 }
 
 // acquireLock takes the plan's lock for exec: DRPlan.status.currentExecution, written with
-// optimistic concurrency so that of two executions racing for it exactly one wins. It returns the
-// plan (nil if it does not exist) and, when another unfinished execution holds the lock, its
-// name.
-func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution) (plan *drv1.DRPlan, holder string, mine bool, err error) {
+// optimistic concurrency so that of two executions racing for it exactly one wins. Whether exec
+// may take it is the PlanLock rule's decision. It returns the plan (nil if it does not exist),
+// and when exec may not take the lock, the rule's message saying why (waiting); mine says the
+// lock was exec's already.
+func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution) (plan *drv1.DRPlan, waiting string, mine bool, err error) {
 	ns := exec.Spec.PlanRef.NamespaceOr(exec.Namespace)
 	plans := c.dr.DrV1alpha1().DRPlans(ns)
 	attempt := 0
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		holder, mine = "", false
+		waiting, mine = "", false
 		attempt++
 		// The cache is usually current: try from it first (a stale copy only costs a conflict),
 		// then from the API server.
@@ -304,15 +305,17 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 			mine = true // ours already (a restart, or a retry after the status write)
 			return nil
 		}
-		if cur != nil {
-			held, err := c.holdsLock(ctx, cur)
-			if err != nil {
-				return err
-			}
-			if held {
-				holder = cur.Name
-				return nil
-			}
+		vars, err := c.lockVars(ctx, p, exec)
+		if err != nil {
+			return err
+		}
+		ok, msg, err := c.rules.PlanLock.Decide(ctx, vars, false)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			waiting = msg
+			return nil
 		}
 		now := metav1.NewTime(c.now())
 		p = p.DeepCopy()
@@ -321,20 +324,30 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 		plan, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})
-	return plan, holder, mine, err
+	return plan, waiting, mine, err
 }
 
-// holdsLock reports whether the execution named by a plan's lock still holds it: it exists and
-// has not finished. A lock left by a deleted or finished execution is stale and may be taken.
-func (c *Controller) holdsLock(ctx context.Context, ref *drv1.ExecutionReference) (bool, error) {
-	e, err := c.dr.DrV1alpha1().DRPlanExecutions(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return false, nil
+// lockVars are the PlanLock rule's variables: the plan's lock, the execution asking, and
+// whether the execution named by the lock still exists and has finished.
+func (c *Controller) lockVars(ctx context.Context, p *drv1.DRPlan, exec *drv1.DRPlanExecution) (map[string]any, error) {
+	plan := map[string]any{"name": p.Name, "namespace": p.Namespace}
+	holder := map[string]any{"exists": false, "finished": false}
+	if cur := p.Status.CurrentExecution; cur != nil {
+		plan["currentExecution"] = map[string]any{"name": cur.Name, "namespace": cur.Namespace, "operation": string(cur.Operation)}
+		e, err := c.dr.DrV1alpha1().DRPlanExecutions(cur.Namespace).Get(ctx, cur.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return nil, err // unsure: retry later rather than guess
+		default:
+			holder = map[string]any{"name": e.Name, "exists": true, "finished": rules.ExecutionFinished(e.Status.Phase)}
+		}
 	}
-	if err != nil {
-		return false, err // unsure: retry later rather than guess
-	}
-	return !rules.ExecutionFinished(e.Status.Phase), nil
+	return map[string]any{
+		rules.VarPlan:       plan,
+		rules.VarExecution:  map[string]any{"name": exec.Name, "namespace": exec.Namespace, "operation": string(exec.Spec.Operation)},
+		rules.VarLockHolder: holder,
+	}, nil
 }
 
 // releaseLock clears the plan's lock if exec holds it, and records a success.
@@ -413,8 +426,7 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 
 // setPending records that an execution waits for the plan's lock. A Pending execution has run
 // nothing, so its status is only that (a start cut short before the lock is forgotten).
-func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution, holder string) error {
-	msg := fmt.Sprintf("Waiting for execution %s to finish: a plan runs one execution at a time", holder)
+func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution, msg string) error {
 	if exec.Status.Phase == drv1.ExecutionPending && exec.Status.Message == msg {
 		return nil
 	}

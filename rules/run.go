@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -16,6 +17,8 @@ type RunPlan struct {
 	FailurePolicy drv1.FailurePolicy
 	Stages        []RunStage
 	DAG           *DAG
+	// Rules decide when a stage is ready or blocked (the built-in rules unless replaced).
+	Rules *Rules
 	// stageIndex maps a stage name to its index in Stages.
 	stageIndex map[string]int
 }
@@ -47,7 +50,7 @@ type ActionAddr struct {
 
 // NewRunPlan indexes stages (whose DAG must already be valid) and numbers the actions.
 func NewRunPlan(policy drv1.FailurePolicy, dag *DAG, stages []RunStage) *RunPlan {
-	p := &RunPlan{FailurePolicy: policy, Stages: stages, DAG: dag, stageIndex: map[string]int{}}
+	p := &RunPlan{FailurePolicy: policy, Stages: stages, DAG: dag, Rules: DefaultRules(), stageIndex: map[string]int{}}
 	flat := 0
 	for i := range p.Stages {
 		p.stageIndex[p.Stages[i].Name] = i
@@ -139,18 +142,21 @@ func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancel
 
 	var start []ActionAddr
 	if !cancelled {
+		stages := stagesVar(st)
 		for _, name := range p.DAG.TopologicalOrder() {
 			si := p.stageIndex[name]
 			ss := &st.StageStatuses[si]
 			if ss.Phase == drv1.StepPending && !noNewWorkflows {
-				ready, blocked := p.stageReady(st, si)
+				ready, blocked := p.stageReady(stages, si)
 				if blocked != "" {
 					ss.Phase, ss.Message, ss.CompletionTime = drv1.StepSkipped, blocked, &now
 					skipStage(p, st, si, blocked)
+					stages[name] = stageVar(ss)
 					continue
 				}
 				if ready {
 					ss.Phase, ss.StartTime = drv1.StepRunning, &now
+					stages[name] = stageVar(ss)
 				}
 			}
 			if ss.Phase == drv1.StepRunning {
@@ -165,21 +171,44 @@ func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancel
 	return start
 }
 
-// stageReady implements StageReady: every dependency Succeeded (ready), or one of them failed or
-// was itself skipped for a failure (blocked, with the reason).
-func (p *RunPlan) stageReady(st *drv1.DRPlanExecutionStatus, si int) (ready bool, blocked string) {
-	ready = true
-	for _, dep := range p.Stages[si].DependsOn {
-		ds := st.StageStatuses[p.stageIndex[dep]]
-		switch ds.Phase {
-		case drv1.StepSucceeded:
-		case drv1.StepFailed, drv1.StepSkipped, drv1.StepCancelled:
-			return false, fmt.Sprintf("Skipped: stage %q it depends on did not succeed", dep)
-		default:
-			ready = false
-		}
+// stageReady decides through the StageReady and StageBlocked rules whether a pending stage may
+// start (ready), or can never run (blocked, with the reason it is skipped).
+func (p *RunPlan) stageReady(stages map[string]any, si int) (ready bool, blocked string) {
+	s := p.Stages[si]
+	deps := s.DependsOn
+	if deps == nil {
+		deps = []string{}
+	}
+	vars := map[string]any{
+		VarStage:  map[string]any{"name": s.Name, "dependsOn": deps, "parallel": s.Parallel},
+		VarStages: stages,
+	}
+	ctx := context.Background() // evaluation is bounded by EvalTimeout and CostLimit
+	isBlocked, msg, err := p.Rules.StageBlocked.Decide(ctx, vars, true)
+	switch {
+	case err != nil:
+		return false, "Skipped: " + err.Error()
+	case isBlocked:
+		return false, msg
+	}
+	ready, _, err = p.Rules.StageReady.Decide(ctx, vars, false)
+	if err != nil {
+		return false, "Skipped: " + err.Error()
 	}
 	return ready, ""
+}
+
+// stagesVar is the rules' view of every stage: name -> phase and message.
+func stagesVar(st *drv1.DRPlanExecutionStatus) map[string]any {
+	out := make(map[string]any, len(st.StageStatuses))
+	for i := range st.StageStatuses {
+		out[st.StageStatuses[i].Name] = stageVar(&st.StageStatuses[i])
+	}
+	return out
+}
+
+func stageVar(s *drv1.StageStatus) map[string]any {
+	return map[string]any{"phase": string(s.Phase), "message": s.Message}
 }
 
 func skipStage(p *RunPlan, st *drv1.DRPlanExecutionStatus, si int, msg string) {

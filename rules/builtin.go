@@ -1,0 +1,136 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+)
+
+// RuleSpec is a decision written in CEL: a condition and a message that explains it.
+type RuleSpec struct {
+	// Name of the rule: StageReady, StageBlocked or PlanLock.
+	Name string `json:"name"`
+	// Expression must evaluate to bool.
+	Expression string `json:"expression"`
+	// Message must evaluate to a string; it says why, when the condition decides.
+	Message string `json:"message"`
+}
+
+// The built-in rules, as shipped. Operators may replace them by name at start-up.
+var builtinRules = []RuleSpec{{
+	// A stage may start once every stage it depends on has succeeded.
+	Name:       "StageReady",
+	Expression: `stage.dependsOn.all(d, stages[d].phase == 'Succeeded')`,
+	Message:    `'waiting for ' + stage.dependsOn.filter(d, stages[d].phase != 'Succeeded').join(', ')`,
+}, {
+	// A stage that depends on one that failed, was skipped or was cancelled cannot run: it is
+	// skipped (this only matters under failurePolicy Continue; under Stop nothing new starts).
+	Name:       "StageBlocked",
+	Expression: `stage.dependsOn.exists(d, stages[d].phase in ['Failed', 'Skipped', 'Cancelled'])`,
+	Message:    `'Skipped: stage "' + stage.dependsOn.filter(d, stages[d].phase in ['Failed', 'Skipped', 'Cancelled'])[0] + '" it depends on did not succeed'`,
+}, {
+	// An execution may take the plan when nobody holds it, it holds it already, or the holder
+	// is gone or finished (a stale lock).
+	Name: "PlanLock",
+	Expression: `!has(plan.currentExecution) ||
+  (plan.currentExecution.name == execution.name && plan.currentExecution.namespace == execution.namespace) ||
+  !lockHolder.exists || lockHolder.finished`,
+	Message: `'Waiting for execution ' + plan.currentExecution.name + ' to finish: a plan runs one execution at a time'`,
+}}
+
+// BuiltinRules returns the built-in rules, to print them in the docs or to override one.
+func BuiltinRules() []RuleSpec { return append([]RuleSpec(nil), builtinRules...) }
+
+// Rule is a compiled RuleSpec.
+type Rule struct {
+	Name    string
+	cond    *Program
+	message cel.Program
+}
+
+// Decide evaluates the rule: its verdict, and its message when the verdict is the one the
+// message explains (false for StageReady and PlanLock, true for StageBlocked).
+func (r *Rule) Decide(ctx context.Context, vars map[string]any, explainWhen bool) (bool, string, error) {
+	ok, err := r.cond.Eval(ctx, vars)
+	if err != nil {
+		return false, "", fmt.Errorf("rule %s: %w", r.Name, err)
+	}
+	if ok != explainWhen {
+		return ok, "", nil
+	}
+	out, _, err := r.message.ContextEval(ctx, vars)
+	if err != nil {
+		return ok, "", fmt.Errorf("rule %s: message: %w", r.Name, err)
+	}
+	msg, _ := out.Value().(string)
+	return ok, msg, nil
+}
+
+// Rules are the decisions the engine takes through CEL.
+type Rules struct {
+	StageReady   *Rule
+	StageBlocked *Rule
+	PlanLock     *Rule
+}
+
+// NewRules compiles the built-in rules, each replaced by the override of the same name if one
+// is given. A rule that does not compile is an error naming it: the controller must not start.
+func NewRules(env *Env, overrides ...RuleSpec) (*Rules, error) {
+	specs := map[string]RuleSpec{}
+	for _, s := range builtinRules {
+		specs[s.Name] = s
+	}
+	for _, o := range overrides {
+		if _, known := specs[o.Name]; !known {
+			return nil, fmt.Errorf("rule %q: unknown rule (the rules are StageReady, StageBlocked and PlanLock)", o.Name)
+		}
+		specs[o.Name] = o
+	}
+	compiled := map[string]*Rule{}
+	for name, s := range specs {
+		cond, err := env.Compile(s.Expression)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: expression: %w", name, err)
+		}
+		msg, err := env.compileString(s.Message)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: message: %w", name, err)
+		}
+		compiled[name] = &Rule{Name: name, cond: cond, message: msg}
+	}
+	return &Rules{StageReady: compiled["StageReady"], StageBlocked: compiled["StageBlocked"], PlanLock: compiled["PlanLock"]}, nil
+}
+
+// compileString compiles an expression that must evaluate to a string (a message).
+func (e *Env) compileString(expression string) (cel.Program, error) {
+	ast, issues := e.env.Compile(expression)
+	if issues != nil && issues.Err() != nil {
+		return nil, fmt.Errorf("%s", issues.Err().Error())
+	}
+	if !ast.OutputType().IsExactType(types.StringType) {
+		return nil, fmt.Errorf("must evaluate to string, but evaluates to %s", ast.OutputType())
+	}
+	return e.env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
+}
+
+// DefaultRules are the built-in rules, compiled once per process; they always compile.
+func DefaultRules() *Rules {
+	defaultRulesOnce.Do(func() {
+		env, err := NewEnv()
+		if err != nil {
+			panic(err)
+		}
+		if defaultRulesSet, err = NewRules(env); err != nil {
+			panic(err) // a built-in rule that does not compile is a bug caught by the tests
+		}
+	})
+	return defaultRulesSet
+}
+
+var (
+	defaultRulesOnce sync.Once
+	defaultRulesSet  *Rules
+)

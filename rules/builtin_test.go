@@ -1,0 +1,170 @@
+package rules_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+func stagesVars(deps []string, phases map[string]string) map[string]any {
+	stages := map[string]any{}
+	for name, ph := range phases {
+		stages[name] = map[string]any{"phase": ph}
+	}
+	return map[string]any{"stage": map[string]any{"name": "s", "dependsOn": deps}, "stages": stages}
+}
+
+func TestBuiltinStageRules(t *testing.T) {
+	r := rules.DefaultRules()
+	tests := []struct {
+		name       string
+		deps       []string
+		phases     map[string]string
+		ready      bool
+		readyMsg   string
+		blocked    bool
+		blockedMsg string
+	}{
+		{name: "no dependencies", ready: true},
+		{name: "all succeeded", deps: []string{"a", "b"}, phases: map[string]string{"a": "Succeeded", "b": "Succeeded"}, ready: true},
+		{name: "one running", deps: []string{"a", "b"}, phases: map[string]string{"a": "Succeeded", "b": "Running"},
+			readyMsg: "waiting for b"},
+		{name: "one failed", deps: []string{"a", "b"}, phases: map[string]string{"a": "Failed", "b": "Running"},
+			readyMsg: "waiting for a, b", blocked: true, blockedMsg: `Skipped: stage "a" it depends on did not succeed`},
+		{name: "one skipped", deps: []string{"a"}, phases: map[string]string{"a": "Skipped"},
+			readyMsg: "waiting for a", blocked: true, blockedMsg: `Skipped: stage "a" it depends on did not succeed`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := stagesVars(tc.deps, tc.phases)
+			if tc.deps == nil {
+				vars["stage"] = map[string]any{"name": "s", "dependsOn": []string{}}
+			}
+			ready, msg, err := r.StageReady.Decide(context.Background(), vars, false)
+			require.NoError(t, err)
+			assert.Equal(t, tc.ready, ready)
+			assert.Equal(t, tc.readyMsg, msg)
+			blocked, msg, err := r.StageBlocked.Decide(context.Background(), vars, true)
+			require.NoError(t, err)
+			assert.Equal(t, tc.blocked, blocked)
+			assert.Equal(t, tc.blockedMsg, msg)
+		})
+	}
+}
+
+func TestBuiltinPlanLock(t *testing.T) {
+	r := rules.DefaultRules()
+	me := map[string]any{"name": "run-2", "namespace": "prod"}
+	held := func(name string) map[string]any {
+		return map[string]any{"currentExecution": map[string]any{"name": name, "namespace": "prod"}}
+	}
+	tests := []struct {
+		name   string
+		plan   map[string]any
+		holder map[string]any
+		ok     bool
+		msg    string
+	}{
+		{name: "free", plan: map[string]any{}, holder: map[string]any{"exists": false, "finished": false}, ok: true},
+		{name: "ours already", plan: held("run-2"), holder: map[string]any{"exists": true, "finished": false}, ok: true},
+		{name: "held by a running execution", plan: held("run-1"), holder: map[string]any{"exists": true, "finished": false},
+			msg: "Waiting for execution run-1 to finish: a plan runs one execution at a time"},
+		{name: "stale: holder finished", plan: held("run-1"), holder: map[string]any{"exists": true, "finished": true}, ok: true},
+		{name: "stale: holder deleted", plan: held("run-1"), holder: map[string]any{"exists": false, "finished": false}, ok: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, msg, err := r.PlanLock.Decide(context.Background(),
+				map[string]any{"plan": tc.plan, "execution": me, "lockHolder": tc.holder}, false)
+			require.NoError(t, err)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.msg, msg)
+		})
+	}
+}
+
+func TestRuleOverridesAndErrors(t *testing.T) {
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		spec rules.RuleSpec
+		err  string
+	}{
+		{name: "a stricter lock is accepted", spec: rules.RuleSpec{Name: "PlanLock",
+			Expression: `!has(plan.currentExecution) || !lockHolder.exists || lockHolder.finished`, Message: `'locked'`}},
+		{name: "unknown rule", spec: rules.RuleSpec{Name: "StageRedy", Expression: "true", Message: "''"},
+			err: `rule "StageRedy": unknown rule`},
+		{name: "syntax error with position", spec: rules.RuleSpec{Name: "StageReady", Expression: "stage.dependsOn.all(d, ", Message: "''"},
+			err: "rule StageReady: expression: ERROR: <input>:1:24: Syntax error"},
+		{name: "not a bool", spec: rules.RuleSpec{Name: "StageReady", Expression: "stage.name", Message: "''"},
+			err: "rule StageReady: expression: must evaluate to bool, but evaluates to dyn"},
+		{name: "message not a string", spec: rules.RuleSpec{Name: "StageReady", Expression: "true", Message: "1"},
+			err: "rule StageReady: message: must evaluate to string, but evaluates to int"},
+		{name: "undeclared variable", spec: rules.RuleSpec{Name: "PlanLock", Expression: "plann.x == 1", Message: "''"},
+			err: "undeclared reference to 'plann'"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := rules.NewRules(env, tc.spec)
+			if tc.err == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}
+
+func TestRuleCostLimit(t *testing.T) {
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	// Matching long strings costs in proportion to their length: a few large values exceed the
+	// per-call cost limit at once.
+	p, err := env.Compile(`stage.dependsOn.exists(a, a.matches('^x+y$'))`)
+	require.NoError(t, err)
+	long := strings.Repeat("x", 100_000)
+	deps := make([]string, 400)
+	for i := range deps {
+		deps[i] = long
+	}
+	_, err = p.Eval(context.Background(), map[string]any{"stage": map[string]any{"dependsOn": deps}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cost limit")
+
+	// A long walk is stopped by the evaluation deadline.
+	p, err = env.Compile(`stage.dependsOn.all(a, stage.dependsOn.all(b, stage.dependsOn.all(c, a != 'z')))`)
+	require.NoError(t, err)
+	_, err = p.Eval(context.Background(), map[string]any{"stage": map[string]any{"dependsOn": make([]string, 400)}})
+	require.Error(t, err)
+}
+
+func BenchmarkStageReadyCached(b *testing.B) {
+	r := rules.DefaultRules()
+	vars := stagesVars([]string{"infrastructure", "applications"}, map[string]string{"infrastructure": "Succeeded", "applications": "Succeeded"})
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := r.StageReady.Decide(context.Background(), vars, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCompileCold(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		env, err := rules.NewEnv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := env.Compile(`stage.dependsOn.all(d, stages[d].phase == 'Succeeded')`); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

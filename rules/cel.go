@@ -1,0 +1,127 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/ext"
+	"k8s.io/apiserver/pkg/cel/library"
+)
+
+// Limits of one CEL evaluation, in one place.
+const (
+	// CostLimit is the API server's per-call limit for a CEL expression (about 0.1 s of work).
+	CostLimit uint64 = 1_000_000
+	// EvalTimeout bounds one evaluation in wall time.
+	EvalTimeout = 100 * time.Millisecond
+	// interruptEvery is how often (in comprehension iterations) an evaluation checks its
+	// context.
+	interruptEvery = 100
+)
+
+// Variables every expression may use. Values are maps built from the run's snapshot and status.
+const (
+	VarParams     = "params"     // the workflow's resolved parameters, by name
+	VarPlan       = "plan"       // name, namespace, failurePolicy, currentExecution
+	VarExecution  = "execution"  // name, namespace, operation, phase
+	VarStage      = "stage"      // the stage being decided: name, dependsOn, parallel
+	VarStages     = "stages"     // every stage by name: phase, message
+	VarWorkflow   = "workflow"   // the workflow being decided: name, namespace, index
+	VarActions    = "actions"    // the workflow's actions by name: phase, message, outputs
+	VarOperation  = "operation"  // Execute or Revert
+	VarNow        = "now"        // the evaluation time
+	VarLockHolder = "lockHolder" // the execution named by the plan's lock: name, exists, finished
+)
+
+// Env is the one CEL environment of the controller, built once. Programs are compiled once per
+// expression text and cached.
+type Env struct {
+	env *cel.Env
+
+	mu       sync.RWMutex
+	programs map[string]*Program
+}
+
+// NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
+// in runbooks (lists, strings, regex, URLs, quantities).
+func NewEnv() (*Env, error) {
+	mapOfDyn := cel.MapType(cel.StringType, cel.DynType)
+	env, err := cel.NewEnv(
+		cel.Variable(VarParams, mapOfDyn),
+		cel.Variable(VarPlan, mapOfDyn),
+		cel.Variable(VarExecution, mapOfDyn),
+		cel.Variable(VarStage, mapOfDyn),
+		cel.Variable(VarStages, cel.MapType(cel.StringType, mapOfDyn)),
+		cel.Variable(VarWorkflow, mapOfDyn),
+		cel.Variable(VarActions, cel.MapType(cel.StringType, mapOfDyn)),
+		cel.Variable(VarOperation, cel.StringType),
+		cel.Variable(VarNow, cel.TimestampType),
+		cel.Variable(VarLockHolder, mapOfDyn),
+		ext.Strings(ext.StringsVersion(2)),
+		library.Lists(),
+		library.Regex(),
+		library.URLs(),
+		library.Quantity(),
+		cel.HomogeneousAggregateLiterals(),
+		cel.DefaultUTCTimeZone(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("building the CEL environment: %w", err)
+	}
+	return &Env{env: env, programs: map[string]*Program{}}, nil
+}
+
+// Program is a compiled, type-checked boolean expression.
+type Program struct {
+	Expression string
+	prg        cel.Program
+}
+
+// Compile type-checks expression (it must be a bool) and returns its program, compiled once per
+// text. The error carries cel-go's message with the position in the expression.
+func (e *Env) Compile(expression string) (*Program, error) {
+	e.mu.RLock()
+	p, ok := e.programs[expression]
+	e.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	ast, issues := e.env.Compile(expression)
+	if issues != nil && issues.Err() != nil {
+		return nil, fmt.Errorf("%s", issues.Err().Error())
+	}
+	if !ast.OutputType().IsExactType(types.BoolType) {
+		return nil, fmt.Errorf("must evaluate to bool, but evaluates to %s", ast.OutputType())
+	}
+	prg, err := e.env.Program(ast,
+		cel.CostLimit(CostLimit),
+		cel.InterruptCheckFrequency(interruptEvery),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("building the program: %w", err)
+	}
+	p = &Program{Expression: expression, prg: prg}
+	e.mu.Lock()
+	e.programs[expression] = p
+	e.mu.Unlock()
+	return p, nil
+}
+
+// Eval evaluates the program against vars, within the cost limit and EvalTimeout.
+func (p *Program) Eval(ctx context.Context, vars map[string]any) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, EvalTimeout)
+	defer cancel()
+	out, _, err := p.prg.ContextEval(ctx, vars)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluated to %v, not a bool", out.Value())
+	}
+	return b, nil
+}
