@@ -111,10 +111,14 @@ func (e *Env) Compile(expression string) (*Program, error) {
 	return p, nil
 }
 
-// Eval evaluates the program against vars, within the cost limit and EvalTimeout.
+// Eval evaluates the program against vars, within the cost limit and ctx's deadline (EvalTimeout
+// when ctx has none; callers evaluating many rules at once share one deadline).
 func (p *Program) Eval(ctx context.Context, vars map[string]any) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, EvalTimeout)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, EvalTimeout)
+		defer cancel()
+	}
 	out, _, err := p.prg.ContextEval(ctx, vars)
 	if err != nil {
 		return false, err

@@ -183,7 +183,8 @@ func (p *RunPlan) stageReady(stages map[string]any, si int) (ready bool, blocked
 		VarStage:  map[string]any{"name": s.Name, "dependsOn": deps, "parallel": s.Parallel},
 		VarStages: stages,
 	}
-	ctx := context.Background() // evaluation is bounded by EvalTimeout and CostLimit
+	ctx, cancel := context.WithTimeout(context.Background(), EvalTimeout) // and CostLimit
+	defer cancel()
 	isBlocked, msg, err := p.Rules.StageBlocked.Decide(ctx, vars, true)
 	switch {
 	case err != nil:
