@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -168,5 +169,16 @@ func BenchmarkCompileCold(b *testing.B) {
 		if _, err := env.Compile(`stage.dependsOn.all(d, stages[d].phase == 'Succeeded')`); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDocsPrintTheBuiltinRulesVerbatim keeps docs/rules.md true to the code.
+func TestDocsPrintTheBuiltinRulesVerbatim(t *testing.T) {
+	doc, err := os.ReadFile("../docs/rules.md")
+	require.NoError(t, err)
+	for _, r := range rules.BuiltinRules() {
+		assert.Contains(t, string(doc), "### "+r.Name)
+		assert.Contains(t, string(doc), r.Expression, "the expression of %s", r.Name)
+		assert.Contains(t, string(doc), r.Message, "the message of %s", r.Name)
 	}
 }
