@@ -189,7 +189,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	now := metav1.NewTime(c.now().Truncate(time.Second))
 	who := identity(plan.Namespace, &data.Plan)
-	prep, err := prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339))
+	prep, err := prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339), c.rules)
 	if transient(err) {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: "+err.Error())
 	}
 	who := identity(data.Namespace, &data.Plan)
-	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339))
+	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339), c.rules)
 	if transient(err) {
 		return err
 	}

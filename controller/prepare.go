@@ -28,7 +28,7 @@ type prepared struct {
 // prepare resolves the parameters of every workflow entry of the snapshot and renders every
 // action, before any side effect: a missing required parameter or a template error fails the
 // run with a message naming the stage, the workflow and the field.
-func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretReader, timestamp string) (*prepared, error) {
+func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretReader, timestamp string, decide *rules.Rules) (*prepared, error) {
 	stages := snap.Plan.EffectiveStages()
 	nodes := make([]rules.Node, len(stages))
 	for i, s := range stages {
@@ -72,6 +72,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 		}
 	}
 	p.plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
+	p.plan.Rules = decide
 	p.params = commonParams(displays)
 	i := 0
 	for si := range p.perWorkflow {

@@ -12,6 +12,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // Default client-side limits of the controller's API requests.
@@ -37,6 +38,8 @@ type Options struct {
 	// ShutdownGrace is how long actions in flight may finish once ctx ends (default 20s); then
 	// they are abandoned and a restart decides.
 	ShutdownGrace time.Duration
+	// Rules replace the built-in CEL rules (rules.LoadRules); nil keeps them.
+	Rules *rules.Rules
 }
 
 // RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
@@ -84,6 +87,9 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	c.requireServiceAccount = opts.RequireServiceAccount
 	if opts.ShutdownGrace > 0 {
 		c.shutdownGrace = opts.ShutdownGrace
+	}
+	if opts.Rules != nil {
+		c.rules = opts.Rules
 	}
 	return c.Run(ctx, opts.Workers, opts.ActionWorkers)
 }

@@ -3,10 +3,12 @@ package rules
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+	"sigs.k8s.io/yaml"
 )
 
 // RuleSpec is a decision written in CEL: a condition and a message that explains it.
@@ -134,3 +136,25 @@ var (
 	defaultRulesOnce sync.Once
 	defaultRulesSet  *Rules
 )
+
+// LoadRules reads rule overrides (a YAML or JSON list of {name, expression, message}) and
+// compiles the rules with them. Every error names the file and the rule.
+func LoadRules(path string) (*Rules, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules file: %w", err)
+	}
+	var specs []RuleSpec
+	if err := yaml.UnmarshalStrict(raw, &specs); err != nil {
+		return nil, fmt.Errorf("rules file %s: %w", path, err)
+	}
+	env, err := NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewRules(env, specs...)
+	if err != nil {
+		return nil, fmt.Errorf("rules file %s: %w", path, err)
+	}
+	return r, nil
+}

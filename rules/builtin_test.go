@@ -182,3 +182,39 @@ func TestDocsPrintTheBuiltinRulesVerbatim(t *testing.T) {
 		assert.Contains(t, string(doc), r.Message, "the message of %s", r.Name)
 	}
 }
+
+func TestLoadRules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := dir + "/" + name
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+		return path
+	}
+	tests := []struct {
+		name, content, err string
+	}{
+		{name: "stricter lock", content: "- name: PlanLock\n  expression: \"!has(plan.currentExecution)\"\n  message: \"'the plan is busy'\"\n"},
+		{name: "unknown field", content: "- name: PlanLock\n  expresion: \"true\"\n", err: `unknown field "expresion"`},
+		{name: "does not compile", content: "- name: StageReady\n  expression: \"stage.dependsOn.all(\"\n  message: \"''\"\n",
+			err: "rule StageReady: expression: ERROR: <input>:1:21: Syntax error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := write(strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.content)
+			r, err := rules.LoadRules(path)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "rules file "+path)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			ok, msg, err := r.PlanLock.Decide(context.Background(), map[string]any{
+				"plan":      map[string]any{"currentExecution": map[string]any{"name": "a", "namespace": "n"}},
+				"execution": map[string]any{"name": "b", "namespace": "n"}, "lockHolder": map[string]any{"exists": false, "finished": false}}, false)
+			require.NoError(t, err)
+			assert.False(t, ok, "the replaced rule decides: a stale lock no longer counts as free")
+			assert.Equal(t, "the plan is busy", msg)
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 func main() {
@@ -22,6 +23,8 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
 	workers := flag.Int("workers", 4, "Number of objects synced at once.")
 	actionWorkers := flag.Int("action-workers", 64, "Number of actions run at once, across all executions.")
+	rulesFile := flag.String("rules-file", "",
+		"YAML list of {name, expression, message} replacing built-in CEL rules (StageReady, StageBlocked, PlanLock) by name; see docs/rules.md.")
 	qps := flag.Float64("kube-api-qps", controller.DefaultQPS, "Client-side limit of API requests per second.")
 	burst := flag.Int("kube-api-burst", controller.DefaultBurst, "Client-side burst of API requests.")
 	grace := flag.Duration("shutdown-grace", 20*time.Second,
@@ -35,6 +38,14 @@ func main() {
 	defer stop()
 	ctx = klog.NewContext(ctx, klog.Background())
 
+	var decide *rules.Rules
+	if *rulesFile != "" {
+		var err error
+		if decide, err = rules.LoadRules(*rulesFile); err != nil {
+			fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: loading the cluster config: %v\n", err)
@@ -42,7 +53,7 @@ func main() {
 	}
 	if err := controller.RunWithConfig(ctx, cfg, controller.Options{
 		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA, ShutdownGrace: *grace,
-		QPS: float32(*qps), Burst: *burst,
+		QPS: float32(*qps), Burst: *burst, Rules: decide,
 	}); err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
 		os.Exit(1)
