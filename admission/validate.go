@@ -47,6 +47,7 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 	for i := range wf.Spec.Actions {
 		a := &wf.Spec.Actions[i]
 		path := spec.Child("actions").Index(i)
+		errs = append(errs, validateGuard(path.Child("when"), a.When)...)
 		errs = append(errs, validateBody(path, &a.ActionBody, declared, placeholders)...)
 		if a.Rollback != nil {
 			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, declared, placeholders)...)
@@ -279,6 +280,12 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
 	}
 	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
+	for i, s := range plan.Spec.Stages {
+		r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("when"), s.When)...)
+		for j, sw := range s.Workflows {
+			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When)...)
+		}
+	}
 
 	global := map[string]string{}
 	for _, p := range plan.Spec.GlobalParams {
@@ -357,4 +364,16 @@ func dedupe[T any](items []T, key func(T) string) []T {
 		}
 	}
 	return out
+}
+
+// validateGuard compiles a when guard: it must be a CEL expression over the guard variables that
+// evaluates to bool. The error carries cel-go's message with the position.
+func validateGuard(path *field.Path, expr string) field.ErrorList {
+	if expr == "" {
+		return nil
+	}
+	if _, err := rules.DefaultRules().Env.Compile(expr); err != nil {
+		return field.ErrorList{field.Invalid(path, expr, err.Error())}
+	}
+	return nil
 }

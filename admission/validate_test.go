@@ -103,6 +103,14 @@ func TestValidateWorkflow(t *testing.T) {
 		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
 			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"dr-{{ .planName }}\"\n  namespace: \"{{ .params.ns }}\"\n"}}}},
 	}, {
+		name: "guard that does not compile, with its position",
+		acts: []drv1.Action{{Name: "a", When: "actions['x'].phase == ", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x"}}}},
+		want: []string{"spec.actions[0].when: Invalid value: \"actions['x'].phase == \": ERROR: <input>:1:23: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n | actions['x'].phase == \n | ......................^"},
+	}, {
+		name: "guard that is not a bool",
+		acts: []drv1.Action{{Name: "a", When: "params.replicas", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x"}}}},
+		want: []string{`spec.actions[0].when: Invalid value: "params.replicas": must evaluate to bool, but evaluates to dyn`},
+	}, {
 		name: "job template without containers",
 		acts: []drv1.Action{{Name: "j", ActionBody: drv1.ActionBody{Type: "Job",
 			Job: &drv1.JobAction{Namespace: "ns", GenerateName: "j-", Template: runtime.RawExtension{Raw: []byte(`{"spec":{"restartPolicy":"Never"}}`)}}}}},

@@ -41,9 +41,24 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	p := &prepared{planName: snap.PlanName}
 	runStages := make([]rules.RunStage, len(stages))
 	var displays []map[string]string
+	var values []map[string]any
 	var secrets []string
+	guard := func(where, expr string) (*rules.Program, error) {
+		if expr == "" {
+			return nil, nil
+		}
+		prg, err := decide.Env.Compile(expr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: when: %w", where, err)
+		}
+		return prg, nil
+	}
 	for si, s := range stages {
 		runStages[si] = rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: s.DependsOn}
+		var err error
+		if runStages[si].When, err = guard(fmt.Sprintf("stage %q", s.Name), s.When); err != nil {
+			return nil, err
+		}
 		p.perWorkflow = append(p.perWorkflow, make([]map[string]string, len(s.Workflows)))
 		for wi, sw := range s.Workflows {
 			where := fmt.Sprintf("stage %q, workflow %d (DRWorkflow %s/%s)", s.Name, wi, sw.WorkflowRef.NamespaceOr(snap.Namespace), sw.WorkflowRef.Name)
@@ -56,24 +71,38 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}
 			displays = append(displays, resolved.Display)
+			values = append(values, resolved.Values)
 			secrets = append(secrets, resolved.Secrets...)
 			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
 				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
-			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy}
+			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
+			if rw.When, err = guard(where, sw.When); err != nil {
+				return nil, err
+			}
 			for ai, a := range wf.Actions {
 				body, err := actions.RenderBody(a.ActionBody, data)
 				if err != nil {
 					return nil, fmt.Errorf("%s: spec.actions[%d] (%s): %w", where, ai, a.Name, err)
 				}
+				when, err := guard(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.When)
+				if err != nil {
+					return nil, err
+				}
 				rw.Actions = append(rw.Actions, a.Name)
+				rw.ActionWhen = append(rw.ActionWhen, when)
 				p.bodies = append(p.bodies, body)
 			}
 			runStages[si].Workflows = append(runStages[si].Workflows, rw)
 		}
 	}
+	common := agreed(values)
+	for si := range runStages {
+		runStages[si].Params = common
+	}
 	p.plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
 	p.plan.Rules = decide
-	p.params = commonParams(displays)
+	p.plan.PlanName, p.plan.ExecutionName, p.plan.Namespace, p.plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
+	p.params = agreed(displays)
 	i := 0
 	for si := range p.perWorkflow {
 		for wi := range p.perWorkflow[si] {
@@ -89,12 +118,14 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	return p, nil
 }
 
-// commonParams keeps the values that every entry declaring the name agrees on.
-func commonParams(displays []map[string]string) map[string]string {
-	common := map[string]string{}
+// agreed keeps the values that every map holding the name agrees on: the execution's flat
+// resolvedParams (display text) and what stage guards see as params (typed values, which are
+// strings, int64s and bools, so comparable).
+func agreed[V comparable](maps []map[string]V) map[string]V {
+	common := map[string]V{}
 	conflict := map[string]bool{}
-	for _, d := range displays {
-		for k, v := range d {
+	for _, m := range maps {
+		for k, v := range m {
 			if prev, seen := common[k]; seen && prev != v {
 				conflict[k] = true
 			}

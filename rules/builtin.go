@@ -23,16 +23,17 @@ type RuleSpec struct {
 
 // The built-in rules, as shipped. Operators may replace them by name at start-up.
 var builtinRules = []RuleSpec{{
-	// A stage may start once every stage it depends on has succeeded.
+	// A stage may start once every stage it depends on has succeeded, or was skipped by its own
+	// when guard (a guard is a decision, not a failure).
 	Name:       "StageReady",
-	Expression: `stage.dependsOn.all(d, stages[d].phase == 'Succeeded')`,
-	Message:    `'waiting for ' + stage.dependsOn.filter(d, stages[d].phase != 'Succeeded').join(', ')`,
+	Expression: `stage.dependsOn.all(d, stages[d].phase == 'Succeeded' || (stages[d].phase == 'Skipped' && stages[d].guarded))`,
+	Message:    `'waiting for ' + stage.dependsOn.filter(d, !(stages[d].phase == 'Succeeded' || (stages[d].phase == 'Skipped' && stages[d].guarded))).join(', ')`,
 }, {
-	// A stage that depends on one that failed, was skipped or was cancelled cannot run: it is
-	// skipped (this only matters under failurePolicy Continue; under Stop nothing new starts).
+	// A stage that depends on one that failed, was cancelled, or was skipped for a failure cannot
+	// run: it is skipped (under failurePolicy Continue; under Stop nothing new starts).
 	Name:       "StageBlocked",
-	Expression: `stage.dependsOn.exists(d, stages[d].phase in ['Failed', 'Skipped', 'Cancelled'])`,
-	Message:    `'Skipped: stage "' + stage.dependsOn.filter(d, stages[d].phase in ['Failed', 'Skipped', 'Cancelled'])[0] + '" it depends on did not succeed'`,
+	Expression: `stage.dependsOn.exists(d, stages[d].phase in ['Failed', 'Cancelled'] || (stages[d].phase == 'Skipped' && !stages[d].guarded))`,
+	Message:    `'Skipped: stage "' + stage.dependsOn.filter(d, stages[d].phase in ['Failed', 'Cancelled'] || (stages[d].phase == 'Skipped' && !stages[d].guarded))[0] + '" it depends on did not succeed'`,
 }, {
 	// An execution may take the plan when nobody holds it, it holds it already, or the holder
 	// is gone or finished (a stale lock).
@@ -76,6 +77,8 @@ type Rules struct {
 	StageReady   *Rule
 	StageBlocked *Rule
 	PlanLock     *Rule
+	// Env compiles the users' guards, in the same environment and cache as the rules.
+	Env *Env
 }
 
 // NewRules compiles the built-in rules, each replaced by the override of the same name if one
@@ -103,7 +106,7 @@ func NewRules(env *Env, overrides ...RuleSpec) (*Rules, error) {
 		}
 		compiled[name] = &Rule{Name: name, cond: cond, message: msg}
 	}
-	return &Rules{StageReady: compiled["StageReady"], StageBlocked: compiled["StageBlocked"], PlanLock: compiled["PlanLock"]}, nil
+	return &Rules{StageReady: compiled["StageReady"], StageBlocked: compiled["StageBlocked"], PlanLock: compiled["PlanLock"], Env: env}, nil
 }
 
 // compileString compiles an expression that must evaluate to a string (a message).

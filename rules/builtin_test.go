@@ -15,7 +15,7 @@ import (
 func stagesVars(deps []string, phases map[string]string) map[string]any {
 	stages := map[string]any{}
 	for name, ph := range phases {
-		stages[name] = map[string]any{"phase": ph}
+		stages[name] = map[string]any{"phase": ph, "guarded": false}
 	}
 	return map[string]any{"stage": map[string]any{"name": "s", "dependsOn": deps}, "stages": stages}
 }

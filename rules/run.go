@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +20,9 @@ type RunPlan struct {
 	DAG           *DAG
 	// Rules decide when a stage is ready or blocked (the built-in rules unless replaced).
 	Rules *Rules
+	// Identity of the run, for guards: plan and execution names, namespace, operation.
+	PlanName, ExecutionName, Namespace string
+	Operation                          drv1.Operation
 	// stageIndex maps a stage name to its index in Stages.
 	stageIndex map[string]int
 }
@@ -29,6 +33,9 @@ type RunStage struct {
 	Parallel  bool
 	DependsOn []string
 	Workflows []RunWorkflow
+	// When is the stage's guard (nil: none); Params are the values it sees.
+	When   *Program
+	Params map[string]any
 }
 
 // RunWorkflow is one workflow entry of a stage.
@@ -38,6 +45,11 @@ type RunWorkflow struct {
 	FailurePolicy drv1.FailurePolicy
 	// Actions are the action names, in order.
 	Actions []string
+	// When is the workflow's guard and ActionWhen the actions' guards (nil: none); Params are
+	// the workflow's resolved values, which they see.
+	When       *Program
+	ActionWhen []*Program
+	Params     map[string]any
 	// First is the index of the workflow's first action in the execution's flat actionStatuses.
 	First int
 }
@@ -135,34 +147,19 @@ func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancel
 	if ExecutionFinished(st.Phase) {
 		return nil
 	}
-	failed := rollUp(p, st, now)
-	// After a failure under Stop, running workflows finish but nothing new starts; a cancelled
-	// run starts nothing at all.
-	noNewWorkflows := cancelled || (failed && p.FailurePolicy != drv1.FailurePolicyContinue)
-
+	ctx, cancel := context.WithTimeout(context.Background(), EvalTimeout) // and CostLimit
+	defer cancel()
 	var start []ActionAddr
-	if !cancelled {
-		stages := stagesVar(st)
-		for _, name := range p.DAG.TopologicalOrder() {
-			si := p.stageIndex[name]
-			ss := &st.StageStatuses[si]
-			if ss.Phase == drv1.StepPending && !noNewWorkflows {
-				ready, blocked := p.stageReady(stages, si)
-				if blocked != "" {
-					ss.Phase, ss.Message, ss.CompletionTime = drv1.StepSkipped, blocked, &now
-					skipStage(p, st, si, blocked)
-					stages[name] = stageVar(ss)
-					continue
-				}
-				if ready {
-					ss.Phase, ss.StartTime = drv1.StepRunning, &now
-					stages[name] = stageVar(ss)
-				}
-			}
-			if ss.Phase == drv1.StepRunning {
-				start = append(start, p.startInStage(st, si, now, noNewWorkflows)...)
-			}
-		}
+	// A step skipped or failed by its guard settles at once; go round until nothing more
+	// settles, so that what follows it is decided in the same call.
+	for settled := true; settled && !cancelled; {
+		failed := rollUp(p, st, now)
+		// After a failure under Stop, running workflows finish but nothing new starts.
+		noNewWorkflows := failed && p.FailurePolicy != drv1.FailurePolicyContinue
+		start, settled = p.startReady(ctx, st, now, noNewWorkflows)
+	}
+	if cancelled {
+		rollUp(p, st, now)
 	}
 	if len(start) == 0 && !anyRunning(st) {
 		endRun(p, st, now, cancelled)
@@ -171,9 +168,135 @@ func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancel
 	return start
 }
 
+// startReady starts the stages that may start and, in every running stage, what may run next. It
+// reports whether a guard settled a step without starting it.
+func (p *RunPlan) startReady(ctx context.Context, st *drv1.DRPlanExecutionStatus, now metav1.Time, noNewWorkflows bool) ([]ActionAddr, bool) {
+	var start []ActionAddr
+	settled := false
+	stages := stagesVar(st)
+	for _, name := range p.DAG.TopologicalOrder() {
+		si := p.stageIndex[name]
+		ss := &st.StageStatuses[si]
+		if ss.Phase == drv1.StepPending && !noNewWorkflows {
+			ready, blocked := p.stageReady(ctx, stages, si)
+			if blocked != "" {
+				ss.Phase, ss.Message, ss.CompletionTime = drv1.StepSkipped, blocked, &now
+				skipStage(p, st, si, blocked)
+				stages[name] = stageVar(ss)
+				continue
+			}
+			if !ready {
+				continue
+			}
+			s := p.Stages[si]
+			switch run, msg := p.guard(ctx, s.When, p.guardVars(stages, si, -1, s.Params, nil, now)); {
+			case run:
+				ss.Phase, ss.StartTime = drv1.StepRunning, &now
+			default:
+				ss.Phase, ss.Message, ss.CompletionTime = drv1.StepSkipped, msg, &now
+				if !IsGuardSkip(msg) {
+					ss.Phase = drv1.StepFailed
+				}
+				skipStage(p, st, si, msg)
+				settled = true
+			}
+			stages[name] = stageVar(ss)
+		}
+		if ss.Phase == drv1.StepRunning {
+			more, s := p.startInStage(ctx, st, stages, si, now, noNewWorkflows)
+			start = append(start, more...)
+			settled = settled || s
+		}
+	}
+	return start, settled && len(start) == 0
+}
+
+// GuardSkipPrefix starts the message of a step skipped because its when guard was false.
+const GuardSkipPrefix = "Skipped by its guard: "
+
+// IsGuardSkip reports whether a step's message says its guard skipped it.
+func IsGuardSkip(message string) bool { return strings.HasPrefix(message, GuardSkipPrefix) }
+
+// guard evaluates a when guard: run says the step runs; otherwise msg says why not, a guard
+// skip (GuardSkipPrefix) or an evaluation error.
+func (p *RunPlan) guard(ctx context.Context, when *Program, vars map[string]any) (run bool, msg string) {
+	if when == nil {
+		return true, ""
+	}
+	ok, err := when.Eval(ctx, vars)
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("when %q: %v", when.Expression, err)
+	case !ok:
+		return false, fmt.Sprintf("%swhen %q is false", GuardSkipPrefix, when.Expression)
+	}
+	return true, ""
+}
+
+// guardVars are the variables a guard sees. wi < 0 is a stage guard; actions is set for action
+// guards.
+func (p *RunPlan) guardVars(stages map[string]any, si, wi int, params map[string]any, actions map[string]any, now metav1.Time) map[string]any {
+	s := p.Stages[si]
+	deps := s.DependsOn
+	if deps == nil {
+		deps = []string{}
+	}
+	vars := map[string]any{
+		VarParams:    params,
+		VarStage:     map[string]any{"name": s.Name, "dependsOn": deps, "parallel": s.Parallel},
+		VarStages:    stages,
+		VarPlan:      map[string]any{"name": p.PlanName, "namespace": p.Namespace},
+		VarExecution: map[string]any{"name": p.ExecutionName, "namespace": p.Namespace, "operation": string(p.Operation)},
+		VarOperation: string(p.Operation),
+		VarNow:       now.Time,
+	}
+	if vars[VarParams] == nil {
+		vars[VarParams] = map[string]any{}
+	}
+	if wi >= 0 {
+		w := s.Workflows[wi]
+		vars[VarWorkflow] = map[string]any{"name": w.Ref.Name, "namespace": w.Ref.Namespace, "index": wi}
+	}
+	if actions != nil {
+		vars[VarActions] = actions
+	}
+	return vars
+}
+
+// actionsVar is what an action guard sees of its workflow's actions: by name, phase, message and
+// outputs (httpResponse with statusCode and body; resourceRef).
+func actionsVar(p *RunPlan, st *drv1.DRPlanExecutionStatus, si, wi int) map[string]any {
+	w := p.Stages[si].Workflows[wi]
+	out := make(map[string]any, len(w.Actions))
+	for ai := range w.Actions {
+		a := st.ActionStatuses[w.First+ai]
+		out[a.Name] = map[string]any{"phase": string(a.Phase), "message": a.Message, "outputs": map[string]any{}}
+	}
+	stage := p.Stages[si].Name
+	for _, o := range st.Outputs {
+		if o.Stage != stage || int(o.WorkflowIndex) != wi {
+			continue
+		}
+		a, ok := out[o.ActionName].(map[string]any)
+		if !ok {
+			continue
+		}
+		outputs := map[string]any{}
+		if o.HTTPResponse != nil {
+			outputs["httpResponse"] = map[string]any{"statusCode": int64(o.HTTPResponse.StatusCode), "body": o.HTTPResponse.Body}
+		}
+		if o.ResourceRef != nil {
+			outputs["resourceRef"] = map[string]any{"name": o.ResourceRef.Name, "namespace": o.ResourceRef.Namespace,
+				"kind": o.ResourceRef.Kind, "apiVersion": o.ResourceRef.APIVersion, "uid": o.ResourceRef.UID}
+		}
+		a["outputs"] = outputs
+	}
+	return out
+}
+
 // stageReady decides through the StageReady and StageBlocked rules whether a pending stage may
 // start (ready), or can never run (blocked, with the reason it is skipped).
-func (p *RunPlan) stageReady(stages map[string]any, si int) (ready bool, blocked string) {
+func (p *RunPlan) stageReady(ctx context.Context, stages map[string]any, si int) (ready bool, blocked string) {
 	s := p.Stages[si]
 	deps := s.DependsOn
 	if deps == nil {
@@ -183,8 +306,6 @@ func (p *RunPlan) stageReady(stages map[string]any, si int) (ready bool, blocked
 		VarStage:  map[string]any{"name": s.Name, "dependsOn": deps, "parallel": s.Parallel},
 		VarStages: stages,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), EvalTimeout) // and CostLimit
-	defer cancel()
 	isBlocked, msg, err := p.Rules.StageBlocked.Decide(ctx, vars, true)
 	switch {
 	case err != nil:
@@ -209,7 +330,7 @@ func stagesVar(st *drv1.DRPlanExecutionStatus) map[string]any {
 }
 
 func stageVar(s *drv1.StageStatus) map[string]any {
-	return map[string]any{"phase": string(s.Phase), "message": s.Message}
+	return map[string]any{"phase": string(s.Phase), "message": s.Message, "guarded": IsGuardSkip(s.Message)}
 }
 
 func skipStage(p *RunPlan, st *drv1.DRPlanExecutionStatus, si int, msg string) {
@@ -224,15 +345,29 @@ func skipStage(p *RunPlan, st *drv1.DRPlanExecutionStatus, si int, msg string) {
 }
 
 // startInStage starts, in a running stage, the workflows that may start (unless noNewWorkflows)
-// and the next action of each running workflow.
-func (p *RunPlan) startInStage(st *drv1.DRPlanExecutionStatus, si int, now metav1.Time, noNewWorkflows bool) []ActionAddr {
+// and the next action of each running workflow, skipping (or failing) steps by their guards. It
+// reports whether a guard settled a step.
+func (p *RunPlan) startInStage(ctx context.Context, st *drv1.DRPlanExecutionStatus, stages map[string]any, si int, now metav1.Time, noNewWorkflows bool) ([]ActionAddr, bool) {
 	s := p.Stages[si]
 	var start []ActionAddr
+	settled := false
 	for wi, w := range s.Workflows {
 		ws := &st.StageStatuses[si].WorkflowExecutions[wi]
 		if ws.Phase == drv1.StepPending {
 			if noNewWorkflows || (!s.Parallel && wi > 0 && !finished(st.StageStatuses[si].WorkflowExecutions[wi-1].Phase)) {
 				break // sequential: the previous workflow has not finished
+			}
+			if run, msg := p.guard(ctx, w.When, p.guardVars(stages, si, wi, w.Params, nil, now)); !run {
+				ws.Phase, ws.Message, ws.CompletionTime = drv1.StepSkipped, msg, &now
+				if !IsGuardSkip(msg) {
+					ws.Phase = drv1.StepFailed
+				}
+				for ai := range w.Actions {
+					a := &st.ActionStatuses[w.First+ai]
+					a.Phase, a.Message = drv1.StepSkipped, msg
+				}
+				settled = true
+				continue
 			}
 			ws.Phase, ws.StartTime = drv1.StepRunning, &now
 		}
@@ -244,18 +379,36 @@ func (p *RunPlan) startInStage(st *drv1.DRPlanExecutionStatus, si int, now metav
 			if a.Phase == drv1.StepRunning {
 				break // one action at a time
 			}
-			if a.Phase == drv1.StepPending {
-				a.Phase, a.StartTime, a.Message = drv1.StepRunning, &now, ""
-				ws.CurrentAction = a.Name
-				start = append(start, ActionAddr{Stage: si, Workflow: wi, Action: ai, Flat: w.First + ai})
-				break
+			if a.Phase != drv1.StepPending {
+				continue
 			}
+			var when *Program
+			if ai < len(w.ActionWhen) {
+				when = w.ActionWhen[ai]
+			}
+			if when != nil {
+				run, msg := p.guard(ctx, when, p.guardVars(stages, si, wi, w.Params, actionsVar(p, st, si, wi), now))
+				if !run {
+					a.CompletionTime, a.Message = &now, msg
+					a.Phase = drv1.StepSkipped
+					settled = true
+					if !IsGuardSkip(msg) {
+						a.Phase = drv1.StepFailed
+						break // the workflow settles on the next round
+					}
+					continue
+				}
+			}
+			a.Phase, a.StartTime, a.Message = drv1.StepRunning, &now, ""
+			ws.CurrentAction = a.Name
+			start = append(start, ActionAddr{Stage: si, Workflow: wi, Action: ai, Flat: w.First + ai})
+			break
 		}
 		if !s.Parallel {
 			break
 		}
 	}
-	return start
+	return start, settled
 }
 
 // rollUp settles workflows and stages whose actions have all finished, and reports whether

@@ -245,3 +245,64 @@ func TestCloseRunning(t *testing.T) {
 	assert.Equal(t, drv1.StepSucceeded, st.StageStatuses[0].WorkflowExecutions[1].Phase,
 		"a workflow whose actions all succeeded is Succeeded")
 }
+
+func TestAdvanceGuards(t *testing.T) {
+	env := rules.DefaultRules().Env
+	compile := func(expr string) *rules.Program {
+		p, err := env.Compile(expr)
+		require.NoError(t, err)
+		return p
+	}
+	tests := []struct {
+		name     string
+		setup    func(stages []rules.RunStage)
+		batches  [][]string
+		phase    drv1.ExecutionPhase
+		stages   string
+		actionAt int
+		action   string
+	}{{
+		name: "a stage skipped by its guard lets its dependents run",
+		setup: func(s []rules.RunStage) {
+			s[1].When = compile("params.mode == 'drill'")
+			s[1].Params = map[string]any{"mode": "real"}
+		},
+		batches: [][]string{{"a/0/x"}, {"c/0/x"}},
+		phase:   drv1.ExecutionSucceeded, stages: "a=Succeeded b=Skipped c=Succeeded",
+	}, {
+		name:    "a workflow guard skips that workflow only",
+		setup:   func(s []rules.RunStage) { s[0].Workflows[0].When = compile("workflow.index > 0") },
+		batches: [][]string{{"b/0/x"}, {"c/0/x"}},
+		phase:   drv1.ExecutionSucceeded, stages: "a=Succeeded b=Succeeded c=Succeeded",
+	}, {
+		name: "an action guard reads an earlier action",
+		setup: func(s []rules.RunStage) {
+			s[0].Workflows[0].Actions = []string{"x", "y"}
+			s[0].Workflows[0].ActionWhen = []*rules.Program{nil, compile("actions['x'].phase == 'Failed'")}
+		},
+		batches: [][]string{{"a/0/x"}, {"b/0/x"}, {"c/0/x"}},
+		phase:   drv1.ExecutionSucceeded, stages: "a=Succeeded b=Succeeded c=Succeeded",
+		actionAt: 1, action: `Skipped by its guard: when "actions['x'].phase == 'Failed'" is false`,
+	}, {
+		name: "a guard that fails to evaluate fails the step",
+		setup: func(s []rules.RunStage) {
+			s[0].Workflows[0].ActionWhen = []*rules.Program{compile("params.missing == 1")}
+		},
+		batches: nil,
+		phase:   drv1.ExecutionFailed, stages: "a=Failed b=Pending c=Pending",
+		actionAt: 0, action: `when "params.missing == 1": no such key: missing`,
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stages := []rules.RunStage{stage("a", false, nil, "w:x"), stage("b", false, []string{"a"}, "w:x"), stage("c", false, []string{"b"}, "w:x")}
+			tc.setup(stages)
+			p, st := newRun(t, drv1.FailurePolicyStop, stages...)
+			assert.Equal(t, tc.batches, simulate(t, p, st, nil, 0))
+			assert.Equal(t, tc.phase, st.Phase)
+			assert.Equal(t, tc.stages, stagePhases(st))
+			if tc.action != "" {
+				assert.Equal(t, tc.action, st.ActionStatuses[tc.actionAt].Message)
+			}
+		})
+	}
+}

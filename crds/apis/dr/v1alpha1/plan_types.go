@@ -135,6 +135,13 @@ type Stage struct {
 	// +optional
 	Parallel bool `json:"parallel,omitempty"`
 
+	// When is a CEL guard evaluated when the stage would start; false skips the stage (its
+	// dependents still run). It sees params (the plan's and the execution's values), stage,
+	// stages, plan, execution, operation and now (docs/rules.md).
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	When string `json:"when,omitempty"`
+
 	// Workflows the stage runs. The same workflow may appear several times with other params.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
@@ -152,6 +159,12 @@ type StageWorkflow struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=256
 	Params []ParamValue `json:"params,omitempty"`
+
+	// When is a CEL guard evaluated when the workflow would start; false skips it. It sees
+	// params (this workflow's values), workflow, stage, stages, plan, execution, operation and now.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	When string `json:"when,omitempty"`
 }
 
 // PlanPhase is the state of a plan.

@@ -114,6 +114,13 @@ type Action struct {
 	// +kubebuilder:validation:MaxLength=128
 	Name string `json:"name"`
 
+	// When is a CEL guard evaluated when the action would start; false skips it. It sees params,
+	// actions (earlier actions of the workflow by name: phase, message, outputs), workflow, stage,
+	// stages, plan, execution, operation and now (docs/rules.md).
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	When string `json:"when,omitempty"`
+
 	ActionBody `json:",inline"`
 
 	// Rollback is what Revert runs for this action. Without it, Revert deletes what a Create made

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// TestGuards runs a plan whose second stage's when guard is false (it is skipped, and the stage
+// that depends on it still runs) and whose workflow guards an action on an earlier action's HTTP
+// output.
+func TestGuards(t *testing.T) {
+	ns := newNamespace(t, "guards")
+	rec := newRecorder(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: check, namespace: %[1]s}
+spec:
+  parameters: [{name: replicas, type: int, default: 3}]
+  actions:
+  - {name: probe, type: HTTP, http: {url: %[2]q, method: GET}}
+  - name: on-200
+    when: "actions['probe'].outputs.httpResponse.statusCode == 200 && params.replicas >= 3"
+    type: HTTP
+    http: {url: %[3]q}
+  - name: on-500
+    when: "actions['probe'].outputs.httpResponse.statusCode == 500"
+    type: HTTP
+    http: {url: %[4]q}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %[1]s}
+spec:
+  globalParams: [{name: replicas, value: "5"}]
+  stages:
+  - {name: first, workflows: [{workflowRef: {name: check}}]}
+  - name: only-in-drills
+    dependsOn: [first]
+    when: "execution.name.startsWith('drill-')"
+    workflows: [{workflowRef: {name: check}}]
+  - {name: last, dependsOn: [only-in-drills], workflows: [{workflowRef: {name: check}}]}
+`, ns, rec.URL("/probe"), rec.URL("/on-200"), rec.URL("/on-500")))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+
+	assert.Equal(t, drv1.StepSkipped, e.Status.StageStatuses[1].Phase)
+	assert.Equal(t, `Skipped by its guard: when "execution.name.startsWith('drill-')" is false`, e.Status.StageStatuses[1].Message)
+	assert.Equal(t, drv1.StepSucceeded, e.Status.StageStatuses[2].Phase, "a stage skipped by its guard does not block its dependents")
+	assert.Len(t, rec.CallsTo("/probe"), 2, "first and last ran")
+	assert.Len(t, rec.CallsTo("/on-200"), 2, "the guard read the probe's status code and the plan's replicas")
+	assert.Empty(t, rec.CallsTo("/on-500"))
+	var onFive drv1.ActionStatus
+	for _, a := range e.Status.ActionStatuses {
+		if a.Stage == "first" && a.Name == "on-500" {
+			onFive = a
+		}
+	}
+	assert.Equal(t, drv1.StepSkipped, onFive.Phase)
+	assert.Equal(t, `Skipped by its guard: when "actions['probe'].outputs.httpResponse.statusCode == 500" is false`, onFive.Message)
+}
+
+// TestBrokenGuardMakesThePlanInvalid: a guard that does not compile makes the plan Invalid, with
+// the field and the position in the expression.
+func TestBrokenGuardMakesThePlanInvalid(t *testing.T) {
+	ns := newNamespace(t, "badguard")
+	rec := newRecorder(t)
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/x"))
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %s}
+spec:
+  stages:
+  - {name: s, when: "stages['x'].phase = 'Succeeded'", workflows: [{workflowRef: {name: wf}}]}
+`, ns))
+	p := waitPlanPhase(t, ns, "p", drv1.PlanInvalid)
+	assert.Contains(t, p.Status.Message, `spec.stages[0].when: Invalid value: "stages['x'].phase = 'Succeeded'": ERROR: <input>:1:19: Syntax error: token recognition error at: '= '`)
+}
