@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // Defaults and limits of HTTP actions. The defaults apply when a field is empty or zero (the CRD
@@ -156,6 +158,7 @@ type httpCall struct {
 	body     string
 	timeout  time.Duration
 	expected []int32
+	success  *rules.Program   // when set, decides success instead of expected
 	retry    *httpRetryPolicy // nil: a single attempt
 }
 
@@ -190,7 +193,40 @@ func newHTTPCall(spec *drv1.HTTPAction) (*httpCall, error) {
 			return nil, err
 		}
 	}
+	if spec.SuccessCondition != "" {
+		if c.success, err = rules.DefaultRules().Env.Compile(spec.SuccessCondition); err != nil {
+			return nil, fmt.Errorf("http.successCondition: %w", err)
+		}
+	}
 	return c, nil
+}
+
+// succeeded decides an answer: by the successCondition when there is one, else by the status
+// code. msg says why not.
+func (c *httpCall) succeeded(ctx context.Context, resp *http.Response, body []byte) (ok bool, msg string) {
+	if c.success == nil {
+		if c.expects(resp.StatusCode) {
+			return true, ""
+		}
+		return false, fmt.Sprintf("answered %d, expected %s", resp.StatusCode, c.expectation())
+	}
+	headers := map[string]any{}
+	for k, v := range resp.Header {
+		headers[k] = strings.Join(v, ", ")
+	}
+	response := map[string]any{"code": int64(resp.StatusCode), "headers": headers, "body": string(body)}
+	var parsed any
+	if json.Unmarshal(body, &parsed) == nil {
+		response["json"] = parsed
+	}
+	ok, err := c.success.Eval(ctx, map[string]any{rules.VarResponse: response})
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("answered %d; successCondition %q could not be evaluated: %v", resp.StatusCode, c.success.Expression, err)
+	case !ok:
+		return false, fmt.Sprintf("answered %d; successCondition %q is false", resp.StatusCode, c.success.Expression)
+	}
+	return true, ""
 }
 
 // httpDurationOr parses d; empty, zero or negative gives def.
@@ -295,10 +331,10 @@ func (r *HTTPRunner) attempt(ctx context.Context, c *httpCall) httpOutcome {
 		out.resp = recorded
 		return out
 	}
-	if c.expects(resp.StatusCode) {
+	ok, msg := c.succeeded(ctx, resp, body)
+	if ok {
 		return httpOutcome{resp: recorded}
 	}
-	msg := fmt.Sprintf("answered %d, expected %s", resp.StatusCode, c.expectation())
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 		if u, err := resp.Request.URL.Parse(loc); err == nil {
 			msg += " (redirect to " + redactHTTPURL(u) + ")"

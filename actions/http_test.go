@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -551,5 +552,44 @@ func BenchmarkHTTPRunner(b *testing.B) {
 		if _, err := runner.Run(ctx, req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestHTTPRunnerSuccessCondition(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Region", "dr")
+		switch r.URL.Path {
+		case "/json":
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte(`{"status": "ready", "replicas": 3}`))
+		case "/text":
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`not here`))
+		}
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name, path, cond, err string
+	}{
+		{name: "json body", path: "/json", cond: "response.code == 202 && response.json.status == 'ready' && response.json.replicas >= 3"},
+		{name: "headers", path: "/json", cond: "response.headers['X-Region'] == 'dr'"},
+		{name: "accepts a 404 the status codes would refuse", path: "/text", cond: "response.code == 404 && response.body == 'not here' && !has(response.json)"},
+		{name: "false", path: "/json", cond: "response.json.status == 'done'",
+			err: `answered 202; successCondition "response.json.status == 'done'" is false`},
+		{name: "cannot be evaluated", path: "/text", cond: "response.json.status == 'ready'",
+			err: `answered 404; successCondition "response.json.status == 'ready'" could not be evaluated: no such key: json`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewHTTPRunner(nil)
+			_, err := r.Run(context.Background(), Request{Body: drv1.ActionBody{Type: drv1.ActionTypeHTTP,
+				HTTP: &drv1.HTTPAction{URL: srv.URL + tc.path, Method: "GET", SuccessCondition: tc.cond}}})
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.err)
+		})
 	}
 }

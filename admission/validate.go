@@ -65,6 +65,9 @@ func typeName(t drv1.ParameterType) string {
 
 func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
 	errs := checkTemplates(path, b, declared)
+	if b.HTTP != nil {
+		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition)...)
+	}
 	if len(errs) > 0 {
 		return errs // the checks below render templates: only meaningful once those are sound
 	}

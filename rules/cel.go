@@ -35,6 +35,7 @@ const (
 	VarOperation  = "operation"  // Execute or Revert
 	VarNow        = "now"        // the evaluation time
 	VarLockHolder = "lockHolder" // the execution named by the plan's lock: name, exists, finished
+	VarResponse   = "response"   // an HTTP action's response (successCondition): code, headers, body, json
 )
 
 // Env is the one CEL environment of the controller, built once. Programs are compiled once per
@@ -61,6 +62,7 @@ func NewEnv() (*Env, error) {
 		cel.Variable(VarOperation, cel.StringType),
 		cel.Variable(VarNow, cel.TimestampType),
 		cel.Variable(VarLockHolder, mapOfDyn),
+		cel.Variable(VarResponse, mapOfDyn),
 		ext.Strings(ext.StringsVersion(2)),
 		library.Lists(),
 		library.Regex(),

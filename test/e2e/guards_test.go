@@ -80,3 +80,34 @@ spec:
 	p := waitPlanPhase(t, ns, "p", drv1.PlanInvalid)
 	assert.Contains(t, p.Status.Message, `spec.stages[0].when: Invalid value: "stages['x'].phase = 'Succeeded'": ERROR: <input>:1:19: Syntax error: token recognition error at: '= '`)
 }
+
+// TestHTTPSuccessCondition decides HTTP calls by a CEL condition over the JSON answer.
+func TestHTTPSuccessCondition(t *testing.T) {
+	ns := newNamespace(t, "success")
+	rec := newRecorder(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  failurePolicy: Continue
+  actions:
+  - name: ready
+    type: HTTP
+    http: {url: %[2]q, successCondition: "response.code == 200 && response.json.ok == true && response.json.path == '/ready'"}
+  - name: not-yet
+    type: HTTP
+    http: {url: %[3]q, successCondition: "response.json.path == '/ready'"}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %[1]s}
+spec:
+  workflowRef: {name: wf}
+`, ns, rec.URL("/ready"), rec.URL("/other")))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	e := waitExecution(t, ns, "run", drv1.ExecutionFailed)
+	assert.Equal(t, drv1.StepSucceeded, e.Status.ActionStatuses[0].Phase)
+	assert.Equal(t, drv1.StepFailed, e.Status.ActionStatuses[1].Phase)
+	assert.Contains(t, e.Status.ActionStatuses[1].Message, `answered 200; successCondition "response.json.path == '/ready'" is false`)
+}

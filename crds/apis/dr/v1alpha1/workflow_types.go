@@ -211,6 +211,13 @@ type HTTPAction struct {
 	// +kubebuilder:validation:items:Maximum=599
 	ExpectedStatusCodes []int32 `json:"expectedStatusCodes,omitempty"`
 
+	// SuccessCondition, a CEL expression over response (code, headers, body, and json when the
+	// body is JSON), decides whether the call succeeded, instead of expectedStatusCodes:
+	// "response.code == 200 && response.json.status == 'ready'".
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	SuccessCondition string `json:"successCondition,omitempty"`
+
 	// Retry retries a call that failed to connect, timed out, or answered 429 or 5xx. Without it
 	// a call is made once: an HTTP call is not assumed to be safe to repeat.
 	// +optional
