@@ -48,6 +48,9 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 		a := &wf.Spec.Actions[i]
 		path := spec.Child("actions").Index(i)
 		errs = append(errs, validateGuard(path.Child("when"), a.When)...)
+		if a.WaitFor != nil {
+			errs = append(errs, validateGuard(path.Child("waitFor", "condition"), a.WaitFor.Condition)...)
+		}
 		errs = append(errs, validateBody(path, &a.ActionBody, declared, placeholders)...)
 		if a.Rollback != nil {
 			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, declared, placeholders)...)

@@ -308,6 +308,17 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.planName},
 			ServiceAccount: r.identity})
 	}
+	if w := r.prep.waits[k.index]; err == nil && w != nil && res.ResourceRef != nil {
+		err = e.c.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.cond, w.params, w.timeout, func(msg string) {
+			r.mu.Lock()
+			r.status.ActionStatuses[k.index].Message = truncate(msg)
+			r.mu.Unlock()
+			r.writer.Changed()
+		})
+		if err == nil {
+			res.Message += fmt.Sprintf("; %q is true", w.cond.Expression)
+		}
+	}
 	if ctx.Err() != nil {
 		return nil // shutting down or dropped: the action stays Running and a restart decides
 	}

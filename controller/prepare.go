@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -18,6 +19,8 @@ type prepared struct {
 	plan     *rules.RunPlan
 	// bodies are the rendered actions, by flat index.
 	bodies []drv1.ActionBody
+	// waits are the actions' waitFor conditions, by flat index (nil: none).
+	waits []*waitSpec
 	// params shows the values common to every workflow entry; perWorkflow[stage][workflow]
 	// shows the values of an entry that differ from params.
 	params      map[string]string
@@ -88,9 +91,14 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 				if err != nil {
 					return nil, err
 				}
+				wait, err := newWaitSpec(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.WaitFor, decide, resolved.Values)
+				if err != nil {
+					return nil, err
+				}
 				rw.Actions = append(rw.Actions, a.Name)
 				rw.ActionWhen = append(rw.ActionWhen, when)
 				p.bodies = append(p.bodies, body)
+				p.waits = append(p.waits, wait)
 			}
 			runStages[si].Workflows = append(runStages[si].Workflows, rw)
 		}
@@ -149,4 +157,26 @@ func differing(d, common map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// waitSpec is an action's compiled waitFor, with the parameters its condition sees.
+type waitSpec struct {
+	cond    *rules.Program
+	timeout time.Duration
+	params  map[string]any
+}
+
+func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any) (*waitSpec, error) {
+	if w == nil {
+		return nil, nil
+	}
+	cond, err := decide.Env.Compile(w.Condition)
+	if err != nil {
+		return nil, fmt.Errorf("%s: waitFor.condition: %w", where, err)
+	}
+	timeout, err := w.Timeout.Parse()
+	if err != nil {
+		return nil, fmt.Errorf("%s: waitFor.timeout: %w", where, err)
+	}
+	return &waitSpec{cond: cond, timeout: timeout, params: params}, nil
 }

@@ -36,6 +36,7 @@ const (
 	VarNow        = "now"        // the evaluation time
 	VarLockHolder = "lockHolder" // the execution named by the plan's lock: name, exists, finished
 	VarResponse   = "response"   // an HTTP action's response (successCondition): code, headers, body, json
+	VarObject     = "object"     // the object an action waits on (waitFor)
 )
 
 // Env is the one CEL environment of the controller, built once. Programs are compiled once per
@@ -63,6 +64,7 @@ func NewEnv() (*Env, error) {
 		cel.Variable(VarNow, cel.TimestampType),
 		cel.Variable(VarLockHolder, mapOfDyn),
 		cel.Variable(VarResponse, mapOfDyn),
+		cel.Variable(VarObject, mapOfDyn),
 		ext.Strings(ext.StringsVersion(2)),
 		library.Lists(),
 		library.Regex(),

@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
@@ -110,4 +115,96 @@ spec:
 	assert.Equal(t, drv1.StepSucceeded, e.Status.ActionStatuses[0].Phase)
 	assert.Equal(t, drv1.StepFailed, e.Status.ActionStatuses[1].Phase)
 	assert.Contains(t, e.Status.ActionStatuses[1].Message, `answered 200; successCondition "response.json.path == '/ready'" is false`)
+}
+
+// TestWaitFor holds a KubernetesResource action until the Deployment it created reports enough
+// ready replicas (the test plays the deployment controller by writing the status), and fails
+// another whose condition stays false past its timeout.
+func TestWaitFor(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "waitfor")
+	deployment := func(name string) string {
+		return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s}
+spec:
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec: {containers: [{name: app, image: busybox:1.36}]}
+`, name)
+	}
+	manifest := func(name string) string {
+		return strings.ReplaceAll(deployment(name), "\n", "\n        ")
+	}
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  parameters: [{name: replicas, type: int, default: 3}]
+  actions:
+  - name: scale-up
+    type: KubernetesResource
+    resource:
+      operation: Create
+      manifest: |
+        %[2]s
+    waitFor: {condition: "has(object.status.readyReplicas) && object.status.readyReplicas >= params.replicas", timeout: 30s}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: slow, namespace: %[1]s}
+spec:
+  actions:
+  - name: never-ready
+    type: KubernetesResource
+    resource:
+      operation: Create
+      manifest: |
+        %[3]s
+    waitFor: {condition: "has(object.status.readyReplicas)", timeout: 2s}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %[1]s}
+spec:
+  workflowRef: {name: wf}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: q, namespace: %[1]s}
+spec:
+  workflowRef: {name: slow}
+`, ns, manifest("app"), manifest("laggard")))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	waitPlanPhase(t, ns, "q", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	createExecution(t, ns, "slow-run", "q")
+
+	waitFor(t, "the action to report what it waits for", func() (*drv1.DRPlanExecution, error) {
+		return env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "run", metav1.GetOptions{})
+	}, func(e *drv1.DRPlanExecution) (bool, string) {
+		if len(e.Status.ActionStatuses) == 0 {
+			return false, "no status yet"
+		}
+		m := e.Status.ActionStatuses[0].Message
+		return strings.HasPrefix(m, `Waiting for "has(object.status.readyReplicas) && object.status.readyReplicas >= params.replicas": false`), m
+	})
+	// Play the deployment controller: 2 ready (not enough), then 3.
+	for _, ready := range []int32{2, 3} {
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx, "app", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			d.Status.Replicas, d.Status.ReadyReplicas = ready, ready
+			_, err = env.Kube.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+			return err
+		}))
+	}
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Contains(t, e.Status.ActionStatuses[0].Message, `is true`)
+
+	e = waitExecution(t, ns, "slow-run", drv1.ExecutionFailed)
+	assert.Contains(t, e.Status.Message, `Action 'never-ready' failed: waitFor "has(object.status.readyReplicas)" still not true after 2s (last: false)`)
 }

@@ -108,6 +108,7 @@ type Parameter struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.localization) || self.localization.operation != 'Patch' || has(self.rollback)",message="a Localization Patch needs an explicit rollback: Revert cannot undo a patch by itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.subscription) || self.subscription.operation != 'Patch' || has(self.rollback)",message="a Subscription Patch needs an explicit rollback: Revert cannot undo a patch by itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.resource) || !(self.resource.operation in ['Patch', 'Apply']) || has(self.rollback)",message="a KubernetesResource Patch or Apply needs an explicit rollback: Revert cannot undo it by itself"
+// +kubebuilder:validation:XValidation:rule="!has(self.waitFor) || (self.type == 'KubernetesResource' && self.resource.operation != 'Delete')",message="waitFor is for KubernetesResource actions that create, apply or patch an object"
 type Action struct {
 	// Name identifies the action in status, events and outputs; unique within the workflow.
 	// +kubebuilder:validation:MinLength=1
@@ -123,10 +124,29 @@ type Action struct {
 
 	ActionBody `json:",inline"`
 
+	// WaitFor holds a KubernetesResource action, after its operation succeeded, until a condition
+	// over the object it made or changed is true.
+	// +optional
+	WaitFor *WaitFor `json:"waitFor,omitempty"`
+
 	// Rollback is what Revert runs for this action. Without it, Revert deletes what a Create made
 	// and skips HTTP calls and Deletes; Patch and Apply must define one.
 	// +optional
 	Rollback *RollbackAction `json:"rollback,omitempty"`
+}
+
+// WaitFor is a condition to wait for on the object an action made or changed.
+type WaitFor struct {
+	// Condition is a CEL expression over object (the object as the API server returns it) and
+	// params, re-evaluated each time the object changes: "object.status.readyReplicas >= params.replicas".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Condition string `json:"condition"`
+
+	// Timeout after which the action fails if the condition is still false.
+	// +optional
+	// +kubebuilder:default="5m"
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // RollbackAction is an action body run by Revert: no name of its own, no nested rollback.
