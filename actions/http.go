@@ -194,7 +194,7 @@ func newHTTPCall(spec *drv1.HTTPAction) (*httpCall, error) {
 		}
 	}
 	if spec.SuccessCondition != "" {
-		if c.success, err = rules.DefaultRules().Env.Compile(spec.SuccessCondition); err != nil {
+		if c.success, err = rules.DefaultRules().Env.CompileGuard(spec.SuccessCondition, []string{}); err != nil {
 			return nil, fmt.Errorf("http.successCondition: %w", err)
 		}
 	}

@@ -47,9 +47,9 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 	for i := range wf.Spec.Actions {
 		a := &wf.Spec.Actions[i]
 		path := spec.Child("actions").Index(i)
-		errs = append(errs, validateGuard(path.Child("when"), a.When)...)
+		errs = append(errs, validateGuard(path.Child("when"), a.When, declared)...)
 		if a.WaitFor != nil {
-			errs = append(errs, validateGuard(path.Child("waitFor", "condition"), a.WaitFor.Condition)...)
+			errs = append(errs, validateGuard(path.Child("waitFor", "condition"), a.WaitFor.Condition, declared)...)
 		}
 		errs = append(errs, validateBody(path, &a.ActionBody, declared, placeholders)...)
 		if a.Rollback != nil {
@@ -69,7 +69,7 @@ func typeName(t drv1.ParameterType) string {
 func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
 	errs := checkTemplates(path, b, declared)
 	if b.HTTP != nil {
-		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition)...)
+		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []string{})...)
 	}
 	if len(errs) > 0 {
 		return errs // the checks below render templates: only meaningful once those are sound
@@ -287,9 +287,13 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	}
 	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
 	for i, s := range plan.Spec.Stages {
-		r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("when"), s.When)...)
+		r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("when"), s.When, nil)...)
 		for j, sw := range s.Workflows {
-			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When)...)
+			var declared []string // unknown until the workflow exists
+			if wf, ok := workflows.GetWorkflow(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name); ok {
+				declared = parameterNames(wf)
+			}
+			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
 		}
 	}
 
@@ -372,14 +376,23 @@ func dedupe[T any](items []T, key func(T) string) []T {
 	return out
 }
 
-// validateGuard compiles a when guard: it must be a CEL expression over the guard variables that
-// evaluates to bool. The error carries cel-go's message with the position.
-func validateGuard(path *field.Path, expr string) field.ErrorList {
+// validateGuard compiles a guard or condition: a CEL expression over the guard variables that
+// evaluates to bool, reading only declared parameters (nil: not known). The error carries
+// cel-go's message with the position.
+func validateGuard(path *field.Path, expr string, declared []string) field.ErrorList {
 	if expr == "" {
 		return nil
 	}
-	if _, err := rules.DefaultRules().Env.Compile(expr); err != nil {
+	if _, err := rules.DefaultRules().Env.CompileGuard(expr, declared); err != nil {
 		return field.ErrorList{field.Invalid(path, expr, err.Error())}
 	}
 	return nil
+}
+
+func parameterNames(wf *drv1.DRWorkflow) []string {
+	names := make([]string, 0, len(wf.Spec.Parameters))
+	for _, p := range wf.Spec.Parameters {
+		names = append(names, p.Name)
+	}
+	return names
 }

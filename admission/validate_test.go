@@ -108,8 +108,14 @@ func TestValidateWorkflow(t *testing.T) {
 		want: []string{"spec.actions[0].when: Invalid value: \"actions['x'].phase == \": ERROR: <input>:1:23: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n | actions['x'].phase == \n | ......................^"},
 	}, {
 		name: "guard that is not a bool",
-		acts: []drv1.Action{{Name: "a", When: "params.replicas", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x"}}}},
-		want: []string{`spec.actions[0].when: Invalid value: "params.replicas": must evaluate to bool, but evaluates to dyn`},
+		acts: []drv1.Action{{Name: "a", When: "'yes'", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x"}}}},
+		want: []string{`spec.actions[0].when: Invalid value: "'yes'": must evaluate to bool, but evaluates to string`},
+	}, {
+		name:   "guard reading an undeclared parameter, in a waitFor",
+		params: []drv1.Parameter{param("replicas", "int", "3")},
+		acts: []drv1.Action{{Name: "a", WaitFor: &drv1.WaitFor{Condition: "object.status.readyReplicas >= params.replica"},
+			ActionBody: drv1.ActionBody{Type: "KubernetesResource", Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}}}},
+		want: []string{`spec.actions[0].waitFor.condition: Invalid value: "object.status.readyReplicas >= params.replica": params.replica is not a parameter of the workflow (did you mean "replicas"?)`},
 	}, {
 		name: "job template without containers",
 		acts: []drv1.Action{{Name: "j", ActionBody: drv1.ActionBody{Type: "Job",

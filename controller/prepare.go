@@ -46,11 +46,11 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	var displays []map[string]string
 	var values []map[string]any
 	var secrets []string
-	guard := func(where, expr string) (*rules.Program, error) {
+	guard := func(where, expr string, declared []string) (*rules.Program, error) {
 		if expr == "" {
 			return nil, nil
 		}
-		prg, err := decide.Env.Compile(expr)
+		prg, err := decide.Env.CompileGuard(expr, declared)
 		if err != nil {
 			return nil, fmt.Errorf("%s: when: %w", where, err)
 		}
@@ -59,7 +59,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	for si, s := range stages {
 		runStages[si] = rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: s.DependsOn}
 		var err error
-		if runStages[si].When, err = guard(fmt.Sprintf("stage %q", s.Name), s.When); err != nil {
+		if runStages[si].When, err = guard(fmt.Sprintf("stage %q", s.Name), s.When, nil); err != nil {
 			return nil, err
 		}
 		p.perWorkflow = append(p.perWorkflow, make([]map[string]string, len(s.Workflows)))
@@ -79,7 +79,11 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
 				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
 			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
-			if rw.When, err = guard(where, sw.When); err != nil {
+			declared := make([]string, 0, len(wf.Parameters))
+			for _, d := range wf.Parameters {
+				declared = append(declared, d.Name)
+			}
+			if rw.When, err = guard(where, sw.When, declared); err != nil {
 				return nil, err
 			}
 			for ai, a := range wf.Actions {
@@ -87,11 +91,11 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 				if err != nil {
 					return nil, fmt.Errorf("%s: spec.actions[%d] (%s): %w", where, ai, a.Name, err)
 				}
-				when, err := guard(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.When)
+				when, err := guard(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.When, declared)
 				if err != nil {
 					return nil, err
 				}
-				wait, err := newWaitSpec(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.WaitFor, decide, resolved.Values)
+				wait, err := newWaitSpec(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.WaitFor, decide, resolved.Values, declared)
 				if err != nil {
 					return nil, err
 				}
@@ -166,11 +170,11 @@ type waitSpec struct {
 	params  map[string]any
 }
 
-func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any) (*waitSpec, error) {
+func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any, declared []string) (*waitSpec, error) {
 	if w == nil {
 		return nil, nil
 	}
-	cond, err := decide.Env.Compile(w.Condition)
+	cond, err := decide.Env.CompileGuard(w.Condition, declared)
 	if err != nil {
 		return nil, fmt.Errorf("%s: waitFor.condition: %w", where, err)
 	}

@@ -218,3 +218,33 @@ func TestLoadRules(t *testing.T) {
 		})
 	}
 }
+
+func TestCompileGuard(t *testing.T) {
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	declared := []string{"replicas", "enabled", "region"}
+	tests := []struct {
+		expr     string
+		declared []string
+		err      string
+	}{
+		{expr: "params.replicas >= 3 && params['region'] == 'dr'", declared: declared},
+		{expr: "params.enabled", declared: declared}, // dyn: must be a bool when evaluated
+		{expr: "params.replicaz > 1", declared: declared, err: `params.replicaz is not a parameter of the workflow (did you mean "replicas"?)`},
+		{expr: "params['regoin'] == 'dr'", declared: declared, err: `params.regoin is not a parameter of the workflow (did you mean "region"?)`},
+		{expr: "params.anything == 1", declared: nil},                                                             // not known: not checked
+		{expr: "response.code == 200 && params.x == 1", declared: []string{}, err: "params.x is not a parameter"}, // none declared
+		{expr: "1 + 1", declared: declared, err: "must evaluate to bool, but evaluates to int"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.expr, func(t *testing.T) {
+			_, err := env.CompileGuard(tc.expr, tc.declared)
+			if tc.err == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}

@@ -3,10 +3,12 @@ package rules
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 	"k8s.io/apiserver/pkg/cel/library"
@@ -101,6 +103,11 @@ func (e *Env) Compile(expression string) (*Program, error) {
 	if !ast.OutputType().IsExactType(types.BoolType) {
 		return nil, fmt.Errorf("must evaluate to bool, but evaluates to %s", ast.OutputType())
 	}
+	return e.compile(expression, expression, ast)
+}
+
+// compile makes and caches, under key, the program of a checked expression.
+func (e *Env) compile(key, expression string, ast *cel.Ast) (*Program, error) {
 	prg, err := e.env.Program(ast,
 		cel.CostLimit(CostLimit),
 		cel.InterruptCheckFrequency(interruptEvery),
@@ -108,11 +115,68 @@ func (e *Env) Compile(expression string) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	p = &Program{Expression: expression, prg: prg}
+	p := &Program{Expression: expression, prg: prg}
 	e.mu.Lock()
-	e.programs[expression] = p
+	e.programs[key] = p
 	e.mu.Unlock()
 	return p, nil
+}
+
+// CompileGuard compiles a user's guard or condition. Besides Compile's checks, every
+// params.<name> (or params['name']) it reads must be one of declared, when declared is not nil,
+// so a typo is refused when the workflow or plan is applied, not at 3 a.m. A guard over params of
+// unknown type may evaluate to dyn; it must then be a bool when evaluated.
+func (e *Env) CompileGuard(expression string, declared []string) (*Program, error) {
+	key := "guard\x00" + strings.Join(declared, ",") + "\x00" + expression
+	e.mu.RLock()
+	p, ok := e.programs[key]
+	e.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	ast, issues := e.env.Compile(expression)
+	if issues != nil && issues.Err() != nil {
+		return nil, fmt.Errorf("%s", issues.Err().Error())
+	}
+	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
+		return nil, fmt.Errorf("must evaluate to bool, but evaluates to %s", t)
+	}
+	if declared != nil {
+		known := map[string]bool{}
+		for _, d := range declared {
+			known[d] = true
+		}
+		for _, name := range paramsRead(ast) {
+			if !known[name] {
+				return nil, fmt.Errorf("params.%s is not a parameter of the workflow%s", name, DidYouMean(name, declared))
+			}
+		}
+	}
+	return e.compile(key, expression, ast)
+}
+
+// paramsRead lists the parameter names an expression reads as params.x or params['x'].
+func paramsRead(checked *cel.Ast) []string {
+	var names []string
+	isParams := func(e celast.Expr) bool {
+		return e.Kind() == celast.IdentKind && e.AsIdent() == VarParams
+	}
+	celast.PreOrderVisit(checked.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		switch e.Kind() {
+		case celast.SelectKind:
+			if s := e.AsSelect(); isParams(s.Operand()) {
+				names = append(names, s.FieldName())
+			}
+		case celast.CallKind:
+			c := e.AsCall()
+			if c.FunctionName() == "_[_]" && len(c.Args()) == 2 && isParams(c.Args()[0]) && c.Args()[1].Kind() == celast.LiteralKind {
+				if name, ok := c.Args()[1].AsLiteral().Value().(string); ok {
+					names = append(names, name)
+				}
+			}
+		}
+	}))
+	return names
 }
 
 // Eval evaluates the program against vars, within the cost limit and ctx's deadline (EvalTimeout
