@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,44 +91,38 @@ type Program struct {
 // Compile type-checks expression (it must be a bool) and returns its program, compiled once per
 // text. The error carries cel-go's message with the position in the expression.
 func (e *Env) Compile(expression string) (*Program, error) {
-	e.mu.RLock()
-	p, ok := e.programs[expression]
-	e.mu.RUnlock()
-	if ok {
-		return p, nil
-	}
-	ast, issues := e.env.Compile(expression)
-	if issues != nil && issues.Err() != nil {
-		return nil, fmt.Errorf("%s", issues.Err().Error())
-	}
-	if !ast.OutputType().IsExactType(types.BoolType) {
-		return nil, fmt.Errorf("must evaluate to bool, but evaluates to %s", ast.OutputType())
-	}
-	return e.compile(expression, expression, ast)
+	return e.cached(expression, expression, func(ast *cel.Ast) error {
+		if !ast.OutputType().IsExactType(types.BoolType) {
+			return fmt.Errorf("must evaluate to bool, but evaluates to %s", ast.OutputType())
+		}
+		return nil
+	})
 }
 
-// compile makes and caches, under key, the program of a checked expression.
-func (e *Env) compile(key, expression string, ast *cel.Ast) (*Program, error) {
-	prg, err := e.env.Program(ast,
-		cel.CostLimit(CostLimit),
-		cel.InterruptCheckFrequency(interruptEvery),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("building the program: %w", err)
-	}
-	p := &Program{Expression: expression, prg: prg}
-	e.mu.Lock()
-	e.programs[key] = p
-	e.mu.Unlock()
-	return p, nil
-}
-
-// CompileGuard compiles a user's guard or condition. Besides Compile's checks, every
-// params.<name> (or params['name']) it reads must be one of declared, when declared is not nil,
-// so a typo is refused when the workflow or plan is applied, not at 3 a.m. A guard over params of
-// unknown type may evaluate to dyn; it must then be a bool when evaluated.
+// CompileGuard compiles a user's guard or condition. Every params.<name> (or params['name']) it
+// reads must be one of declared, when declared is not nil, so a typo is refused when the workflow
+// or plan is applied, not at 3 a.m. A guard over params may evaluate to dyn; it must then be a
+// bool when evaluated.
 func (e *Env) CompileGuard(expression string, declared []string) (*Program, error) {
 	key := "guard\x00" + strings.Join(declared, ",") + "\x00" + expression
+	return e.cached(key, expression, func(ast *cel.Ast) error {
+		if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
+			return fmt.Errorf("must evaluate to bool, but evaluates to %s", t)
+		}
+		if declared == nil {
+			return nil
+		}
+		for _, name := range paramsRead(ast) {
+			if !slices.Contains(declared, name) {
+				return fmt.Errorf("params.%s is not a parameter of the workflow%s", name, DidYouMean(name, declared))
+			}
+		}
+		return nil
+	})
+}
+
+// cached returns the program cached under key, or compiles expression, checks it and caches it.
+func (e *Env) cached(key, expression string, check func(*cel.Ast) error) (*Program, error) {
 	e.mu.RLock()
 	p, ok := e.programs[key]
 	e.mu.RUnlock()
@@ -138,21 +133,21 @@ func (e *Env) CompileGuard(expression string, declared []string) (*Program, erro
 	if issues != nil && issues.Err() != nil {
 		return nil, fmt.Errorf("%s", issues.Err().Error())
 	}
-	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
-		return nil, fmt.Errorf("must evaluate to bool, but evaluates to %s", t)
+	if err := check(ast); err != nil {
+		return nil, err
 	}
-	if declared != nil {
-		known := map[string]bool{}
-		for _, d := range declared {
-			known[d] = true
-		}
-		for _, name := range paramsRead(ast) {
-			if !known[name] {
-				return nil, fmt.Errorf("params.%s is not a parameter of the workflow%s", name, DidYouMean(name, declared))
-			}
-		}
+	prg, err := e.env.Program(ast,
+		cel.CostLimit(CostLimit),
+		cel.InterruptCheckFrequency(interruptEvery),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	return e.compile(key, expression, ast)
+	p = &Program{Expression: expression, prg: prg}
+	e.mu.Lock()
+	e.programs[key] = p
+	e.mu.Unlock()
+	return p, nil
 }
 
 // paramsRead lists the parameter names an expression reads as params.x or params['x'].
