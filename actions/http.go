@@ -175,14 +175,11 @@ func newHTTPCall(spec *drv1.HTTPAction) (*httpCall, error) {
 		return nil, fmt.Errorf("http.url: must be an absolute http or https URL, got %q", redactHTTPURL(u))
 	}
 	c := &httpCall{
-		method:   spec.Method,
+		method:   HTTPMethod(spec),
 		url:      spec.URL,
 		headers:  spec.Headers,
 		body:     spec.Body,
 		expected: spec.ExpectedStatusCodes,
-	}
-	if c.method == "" {
-		c.method = http.MethodPost
 	}
 	c.target = c.method + " " + redactHTTPURL(u)
 	if c.timeout, err = httpDurationOr(spec.Timeout, DefaultHTTPTimeout); err != nil {

@@ -445,7 +445,7 @@ func callAPI[T any](ctx context.Context, policy apiRetry, retries *int32, confli
 	delay := policy.delay
 	for attempt := 1; ; attempt++ {
 		v, err := fn()
-		if err == nil || attempt >= policy.attempts || ctx.Err() != nil || !transientAPIError(err, conflictIsTransient) {
+		if err == nil || attempt >= policy.attempts || ctx.Err() != nil || !TransientAPIError(err, conflictIsTransient) {
 			return v, err
 		}
 		wait := delay
@@ -464,12 +464,16 @@ func callAPI[T any](ctx context.Context, policy apiRetry, retries *int32, confli
 	}
 }
 
-// transientAPIError reports whether err may well go away on its own: 429, any 5xx, a server or
-// client timeout, a dropped or refused connection, and, where a retry reads the object afresh
-// (apply, patch), a conflict. Everything else (forbidden, invalid, not found, ...) is final.
-func transientAPIError(err error, conflictIsTransient bool) bool {
+// TransientAPIError reports whether err may well go away on its own: 429, any 5xx, a server or
+// client timeout (a request's deadline included), a dropped or refused connection, and, where a
+// retry reads the object afresh (apply, patch), a conflict. Everything else (forbidden, invalid,
+// not found, ...) is final.
+func TransientAPIError(err error, conflictIsTransient bool) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
 	}
 	if apierrors.IsConflict(err) {
 		return conflictIsTransient

@@ -58,7 +58,7 @@ func Idempotent(b drv1.ActionBody) bool {
 	if b.Type != drv1.ActionTypeHTTP {
 		return true
 	}
-	switch HTTPMethod(b) {
+	switch HTTPMethod(b.HTTP) {
 	case "GET", "HEAD", "PUT", "DELETE", "OPTIONS":
 		return true
 	}
@@ -66,9 +66,9 @@ func Idempotent(b drv1.ActionBody) bool {
 }
 
 // HTTPMethod is the method an HTTP action uses: POST when it names none.
-func HTTPMethod(b drv1.ActionBody) string {
-	if b.HTTP == nil || b.HTTP.Method == "" {
+func HTTPMethod(h *drv1.HTTPAction) string {
+	if h == nil || h.Method == "" {
 		return "POST"
 	}
-	return b.HTTP.Method
+	return h.Method
 }

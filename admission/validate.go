@@ -27,9 +27,8 @@ import (
 func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
-	declared := make([]string, 0, len(wf.Spec.Parameters))
+	declared := wf.Spec.ParameterNames()
 	for i, p := range wf.Spec.Parameters {
-		declared = append(declared, p.Name)
 		if p.Default == nil {
 			continue
 		}
@@ -291,7 +290,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 		for j, sw := range s.Workflows {
 			var declared []string // unknown until the workflow exists
 			if wf, ok := workflows.GetWorkflow(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name); ok {
-				declared = parameterNames(wf)
+				declared = wf.Spec.ParameterNames()
 			}
 			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
 		}
@@ -319,11 +318,10 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 				continue
 			}
 			decl := map[string]drv1.Parameter{}
-			names := make([]string, 0, len(wf.Spec.Parameters))
 			for _, p := range wf.Spec.Parameters {
 				decl[p.Name] = p
-				names = append(names, p.Name)
 			}
+			names := wf.Spec.ParameterNames()
 			local := map[string]string{}
 			for k, p := range sw.Params {
 				pp := wfPath.Child("params").Index(k)
@@ -387,12 +385,4 @@ func validateGuard(path *field.Path, expr string, declared []string) field.Error
 		return field.ErrorList{field.Invalid(path, expr, err.Error())}
 	}
 	return nil
-}
-
-func parameterNames(wf *drv1.DRWorkflow) []string {
-	names := make([]string, 0, len(wf.Spec.Parameters))
-	for _, p := range wf.Spec.Parameters {
-		names = append(names, p.Name)
-	}
-	return names
 }

@@ -3,9 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -160,11 +158,7 @@ func (c *Controller) interrupted(ctx context.Context, exec *drv1.DRPlanExecution
 
 // transient reports an error that a retry may fix (the API server was busy or unreachable), as
 // opposed to one that fails the run (a missing Secret, a forbidden read, a bad value).
-func transient(err error) bool {
-	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED)
-}
+func transient(err error) bool { return err != nil && actions.TransientAPIError(err, false) }
 
 // identity is the ServiceAccount a plan's side effects are made as, "namespace/name", or "".
 func identity(planNamespace string, spec *drv1.DRPlanSpec) string {
@@ -244,7 +238,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 			a.Phase, a.RetryCount = drv1.StepPending, a.RetryCount+1 // runs again; retryCount says so
 		} else {
 			a.Phase, a.CompletionTime = drv1.StepFailed, &now
-			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.bodies[i]) + " call)"
+			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.bodies[i].HTTP) + " call)"
 		}
 	}
 	if _, err := c.engine.start(exec, prep, *st, who, false, true); err != nil {

@@ -79,10 +79,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
 				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
 			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
-			declared := make([]string, 0, len(wf.Parameters))
-			for _, d := range wf.Parameters {
-				declared = append(declared, d.Name)
-			}
+			declared := wf.ParameterNames()
 			if rw.When, err = guard(where, sw.When, declared); err != nil {
 				return nil, err
 			}

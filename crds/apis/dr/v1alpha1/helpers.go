@@ -29,3 +29,12 @@ func (d Duration) Parse() (time.Duration, error) {
 	}
 	return time.ParseDuration(string(d))
 }
+
+// ParameterNames lists the names of the workflow's parameters, in declaration order.
+func (s *DRWorkflowSpec) ParameterNames() []string {
+	names := make([]string, len(s.Parameters))
+	for i, p := range s.Parameters {
+		names[i] = p.Name
+	}
+	return names
+}
