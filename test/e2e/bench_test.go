@@ -55,35 +55,6 @@ func runAndTime(b *testing.B, ns, name, plan string, phase drv1.ExecutionPhase) 
 	return 0
 }
 
-func benchNamespace(b *testing.B, prefix string) string {
-	name := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
-	if _, err := env.Kube.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	return name
-}
-
-func applyOrFatal(b *testing.B, manifest string) {
-	b.Helper()
-	if _, errOut, err := env.Kubectl(context.Background(), manifest, "apply", "-f", "-"); err != nil {
-		b.Fatalf("kubectl apply: %v: %s", err, errOut)
-	}
-}
-
-func waitPlanReady(b *testing.B, ns, name string) {
-	b.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for time.Now().Before(deadline) {
-		p, err := env.DR.DrV1alpha1().DRPlans(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err == nil && p.Status.Phase == drv1.PlanReady {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	b.Fatalf("plan %s/%s never became Ready", ns, name)
-}
-
 // configMapPlan is a plan of one workflow of n sequential ConfigMap creates.
 func configMapPlan(ns, name string, n int) string {
 	var sb strings.Builder
@@ -101,9 +72,9 @@ func configMapPlan(ns, name string, n int) string {
 func BenchmarkSequentialConfigMaps(b *testing.B) {
 	for _, n := range []int{100, 200} {
 		b.Run(fmt.Sprintf("actions=%d", n), func(b *testing.B) {
-			ns := benchNamespace(b, "bench-cm")
-			applyOrFatal(b, configMapPlan(ns, "seq", n))
-			waitPlanReady(b, ns, "seq")
+			ns := newNamespace(b, "bench-cm")
+			kubectlApply(b, configMapPlan(ns, "seq", n))
+			waitPlanPhase(b, ns, "seq", drv1.PlanReady)
 			var raw, engine time.Duration
 			var objects, events int64
 			for i := 0; i < b.N; i++ {
@@ -136,16 +107,16 @@ func BenchmarkSequentialConfigMaps(b *testing.B) {
 // BenchmarkParallelHTTP runs one parallel stage of 20 workflows, each making one HTTP call that
 // takes 200ms.
 func BenchmarkParallelHTTP(b *testing.B) {
-	ns := benchNamespace(b, "bench-par")
-	rec := newRecorder(&testing.T{})
+	ns := newNamespace(b, "bench-par")
+	rec := newRecorder(b)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: par, namespace: %s}\nspec:\n  stages:\n  - name: all\n    parallel: true\n    workflows:\n", ns)
 	for i := range 20 {
-		applyOrFatal(b, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: w%d, namespace: %s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: %q}}\n", i, ns, rec.URL(fmt.Sprintf("/w%d?delay=200ms", i))))
+		kubectlApply(b, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: w%d, namespace: %s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: %q}}\n", i, ns, rec.URL(fmt.Sprintf("/w%d?delay=200ms", i))))
 		fmt.Fprintf(&sb, "    - workflowRef: {name: w%d}\n", i)
 	}
-	applyOrFatal(b, sb.String())
-	waitPlanReady(b, ns, "par")
+	kubectlApply(b, sb.String())
+	waitPlanPhase(b, ns, "par", drv1.PlanReady)
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		total += runAndTime(b, ns, fmt.Sprintf("run-%d", i), "par", drv1.ExecutionSucceeded)
@@ -157,10 +128,10 @@ func BenchmarkParallelHTTP(b *testing.B) {
 // BenchmarkFirstAction measures the time from creating an execution to its first action's HTTP
 // request arriving, over 15 runs, and reports the median.
 func BenchmarkFirstAction(b *testing.B) {
-	ns := benchNamespace(b, "bench-first")
-	rec := newRecorder(&testing.T{})
-	applyOrFatal(b, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: w, namespace: %[1]s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: %[2]q}}\n---\napiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: first, namespace: %[1]s}\nspec:\n  workflowRef: {name: w}\n", ns, rec.URL("/first")))
-	waitPlanReady(b, ns, "first")
+	ns := newNamespace(b, "bench-first")
+	rec := newRecorder(b)
+	kubectlApply(b, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: w, namespace: %[1]s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: %[2]q}}\n---\napiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: first, namespace: %[1]s}\nspec:\n  workflowRef: {name: w}\n", ns, rec.URL("/first")))
+	waitPlanPhase(b, ns, "first", drv1.PlanReady)
 	var samples []time.Duration
 	for i := 0; i < b.N*15; i++ {
 		before := rec.Arrived("/first")

@@ -133,7 +133,7 @@ spec:
 }
 
 // kubectlApply applies a manifest from stdin.
-func kubectlApply(t *testing.T, manifest string) string {
+func kubectlApply(t testing.TB, manifest string) string {
 	t.Helper()
 	out, errOut, err := env.Kubectl(context.Background(), manifest, "apply", "-f", "-")
 	require.NoError(t, err, "kubectl apply: %s", errOut)

@@ -22,14 +22,14 @@ var nsCounter atomic.Int64
 
 // newNamespace creates a namespace of its own for one test. Without kube-controller-manager a
 // deleted namespace would stay Terminating, so they are left; every control plane is fresh.
-func newNamespace(t *testing.T, prefix string) string {
+func newNamespace(t testing.TB, prefix string) string {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d", prefix, nsCounter.Add(1))
 	createNamespace(t, name)
 	return name
 }
 
-func createNamespace(t *testing.T, name string) {
+func createNamespace(t testing.TB, name string) {
 	t.Helper()
 	_, err := env.Kube.CoreV1().Namespaces().Create(context.Background(),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
@@ -37,7 +37,7 @@ func createNamespace(t *testing.T, name string) {
 }
 
 // kubectl runs kubectl and fails the test on error.
-func kubectl(t *testing.T, args ...string) string {
+func kubectl(t testing.TB, args ...string) string {
 	t.Helper()
 	out, errOut, err := env.Kubectl(context.Background(), "", args...)
 	require.NoError(t, err, "kubectl %s: %s", strings.Join(args, " "), errOut)
@@ -45,7 +45,7 @@ func kubectl(t *testing.T, args ...string) string {
 }
 
 // kubectlFails runs kubectl, expects it to fail and returns its stderr.
-func kubectlFails(t *testing.T, stdin string, args ...string) string {
+func kubectlFails(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
 	out, errOut, err := env.Kubectl(context.Background(), stdin, args...)
 	require.Error(t, err, "kubectl %s should have failed; it printed %s", strings.Join(args, " "), out)
@@ -54,7 +54,7 @@ func kubectlFails(t *testing.T, stdin string, args ...string) string {
 
 // eventually polls cond until it returns true or the timeout passes; the last message explains
 // a failure.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	var last string
@@ -72,7 +72,7 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 }
 
 // waitFor polls get until done says the object is as wanted, and returns it.
-func waitFor[T any](t *testing.T, what string, get func() (T, error), done func(T) (bool, string)) T {
+func waitFor[T any](t testing.TB, what string, get func() (T, error), done func(T) (bool, string)) T {
 	t.Helper()
 	var obj T
 	eventually(t, what, func() (bool, string) {
@@ -85,7 +85,7 @@ func waitFor[T any](t *testing.T, what string, get func() (T, error), done func(
 	return obj
 }
 
-func waitWorkflowPhase(t *testing.T, ns, name string, phase drv1.WorkflowPhase) *drv1.DRWorkflow {
+func waitWorkflowPhase(t testing.TB, ns, name string, phase drv1.WorkflowPhase) *drv1.DRWorkflow {
 	t.Helper()
 	return waitFor(t, fmt.Sprintf("DRWorkflow %s/%s to be %s", ns, name, phase),
 		func() (*drv1.DRWorkflow, error) {
@@ -97,7 +97,7 @@ func waitWorkflowPhase(t *testing.T, ns, name string, phase drv1.WorkflowPhase) 
 		})
 }
 
-func waitPlanPhase(t *testing.T, ns, name string, phase drv1.PlanPhase) *drv1.DRPlan {
+func waitPlanPhase(t testing.TB, ns, name string, phase drv1.PlanPhase) *drv1.DRPlan {
 	t.Helper()
 	return waitFor(t, fmt.Sprintf("DRPlan %s/%s to be %s", ns, name, phase), getPlan(ns, name),
 		func(p *drv1.DRPlan) (bool, string) {
@@ -107,7 +107,7 @@ func waitPlanPhase(t *testing.T, ns, name string, phase drv1.PlanPhase) *drv1.DR
 }
 
 // waitLockReleased waits until the plan's lock is free and returns the plan.
-func waitLockReleased(t *testing.T, ns, name string) *drv1.DRPlan {
+func waitLockReleased(t testing.TB, ns, name string) *drv1.DRPlan {
 	t.Helper()
 	return waitFor(t, fmt.Sprintf("DRPlan %s/%s's lock to be released", ns, name), getPlan(ns, name),
 		func(p *drv1.DRPlan) (bool, string) {
@@ -115,7 +115,7 @@ func waitLockReleased(t *testing.T, ns, name string) *drv1.DRPlan {
 		})
 }
 
-func waitExecution(t *testing.T, ns, name string, phase drv1.ExecutionPhase) *drv1.DRPlanExecution {
+func waitExecution(t testing.TB, ns, name string, phase drv1.ExecutionPhase) *drv1.DRPlanExecution {
 	t.Helper()
 	return waitFor(t, fmt.Sprintf("DRPlanExecution %s/%s to be %s", ns, name, phase),
 		func() (*drv1.DRPlanExecution, error) {
@@ -162,4 +162,12 @@ func updateObject[T any](t *testing.T, client getUpdater[T], name string, mutate
 		_, err = client.Update(ctx, obj, metav1.UpdateOptions{})
 		return err
 	}))
+}
+
+// applyPlan applies a plan of one workflow (the workflowRef shorthand) and waits until it is
+// Ready.
+func applyPlan(t testing.TB, ns, plan, workflow string) {
+	t.Helper()
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", plan, ns, workflow))
+	waitPlanPhase(t, ns, plan, drv1.PlanReady)
 }

@@ -19,7 +19,7 @@ type call struct {
 // recorder is an HTTP server the actions call. A path's query may ask for a delay (?delay=200ms)
 // or a status (?status=503); a path registered with hold blocks until released.
 type recorder struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu      sync.Mutex
@@ -29,7 +29,7 @@ type recorder struct {
 	holds   map[string]chan struct{}
 }
 
-func newRecorder(t *testing.T) *recorder {
+func newRecorder(t testing.TB) *recorder {
 	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}, aborted: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
