@@ -36,7 +36,7 @@ e2e: ## The e2e suite on the backend named by E2E_BACKEND (local).
 
 .PHONY: bench
 bench: ## Benchmarks on the local control plane (engine throughput, parallelism, first-action latency); prints figures.
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./test/e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 ./test/e2e/
 	$(GO) test -run '^$$' -bench . ./actions/ ./rules/
 
 .PHONY: run

@@ -38,6 +38,9 @@ type Env struct {
 	// ControllerWrites counts the controller's mutating API requests so far: to objects
 	// (including status) and to events.
 	ControllerWrites func() (objects, events int64)
+	// ServerCPU is the CPU time the API server and etcd have used so far; zero where the
+	// backend cannot see their processes.
+	ServerCPU func() time.Duration
 }
 
 // Backend starts and stops the cluster the suite runs against, and the controller in it.
@@ -102,6 +105,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		StopController:   b.stopController,
 		StartController:  b.startController,
 		ControllerWrites: b.writes.counts,
+		ServerCPU:        b.cp.CPUTime,
 	}, nil
 }
 
