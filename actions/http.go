@@ -191,7 +191,7 @@ func newHTTPCall(spec *drv1.HTTPAction) (*httpCall, error) {
 		}
 	}
 	if spec.SuccessCondition != "" {
-		if c.success, err = rules.DefaultRules().Env.CompileGuard(spec.SuccessCondition, []string{}); err != nil {
+		if c.success, err = rules.DefaultRules().Env.CompileGuard(spec.SuccessCondition, []drv1.Parameter{}); err != nil {
 			return nil, fmt.Errorf("http.successCondition: %w", err)
 		}
 	}

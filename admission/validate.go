@@ -27,7 +27,7 @@ import (
 func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
-	declared := wf.Spec.ParameterNames()
+	declared, names := wf.Spec.DeclaredParameters(), wf.Spec.ParameterNames()
 	for i, p := range wf.Spec.Parameters {
 		if p.Default == nil {
 			continue
@@ -50,9 +50,9 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 		if a.WaitFor != nil {
 			errs = append(errs, validateGuard(path.Child("waitFor", "condition"), a.WaitFor.Condition, declared)...)
 		}
-		errs = append(errs, validateBody(path, &a.ActionBody, declared, placeholders)...)
+		errs = append(errs, validateBody(path, &a.ActionBody, names, placeholders)...)
 		if a.Rollback != nil {
-			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, declared, placeholders)...)
+			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, names, placeholders)...)
 		}
 	}
 	return errs
@@ -68,7 +68,7 @@ func typeName(t drv1.ParameterType) string {
 func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
 	errs := checkTemplates(path, b, declared)
 	if b.HTTP != nil {
-		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []string{})...)
+		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []drv1.Parameter{})...)
 	}
 	if len(errs) > 0 {
 		return errs // the checks below render templates: only meaningful once those are sound
@@ -288,9 +288,9 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	for i, s := range plan.Spec.Stages {
 		r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("when"), s.When, nil)...)
 		for j, sw := range s.Workflows {
-			var declared []string // unknown until the workflow exists
+			var declared []drv1.Parameter // unknown until the workflow exists
 			if wf, ok := workflows.GetWorkflow(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name); ok {
-				declared = wf.Spec.ParameterNames()
+				declared = wf.Spec.DeclaredParameters()
 			}
 			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
 		}
@@ -377,7 +377,7 @@ func dedupe[T any](items []T, key func(T) string) []T {
 // validateGuard compiles a guard or condition: a CEL expression over the guard variables that
 // evaluates to bool, reading only declared parameters (nil: not known). The error carries
 // cel-go's message with the position.
-func validateGuard(path *field.Path, expr string, declared []string) field.ErrorList {
+func validateGuard(path *field.Path, expr string, declared []drv1.Parameter) field.ErrorList {
 	if expr == "" {
 		return nil
 	}

@@ -46,7 +46,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	var displays []map[string]string
 	var values []map[string]any
 	var secrets []string
-	guard := func(where, expr string, declared []string) (*rules.Program, error) {
+	guard := func(where, expr string, declared []drv1.Parameter) (*rules.Program, error) {
 		if expr == "" {
 			return nil, nil
 		}
@@ -79,7 +79,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
 				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
 			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
-			declared := wf.ParameterNames()
+			declared := wf.DeclaredParameters()
 			if rw.When, err = guard(where, sw.When, declared); err != nil {
 				return nil, err
 			}
@@ -167,7 +167,7 @@ type waitSpec struct {
 	params  map[string]any
 }
 
-func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any, declared []string) (*waitSpec, error) {
+func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any, declared []drv1.Parameter) (*waitSpec, error) {
 	if w == nil {
 		return nil, nil
 	}

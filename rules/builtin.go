@@ -13,7 +13,7 @@ import (
 
 // RuleSpec is a decision written in CEL: a condition and a message that explains it.
 type RuleSpec struct {
-	// Name of the rule: StageReady, StageBlocked or PlanLock.
+	// Name of the rule: StageReady, StageBlocked, PlanLock or RevertEligible.
 	Name string `json:"name"`
 	// Expression must evaluate to bool.
 	Expression string `json:"expression"`
@@ -42,6 +42,24 @@ var builtinRules = []RuleSpec{{
   (plan.currentExecution.name == execution.name && plan.currentExecution.namespace == execution.namespace) ||
   !lockHolder.exists || lockHolder.finished`,
 	Message: `'Waiting for execution ' + plan.currentExecution.name + ' to finish: a plan runs one execution at a time'`,
+}, {
+	// A Revert may run when its target is an Execute of this plan that ended having taken effect
+	// (Succeeded, or Failed/Cancelled after an action succeeded: a partial failover, of which
+	// only what took effect is undone), that has a snapshot to revert from, and that no other
+	// Revert has reverted. The lock is PlanLock's: a Revert waits for a running execution.
+	Name: "RevertEligible",
+	Expression: `target.exists && target.operation == 'Execute' &&
+  target.planName == plan.name && target.planNamespace == plan.namespace &&
+  (target.phase == 'Succeeded' || (target.phase in ['Failed', 'Cancelled'] && target.tookEffect)) &&
+  target.hasSnapshot &&
+  (!target.reverted || target.revertedBy == execution.name)`,
+	Message: `!target.exists ? 'execution ' + target.name + ' does not exist' :
+  target.operation != 'Execute' ? 'execution ' + target.name + ' is a ' + target.operation + ': only an Execute can be reverted' :
+  (target.planName != plan.name || target.planNamespace != plan.namespace) ? 'execution ' + target.name + ' ran plan ' + target.planNamespace + '/' + target.planName + ', not ' + plan.namespace + '/' + plan.name :
+  target.phase in ['Pending', 'Running'] ? 'execution ' + target.name + ' is still ' + target.phase + ': cancel it or wait for it to end' :
+  !(target.phase == 'Succeeded' || target.tookEffect) ? 'execution ' + target.name + ' ended ' + target.phase + ' before any action took effect: nothing to revert' :
+  !target.hasSnapshot ? 'execution ' + target.name + ' has no snapshot of what it ran, so it cannot be reverted' :
+  'execution ' + target.name + ' was already reverted by ' + target.revertedBy`,
 }}
 
 // BuiltinRules returns the built-in rules, to print them in the docs or to override one.
@@ -55,7 +73,7 @@ type Rule struct {
 }
 
 // Decide evaluates the rule: its verdict, and its message when the verdict is the one the
-// message explains (false for StageReady and PlanLock, true for StageBlocked).
+// message explains (false for StageReady, PlanLock and RevertEligible, true for StageBlocked).
 func (r *Rule) Decide(ctx context.Context, vars map[string]any, explainWhen bool) (bool, string, error) {
 	ok, err := r.cond.Eval(ctx, vars)
 	if err != nil {
@@ -77,6 +95,8 @@ type Rules struct {
 	StageReady   *Rule
 	StageBlocked *Rule
 	PlanLock     *Rule
+	// RevertEligible decides whether a Revert may undo its target.
+	RevertEligible *Rule
 	// Env compiles the users' guards, in the same environment and cache as the rules.
 	Env *Env
 }
@@ -90,7 +110,7 @@ func NewRules(env *Env, overrides ...RuleSpec) (*Rules, error) {
 	}
 	for _, o := range overrides {
 		if _, known := specs[o.Name]; !known {
-			return nil, fmt.Errorf("rule %q: unknown rule (the rules are StageReady, StageBlocked and PlanLock)", o.Name)
+			return nil, fmt.Errorf("rule %q: unknown rule (the rules are StageReady, StageBlocked, PlanLock and RevertEligible)", o.Name)
 		}
 		specs[o.Name] = o
 	}
@@ -106,7 +126,8 @@ func NewRules(env *Env, overrides ...RuleSpec) (*Rules, error) {
 		}
 		compiled[name] = &Rule{Name: name, cond: cond, message: msg}
 	}
-	return &Rules{StageReady: compiled["StageReady"], StageBlocked: compiled["StageBlocked"], PlanLock: compiled["PlanLock"], Env: env}, nil
+	return &Rules{StageReady: compiled["StageReady"], StageBlocked: compiled["StageBlocked"], PlanLock: compiled["PlanLock"],
+		RevertEligible: compiled["RevertEligible"], Env: env}, nil
 }
 
 // compileString compiles an expression that must evaluate to a string (a message).

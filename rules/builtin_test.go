@@ -2,13 +2,16 @@ package rules_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
@@ -82,6 +85,48 @@ func TestBuiltinPlanLock(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ok, msg, err := r.PlanLock.Decide(context.Background(),
 				map[string]any{"plan": tc.plan, "execution": me, "lockHolder": tc.holder}, false)
+			require.NoError(t, err)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.msg, msg)
+		})
+	}
+}
+
+func TestBuiltinRevertEligible(t *testing.T) {
+	r := rules.DefaultRules()
+	plan := map[string]any{"name": "failover", "namespace": "prod"}
+	me := map[string]any{"name": "revert-1", "namespace": "prod", "operation": "Revert"}
+	target := func(change func(map[string]any)) map[string]any {
+		t := map[string]any{"name": "run-1", "namespace": "prod", "exists": true, "operation": "Execute", "phase": "Succeeded",
+			"planName": "failover", "planNamespace": "prod", "tookEffect": true, "hasSnapshot": true, "reverted": false, "revertedBy": ""}
+		if change != nil {
+			change(t)
+		}
+		return t
+	}
+	tests := []struct {
+		name   string
+		target map[string]any
+		ok     bool
+		msg    string
+	}{
+		{name: "a succeeded Execute", target: target(nil), ok: true},
+		{name: "a partial failover", target: target(func(t map[string]any) { t["phase"] = "Failed" }), ok: true},
+		{name: "a cancelled one that took effect", target: target(func(t map[string]any) { t["phase"] = "Cancelled" }), ok: true},
+		{name: "reverted by this very revert (a restart)", target: target(func(t map[string]any) { t["reverted"], t["revertedBy"] = true, "revert-1" }), ok: true},
+		{name: "gone", target: target(func(t map[string]any) { t["exists"] = false }), msg: "execution run-1 does not exist"},
+		{name: "a Revert", target: target(func(t map[string]any) { t["operation"] = "Revert" }), msg: "execution run-1 is a Revert: only an Execute can be reverted"},
+		{name: "another plan's", target: target(func(t map[string]any) { t["planName"] = "other" }), msg: "execution run-1 ran plan prod/other, not prod/failover"},
+		{name: "still running", target: target(func(t map[string]any) { t["phase"] = "Running" }), msg: "execution run-1 is still Running: cancel it or wait for it to end"},
+		{name: "failed before any effect", target: target(func(t map[string]any) { t["phase"], t["tookEffect"] = "Failed", false }),
+			msg: "execution run-1 ended Failed before any action took effect: nothing to revert"},
+		{name: "no snapshot", target: target(func(t map[string]any) { t["hasSnapshot"] = false }), msg: "execution run-1 has no snapshot of what it ran, so it cannot be reverted"},
+		{name: "already reverted", target: target(func(t map[string]any) { t["reverted"], t["revertedBy"] = true, "revert-0" }), msg: "execution run-1 was already reverted by revert-0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, msg, err := r.RevertEligible.Decide(context.Background(),
+				map[string]any{"plan": plan, "execution": me, "target": tc.target}, false)
 			require.NoError(t, err)
 			assert.Equal(t, tc.ok, ok)
 			assert.Equal(t, tc.msg, msg)
@@ -177,9 +222,9 @@ func TestDocsPrintTheBuiltinRulesVerbatim(t *testing.T) {
 	doc, err := os.ReadFile("../docs/rules.md")
 	require.NoError(t, err)
 	for _, r := range rules.BuiltinRules() {
-		assert.Contains(t, string(doc), "### "+r.Name)
-		assert.Contains(t, string(doc), r.Expression, "the expression of %s", r.Name)
-		assert.Contains(t, string(doc), r.Message, "the message of %s", r.Name)
+		for what, text := range map[string]string{"heading": "### " + r.Name, "expression": r.Expression, "message": r.Message} {
+			assert.True(t, strings.Contains(string(doc), text), "docs/rules.md lacks the %s of %s verbatim:\n%s", what, r.Name, text)
+		}
 	}
 }
 
@@ -222,19 +267,31 @@ func TestLoadRules(t *testing.T) {
 func TestCompileGuard(t *testing.T) {
 	env, err := rules.NewEnv()
 	require.NoError(t, err)
-	declared := []string{"replicas", "enabled", "region"}
+	declared := []drv1.Parameter{
+		{Name: "replicas", Type: drv1.ParameterTypeInt},
+		{Name: "enabled", Type: drv1.ParameterTypeBool},
+		{Name: "region"}, // string by default
+	}
 	tests := []struct {
 		expr     string
-		declared []string
+		declared []drv1.Parameter
 		err      string
 	}{
-		{expr: "params.replicas >= 3 && params['region'] == 'dr'", declared: declared},
-		{expr: "params.enabled", declared: declared}, // dyn: must be a bool when evaluated
+		{expr: "params.replicas >= 3 && params.region == 'dr'", declared: declared},
+		{expr: "params.enabled", declared: declared}, // typed bool: a guard as it is
+		{expr: "has(params.region) && params.region.startsWith('dr-')", declared: declared},
 		{expr: "params.replicaz > 1", declared: declared, err: `params.replicaz is not a parameter of the workflow (did you mean "replicas"?)`},
-		{expr: "params['regoin'] == 'dr'", declared: declared, err: `params.regoin is not a parameter of the workflow (did you mean "region"?)`},
-		{expr: "params.anything == 1", declared: nil},                                                             // not known: not checked
-		{expr: "response.code == 200 && params.x == 1", declared: []string{}, err: "params.x is not a parameter"}, // none declared
+		{expr: "params.replicas > '3'", declared: declared, err: "found no matching overload for '_>_' applied to '(int, string)'"},
+		{expr: "params.enabled == 'true'", declared: declared, err: "found no matching overload for '_==_' applied to '(bool, string)'"},
+		{expr: "params.region + 1 == 'x'", declared: declared, err: "found no matching overload for '_+_' applied to '(string, int)'"},
+		{expr: "params.region", declared: declared, err: "must evaluate to bool, but evaluates to string"},
+		{expr: "params['region'] == 'dr'", declared: declared, err: "write params.region, not params['region']"},
+		{expr: "params['region'] == 'dr'", declared: nil, err: "write params.region, not params['region']"},
+		{expr: "params.anything == 1", declared: nil},                                                                     // a stage guard: not known, dyn
+		{expr: "params.anything", declared: nil},                                                                          // dyn: must be a bool when evaluated
+		{expr: "response.code == 200 && params.x == 1", declared: []drv1.Parameter{}, err: "params.x is not a parameter"}, // none declared
 		{expr: "1 + 1", declared: declared, err: "must evaluate to bool, but evaluates to int"},
+		{expr: "params.replicas >=", declared: declared, err: "Syntax error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {
@@ -245,6 +302,112 @@ func TestCompileGuard(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}
+
+// guardVars are the variables of an action guard in a typical failover: an earlier probe's HTTP
+// output and the workflow's typed parameters.
+func guardVars() map[string]any {
+	return map[string]any{
+		"params": map[string]any{"replicas": int64(3), "enabled": true, "region": "dr-east"},
+		"actions": map[string]any{
+			"probe": map[string]any{"phase": "Succeeded", "outputs": map[string]any{"httpResponse": map[string]any{"statusCode": int64(200), "body": `{"ok":true}`}}},
+		},
+		"operation": "Execute",
+	}
+}
+
+func TestGuardEval(t *testing.T) {
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	declared := []drv1.Parameter{
+		{Name: "replicas", Type: drv1.ParameterTypeInt},
+		{Name: "enabled", Type: drv1.ParameterTypeBool},
+		{Name: "region"},
+		{Name: "unset"},
+	}
+	tests := []struct {
+		name, expr string
+		want       bool
+		err        string
+	}{
+		{name: "true", expr: "actions.probe.outputs.httpResponse.statusCode == 200 && params.replicas >= 3", want: true},
+		{name: "false", expr: "params.replicas > 3", want: false},
+		{name: "typed bool", expr: "params.enabled && params.region.startsWith('dr-')", want: true},
+		{name: "absent optional parameter", expr: "!has(params.unset)", want: true},
+		{name: "error: no value", expr: "params.unset == 'x'", err: "no such key: unset"},
+		{name: "error: no such action", expr: "actions.missing.phase == 'Succeeded'", err: "no such key: missing"},
+		{name: "wrong type when evaluated", expr: "actions.probe.outputs.httpResponse.body", err: "not a bool"},
+		// Matching costs in proportion to the string's length: a 4 MB body matched 3 times
+		// exceeds the per-call limit.
+		{name: "cost exceeded", expr: "![1, 2, 3].exists(i, actions.probe.outputs.httpResponse.body.matches('^x+y$'))", err: "actual cost limit exceeded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prg, err := env.CompileGuard(tc.expr, declared)
+			require.NoError(t, err)
+			vars := guardVars()
+			if tc.name == "cost exceeded" {
+				vars["actions"].(map[string]any)["probe"].(map[string]any)["outputs"].(map[string]any)["httpResponse"].(map[string]any)["body"] = strings.Repeat("x", 4<<20)
+			}
+			got, err := prg.Eval(context.Background(), vars)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func BenchmarkGuardCached(b *testing.B) {
+	env, err := rules.NewEnv()
+	require.NoError(b, err)
+	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
+	const expr = "actions.probe.outputs.httpResponse.statusCode == 200 && params.replicas >= 3"
+	vars := guardVars()
+	ctx, cancel := context.WithTimeout(context.Background(), rules.EvalTimeout)
+	defer cancel()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		prg, err := env.CompileGuard(expr, declared) // from the cache, as the engine does
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := prg.Eval(ctx, vars); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGuardCompileCold(b *testing.B) {
+	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
+	env, err := rules.NewEnv()
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		// A new text each time: nothing comes from the cache but the environment.
+		if _, err := env.CompileGuard(fmt.Sprintf("actions.probe.outputs.httpResponse.statusCode == 200 && params.replicas >= %d", i), declared); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestDocsGuardExamplesCompile compiles every guard and condition of docs/rules.md.
+func TestDocsGuardExamplesCompile(t *testing.T) {
+	doc, err := os.ReadFile("../docs/rules.md")
+	require.NoError(t, err)
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	found := regexp.MustCompile(`(?m)^\s*-?\s*(when|condition|successCondition): "(.+)"\s*(#.*)?$`).FindAllStringSubmatch(string(doc), -1)
+	require.GreaterOrEqual(t, len(found), 6, "the examples were found")
+	for _, m := range found {
+		t.Run(m[2], func(t *testing.T) {
+			_, err := env.CompileGuard(m[2], nil)
+			assert.NoError(t, err)
 		})
 	}
 }

@@ -12,7 +12,10 @@ import (
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
+	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/library"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
 // Limits of one CEL evaluation, in one place.
@@ -40,23 +43,25 @@ const (
 	VarLockHolder = "lockHolder" // the execution named by the plan's lock: name, exists, finished
 	VarResponse   = "response"   // an HTTP action's response (successCondition): code, headers, body, json
 	VarObject     = "object"     // the object an action waits on (waitFor)
+	VarTarget     = "target"     // the execution a Revert undoes (RevertEligible)
 )
 
 // Env is the one CEL environment of the controller, built once. Programs are compiled once per
 // expression text and cached.
 type Env struct {
-	env *cel.Env
+	base *cel.Env // every variable but params
+	env  *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
 
 	mu       sync.RWMutex
 	programs map[string]*Program
+	typed    map[string]*cel.Env // base, with params typed from a workflow's declarations, by signature
 }
 
 // NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
 // in runbooks (lists, strings, regex, URLs, quantities).
 func NewEnv() (*Env, error) {
 	mapOfDyn := cel.MapType(cel.StringType, cel.DynType)
-	env, err := cel.NewEnv(
-		cel.Variable(VarParams, mapOfDyn),
+	base, err := cel.NewEnv(
 		cel.Variable(VarPlan, mapOfDyn),
 		cel.Variable(VarExecution, mapOfDyn),
 		cel.Variable(VarStage, mapOfDyn),
@@ -68,6 +73,7 @@ func NewEnv() (*Env, error) {
 		cel.Variable(VarLockHolder, mapOfDyn),
 		cel.Variable(VarResponse, mapOfDyn),
 		cel.Variable(VarObject, mapOfDyn),
+		cel.Variable(VarTarget, mapOfDyn),
 		ext.Strings(ext.StringsVersion(2)),
 		library.Lists(),
 		library.Regex(),
@@ -79,7 +85,11 @@ func NewEnv() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return &Env{env: env, programs: map[string]*Program{}}, nil
+	env, err := base.Extend(cel.Variable(VarParams, mapOfDyn))
+	if err != nil {
+		return nil, fmt.Errorf("building the CEL environment: %w", err)
+	}
+	return &Env{base: base, env: env, programs: map[string]*Program{}, typed: map[string]*cel.Env{}}, nil
 }
 
 // Program is a compiled, type-checked boolean expression.
@@ -91,7 +101,7 @@ type Program struct {
 // Compile type-checks expression (it must be a bool) and returns its program, compiled once per
 // text. The error carries cel-go's message with the position in the expression.
 func (e *Env) Compile(expression string) (*Program, error) {
-	return e.cached(expression, expression, func(ast *cel.Ast) error {
+	return e.cached(expression, e.env, expression, nil, func(ast *cel.Ast) error {
 		if !ast.OutputType().IsExactType(types.BoolType) {
 			return fmt.Errorf("must evaluate to bool, but evaluates to %s", ast.OutputType())
 		}
@@ -99,44 +109,113 @@ func (e *Env) Compile(expression string) (*Program, error) {
 	})
 }
 
-// CompileGuard compiles a user's guard or condition. Every params.<name> (or params['name']) it
-// reads must be one of declared, when declared is not nil, so a typo is refused when the workflow
-// or plan is applied, not at 3 a.m. A guard over params may evaluate to dyn; it must then be a
-// bool when evaluated.
-func (e *Env) CompileGuard(expression string, declared []string) (*Program, error) {
-	key := "guard\x00" + strings.Join(declared, ",") + "\x00" + expression
-	return e.cached(key, expression, func(ast *cel.Ast) error {
-		if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
-			return fmt.Errorf("must evaluate to bool, but evaluates to %s", t)
+// CompileGuard compiles a user's guard or condition. With declared not nil (the workflow's
+// parameter declarations, possibly none), params is typed from them: reading an undeclared
+// parameter is refused with the nearest declared name, and a parameter used as the wrong type
+// (params.replicas > "3" for an int) is a type error, both when the workflow or plan is applied,
+// not at 3 a.m. With declared nil (a stage guard, whose workflows may declare different
+// parameters) params is a map of dyn. Parameters are read as params.name, never params['name'].
+// A guard that reads dyn values may evaluate to dyn; it must then be a bool when evaluated.
+func (e *Env) CompileGuard(expression string, declared []drv1.Parameter) (*Program, error) {
+	env, signature := e.env, "untyped"
+	if declared != nil {
+		var err error
+		if env, signature, err = e.paramsEnv(declared); err != nil {
+			return nil, err
+		}
+	}
+	key := "guard\x00" + signature + "\x00" + expression
+	return e.cached(key, env, expression, func(parsed *cel.Ast) error {
+		names, indexed := paramsRead(parsed)
+		if len(indexed) > 0 {
+			return fmt.Errorf("write params.%s, not params['%s']: parameters are read as fields", indexed[0], indexed[0])
 		}
 		if declared == nil {
 			return nil
 		}
-		for _, name := range paramsRead(ast) {
-			if !slices.Contains(declared, name) {
-				return fmt.Errorf("params.%s is not a parameter of the workflow%s", name, DidYouMean(name, declared))
+		known := make([]string, len(declared))
+		for i, p := range declared {
+			known[i] = p.Name
+		}
+		for _, name := range names {
+			if !slices.Contains(known, name) {
+				return fmt.Errorf("params.%s is not a parameter of the workflow%s", name, DidYouMean(name, known))
 			}
+		}
+		return nil
+	}, func(checked *cel.Ast) error {
+		if t := checked.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
+			return fmt.Errorf("must evaluate to bool, but evaluates to %s", t)
 		}
 		return nil
 	})
 }
 
-// cached returns the program cached under key, or compiles expression, checks it and caches it.
-func (e *Env) cached(key, expression string, check func(*cel.Ast) error) (*Program, error) {
+// paramsEnv is the environment whose params is an object with one field a declared parameter,
+// of its declared type; built once per signature.
+func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
+	var sig strings.Builder
+	for _, p := range declared {
+		fmt.Fprintf(&sig, "%s:%s,", p.Name, p.Type)
+	}
+	signature := sig.String()
+	e.mu.RLock()
+	env, ok := e.typed[signature]
+	e.mu.RUnlock()
+	if ok {
+		return env, signature, nil
+	}
+	fields := make(map[string]*apiservercel.DeclField, len(declared))
+	for _, p := range declared {
+		t := apiservercel.StringType
+		switch p.Type {
+		case drv1.ParameterTypeInt:
+			t = apiservercel.IntType
+		case drv1.ParameterTypeBool:
+			t = apiservercel.BoolType
+		}
+		fields[p.Name] = apiservercel.NewDeclField(p.Name, t, p.Required, nil, nil)
+	}
+	object := apiservercel.NewObjectType("drplan.Parameters", fields)
+	opts, err := apiservercel.NewDeclTypeProvider(object).EnvOptions(e.base.CELTypeProvider())
+	if err == nil {
+		env, err = e.base.Extend(append(opts, cel.Variable(VarParams, object.CelType()))...)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("typing the parameters %s: %w", strings.TrimSuffix(signature, ","), err)
+	}
+	e.mu.Lock()
+	e.typed[signature] = env
+	e.mu.Unlock()
+	return env, signature, nil
+}
+
+// cached returns the program cached under key, or compiles expression in env, checks it (parsed,
+// then type-checked) and caches it.
+func (e *Env) cached(key string, env *cel.Env, expression string, checkParsed, checkTyped func(*cel.Ast) error) (*Program, error) {
 	e.mu.RLock()
 	p, ok := e.programs[key]
 	e.mu.RUnlock()
 	if ok {
 		return p, nil
 	}
-	ast, issues := e.env.Compile(expression)
+	parsed, issues := env.Parse(expression)
 	if issues != nil && issues.Err() != nil {
 		return nil, fmt.Errorf("%s", issues.Err().Error())
 	}
-	if err := check(ast); err != nil {
+	if checkParsed != nil {
+		if err := checkParsed(parsed); err != nil {
+			return nil, err
+		}
+	}
+	ast, issues := env.Check(parsed)
+	if issues != nil && issues.Err() != nil {
+		return nil, fmt.Errorf("%s", issues.Err().Error())
+	}
+	if err := checkTyped(ast); err != nil {
 		return nil, err
 	}
-	prg, err := e.env.Program(ast,
+	prg, err := env.Program(ast,
 		cel.CostLimit(CostLimit),
 		cel.InterruptCheckFrequency(interruptEvery),
 	)
@@ -150,13 +229,13 @@ func (e *Env) cached(key, expression string, check func(*cel.Ast) error) (*Progr
 	return p, nil
 }
 
-// paramsRead lists the parameter names an expression reads as params.x or params['x'].
-func paramsRead(checked *cel.Ast) []string {
-	var names []string
+// paramsRead lists the parameter names an expression reads as params.x, and those it reads as
+// params['x'].
+func paramsRead(parsed *cel.Ast) (names, indexed []string) {
 	isParams := func(e celast.Expr) bool {
 		return e.Kind() == celast.IdentKind && e.AsIdent() == VarParams
 	}
-	celast.PreOrderVisit(checked.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+	celast.PreOrderVisit(parsed.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
 		switch e.Kind() {
 		case celast.SelectKind:
 			if s := e.AsSelect(); isParams(s.Operand()) {
@@ -166,12 +245,12 @@ func paramsRead(checked *cel.Ast) []string {
 			c := e.AsCall()
 			if c.FunctionName() == "_[_]" && len(c.Args()) == 2 && isParams(c.Args()[0]) && c.Args()[1].Kind() == celast.LiteralKind {
 				if name, ok := c.Args()[1].AsLiteral().Value().(string); ok {
-					names = append(names, name)
+					indexed = append(indexed, name)
 				}
 			}
 		}
 	}))
-	return names
+	return names, indexed
 }
 
 // Eval evaluates the program against vars, within the cost limit and ctx's deadline (EvalTimeout

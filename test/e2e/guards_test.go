@@ -86,6 +86,35 @@ spec:
 	assert.Contains(t, p.Status.Message, `spec.stages[0].when: Invalid value: "stages['x'].phase = 'Succeeded'": ERROR: <input>:1:19: Syntax error: token recognition error at: '= '`)
 }
 
+// TestGuardTypedParameters: a guard that uses a parameter as the wrong type makes the workflow,
+// and so its plan, Invalid when applied, with the field, the position and the types involved.
+func TestGuardTypedParameters(t *testing.T) {
+	ns := newNamespace(t, "typedguard")
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  parameters:
+  - {name: replicas, type: int, default: 3}
+  actions:
+  - name: scale
+    type: HTTP
+    when: "params.replicas > '2'"
+    http: {url: "http://127.0.0.1:1/"}
+---
+apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %[1]s}
+spec:
+  workflowRef: {name: wf}
+`, ns))
+	want := `spec.actions[0].when: Invalid value: "params.replicas > '2'": ERROR: <input>:1:17: found no matching overload for '_>_' applied to '(int, string)'`
+	wf := waitWorkflowPhase(t, ns, "wf", drv1.WorkflowInvalid)
+	assert.Contains(t, wf.Status.Message, want)
+	p := waitPlanPhase(t, ns, "p", drv1.PlanInvalid)
+	assert.Contains(t, p.Status.Message, "DRWorkflow "+ns+"/wf is Invalid")
+}
+
 // TestHTTPSuccessCondition decides HTTP calls by a CEL condition over the JSON answer.
 func TestHTTPSuccessCondition(t *testing.T) {
 	ns := newNamespace(t, "success")

@@ -30,6 +30,15 @@ func (d Duration) Parse() (time.Duration, error) {
 	return time.ParseDuration(string(d))
 }
 
+// DeclaredParameters is the workflow's parameter declarations, never nil (none is an empty list):
+// guards are type-checked against exactly these.
+func (s *DRWorkflowSpec) DeclaredParameters() []Parameter {
+	if s.Parameters == nil {
+		return []Parameter{}
+	}
+	return s.Parameters
+}
+
 // ParameterNames lists the names of the workflow's parameters, in declaration order.
 func (s *DRWorkflowSpec) ParameterNames() []string {
 	names := make([]string, len(s.Parameters))
