@@ -101,13 +101,8 @@ spec:
     type: HTTP
     when: "params.replicas > '2'"
     http: {url: "http://127.0.0.1:1/"}
----
-apiVersion: dr.bkbcs.tencent.com/v1alpha1
-kind: DRPlan
-metadata: {name: p, namespace: %[1]s}
-spec:
-  workflowRef: {name: wf}
 `, ns))
+	kubectlApply(t, planYAML(ns, "p", "wf"))
 	want := `spec.actions[0].when: Invalid value: "params.replicas > '2'": ERROR: <input>:1:17: found no matching overload for '_>_' applied to '(int, string)'`
 	wf := waitWorkflowPhase(t, ns, "wf", drv1.WorkflowInvalid)
 	assert.Contains(t, wf.Status.Message, want)

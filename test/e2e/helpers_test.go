@@ -168,6 +168,11 @@ func updateObject[T any](t *testing.T, client getUpdater[T], name string, mutate
 // Ready.
 func applyPlan(t testing.TB, ns, plan, workflow string) {
 	t.Helper()
-	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", plan, ns, workflow))
+	kubectlApply(t, planYAML(ns, plan, workflow))
 	waitPlanPhase(t, ns, plan, drv1.PlanReady)
+}
+
+// planYAML is a plan of the one workflow.
+func planYAML(ns, plan, workflow string) string {
+	return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", plan, ns, workflow)
 }
