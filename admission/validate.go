@@ -266,9 +266,20 @@ type PlanReport struct {
 	Unresolved []string
 	// MissingParams are required parameters the plan leaves without a value; an execution may
 	// still supply them.
-	MissingParams []string
+	MissingParams []MissingParam
 	// DAG is the plan's stage graph, when the stages are sound.
 	DAG *rules.DAG
+}
+
+// MissingParam is a required parameter without a value, and where it is needed.
+type MissingParam struct {
+	Name     string
+	Stage    string
+	Workflow string // namespace/name
+}
+
+func (m MissingParam) String() string {
+	return fmt.Sprintf("%s (stage %q, DRWorkflow %s)", m.Name, m.Stage, m.Workflow)
 }
 
 // ValidatePlan checks a plan's stages and, against the workflows it references, its parameters.
@@ -350,7 +361,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 				_, inLocal := local[p.Name]
 				_, inGlobal := global[p.Name]
 				if p.Required && p.Default == nil && !inLocal && !inGlobal {
-					r.MissingParams = append(r.MissingParams, fmt.Sprintf("%s (stage %q, DRWorkflow %s/%s)", p.Name, s.Name, ns, ref.Name))
+					r.MissingParams = append(r.MissingParams, MissingParam{Name: p.Name, Stage: s.Name, Workflow: ns + "/" + ref.Name})
 				}
 			}
 		}
@@ -358,7 +369,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	// A workflow used several times, or a global value it refuses, is reported once.
 	r.Errors = dedupe(r.Errors, func(e *field.Error) string { return e.Error() })
 	r.Unresolved = dedupe(r.Unresolved, func(s string) string { return s })
-	r.MissingParams = dedupe(r.MissingParams, func(s string) string { return s })
+	r.MissingParams = dedupe(r.MissingParams, MissingParam.String)
 	return r
 }
 

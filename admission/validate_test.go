@@ -202,7 +202,11 @@ func TestValidatePlan(t *testing.T) {
 			r := admission.ValidatePlan(plan, all)
 			assert.Equal(t, tc.errs, errStrings(r.Errors))
 			assert.Equal(t, tc.unresolved, r.Unresolved)
-			assert.Equal(t, tc.missing, r.MissingParams)
+			var missing []string
+			for _, m := range r.MissingParams {
+				missing = append(missing, m.String())
+			}
+			assert.Equal(t, tc.missing, missing)
 		})
 	}
 }

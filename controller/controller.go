@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,6 +69,7 @@ type Controller struct {
 	recorder record.EventRecorder
 	now      func() time.Time
 	ready    func() // called once the caches have synced; may be nil
+	synced   atomic.Bool
 	// requireServiceAccount refuses plans without spec.serviceAccountName.
 	requireServiceAccount bool
 	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
@@ -149,6 +151,7 @@ func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error 
 	if !c.inf.WaitForCacheSync(ctx.Done()) {
 		return fmt.Errorf("informer caches did not sync: %w", context.Cause(ctx))
 	}
+	c.synced.Store(true)
 	logger.Info("Controller ready", "workers", workers)
 	if c.ready != nil {
 		c.ready()

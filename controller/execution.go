@@ -321,27 +321,21 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 	return plan, waiting, mine, err
 }
 
-// lockVars are the PlanLock rule's variables: the plan's lock, the execution asking, and
-// whether the execution named by the lock still exists and has finished.
+// lockVars are the PlanLock rule's variables, with the execution the lock names read live: a
+// stale cache must not hand the lock over.
 func (c *Controller) lockVars(ctx context.Context, p *drv1.DRPlan, exec *drv1.DRPlanExecution) (map[string]any, error) {
-	plan := map[string]any{"name": p.Name, "namespace": p.Namespace}
-	holder := map[string]any{"exists": false, "finished": false}
+	var holder *drv1.DRPlanExecution
 	if cur := p.Status.CurrentExecution; cur != nil {
-		plan["currentExecution"] = map[string]any{"name": cur.Name, "namespace": cur.Namespace, "operation": string(cur.Operation)}
 		e, err := c.dr.DrV1alpha1().DRPlanExecutions(cur.Namespace).Get(ctx, cur.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
 			return nil, err // unsure: retry later rather than guess
 		default:
-			holder = map[string]any{"name": e.Name, "exists": true, "finished": rules.ExecutionFinished(e.Status.Phase)}
+			holder = e
 		}
 	}
-	return map[string]any{
-		rules.VarPlan:       plan,
-		rules.VarExecution:  map[string]any{"name": exec.Name, "namespace": exec.Namespace, "operation": string(exec.Spec.Operation)},
-		rules.VarLockHolder: holder,
-	}, nil
+	return rules.LockVars(p, exec, holder), nil
 }
 
 // releaseLock clears the plan's lock if exec holds it, and records a success.

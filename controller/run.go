@@ -3,12 +3,15 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/actions"
+	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
@@ -40,6 +43,23 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Rules replace the built-in CEL rules (rules.LoadRules); nil keeps them.
 	Rules *rules.Rules
+	// Webhook, when set, serves the validating admission webhook from this process: it decides
+	// from the controller's own caches and rules.
+	Webhook *WebhookOptions
+}
+
+// WebhookOptions say where the admission webhook listens and where its certificate comes from.
+type WebhookOptions struct {
+	// Listener is where it serves.
+	Listener net.Listener
+	// CertDir holds tls.crt and tls.key (the local run's files, or a mounted Secret), re-read when
+	// they change. When empty, the certificate is self-managed: a CA and certificate kept in the
+	// Secret SecretName of Namespace for the Service ServiceName, with the CA bundle of the
+	// ValidatingWebhookConfiguration ConfigName kept current (admission.CertManager).
+	CertDir                                        string
+	Namespace, SecretName, ServiceName, ConfigName string
+	// RenewCheck is how often a self-managed certificate is checked for renewal (default 1h).
+	RenewCheck time.Duration
 }
 
 // RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
@@ -90,6 +110,29 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if opts.Rules != nil {
 		c.rules = opts.Rules
+	}
+	if w := opts.Webhook; w != nil {
+		getCert := admission.FileCertificate(w.CertDir)
+		if w.CertDir == "" {
+			m := &admission.CertManager{Client: kube, Namespace: w.Namespace, SecretName: w.SecretName,
+				ServiceName: w.ServiceName, WebhookConfigName: w.ConfigName}
+			renew := w.RenewCheck
+			if renew == 0 {
+				renew = time.Hour
+			}
+			if err := m.Start(ctx, renew); err != nil {
+				return fmt.Errorf("the webhook's certificate: %w", err)
+			}
+			getCert = m.GetCertificate
+		}
+		hook := &admission.Webhook{Decider: &admission.Decider{State: admissionState{inf, dr}, Rules: c.rules}, Ready: c.synced.Load}
+		served := make(chan error, 1)
+		go func() { served <- admission.Serve(ctx, w.Listener, hook, getCert) }()
+		defer func() {
+			if err := <-served; err != nil {
+				klog.FromContext(ctx).Error(err, "The admission webhook stopped")
+			}
+		}()
 	}
 	return c.Run(ctx, opts.Workers, opts.ActionWorkers)
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // Condition reasons.
@@ -100,25 +102,10 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	return nil
 }
 
-// executed says whether some Execute of the plan took effect and is not reverted yet: it
-// succeeded, or it ended (Failed, Cancelled) after at least one action succeeded.
+// executed says whether some Execute of the plan is in effect: it took effect (succeeded, or
+// ended after at least one action succeeded) and is not reverted yet.
 func executed(execs []*drv1.DRPlanExecution) bool {
-	for _, e := range execs {
-		if e.Spec.Operation != drv1.OperationExecute || meta.IsStatusConditionTrue(e.Status.Conditions, "Reverted") {
-			continue
-		}
-		switch e.Status.Phase {
-		case drv1.ExecutionSucceeded:
-			return true
-		case drv1.ExecutionFailed, drv1.ExecutionCancelled:
-			for _, a := range e.Status.ActionStatuses {
-				if a.Phase == drv1.StepSucceeded {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(execs, rules.InEffect)
 }
 
 // planStatus is the status a plan should have. Executed wins over Invalid: a plan whose failover
@@ -157,10 +144,18 @@ func planStatus(plan *drv1.DRPlan, r admission.PlanReport, isExecuted bool) drv1
 	} else {
 		params.Status, params.Reason = metav1.ConditionFalse, ReasonParameterMissing
 		params.Message = truncate("Required parameters without a value (an execution must supply them in spec.params): " +
-			strings.Join(r.MissingParams, ", "))
+			joinStrings(r.MissingParams, ", "))
 	}
 	meta.SetStatusCondition(&st.Conditions, params)
 	return st
+}
+
+func joinStrings[T fmt.Stringer](items []T, sep string) string {
+	parts := make([]string, len(items))
+	for i, x := range items {
+		parts[i] = x.String()
+	}
+	return strings.Join(parts, sep)
 }
 
 func joinErrors(errs field.ErrorList) string {

@@ -134,3 +134,15 @@ func (i *Informers) GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool)
 	wf, err := i.WorkflowLister.DRWorkflows(namespace).Get(name)
 	return wf, err == nil
 }
+
+// GetPlan reads a plan from the cache.
+func (i *Informers) GetPlan(namespace, name string) (*drv1.DRPlan, bool) {
+	p, err := i.PlanLister.DRPlans(namespace).Get(name)
+	return p, err == nil
+}
+
+// GetExecution reads an execution from the cache.
+func (i *Informers) GetExecution(namespace, name string) (*drv1.DRPlanExecution, bool) {
+	e, err := i.ExecutionLister.DRPlanExecutions(namespace).Get(name)
+	return e, err == nil
+}

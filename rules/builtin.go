@@ -53,7 +53,8 @@ var builtinRules = []RuleSpec{{
   (target.phase == 'Succeeded' || (target.phase in ['Failed', 'Cancelled'] && target.tookEffect)) &&
   target.hasSnapshot &&
   (!target.reverted || target.revertedBy == execution.name)`,
-	Message: `!target.exists ? 'execution ' + target.name + ' does not exist' :
+	Message: `target.name == '' ? 'nothing to revert: no Execute of plan ' + plan.name + ' has taken effect without being reverted since' :
+  !target.exists ? 'execution ' + target.name + ' does not exist' :
   target.operation != 'Execute' ? 'execution ' + target.name + ' is a ' + target.operation + ': only an Execute can be reverted' :
   (target.planName != plan.name || target.planNamespace != plan.namespace) ? 'execution ' + target.name + ' ran plan ' + target.planNamespace + '/' + target.planName + ', not ' + plan.namespace + '/' + plan.name :
   target.phase in ['Pending', 'Running'] ? 'execution ' + target.name + ' is still ' + target.phase + ': cancel it or wait for it to end' :

@@ -115,6 +115,8 @@ func TestBuiltinRevertEligible(t *testing.T) {
 		{name: "a cancelled one that took effect", target: target(func(t map[string]any) { t["phase"] = "Cancelled" }), ok: true},
 		{name: "reverted by this very revert (a restart)", target: target(func(t map[string]any) { t["reverted"], t["revertedBy"] = true, "revert-1" }), ok: true},
 		{name: "gone", target: target(func(t map[string]any) { t["exists"] = false }), msg: "execution run-1 does not exist"},
+		{name: "nothing to revert", target: target(func(t map[string]any) { t["exists"], t["name"] = false, "" }),
+			msg: "nothing to revert: no Execute of plan failover has taken effect without being reverted since"},
 		{name: "a Revert", target: target(func(t map[string]any) { t["operation"] = "Revert" }), msg: "execution run-1 is a Revert: only an Execute can be reverted"},
 		{name: "another plan's", target: target(func(t map[string]any) { t["planName"] = "other" }), msg: "execution run-1 ran plan prod/other, not prod/failover"},
 		{name: "still running", target: target(func(t map[string]any) { t["phase"] = "Running" }), msg: "execution run-1 is still Running: cancel it or wait for it to end"},

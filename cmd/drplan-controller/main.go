@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,7 +25,7 @@ func main() {
 	workers := flag.Int("workers", 4, "Number of objects synced at once.")
 	actionWorkers := flag.Int("action-workers", 64, "Number of actions run at once, across all executions.")
 	rulesFile := flag.String("rules-file", "",
-		"YAML list of {name, expression, message} replacing built-in CEL rules (StageReady, StageBlocked, PlanLock) by name; see docs/rules.md.")
+		"YAML list of {name, expression, message} replacing built-in CEL rules (StageReady, StageBlocked, PlanLock, RevertEligible) by name; see docs/rules.md.")
 	qps := flag.Float64("kube-api-qps", controller.DefaultQPS, "Client-side limit of API requests per second.")
 	burst := flag.Int("kube-api-burst", controller.DefaultBurst, "Client-side burst of API requests.")
 	grace := flag.Duration("shutdown-grace", 20*time.Second,
@@ -32,6 +33,16 @@ func main() {
 	requireSA := flag.Bool("require-service-account", false,
 		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
 			"Without it, a plan without a ServiceAccount acts with the controller's own rights.")
+	webhookAddr := flag.String("webhook-bind-address", ":9443",
+		"Address the validating admission webhook listens on; empty disables it (the controller's own checks remain).")
+	webhookCertDir := flag.String("webhook-cert-dir", "",
+		"Directory with tls.crt and tls.key for the webhook (re-read when they change). Empty: the controller manages its own certificate in --webhook-secret.")
+	namespace := flag.String("namespace", os.Getenv("POD_NAMESPACE"),
+		"Namespace of the controller, its webhook Service and certificate Secret (default $POD_NAMESPACE).")
+	webhookSecret := flag.String("webhook-secret", "drplan-webhook-tls", "Secret holding the self-managed webhook CA and certificate.")
+	webhookService := flag.String("webhook-service", "drplan-webhook", "Service through which the API server reaches the webhook.")
+	webhookConfig := flag.String("webhook-configuration", "drplan-controller",
+		"ValidatingWebhookConfiguration whose CA bundle the controller keeps current (self-managed certificate only).")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,10 +62,24 @@ func main() {
 		fmt.Fprintf(os.Stderr, "drplan-controller: loading the cluster config: %v\n", err)
 		os.Exit(1)
 	}
-	if err := controller.RunWithConfig(ctx, cfg, controller.Options{
+	opts := controller.Options{
 		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA, ShutdownGrace: *grace,
 		QPS: float32(*qps), Burst: *burst, Rules: decide,
-	}); err != nil {
+	}
+	if *webhookAddr != "" {
+		if *webhookCertDir == "" && *namespace == "" {
+			fmt.Fprintln(os.Stderr, "drplan-controller: a self-managed webhook certificate needs --namespace (or $POD_NAMESPACE); or give --webhook-cert-dir, or disable the webhook with --webhook-bind-address=''")
+			os.Exit(1)
+		}
+		ln, err := net.Listen("tcp", *webhookAddr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "drplan-controller: the webhook's listener: %v\n", err)
+			os.Exit(1)
+		}
+		opts.Webhook = &controller.WebhookOptions{Listener: ln, CertDir: *webhookCertDir, Namespace: *namespace,
+			SecretName: *webhookSecret, ServiceName: *webhookService, ConfigName: *webhookConfig}
+	}
+	if err := controller.RunWithConfig(ctx, cfg, opts); err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
 		os.Exit(1)
 	}

@@ -23,8 +23,11 @@ import (
 	"syscall"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/controller"
 	"github.com/bkbcs/drplan-controller/crds"
 	"github.com/bkbcs/drplan-controller/test/controlplane"
@@ -70,6 +73,9 @@ func readyFile(dir string) string { return filepath.Join(dir, "ready") }
 func pidFile(dir string) string   { return filepath.Join(dir, "drplan-local.pid") }
 func logFile(dir string) string   { return filepath.Join(dir, "drplan-local.log") }
 
+// webhookConfigName is the ValidatingWebhookConfiguration of the local run.
+const webhookConfigName = "drplan-controller"
+
 // run starts the control plane and runs the controller in this process until SIGINT or SIGTERM.
 func run(dir string, kcm bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -98,7 +104,21 @@ func run(dir string, kcm bool) error {
 		fmt.Printf("drplan-local: ready. Use the cluster from another terminal with:\n\n    export KUBECONFIG=%s\n    export PATH=%s:$PATH   # kubectl %s\n\n",
 			cp.KubeconfigPath, filepath.Dir(cp.Binaries.Kubectl), controlplane.KubeVersion)
 	}
-	err = controller.RunWithConfig(klog.NewContext(ctx, klog.Background()), cp.RESTConfig, controller.Options{Workers: 4, Ready: ready})
+	// The admission webhook, served by the controller on loopback and registered by URL.
+	ln, certDir, url, err := cp.WebhookServing(admission.Path)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cp.RESTConfig)
+	if err != nil {
+		return err
+	}
+	if err := admission.Register(ctx, kube, admission.WebhookConfiguration(webhookConfigName,
+		admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: cp.CACertPEM})); err != nil {
+		return err
+	}
+	err = controller.RunWithConfig(klog.NewContext(ctx, klog.Background()), cp.RESTConfig, controller.Options{Workers: 4, Ready: ready,
+		Webhook: &controller.WebhookOptions{Listener: ln, CertDir: certDir}})
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

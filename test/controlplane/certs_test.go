@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"testing"
+
+	"github.com/bkbcs/drplan-controller/admission/pki"
 )
 
 func parseCert(t *testing.T, certPEM []byte) *x509.Certificate {
@@ -22,73 +24,6 @@ func parseCert(t *testing.T, certPEM []byte) *x509.Certificate {
 	return c
 }
 
-func TestServingCert(t *testing.T) {
-	ca, err := newAuthority("test-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	other, err := newAuthority("other-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherRoots := x509.NewCertPool()
-	otherRoots.AddCert(other.cert)
-
-	tests := []struct {
-		name      string
-		hosts     []string
-		wantIPs   []string
-		wantDNS   []string
-		verifyFor []string
-	}{
-		{"apiserver", apiServerHosts, []string{"127.0.0.1", "::1", "10.0.0.1"},
-			[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-			[]string{"127.0.0.1", "localhost", "kubernetes.default.svc"}},
-		{"webhook", []string{"127.0.0.1"}, []string{"127.0.0.1"}, nil, []string{"127.0.0.1"}},
-		{"service name", []string{"drplan-webhook.drplan-system.svc"}, nil, []string{"drplan-webhook.drplan-system.svc"}, []string{"drplan-webhook.drplan-system.svc"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			certPEM, keyPEM, err := ca.servingCert(tt.hosts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
-				t.Fatalf("cert and key do not pair: %v", err)
-			}
-			c := parseCert(t, certPEM)
-			var ips []string
-			for _, ip := range c.IPAddresses {
-				ips = append(ips, ip.String())
-			}
-			if !slices.Equal(ips, tt.wantIPs) {
-				t.Errorf("IP SANs = %v, want %v", ips, tt.wantIPs)
-			}
-			if !slices.Equal(c.DNSNames, tt.wantDNS) {
-				t.Errorf("DNS SANs = %v, want %v", c.DNSNames, tt.wantDNS)
-			}
-			for _, host := range tt.verifyFor {
-				opts := x509.VerifyOptions{Roots: roots, DNSName: host, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-				if _, err := c.Verify(opts); err != nil {
-					t.Errorf("verify for %s: %v", host, err)
-				}
-				opts.Roots = otherRoots
-				if _, err := c.Verify(opts); err == nil {
-					t.Errorf("verify for %s against another CA: want an error", host)
-				}
-			}
-			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: "example.com"}); err == nil {
-				t.Error("verify for a host not in the SANs: want an error")
-			}
-		})
-	}
-	if _, _, err := ca.servingCert(nil); err == nil {
-		t.Error("servingCert(nil): want an error")
-	}
-}
-
 func TestWritePKI(t *testing.T) {
 	files := newPKIFiles(t.TempDir())
 	ca, err := writePKI(files)
@@ -102,15 +37,15 @@ func TestWritePKI(t *testing.T) {
 		}
 		return b
 	}
-	reloaded, err := parseAuthority(read(files.caCert), read(files.caKey))
+	reloaded, err := pki.ParseAuthority(read(files.caCert), read(files.caKey))
 	if err != nil {
 		t.Fatalf("reload CA from files: %v", err)
 	}
-	if !reloaded.cert.Equal(ca.cert) || !reloaded.cert.IsCA {
+	if !reloaded.Cert.Equal(ca.Cert) || !reloaded.Cert.IsCA {
 		t.Error("CA file does not hold the CA certificate")
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 
 	tests := []struct {
 		name          string

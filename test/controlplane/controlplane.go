@@ -30,6 +30,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/bkbcs/drplan-controller/admission/pki"
 )
 
 const (
@@ -66,7 +68,7 @@ type ControlPlane struct {
 	Binaries       Binaries
 	CACertPEM      []byte // CA that signed every certificate, trusted by kube-apiserver for clients
 
-	ca      *authority
+	ca      *pki.Authority
 	ownsDir bool
 }
 
@@ -109,7 +111,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if cp.ca, err = writePKI(pki); err != nil {
 		return nil, err
 	}
-	cp.CACertPEM = cp.ca.certPEM
+	cp.CACertPEM = cp.ca.CertPEM
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -186,13 +188,13 @@ func (cp *ControlPlane) Stop() error {
 // CA returns the PEM certificate and key of the control plane's CA, e.g. to sign a webhook
 // serving certificate that kube-apiserver will trust given CACertPEM as caBundle.
 func (cp *ControlPlane) CA() (certPEM, keyPEM []byte) {
-	return cp.ca.certPEM, cp.ca.keyPEM
+	return cp.ca.CertPEM, cp.ca.KeyPEM
 }
 
 // SignServingCert issues a serving certificate signed by the control plane's CA for hosts (IP
 // addresses and DNS names).
 func (cp *ControlPlane) SignServingCert(hosts []string) (certPEM, keyPEM []byte, err error) {
-	return cp.ca.servingCert(hosts)
+	return cp.ca.ServingCert(hosts, certValidity)
 }
 
 // Kubectl runs the built kubectl against this control plane.
@@ -233,7 +235,7 @@ func prepareDir(dir string) (string, bool, error) {
 	if err := StopDir(dir); err != nil {
 		return "", false, fmt.Errorf("stop previous control plane in %s: %w", dir, err)
 	}
-	for _, name := range []string{"etcd", "pki", "logs", "pids", "kubeconfig", "controller-manager.kubeconfig", "kubectl-cache"} {
+	for _, name := range []string{"etcd", "pki", "logs", "pids", "kubeconfig", "controller-manager.kubeconfig", "kubectl-cache", "webhook"} {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return "", false, fmt.Errorf("clean control-plane dir: %w", err)
 		}
@@ -545,4 +547,28 @@ func crdConditionMessage(crd *apiextensionsv1.CustomResourceDefinition, t apiext
 		}
 	}
 	return "no condition yet"
+}
+
+// WebhookServing prepares a webhook served from this machine for this control plane: a loopback
+// listener, a serving certificate signed by the control plane's CA written to
+// <Dir>/webhook/tls.{crt,key}, and the URL to register (with CACertPEM as the CA bundle).
+func (cp *ControlPlane) WebhookServing(path string) (ln net.Listener, certDir, url string, err error) {
+	certDir = filepath.Join(cp.Dir, "webhook")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, "", "", fmt.Errorf("webhook cert dir: %w", err)
+	}
+	cert, key, err := cp.SignServingCert([]string{"127.0.0.1"})
+	if err != nil {
+		return nil, "", "", err
+	}
+	if err := os.WriteFile(filepath.Join(certDir, "tls.crt"), cert, 0o644); err != nil {
+		return nil, "", "", err
+	}
+	if err := os.WriteFile(filepath.Join(certDir, "tls.key"), key, 0o600); err != nil {
+		return nil, "", "", err
+	}
+	if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, "", "", fmt.Errorf("webhook listener: %w", err)
+	}
+	return ln, certDir, "https://" + ln.Addr().String() + path, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +15,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/controller"
 	"github.com/bkbcs/drplan-controller/crds"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
@@ -41,6 +46,9 @@ type Env struct {
 	// ServerCPU is the CPU time the API server and etcd have used so far; zero where the
 	// backend cannot see their processes.
 	ServerCPU func() time.Duration
+	// SetWebhook registers (true) or unregisters (false) the controller's admission webhook; it
+	// is registered while the suite runs unless a test turns it off.
+	SetWebhook func(on bool) error
 }
 
 // Backend starts and stops the cluster the suite runs against, and the controller in it.
@@ -66,10 +74,13 @@ func SelectBackend(name string) (Backend, error) {
 // process.
 type localBackend struct {
 	writes writeCounter
-	cp     *controlplane.ControlPlane
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-	runErr error
+	// The webhook: the controller serves it on webhookAddr, registered by URL.
+	webhookAddr, webhookCertDir, webhookURL string
+	kube                                    kubernetes.Interface
+	cp                                      *controlplane.ControlPlane
+	cancel                                  context.CancelFunc
+	done                                    sync.WaitGroup
+	runErr                                  error
 }
 
 func (b *localBackend) Name() string { return "local" }
@@ -96,7 +107,18 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 	if err != nil {
 		return nil, errors.Join(err, b.cp.Stop())
 	}
+	ln, certDir, url, err := b.cp.WebhookServing(admission.Path)
+	if err != nil {
+		return nil, errors.Join(err, b.cp.Stop())
+	}
+	b.webhookAddr, b.webhookCertDir, b.webhookURL, b.kube = ln.Addr().String(), certDir, url, kube
+	if err := ln.Close(); err != nil { // each controller start listens again on this address
+		return nil, errors.Join(err, b.cp.Stop())
+	}
 	b.startController(defaultGrace)
+	if err := b.setWebhook(true); err != nil {
+		return nil, errors.Join(err, b.Stop())
+	}
 	return &Env{
 		Config: cfg, DR: dr, Kube: kube, Root: root,
 		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
@@ -106,6 +128,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		StartController:  b.startController,
 		ControllerWrites: b.writes.counts,
 		ServerCPU:        b.cp.CPUTime,
+		SetWebhook:       b.setWebhook,
 	}, nil
 }
 
@@ -120,12 +143,69 @@ func (b *localBackend) startController(grace time.Duration) {
 	b.cancel = cancel
 	b.runErr = nil
 	b.done.Add(1)
+	ready := make(chan struct{})
+	var readyOnce sync.Once
+	markReady := func() { readyOnce.Do(func() { close(ready) }) }
 	go func() {
 		defer b.done.Done()
+		defer markReady() // ended before it was ready
+		ln, err := net.Listen("tcp", b.webhookAddr)
+		if err != nil {
+			b.runErr = fmt.Errorf("webhook listener: %w", err)
+			return
+		}
 		cfg := rest.CopyConfig(b.cp.RESTConfig)
 		cfg.Wrap(b.writes.wrap)
-		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4, ShutdownGrace: grace})
+		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4, ShutdownGrace: grace,
+			Ready:   markReady,
+			Webhook: &controller.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
 	}()
+	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses
+	// requests until then.
+	select {
+	case <-ready:
+	case <-time.After(time.Minute):
+	}
+}
+
+// webhookConfigName is the suite's ValidatingWebhookConfiguration.
+const webhookConfigName = "drplan-e2e"
+
+func (b *localBackend) setWebhook(on bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	if on {
+		url := b.webhookURL
+		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName,
+			admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: b.cp.CACertPEM}))
+	} else {
+		err = admission.Unregister(ctx, b.kube, webhookConfigName)
+	}
+	if err != nil {
+		return err
+	}
+	// The API server picks the change up from its own informer: wait until it acts on it. The
+	// probe is a dry-run execution of a plan that does not exist, which only the webhook refuses.
+	dr, err := versioned.NewForConfig(b.cp.RESTConfig)
+	if err != nil {
+		return err
+	}
+	for {
+		_, err := dr.DrV1alpha1().DRPlanExecutions("default").Create(ctx, &drv1.DRPlanExecution{
+			ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
+			Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "no-such-plan"}},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		refused := err != nil && strings.Contains(err.Error(), "does not exist")
+		if refused == on {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the API server did not act on the webhook being turned %s: last answer %v", map[bool]string{true: "on", false: "off"}[on], err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // stopController cancels the controller and waits for it: running actions see their context

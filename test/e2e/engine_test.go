@@ -249,6 +249,7 @@ func TestWorkflowEditedMidRunChangesNothing(t *testing.T) {
 // TestOneExecutionAtATime creates two executions of one plan together, with no admission
 // webhook: the plan's lock lets exactly one run at a time.
 func TestOneExecutionAtATime(t *testing.T) {
+	withoutWebhook(t)
 	ns := newNamespace(t, "lock")
 	rec := newRecorder(t)
 	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/slow?delay=300ms"))
@@ -280,8 +281,10 @@ func TestOneExecutionAtATime(t *testing.T) {
 }
 
 // TestDeletingTheRunningExecutionFreesThePlan deletes an execution mid-run while another waits
-// for the plan's lock: the run stops (its call in flight is abandoned) and the waiting one runs.
+// for the plan's lock (admitted with the webhook off): the run stops (its call in flight is
+// abandoned) and the waiting one runs.
 func TestDeletingTheRunningExecutionFreesThePlan(t *testing.T) {
+	withoutWebhook(t)
 	ctx := context.Background()
 	ns := newNamespace(t, "delete")
 	rec := newRecorder(t)
@@ -369,6 +372,11 @@ spec:
 	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: q, namespace: %s}\nspec:\n  globalParams: [{name: message, value: m}]\n  workflowRef: {name: wf}\n", ns))
 	waitPlanPhase(t, ns, "q", drv1.PlanReady)
 	calls := len(rec.Calls())
+	// The webhook refuses it at once; without the webhook, the controller fails it before any
+	// side effect.
+	stderr := kubectlFails(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: missing, namespace: %s}\nspec: {planRef: {name: q}}\n", ns), "apply", "-f", "-")
+	assert.Contains(t, stderr, fmt.Sprintf(`The DRPlanExecution "missing" is invalid: spec.params: Required value: required parameter service (stage "default", DRWorkflow %s/wf) has no value`, ns))
+	withoutWebhook(t)
 	createExecution(t, ns, "missing", "q")
 	e = waitExecution(t, ns, "missing", drv1.ExecutionFailed)
 	assert.Equal(t, fmt.Sprintf(`Cannot start: stage "default", workflow 0 (DRWorkflow %s/wf): required parameter service has no value: set it in the plan's globalParams, the stage's params or the execution's spec.params`, ns), e.Status.Message)

@@ -75,22 +75,26 @@ func TestBrokenGuardMakesThePlanInvalid(t *testing.T) {
 	ns := newNamespace(t, "badguard")
 	rec := newRecorder(t)
 	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/x"))
-	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+	plan := fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
 kind: DRPlan
 metadata: {name: p, namespace: %s}
 spec:
   stages:
   - {name: s, when: "stages['x'].phase = 'Succeeded'", workflows: [{workflowRef: {name: wf}}]}
-`, ns))
+`, ns)
+	want := `spec.stages[0].when: Invalid value: "stages['x'].phase = 'Succeeded'": ERROR: <input>:1:19: Syntax error: token recognition error at: '= '`
+	assert.Contains(t, kubectlFails(t, plan, "apply", "-f", "-"), `The DRPlan "p" is invalid: `+want, "the webhook refuses it")
+	withoutWebhook(t) // as when the webhook is down: the controller still finds it
+	kubectlApply(t, plan)
 	p := waitPlanPhase(t, ns, "p", drv1.PlanInvalid)
-	assert.Contains(t, p.Status.Message, `spec.stages[0].when: Invalid value: "stages['x'].phase = 'Succeeded'": ERROR: <input>:1:19: Syntax error: token recognition error at: '= '`)
+	assert.Contains(t, p.Status.Message, want)
 }
 
 // TestGuardTypedParameters: a guard that uses a parameter as the wrong type makes the workflow,
 // and so its plan, Invalid when applied, with the field, the position and the types involved.
 func TestGuardTypedParameters(t *testing.T) {
 	ns := newNamespace(t, "typedguard")
-	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+	workflow := fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
 kind: DRWorkflow
 metadata: {name: wf, namespace: %[1]s}
 spec:
@@ -101,9 +105,12 @@ spec:
     type: HTTP
     when: "params.replicas > '2'"
     http: {url: "http://127.0.0.1:1/"}
-`, ns))
-	kubectlApply(t, planYAML(ns, "p", "wf"))
+`, ns)
 	want := `spec.actions[0].when: Invalid value: "params.replicas > '2'": ERROR: <input>:1:17: found no matching overload for '_>_' applied to '(int, string)'`
+	assert.Contains(t, kubectlFails(t, workflow, "apply", "-f", "-"), `The DRWorkflow "wf" is invalid: `+want, "the webhook refuses it")
+	withoutWebhook(t) // as when the webhook is down: the controller still finds it
+	kubectlApply(t, workflow)
+	kubectlApply(t, planYAML(ns, "p", "wf"))
 	wf := waitWorkflowPhase(t, ns, "wf", drv1.WorkflowInvalid)
 	assert.Contains(t, wf.Status.Message, want)
 	p := waitPlanPhase(t, ns, "p", drv1.PlanInvalid)

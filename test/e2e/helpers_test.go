@@ -176,3 +176,11 @@ func applyPlan(t testing.TB, ns, plan, workflow string) {
 func planYAML(ns, plan, workflow string) string {
 	return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", plan, ns, workflow)
 }
+
+// withoutWebhook unregisters the admission webhook until the test ends: the test checks what the
+// controller (or the CRD schema) does on its own, as when the webhook is down or not installed.
+func withoutWebhook(t testing.TB) {
+	t.Helper()
+	require.NoError(t, env.SetWebhook(false))
+	t.Cleanup(func() { require.NoError(t, env.SetWebhook(true)) })
+}

@@ -143,7 +143,13 @@ type DRPlanExecutionStatus struct {
 	// +optional
 	Summary *ExecutionSummary `json:"summary,omitempty"`
 
-	// Conditions: Complete (the run ended, however it ended), Succeeded.
+	// RevertedBy names the Revert execution (in this namespace) that undid this Execute; the
+	// Reverted condition says when.
+	// +optional
+	RevertedBy string `json:"revertedBy,omitempty"`
+
+	// Conditions: Complete (the run ended, however it ended), Succeeded, and Reverted on an
+	// Execute that a Revert undid.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

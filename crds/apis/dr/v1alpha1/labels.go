@@ -25,6 +25,8 @@ const (
 	ConditionParametersComplete = "ParametersComplete"
 	// ConditionComplete is true once an execution has ended, however it ended.
 	ConditionComplete = "Complete"
+	// ConditionReverted is true on an Execute that a Revert undid (status.revertedBy names it).
+	ConditionReverted = "Reverted"
 )
 
 // LabelValue turns an object name into a label value: names longer than a label value may be (63

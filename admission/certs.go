@@ -1,0 +1,268 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/admission/pki"
+)
+
+// FileCertificate serves the tls.crt and tls.key of dir (a mounted Secret, or the local run's
+// files), re-reading them when they change, so a certificate renewed on disk is served at once.
+func FileCertificate(dir string) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	var (
+		mu      sync.Mutex
+		cached  *tls.Certificate
+		modTime time.Time
+	)
+	certPath, keyPath := filepath.Join(dir, corev1.TLSCertKey), filepath.Join(dir, corev1.TLSPrivateKeyKey)
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ci, err := os.Stat(certPath)
+		if err != nil {
+			return nil, fmt.Errorf("webhook certificate: %w", err)
+		}
+		ki, err := os.Stat(keyPath)
+		if err != nil {
+			return nil, fmt.Errorf("webhook certificate key: %w", err)
+		}
+		newest := ci.ModTime()
+		if ki.ModTime().After(newest) {
+			newest = ki.ModTime()
+		}
+		if cached == nil || newest.After(modTime) {
+			pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+			if err != nil {
+				return nil, fmt.Errorf("webhook certificate in %s: %w", dir, err)
+			}
+			cached, modTime = &pair, newest
+		}
+		return cached, nil
+	}
+}
+
+// Secret keys of a self-managed certificate, besides tls.crt and tls.key.
+const (
+	secretCACert     = "ca.crt"
+	secretCAKey      = "ca.key"
+	secretPreviousCA = "ca-previous.crt" // the CA before the last rotation, trusted until it expires
+)
+
+// CertManager keeps the webhook's serving certificate in a cluster, with no cert-manager
+// required: a CA and a certificate for the Service's names live in a Secret; the CA bundle of the
+// ValidatingWebhookConfiguration is kept equal to the CAs in use; both are renewed well before
+// they expire. Every replica runs it and serves from the Secret; writes use optimistic
+// concurrency, so replicas racing converge on one certificate.
+type CertManager struct {
+	Client kubernetes.Interface
+	// Namespace and SecretName locate the Secret; ServiceName is the webhook's Service in the
+	// same namespace; WebhookConfigName names the ValidatingWebhookConfiguration.
+	Namespace, SecretName, ServiceName, WebhookConfigName string
+	// CAValidity and CertValidity default to 5 years and 1 year; a certificate (or the CA) is
+	// renewed once less than a third of its validity is left.
+	CAValidity, CertValidity time.Duration
+
+	current atomic.Pointer[tls.Certificate]
+}
+
+// GetCertificate serves the current certificate; it is the TLS server's callback.
+func (m *CertManager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := m.current.Load(); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("the webhook certificate is not ready yet")
+}
+
+// Hosts are the names the API server uses to reach the Service.
+func (m *CertManager) Hosts() []string {
+	svc := m.ServiceName + "." + m.Namespace
+	return []string{svc + ".svc", svc, m.ServiceName, svc + ".svc.cluster.local"}
+}
+
+func (m *CertManager) validity() (ca, cert time.Duration) {
+	ca, cert = m.CAValidity, m.CertValidity
+	if ca == 0 {
+		ca = 5 * 365 * 24 * time.Hour
+	}
+	if cert == 0 {
+		cert = 365 * 24 * time.Hour
+	}
+	return ca, cert
+}
+
+// Start ensures the certificate now, then every interval in the background until ctx ends. Its
+// error is the first Ensure's: a controller that cannot serve its webhook fails at start.
+func (m *CertManager) Start(ctx context.Context, interval time.Duration) error {
+	if err := m.Ensure(ctx); err != nil {
+		return err
+	}
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := m.Ensure(ctx); err != nil {
+					klog.FromContext(ctx).Error(err, "Renewing the webhook certificate failed; will retry", "secret", m.Namespace+"/"+m.SecretName)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Ensure makes the Secret hold a CA and a certificate with time left, the webhook configuration
+// trust it, and the server serve it.
+func (m *CertManager) Ensure(ctx context.Context) error {
+	var secret *corev1.Secret
+	for attempt := 0; ; attempt++ {
+		s, err := m.Client.CoreV1().Secrets(m.Namespace).Get(ctx, m.SecretName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: m.SecretName, Namespace: m.Namespace,
+				Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}}, Type: corev1.SecretTypeOpaque}
+		} else if err != nil {
+			return fmt.Errorf("read the webhook certificate Secret %s/%s: %w", m.Namespace, m.SecretName, err)
+		}
+		renewed, changed, err := m.renew(s)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			secret = s
+			break
+		}
+		if renewed.ResourceVersion == "" {
+			_, err = m.Client.CoreV1().Secrets(m.Namespace).Create(ctx, renewed, metav1.CreateOptions{})
+		} else {
+			_, err = m.Client.CoreV1().Secrets(m.Namespace).Update(ctx, renewed, metav1.UpdateOptions{})
+		}
+		if err == nil {
+			secret = renewed
+			klog.FromContext(ctx).Info("Issued the webhook certificate", "secret", m.Namespace+"/"+m.SecretName, "hosts", m.Hosts())
+			break
+		}
+		if (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) && attempt < 5 {
+			continue // another replica renewed it: use theirs
+		}
+		return fmt.Errorf("write the webhook certificate Secret %s/%s: %w", m.Namespace, m.SecretName, err)
+	}
+	// Trust first, then serve: the API server must accept the new certificate before it is used.
+	if err := m.patchCABundle(ctx, caBundle(secret)); err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return fmt.Errorf("the webhook certificate in Secret %s/%s: %w", m.Namespace, m.SecretName, err)
+	}
+	m.current.Store(&pair)
+	return nil
+}
+
+// renew returns s with a fresh CA and/or certificate where they are missing, unreadable, for
+// other names, or past two thirds of their validity; changed says whether anything was renewed.
+func (m *CertManager) renew(s *corev1.Secret) (*corev1.Secret, bool, error) {
+	caValidity, certValidity := m.validity()
+	now := time.Now()
+	due := func(c *x509.Certificate, validity time.Duration) bool {
+		return c == nil || now.After(c.NotAfter.Add(-validity/3))
+	}
+	ca, err := pki.ParseAuthority(s.Data[secretCACert], s.Data[secretCAKey])
+	if err != nil {
+		ca = nil
+	}
+	var leaf *x509.Certificate
+	if c, err := pki.ParseCert(s.Data[corev1.TLSCertKey]); err == nil && ca != nil && c.CheckSignatureFrom(ca.Cert) == nil &&
+		slices.Equal(c.DNSNames, m.Hosts()) {
+		if _, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]); err == nil {
+			leaf = c
+		}
+	}
+	var caCert *x509.Certificate
+	if ca != nil {
+		caCert = ca.Cert
+	}
+	if !due(caCert, caValidity) && !due(leaf, certValidity) {
+		return s, false, nil
+	}
+	out := s.DeepCopy()
+	if out.Data == nil {
+		out.Data = map[string][]byte{}
+	}
+	if due(caCert, caValidity) {
+		if ca != nil && now.Before(ca.Cert.NotAfter) {
+			out.Data[secretPreviousCA] = ca.CertPEM // still trusted while connections move over
+		} else {
+			delete(out.Data, secretPreviousCA)
+		}
+		if ca, err = pki.NewAuthority("drplan-webhook-ca", caValidity); err != nil {
+			return nil, false, err
+		}
+		out.Data[secretCACert], out.Data[secretCAKey] = ca.CertPEM, ca.KeyPEM
+	}
+	certPEM, keyPEM, err := ca.ServingCert(m.Hosts(), certValidity)
+	if err != nil {
+		return nil, false, err
+	}
+	out.Data[corev1.TLSCertKey], out.Data[corev1.TLSPrivateKeyKey] = certPEM, keyPEM
+	return out, true, nil
+}
+
+// caBundle is the CA in use and, after a rotation, the previous one while it is still valid.
+func caBundle(s *corev1.Secret) []byte {
+	bundle := bytes.Clone(s.Data[secretCACert])
+	if prev, err := pki.ParseCert(s.Data[secretPreviousCA]); err == nil && time.Now().Before(prev.NotAfter) {
+		bundle = append(bundle, s.Data[secretPreviousCA]...)
+	}
+	return bundle
+}
+
+// patchCABundle sets bundle on every webhook of the configuration that calls our Service.
+func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
+	client := m.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	cfg, err := client.Get(ctx, m.WebhookConfigName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)
+	}
+	var ops []map[string]any
+	for i, w := range cfg.Webhooks {
+		svc := w.ClientConfig.Service
+		if svc == nil || svc.Namespace != m.Namespace || svc.Name != m.ServiceName || bytes.Equal(w.ClientConfig.CABundle, bundle) {
+			continue
+		}
+		ops = append(ops,
+			map[string]any{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", i), "value": w.Name},
+			map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/clientConfig/caBundle", i), "value": bundle})
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	if _, err := client.Patch(ctx, m.WebhookConfigName, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("set the CA bundle of ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)
+	}
+	return nil
+}

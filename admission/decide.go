@@ -1,0 +1,303 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// State is what admission reads of the cluster (the controller's informer caches). A cache a
+// moment behind can let a duplicate execution in; the controller's lock still runs one at a time.
+type State interface {
+	WorkflowGetter
+	// GetPlan returns the plan, or false when it does not exist.
+	GetPlan(namespace, name string) (*drv1.DRPlan, bool)
+	// GetExecution returns the execution, or false when it does not exist.
+	GetExecution(namespace, name string) (*drv1.DRPlanExecution, bool)
+	// ExecutionsForPlan lists the executions of the plan namespace/name.
+	ExecutionsForPlan(namespace, name string) ([]*drv1.DRPlanExecution, error)
+}
+
+// Decision is the answer to one admission request: refused when Err is set; warnings either way.
+type Decision struct {
+	Err      *apierrors.StatusError
+	Warnings []string
+}
+
+// Allowed reports whether the request is admitted.
+func (d Decision) Allowed() bool { return d.Err == nil }
+
+// Decider takes the admission decisions, through the same CEL rules as the controller.
+type Decider struct {
+	State State
+	Rules *rules.Rules
+}
+
+// TriggerValues are the values of the plan annotation dr.bkbcs.tencent.com/trigger.
+var TriggerValues = []string{"execute", "revert", "cancel"}
+
+// Workflow admits a workflow whose spec is sound, warning about actions that Revert cannot undo.
+func (d *Decider) Workflow(wf *drv1.DRWorkflow) Decision {
+	if errs := ValidateWorkflow(wf); len(errs) > 0 {
+		return Decision{Err: invalid("DRWorkflow", wf.Name, errs)}
+	}
+	return Decision{Warnings: workflowWarnings(wf)}
+}
+
+// workflowWarnings are legal but likely surprising: actions that Revert skips.
+func workflowWarnings(wf *drv1.DRWorkflow) []string {
+	var warnings []string
+	for i, a := range wf.Spec.Actions {
+		if a.Rollback != nil {
+			continue
+		}
+		where := fmt.Sprintf("spec.actions[%d] (%s)", i, a.Name)
+		switch {
+		case a.Type == drv1.ActionTypeHTTP:
+			warnings = append(warnings, where+": an HTTP call without a rollback is skipped on Revert; add a rollback to undo it")
+		case a.Resource != nil && a.Resource.Operation == drv1.OperationDelete,
+			a.Localization != nil && a.Localization.Operation == "Delete",
+			a.Subscription != nil && a.Subscription.Operation == "Delete":
+			warnings = append(warnings, where+": a Delete cannot be undone; Revert skips it unless you add a rollback")
+		}
+	}
+	return warnings
+}
+
+// Plan admits a plan whose stages and parameters are sound. A workflow that does not exist yet
+// (or is Invalid) is a warning, not a refusal, so a directory of manifests applies in any order;
+// the plan is Invalid in its status until it is fixed. A new dr.bkbcs.tencent.com/trigger value
+// must be one the controller knows, and execute or revert must be possible now.
+func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
+	report := ValidatePlan(plan, d.State)
+	if len(report.Errors) > 0 {
+		return Decision{Err: invalid("DRPlan", plan.Name, report.Errors)}
+	}
+	var warnings []string
+	for _, u := range report.Unresolved {
+		warnings = append(warnings, u+": the plan stays Invalid until it is fixed")
+	}
+	trigger := plan.Annotations[drv1.AnnotationTrigger]
+	if old != nil && old.Annotations[drv1.AnnotationTrigger] == trigger || trigger == "" {
+		return Decision{Warnings: warnings} // not a new trigger (the controller clearing it included)
+	}
+	path := field.NewPath("metadata", "annotations").Key(drv1.AnnotationTrigger)
+	var err *apierrors.StatusError
+	switch trigger {
+	case "execute":
+		err = d.executable(ctx, plan, report, path, nil)
+	case "revert":
+		err = d.revertible(ctx, plan, &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
+			Spec: drv1.DRPlanExecutionSpec{Operation: drv1.OperationRevert}}, path)
+	case "cancel":
+		// Always admitted: with nothing running, the controller clears it with an event.
+	default:
+		err = invalid("DRPlan", plan.Name, field.ErrorList{field.NotSupported(path, trigger, TriggerValues)})
+	}
+	return Decision{Err: err, Warnings: warnings}
+}
+
+// Execution admits a new execution that can run now: its plan exists, an Execute's plan is valid
+// and every required parameter has a value, a Revert's target is eligible, and no other execution
+// of the plan is in progress. An update may only set the cancel annotation on a running one (the
+// CRD keeps spec immutable).
+func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution) Decision {
+	if old != nil {
+		return Decision{Err: d.cancelUpdate(exec, old)}
+	}
+	planNS, planName := exec.Spec.PlanRef.NamespaceOr(exec.Namespace), exec.Spec.PlanRef.Name
+	plan, ok := d.State.GetPlan(planNS, planName)
+	if !ok {
+		return Decision{Err: invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "planRef"),
+			planNS+"/"+planName, fmt.Sprintf("DRPlan %s/%s does not exist", planNS, planName))})}
+	}
+	if exec.Spec.Operation == drv1.OperationRevert {
+		return Decision{Err: d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))}
+	}
+	return Decision{Err: d.executable(ctx, plan, ValidatePlan(plan, d.State), field.NewPath("spec", "planRef"), exec)}
+}
+
+// executable refuses an Execute of plan that cannot run: the plan is invalid or references a
+// workflow that is missing or Invalid, a required parameter has no value, or another execution
+// is in progress. exec is nil for the trigger annotation (the controller will create it).
+func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report PlanReport, path *field.Path, exec *drv1.DRPlanExecution) *apierrors.StatusError {
+	kind, name := "DRPlan", plan.Name
+	if exec != nil {
+		kind, name = "DRPlanExecution", exec.Name
+	}
+	ref := plan.Namespace + "/" + plan.Name
+	var errs field.ErrorList
+	for _, e := range report.Errors {
+		errs = append(errs, field.Invalid(path, ref, "DRPlan "+ref+" is Invalid: "+e.Error()))
+	}
+	for _, u := range report.Unresolved {
+		errs = append(errs, field.Invalid(path, ref, "DRPlan "+ref+" cannot run: "+u))
+	}
+	var given []drv1.ParamValue
+	if exec != nil {
+		given = exec.Spec.Params
+		errs = append(errs, d.executionParams(plan, exec)...)
+	}
+	for _, m := range report.MissingParams {
+		if !slices.ContainsFunc(given, func(p drv1.ParamValue) bool { return p.Name == m.Name }) {
+			errs = append(errs, field.Required(field.NewPath("spec", "params"),
+				fmt.Sprintf("required parameter %s has no value: give it one in the execution's spec.params (or the plan's globalParams)", m)))
+		}
+	}
+	if len(errs) > 0 {
+		return invalid(kind, name, errs)
+	}
+	asking := exec
+	if asking == nil {
+		asking = &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
+			Spec: drv1.DRPlanExecutionSpec{Operation: drv1.OperationExecute}}
+	}
+	return d.lockFree(ctx, plan, asking)
+}
+
+// executionParams checks an execution's own parameter values against the workflows that
+// declare them: each must be declared by one of them, and convert to its declared type.
+func (d *Decider) executionParams(plan *drv1.DRPlan, exec *drv1.DRPlanExecution) field.ErrorList {
+	decls := map[string][]drv1.Parameter{}
+	var names []string
+	for _, s := range plan.Spec.EffectiveStages() {
+		for _, sw := range s.Workflows {
+			wf, ok := d.State.GetWorkflow(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name)
+			if !ok {
+				continue
+			}
+			for _, p := range wf.Spec.Parameters {
+				if decls[p.Name] == nil {
+					names = append(names, p.Name)
+				}
+				decls[p.Name] = append(decls[p.Name], p)
+			}
+		}
+	}
+	var errs field.ErrorList
+	for i, p := range exec.Spec.Params {
+		path := field.NewPath("spec", "params").Index(i)
+		ds, ok := decls[p.Name]
+		if !ok {
+			errs = append(errs, field.Invalid(path.Child("name"), p.Name, fmt.Sprintf("no workflow of DRPlan %s/%s declares a parameter %q%s",
+				plan.Namespace, plan.Name, p.Name, rules.DidYouMean(p.Name, names))))
+			continue
+		}
+		if p.ValueFrom != nil {
+			continue // a Secret's value is checked when it is read
+		}
+		for _, decl := range ds {
+			if _, err := rules.ConvertParam(decl.Type, p.Value); err != nil {
+				errs = append(errs, field.Invalid(path.Child("value"), p.Value, fmt.Sprintf("%v (parameter %s is declared %s)", err, p.Name, typeName(decl.Type))))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// revertible refuses a Revert whose target RevertEligible rejects, or while another execution
+// is in progress.
+func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPlanExecution, path *field.Path) *apierrors.StatusError {
+	execs, err := d.State.ExecutionsForPlan(plan.Namespace, plan.Name)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	var name string
+	var target *drv1.DRPlanExecution
+	if ref := exec.Spec.RevertExecutionRef; ref != nil {
+		name = ref.Name
+		target, _ = d.State.GetExecution(exec.Namespace, ref.Name)
+	} else if target = rules.RevertTarget(execs); target != nil {
+		name = target.Name
+	}
+	ok, msg, err := d.Rules.RevertEligible.Decide(ctx, rules.RevertVars(plan, exec, name, target), false)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	if !ok {
+		kind, objName := "DRPlanExecution", exec.Name
+		if exec.Name == "" {
+			kind, objName = "DRPlan", plan.Name
+		}
+		value := name
+		if value == "" {
+			value = "(the latest Execute in effect)"
+		}
+		return invalid(kind, objName, field.ErrorList{field.Invalid(path, value, "cannot revert: "+msg)})
+	}
+	return d.lockFree(ctx, plan, exec)
+}
+
+// lockFree refuses a new execution while another of the plan is in progress: the one holding
+// the plan's lock, or one not finished yet (a new one has no phase) that will take it. PlanLock
+// decides, as it does in the controller, with each of them in turn as the holder.
+func (d *Decider) lockFree(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPlanExecution) *apierrors.StatusError {
+	execs, err := d.State.ExecutionsForPlan(plan.Namespace, plan.Name)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	var holders []*drv1.DRPlan
+	if cur := plan.Status.CurrentExecution; cur != nil {
+		holders = append(holders, plan)
+	}
+	for _, e := range execs {
+		if rules.ExecutionFinished(e.Status.Phase) || e.Name == exec.Name && e.Namespace == exec.Namespace {
+			continue
+		}
+		p := plan.DeepCopy()
+		p.Status.CurrentExecution = &drv1.ExecutionReference{Name: e.Name, Namespace: e.Namespace, Operation: e.Spec.Operation}
+		holders = append(holders, p)
+	}
+	for _, p := range holders {
+		cur := p.Status.CurrentExecution
+		holder, _ := d.State.GetExecution(cur.Namespace, cur.Name)
+		ok, _, err := d.Rules.PlanLock.Decide(ctx, rules.LockVars(p, exec, holder), false)
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		if !ok {
+			return inProgress(cur.Name)
+		}
+	}
+	return nil
+}
+
+// cancelUpdate refuses setting the cancel annotation to anything but "true", or on an
+// execution that has finished.
+func (d *Decider) cancelUpdate(exec, old *drv1.DRPlanExecution) *apierrors.StatusError {
+	v, set := exec.Annotations[drv1.AnnotationCancel]
+	if !set || old.Annotations[drv1.AnnotationCancel] == v {
+		return nil
+	}
+	path := field.NewPath("metadata", "annotations").Key(drv1.AnnotationCancel)
+	switch {
+	case v != "true":
+		return invalid("DRPlanExecution", exec.Name, field.ErrorList{field.NotSupported(path, v, []string{"true"})})
+	case rules.ExecutionFinished(old.Status.Phase):
+		return invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+			"execution %s has already finished (%s): only a Pending or Running execution can be cancelled", exec.Name, old.Status.Phase))})
+	}
+	return nil
+}
+
+// inProgress is the guide's refusal of a second execution.
+func inProgress(name string) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusConflict, Reason: metav1.StatusReasonConflict,
+		Message: "Plan has an execution in progress: " + name,
+	}}
+}
+
+func invalid(kind, name string, errs field.ErrorList) *apierrors.StatusError {
+	return apierrors.NewInvalid(schema.GroupKind{Group: drv1.GroupName, Kind: kind}, name, errs)
+}

@@ -1,0 +1,135 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// Path is where the webhook serves AdmissionReview requests for all three kinds.
+const Path = "/validate"
+
+// maxReviewBytes bounds a request body: the API server's own request limit (3 MiB) plus room for
+// the old object of an update and the review's envelope.
+const maxReviewBytes = 7 << 20
+
+// Webhook is the validating admission webhook: an http.Handler for AdmissionReview v1.
+type Webhook struct {
+	Decider *Decider
+	// Ready reports whether the caches the decisions read have synced; until then every request
+	// is refused as unavailable (the API server's failurePolicy Fail turns that into a retryable
+	// error), never decided on an empty cache.
+	Ready func() bool
+}
+
+func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		http.Error(rw, "POST an AdmissionReview", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxReviewBytes+1))
+	if err != nil {
+		http.Error(rw, "reading the request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(body) > maxReviewBytes {
+		http.Error(rw, "the AdmissionReview is too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+		http.Error(rw, fmt.Sprintf("not an AdmissionReview v1 with a request: %v", err), http.StatusBadRequest)
+		return
+	}
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Response: w.Review(req.Context(), review.Request),
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(rw).Encode(out); err != nil {
+		klog.FromContext(req.Context()).Error(err, "Writing the admission response")
+	}
+}
+
+// Review decides one request.
+func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+	if req.Kind.Group != drv1.GroupName || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
+		return resp // not ours to judge
+	}
+	if w.Ready != nil && !w.Ready() {
+		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
+			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook is starting (its caches are not synced yet): retry in a few seconds"})
+	}
+	var d Decision
+	var err error
+	switch req.Kind.Kind {
+	case "DRWorkflow":
+		var wf drv1.DRWorkflow
+		if err = decode(req.Object.Raw, &wf); err == nil {
+			d = w.Decider.Workflow(&wf)
+		}
+	case "DRPlan":
+		var plan, old drv1.DRPlan
+		if err = decodeBoth(req, &plan, &old); err == nil {
+			d = w.Decider.Plan(ctx, &plan, orNil(req, &old))
+		}
+	case "DRPlanExecution":
+		var exec, old drv1.DRPlanExecution
+		if err = decodeBoth(req, &exec, &old); err == nil {
+			d = w.Decider.Execution(ctx, &exec, orNil(req, &old))
+		}
+	default:
+		return resp
+	}
+	if err != nil {
+		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest,
+			Reason: metav1.StatusReasonBadRequest, Message: fmt.Sprintf("decoding the %s: %v", req.Kind.Kind, err)})
+	}
+	resp.Warnings = d.Warnings
+	if d.Err != nil {
+		return refuse(resp, d.Err.ErrStatus)
+	}
+	return resp
+}
+
+func refuse(resp *admissionv1.AdmissionResponse, st metav1.Status) *admissionv1.AdmissionResponse {
+	resp.Allowed, resp.Result = false, &st
+	return resp
+}
+
+func decode(raw []byte, into any) error {
+	if len(raw) == 0 {
+		return fmt.Errorf("the request carries no object")
+	}
+	return json.Unmarshal(raw, into)
+}
+
+// decodeBoth decodes the object and, on an update, the old object.
+func decodeBoth(req *admissionv1.AdmissionRequest, obj, old any) error {
+	if err := decode(req.Object.Raw, obj); err != nil {
+		return err
+	}
+	if req.Operation == admissionv1.Update {
+		if err := decode(req.OldObject.Raw, old); err != nil {
+			return fmt.Errorf("old object: %w", err)
+		}
+	}
+	return nil
+}
+
+// orNil is old on an update, nil on a create.
+func orNil[T any](req *admissionv1.AdmissionRequest, old *T) *T {
+	if req.Operation == admissionv1.Update {
+		return old
+	}
+	return nil
+}

@@ -1,0 +1,60 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
+	"github.com/bkbcs/drplan-controller/informers"
+)
+
+// admissionState is what the webhook reads: the informers' caches, and the API server when an
+// object is not in the cache yet (a plan and its execution applied together must not be refused
+// because the cache is a few milliseconds behind).
+type admissionState struct {
+	*informers.Informers
+	dr versioned.Interface
+}
+
+// liveReadTimeout bounds a read that falls back to the API server; the webhook's own timeout is
+// a few seconds.
+const liveReadTimeout = 2 * time.Second
+
+func (s admissionState) GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool) {
+	if wf, ok := s.Informers.GetWorkflow(namespace, name); ok {
+		return wf, true
+	}
+	return live(func(ctx context.Context) (*drv1.DRWorkflow, error) {
+		return s.dr.DrV1alpha1().DRWorkflows(namespace).Get(ctx, name, metav1.GetOptions{})
+	})
+}
+
+func (s admissionState) GetPlan(namespace, name string) (*drv1.DRPlan, bool) {
+	if p, ok := s.Informers.GetPlan(namespace, name); ok {
+		return p, true
+	}
+	return live(func(ctx context.Context) (*drv1.DRPlan, error) {
+		return s.dr.DrV1alpha1().DRPlans(namespace).Get(ctx, name, metav1.GetOptions{})
+	})
+}
+
+func (s admissionState) GetExecution(namespace, name string) (*drv1.DRPlanExecution, bool) {
+	if e, ok := s.Informers.GetExecution(namespace, name); ok {
+		return e, true
+	}
+	return live(func(ctx context.Context) (*drv1.DRPlanExecution, error) {
+		return s.dr.DrV1alpha1().DRPlanExecutions(namespace).Get(ctx, name, metav1.GetOptions{})
+	})
+}
+
+// live reads an object the cache does not have. An error other than NotFound counts as absent:
+// admission then refuses or warns, and the user retries.
+func live[T any](get func(context.Context) (*T, error)) (*T, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), liveReadTimeout)
+	defer cancel()
+	obj, err := get(ctx)
+	return obj, err == nil
+}
