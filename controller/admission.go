@@ -56,5 +56,8 @@ func live[T any](get func(context.Context) (*T, error)) (*T, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), liveReadTimeout)
 	defer cancel()
 	obj, err := get(ctx)
-	return obj, err == nil
+	if err != nil {
+		return nil, false // a client returns an empty object with its error
+	}
+	return obj, true
 }
