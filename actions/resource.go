@@ -350,35 +350,46 @@ func (r *ResourceRunner) delete(ctx context.Context, t *resourceTarget, res *Res
 	return nil
 }
 
-// decodeManifest reads the one object of a rendered YAML manifest. Errors never quote the
-// manifest: it may hold a Secret's data.
-func decodeManifest(manifest string) (*unstructured.Unstructured, error) {
+// DecodeDocuments reads the objects of a rendered YAML (or JSON) manifest, skipping empty
+// documents; the admission webhook checks manifests with it, so it judges them exactly as the
+// runner reads them. Errors name the document by number and never quote the manifest: it may
+// hold a Secret's data.
+func DecodeDocuments(manifest string) ([]map[string]any, error) {
 	var objects []map[string]any
-	docs := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	// Manifests are small: a reader of their own size, not bufio's 4 KiB default.
+	docs := utilyaml.NewYAMLReader(bufio.NewReaderSize(strings.NewReader(manifest), len(manifest)+16))
 	for i := 1; ; i++ {
 		doc, err := docs.Read()
 		if errors.Is(err, io.EOF) {
-			break
+			return objects, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("resource.manifest: read document %d: %w", i, err)
+			return nil, fmt.Errorf("read document %d: %w", i, err)
 		}
 		data, err := yaml.YAMLToJSON(doc)
 		if err != nil {
-			return nil, fmt.Errorf("resource.manifest: document %d is not valid YAML: %w", i, err)
+			return nil, fmt.Errorf("document %d is not valid YAML: %w", i, err)
 		}
 		var v any
 		if err := utiljson.Unmarshal(data, &v); err != nil {
-			return nil, fmt.Errorf("resource.manifest: document %d: %w", i, err)
+			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
 		if v == nil {
 			continue // empty document, or comments only
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("resource.manifest: document %d is not an object (a mapping with apiVersion, kind and metadata)", i)
+			return nil, fmt.Errorf("document %d is not an object (a mapping with apiVersion, kind and metadata)", i)
 		}
 		objects = append(objects, obj)
+	}
+}
+
+// decodeManifest reads the one object of a rendered YAML manifest.
+func decodeManifest(manifest string) (*unstructured.Unstructured, error) {
+	objects, err := DecodeDocuments(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("resource.manifest: %w", err)
 	}
 	switch len(objects) {
 	case 0:

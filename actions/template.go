@@ -3,7 +3,7 @@ package actions
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -87,7 +87,6 @@ func CheckTemplate(text string, declared []string) error {
 	if err != nil {
 		return fmt.Errorf("template does not parse: %s", strings.TrimPrefix(err.Error(), "template: "))
 	}
-	sort.Strings(declared)
 	var found error
 	walkFields(t.Root, 0, func(ident []string) {
 		if found != nil {
@@ -100,7 +99,7 @@ func CheckTemplate(text string, declared []string) error {
 		}
 		if ident[0] == "params" && len(ident) > 1 && !contains(declared, ident[1]) {
 			found = fmt.Errorf("template uses .params.%s, which the workflow does not declare%s", ident[1],
-				rules.DidYouMean(ident[1], declared))
+				rules.DidYouMean(ident[1], slices.Sorted(slices.Values(declared))))
 		}
 	})
 	return found

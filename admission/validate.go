@@ -4,17 +4,13 @@
 package admission
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -186,9 +182,13 @@ func validateManifest(path *field.Path, manifest string, params map[string]any) 
 	if err != nil {
 		return field.ErrorList{field.Invalid(path, manifest, err.Error())}
 	}
-	objs, err := decodeObjects(rendered)
+	docs, err := actions.DecodeDocuments(rendered)
 	if err != nil {
-		return field.ErrorList{field.Invalid(path, "<manifest>", "not valid YAML: "+err.Error()+" (quote templates that stand for a whole YAML value: \"{{ .params.x }}\")")}
+		return field.ErrorList{field.Invalid(path, "<manifest>", err.Error()+" (quote templates that stand for a whole YAML value: \"{{ .params.x }}\")")}
+	}
+	objs := make([]*unstructured.Unstructured, len(docs))
+	for i, d := range docs {
+		objs[i] = &unstructured.Unstructured{Object: d}
 	}
 	switch {
 	case len(objs) == 0:
@@ -211,24 +211,6 @@ func validateManifest(path *field.Path, manifest string, params map[string]any) 
 		return field.ErrorList{field.Invalid(path, "<manifest>", "the object has no "+strings.Join(missing, ", "))}
 	}
 	return nil
-}
-
-// decodeObjects decodes every non-empty YAML document of text.
-func decodeObjects(text string) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(text), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, err
-		}
-		if len(m) > 0 {
-			out = append(out, &unstructured.Unstructured{Object: m})
-		}
-	}
 }
 
 func validateJobTemplate(path *field.Path, job *drv1.JobAction, params map[string]any) field.ErrorList {

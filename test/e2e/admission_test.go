@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
