@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/test/fixtures"
 )
 
 // The benchmarks run on the e2e backend (make bench): each iteration is one real execution, timed
@@ -234,4 +236,69 @@ func BenchmarkStatusWrite(b *testing.B) {
 	b.ReportMetric(float64(len(size))/1024, "status-KiB")
 	b.ReportMetric(ms(took)/n, "latency-ms")
 	b.ReportMetric(ms(env.ServerCPU()-c0)/n, "server-cpu-ms")
+}
+
+// BenchmarkAdmission measures server-side dry-run creates of a 50-action workflow and a 10-stage
+// plan through the API server, with the webhook registered and without it, at a concurrency of
+// 4: the difference is what admission adds to an apply.
+func BenchmarkAdmission(b *testing.B) {
+	ns := newNamespace(b, "bench-admission")
+	ctx := context.Background()
+	_, err := env.DR.DrV1alpha1().DRWorkflows(ns).Create(ctx, fixtures.Workflow(ns, "big", 50), metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitWorkflowPhase(b, ns, "big", drv1.WorkflowReady)
+	const concurrency, requests = 4, 200
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	kinds := []struct {
+		name   string
+		create func(i int) error
+	}{
+		{"workflow-50-actions", func(i int) error {
+			_, err := env.DR.DrV1alpha1().DRWorkflows(ns).Create(ctx, fixtures.Workflow(ns, fmt.Sprintf("w-%d", i), 50), dryRun)
+			return err
+		}},
+		{"plan-10-stages", func(i int) error {
+			_, err := env.DR.DrV1alpha1().DRPlans(ns).Create(ctx, fixtures.ChainPlan(ns, fmt.Sprintf("p-%d", i), "big", 10), dryRun)
+			return err
+		}},
+	}
+	for _, k := range kinds {
+		for _, webhook := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/webhook=%v", k.name, webhook), func(b *testing.B) {
+				if !webhook {
+					withoutWebhook(b)
+				}
+				var mu sync.Mutex
+				var lat []float64
+				for i := 0; i < b.N; i++ {
+					next := make(chan int)
+					var wg sync.WaitGroup
+					for range concurrency {
+						wg.Go(func() {
+							for j := range next {
+								start := time.Now()
+								if err := k.create(j); err != nil {
+									b.Error(err)
+									return
+								}
+								mu.Lock()
+								lat = append(lat, ms(time.Since(start)))
+								mu.Unlock()
+							}
+						})
+					}
+					for j := range requests {
+						next <- j
+					}
+					close(next)
+					wg.Wait()
+				}
+				sort.Float64s(lat)
+				b.ReportMetric(lat[len(lat)/2], "p50-ms")
+				b.ReportMetric(lat[len(lat)*99/100], "p99-ms")
+			})
+		}
+	}
 }
