@@ -37,7 +37,7 @@ e2e: ## The e2e suite on the backend named by E2E_BACKEND (local).
 .PHONY: bench
 bench: ## Benchmarks on the local control plane (engine throughput, parallelism, first-action latency); prints figures.
 	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 ./test/e2e/
-	$(GO) test -run '^$$' -bench . ./actions/ ./rules/
+	$(GO) test -run '^$$' -bench . -benchmem ./actions/ ./rules/ ./admission/
 
 .PHONY: run
 run: build ## Start a local control plane and run the controller in the foreground (Ctrl-C stops all).

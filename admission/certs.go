@@ -241,6 +241,9 @@ func caBundle(s *corev1.Secret) []byte {
 func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
 	client := m.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
 	cfg, err := client.Get(ctx, m.WebhookConfigName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("ValidatingWebhookConfiguration %s does not exist: install it (deploy/), or run without the webhook (--webhook-bind-address='')", m.WebhookConfigName)
+	}
 	if err != nil {
 		return fmt.Errorf("read ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)
 	}
