@@ -270,6 +270,16 @@ func (r *run) advance(mustPersist bool) {
 	}
 }
 
+// deleteCreated is a Revert's undo of a Create: it deletes the very object the reverted run
+// made, through the KubernetesResource runner.
+func (e *engine) deleteCreated(ctx context.Context, identity string, ref drv1.ResourceReference) (actions.Result, error) {
+	rr, ok := e.runners[drv1.ActionTypeKubernetesResource].(*actions.ResourceRunner)
+	if !ok {
+		return actions.Result{}, fmt.Errorf("this controller has no KubernetesResource runner to delete %s %s with", ref.Kind, ref.Name)
+	}
+	return rr.DeleteCreated(ctx, identity, ref)
+}
+
 // runAction runs one action: it is the action queue's process function.
 func (e *engine) runAction(_ context.Context, k actionKey) error {
 	r := e.running(k.exec)
@@ -301,7 +311,10 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 		err error
 	)
 	started := time.Now()
-	if !ok {
+	if ref := r.prep.undo[k.index]; ref != nil {
+		// A Revert deletes exactly the object the reverted run made.
+		res, err = e.deleteCreated(ctx, r.identity, *ref)
+	} else if !ok {
 		err = fmt.Errorf("action type %s is not supported by this controller yet", body.Type)
 	} else {
 		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
@@ -349,7 +362,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	} else {
 		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.redact.Replace(res.Message))
 	}
-	if out := outputOf(*a, res, r.prep.redact); out != nil {
+	if out := outputOf(*a, r.prep.bodies[index].Type, res, r.prep.redact); out != nil {
 		r.status.Outputs = append(r.status.Outputs, *out)
 	}
 	r.durable = r.durable || !actions.Idempotent(r.prep.bodies[index])
@@ -358,11 +371,21 @@ func (r *run) complete(index int, res actions.Result, err error) {
 }
 
 // outputOf is what an action made, if anything worth recording.
-func outputOf(a drv1.ActionStatus, res actions.Result, redact *strings.Replacer) *drv1.ActionOutput {
+func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result, redact *strings.Replacer) *drv1.ActionOutput {
 	if res.HTTPResponse == nil && res.ResourceRef == nil {
 		return nil
 	}
-	out := &drv1.ActionOutput{ActionName: a.Name, Stage: a.Stage, WorkflowIndex: a.WorkflowIndex, ResourceRef: res.ResourceRef}
+	out := &drv1.ActionOutput{ActionName: a.Name, Stage: a.Stage, WorkflowIndex: a.WorkflowIndex}
+	switch t { // the guide's outputs name the kind of object
+	case drv1.ActionTypeJob:
+		out.JobRef = res.ResourceRef
+	case drv1.ActionTypeLocalization:
+		out.LocalizationRef = res.ResourceRef
+	case drv1.ActionTypeSubscription:
+		out.SubscriptionRef = res.ResourceRef
+	default:
+		out.ResourceRef = res.ResourceRef
+	}
 	if res.HTTPResponse != nil {
 		resp := *res.HTTPResponse
 		resp.Body = redact.Replace(resp.Body)

@@ -47,6 +47,9 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	}
 	if rules.ExecutionFinished(exec.Status.Phase) {
 		c.engine.forget(nn)
+		if err := c.markReverted(ctx, exec, &exec.Status); err != nil {
+			return err
+		}
 		return c.releaseLock(ctx, exec, &exec.Status)
 	}
 	if c.engine.endedHere(exec) {
@@ -63,9 +66,6 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	}
 	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")
-	}
-	if exec.Spec.Operation == drv1.OperationRevert {
-		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Revert is not supported by this controller version yet")
 	}
 
 	if exec.Status.Phase != drv1.ExecutionRunning || exec.Status.Snapshot == nil {
@@ -177,18 +177,43 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--require-service-account)",
 			plan.Namespace, plan.Name))
 	}
-	snap, data, err := takeSnapshot(plan, c.inf)
-	if err != nil {
-		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
-	}
 	now := metav1.NewTime(c.now().Truncate(time.Second))
-	who := identity(plan.Namespace, &data.Plan)
-	prep, err := prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339), c.rules)
-	if transient(err) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+	var (
+		snap *drv1.ExecutionSnapshot
+		prep *prepared
+		who  string
+	)
+	if exec.Spec.Operation == drv1.OperationRevert {
+		target, refused, err := c.revertTarget(ctx, exec, plan)
+		if err != nil {
+			return nil, err
+		}
+		if refused != "" {
+			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
+		}
+		prep, _, who, err = c.prepareRevertOf(ctx, exec, target)
+		if transient(err) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot revert: "+err.Error())
+		}
+		snap = target.Status.Snapshot.DeepCopy()
+		snap.RevertOf = target.Name
+	} else {
+		var data *snapshotData
+		var err error
+		if snap, data, err = takeSnapshot(plan, c.inf); err != nil {
+			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+		}
+		who = identity(plan.Namespace, &data.Plan)
+		prep, err = prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339), c.rules)
+		if transient(err) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+		}
 	}
 	st := drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning, ObservedGeneration: exec.Generation,
 		StartTime: &now, Snapshot: snap, ResolvedParams: prep.params}
@@ -212,12 +237,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 // status. An action that was in flight runs again only when that is safe; otherwise it is
 // reported failed, never silently repeated.
 func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) error {
-	data, err := readSnapshot(exec.Status.Snapshot)
-	if err != nil {
-		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot resume: "+err.Error())
-	}
-	who := identity(data.Namespace, &data.Plan)
-	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339), c.rules)
+	prep, who, err := c.prepareResume(ctx, exec)
 	if transient(err) {
 		return err
 	}
@@ -246,6 +266,29 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 	}
 	klog.FromContext(ctx).Info("Execution resumed after a restart")
 	return nil
+}
+
+// prepareResume prepares an interrupted run again from what its status recorded: its snapshot,
+// and for a Revert the execution it undoes.
+func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecution) (*prepared, string, error) {
+	if snap := exec.Status.Snapshot; snap != nil && snap.RevertOf != "" {
+		target, err := c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Get(ctx, snap.RevertOf, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, "", fmt.Errorf("execution %s, which this Revert undoes, was deleted", snap.RevertOf)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		prep, _, who, err := c.prepareRevertOf(ctx, exec, target)
+		return prep, who, err
+	}
+	data, err := readSnapshot(exec.Status.Snapshot)
+	if err != nil {
+		return nil, "", err
+	}
+	who := identity(data.Namespace, &data.Plan)
+	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339), c.rules)
+	return prep, who, err
 }
 
 // secretReader reads Secret keys in the plan's namespace, as the plan's ServiceAccount if it has
@@ -384,6 +427,10 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 		c.event(exec, false, "ExecutionFailed", st.Message)
 	}
 	klog.FromContext(ctx).Info("Execution finished", "execution", klog.KObj(exec), "phase", st.Phase, "message", st.Message)
+	if err := c.markReverted(ctx, exec, st); err != nil {
+		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
+		return
+	}
 	if err := c.releaseLock(ctx, exec, st); err != nil {
 		// The finished execution's sync releases it on retry.
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})

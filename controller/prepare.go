@@ -21,6 +21,11 @@ type prepared struct {
 	bodies []drv1.ActionBody
 	// waits are the actions' waitFor conditions, by flat index (nil: none).
 	waits []*waitSpec
+	// rollbacks are the actions' rendered rollbacks, by flat index (nil: none); a Revert runs them.
+	rollbacks []*drv1.ActionBody
+	// undo, in a Revert, names by flat index the object to delete instead of running the body:
+	// exactly the one the reverted execution created (nil: run the body).
+	undo []*drv1.ResourceReference
 	// params shows the values common to every workflow entry; perWorkflow[stage][workflow]
 	// shows the values of an entry that differ from params.
 	params      map[string]string
@@ -96,10 +101,20 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 				if err != nil {
 					return nil, err
 				}
+				var rollback *drv1.ActionBody
+				if a.Rollback != nil {
+					rb, err := actions.RenderBody(a.Rollback.ActionBody, data)
+					if err != nil {
+						return nil, fmt.Errorf("%s: spec.actions[%d] (%s).rollback: %w", where, ai, a.Name, err)
+					}
+					rollback = &rb
+				}
 				rw.Actions = append(rw.Actions, a.Name)
 				rw.ActionWhen = append(rw.ActionWhen, when)
 				p.bodies = append(p.bodies, body)
 				p.waits = append(p.waits, wait)
+				p.rollbacks = append(p.rollbacks, rollback)
+				p.undo = append(p.undo, nil)
 			}
 			runStages[si].Workflows = append(runStages[si].Workflows, rw)
 		}

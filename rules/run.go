@@ -50,6 +50,9 @@ type RunWorkflow struct {
 	When       *Program
 	ActionWhen []*Program
 	Params     map[string]any
+	// ActionSkip, where an entry is not empty, skips that action with that message when it is
+	// reached (a Revert's actions that have nothing to undo).
+	ActionSkip []string
 	// First is the index of the workflow's first action in the execution's flat actionStatuses.
 	First int
 }
@@ -380,6 +383,11 @@ func (p *RunPlan) startInStage(ctx context.Context, st *drv1.DRPlanExecutionStat
 				break // one action at a time
 			}
 			if a.Phase != drv1.StepPending {
+				continue
+			}
+			if ai < len(w.ActionSkip) && w.ActionSkip[ai] != "" {
+				a.Phase, a.CompletionTime, a.Message = drv1.StepSkipped, &now, w.ActionSkip[ai]
+				settled = true
 				continue
 			}
 			var when *Program

@@ -308,6 +308,10 @@ type ExecutionSnapshot struct {
 	// Workflows are the workflows the run uses, with their generations.
 	// +optional
 	Workflows []SnapshotWorkflow `json:"workflows,omitempty"`
+	// RevertOf, in a Revert, names the Execute (in this namespace) it undoes: the snapshot is
+	// that execution's, and so is what the Revert undoes.
+	// +optional
+	RevertOf string `json:"revertOf,omitempty"`
 	// Hash is the SHA-256 of the uncompressed data.
 	Hash string `json:"hash"`
 	// Data is the plan's and the workflows' specs, as gzip-compressed JSON.
