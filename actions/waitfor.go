@@ -24,28 +24,29 @@ const DefaultWaitTimeout = 5 * time.Minute
 // that one object through an informer, evaluating on every change: no polling. progress is told
 // the latest value while it waits. It fails on timeout with the last value seen.
 func (f *ClientFactory) WaitFor(ctx context.Context, serviceAccount string, ref drv1.ResourceReference,
-	cond *rules.Program, params map[string]any, timeout time.Duration, progress func(string)) error {
+	cond *rules.Program, params map[string]any, timeout time.Duration, progress func(string)) (*unstructured.Unstructured, error) {
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
 	}
 	client, mapper, err := f.Clients(serviceAccount)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil {
-		return fmt.Errorf("waitFor: %w", err)
+		return nil, fmt.Errorf("waitFor: %w", err)
 	}
 	mapping, err := mapper.RESTMapping(gv.WithKind(ref.Kind).GroupKind(), gv.Version)
 	if err != nil {
-		return fmt.Errorf("waitFor: %w", err)
+		return nil, fmt.Errorf("waitFor: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	var (
-		mu   sync.Mutex
-		last = "the object was not seen yet"
+		mu    sync.Mutex
+		last  = "the object was not seen yet"
+		final *unstructured.Unstructured
 	)
 	done := make(chan struct{})
 	var once sync.Once
@@ -65,7 +66,12 @@ func (f *ClientFactory) WaitFor(ctx context.Context, serviceAccount string, ref 
 		msg := last
 		mu.Unlock()
 		if ok && err == nil {
-			once.Do(func() { close(done) })
+			once.Do(func() {
+				mu.Lock()
+				final = u
+				mu.Unlock()
+				close(done)
+			})
 			return
 		}
 		progress(fmt.Sprintf("Waiting for %q: %s", cond.Expression, msg))
@@ -78,23 +84,29 @@ func (f *ClientFactory) WaitFor(ctx context.Context, serviceAccount string, ref 
 		AddFunc:    evaluate,
 		UpdateFunc: func(_, obj any) { evaluate(obj) },
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	go informer.RunWithContext(ctx)
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		select {
 		case <-done: // true at the last moment
-			return nil
 		default:
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Err() == context.DeadlineExceeded {
+				return nil, &WaitTimeout{fmt.Sprintf("waitFor %q still not true after %s (last: %s)", cond.Expression, timeout, last)}
+			}
+			return nil, ctx.Err()
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("waitFor %q still not true after %s (last: %s)", cond.Expression, timeout, last)
-		}
-		return ctx.Err()
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	return final, nil
 }
+
+// WaitTimeout is WaitFor's error when the condition is still not true at the timeout.
+type WaitTimeout struct{ Message string }
+
+func (e *WaitTimeout) Error() string { return e.Message }

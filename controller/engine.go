@@ -322,7 +322,7 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 			ServiceAccount: r.identity})
 	}
 	if w := r.prep.waits[k.index]; err == nil && w != nil && res.ResourceRef != nil {
-		err = e.c.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.cond, w.params, w.timeout, func(msg string) {
+		_, err = e.c.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.cond, w.params, w.timeout, func(msg string) {
 			r.mu.Lock()
 			r.status.ActionStatuses[k.index].Message = truncate(msg)
 			r.mu.Unlock()

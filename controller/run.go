@@ -98,9 +98,14 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	resources := actions.NewResourceRunner(clients)
+	clusternet := actions.NewClusternetRunner(resources)
 	runners := map[drv1.ActionType]actions.Runner{
 		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(nil),
-		drv1.ActionTypeKubernetesResource: actions.NewResourceRunner(clients),
+		drv1.ActionTypeKubernetesResource: resources,
+		drv1.ActionTypeJob:                actions.NewJobRunner(resources),
+		drv1.ActionTypeLocalization:       clusternet,
+		drv1.ActionTypeSubscription:       clusternet,
 	}
 	c := New(clients, dr, inf, recorder, runners)
 	c.ready = opts.Ready

@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+var (
+	localizations = schema.GroupVersionResource{Group: "apps.clusternet.io", Version: "v1alpha1", Resource: "localizations"}
+	subscriptions = schema.GroupVersionResource{Group: "apps.clusternet.io", Version: "v1alpha1", Resource: "subscriptions"}
+	jobs          = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+)
+
+// applyGuide applies the guide's documents under examples/dir, in the given order, with only
+// these textual changes: the guide's namespace "production" becomes ns (tests share one control
+// plane), and each replace pair (an unreachable example.com endpoint becomes the test's
+// recorder).
+func applyGuide(t *testing.T, ns, dir string, files []string, replace ...string) {
+	t.Helper()
+	r := strings.NewReplacer(append([]string{"namespace: production", "namespace: " + ns}, replace...)...)
+	for _, f := range files {
+		raw, err := os.ReadFile(example(filepath.Join(dir, f)))
+		require.NoError(t, err)
+		kubectlApply(t, r.Replace(string(raw)))
+	}
+}
+
+// playJobController stands in for the job controller (no kubelet runs here): every Job of the
+// namespace gets, once, the outcome's condition with the status fields the API server requires.
+func playJobController(t *testing.T, ns string, outcome batchv1.JobConditionType) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := env.Kube.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		done := map[string]bool{}
+		for ev := range w.ResultChan() {
+			j, ok := ev.Object.(*batchv1.Job)
+			if !ok || ev.Type != watch.Added || done[j.Name] {
+				continue
+			}
+			done[j.Name] = true
+			finishJob(t, j, outcome)
+		}
+	})
+	return func() { cancel(); w.Stop(); wg.Wait() }
+}
+
+// finishJob sets a Job's terminal condition as the job controller would.
+func finishJob(t *testing.T, j *batchv1.Job, outcome batchv1.JobConditionType) {
+	now := metav1.Now()
+	j = j.DeepCopy()
+	j.Status.StartTime = &now
+	cond := func(typ batchv1.JobConditionType, reason string) batchv1.JobCondition {
+		return batchv1.JobCondition{Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: "set by the e2e test", LastProbeTime: now, LastTransitionTime: now}
+	}
+	if outcome == batchv1.JobComplete {
+		j.Status.Succeeded, j.Status.CompletionTime = 1, &now
+		j.Status.Conditions = []batchv1.JobCondition{cond(batchv1.JobSuccessCriteriaMet, "CompletionsReached"), cond(batchv1.JobComplete, "CompletionsReached")}
+	} else {
+		j.Status.Failed = 1
+		j.Status.Conditions = []batchv1.JobCondition{cond(batchv1.JobFailureTarget, "BackoffLimitExceeded"), cond(batchv1.JobFailed, "BackoffLimitExceeded")}
+	}
+	_, err := env.Kube.BatchV1().Jobs(j.Namespace).UpdateStatus(context.Background(), j, metav1.UpdateOptions{})
+	assert.NoError(t, err, "set the status of Job %s", j.Name)
+}
+
+// deletions records, in order, the deletions of the named resources in ns.
+type deletions struct {
+	mu    sync.Mutex
+	names []string
+	stop  func()
+}
+
+func watchDeletions(t *testing.T, ns string, gvrs ...schema.GroupVersionResource) *deletions {
+	client, err := dynamic.NewForConfig(env.Config)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &deletions{}
+	var wg sync.WaitGroup
+	for _, gvr := range gvrs {
+		w, err := client.Resource(gvr).Namespace(ns).Watch(ctx, metav1.ListOptions{})
+		if ns == "" {
+			w, err = client.Resource(gvr).Watch(ctx, metav1.ListOptions{})
+		}
+		require.NoError(t, err)
+		wg.Go(func() {
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Deleted {
+					m, _ := ev.Object.(interface{ GetName() string })
+					d.mu.Lock()
+					d.names = append(d.names, gvr.Resource+"/"+m.GetName())
+					d.mu.Unlock()
+				}
+			}
+		})
+	}
+	d.stop = func() { cancel(); wg.Wait() }
+	return d
+}
+
+func (d *deletions) list() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.names...)
+}
+
+// TestScenario1 runs the guide's single-application failover (场景 1) on the real control plane
+// with Clusternet's CRDs: Execute creates the Localization, the Subscription and the health-check
+// Job and calls the notification hook; Revert then deletes the Job, the Subscription and the
+// Localization, in that order, and skips the HTTP calls.
+func TestScenario1(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "scenario1")
+	createNamespace(t, "clusternet-dr-shanghai-"+ns)
+	rec := newRecorder(t)
+	defer playJobController(t, ns, batchv1.JobComplete)()
+	applyGuide(t, ns, "scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
+		"https://oncall.example.com/drplan-webhook", rec.URL("/hook"),
+		`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-`+ns+`"`)
+	waitPlanPhase(t, ns, "app-dr-plan", drv1.PlanReady)
+	applyGuide(t, ns, "scenario1", []string{"app-dr-exec.yaml"})
+	exec := "app-dr-exec-20260130-100000"
+	e := waitExecution(t, ns, exec, drv1.ExecutionSucceeded)
+	require.Len(t, rec.CallsTo("/hook"), 2, "notify-start and notify-complete")
+	assert.Contains(t, rec.CallsTo("/hook")[0].Body, `"event": "failover_started"`)
+
+	// What Clusternet gets is what the guide's YAML renders to, accepted by Clusternet's schema.
+	dyn, err := dynamic.NewForConfig(env.Config)
+	require.NoError(t, err)
+	locNS := "clusternet-dr-shanghai-" + ns
+	loc, err := dyn.Resource(localizations).Namespace(locNS).Get(ctx, "app-dr-localization-app-dr-plan", metav1.GetOptions{})
+	require.NoError(t, err)
+	spec := loc.Object["spec"].(map[string]any)
+	assert.EqualValues(t, 600, spec["priority"])
+	assert.Equal(t, map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "my-app", "namespace": ns}, spec["feed"])
+	overrides := spec["overrides"].([]any)
+	require.Len(t, overrides, 3)
+	assert.Equal(t, map[string]any{"name": "scale-replicas", "type": "JSONPatch", "value": `[{"op":"replace","path":"/spec/replicas","value":5}]`}, overrides[0])
+	assert.Equal(t, map[string]any{"name": "add-dr-labels", "type": "MergePatch", "value": `{"metadata":{"labels":{"dr-mode":"active","failover-plan":"app-dr-plan"}}}`}, overrides[2])
+	assert.Contains(t, overrides[1].(map[string]any)["value"], `"value":"dr-mysql.shanghai.example.com"`)
+	assert.Equal(t, exec, loc.GetLabels()[drv1.LabelExecution])
+	sub, err := dyn.Resource(subscriptions).Namespace("default").Get(ctx, "app-dr-subscription-app-dr-plan", metav1.GetOptions{})
+	require.NoError(t, err)
+	subSpec := sub.Object["spec"].(map[string]any)
+	assert.Equal(t, "Replication", subSpec["schedulingStrategy"])
+	assert.Len(t, subSpec["feeds"], 2)
+	assert.Equal(t, map[string]any{"clusterAffinity": map[string]any{"matchLabels": map[string]any{"region": "dr-region", "purpose": "disaster-recovery"}}},
+		subSpec["subscribers"].([]any)[0])
+	var outputs []string
+	for _, o := range e.Status.Outputs {
+		switch {
+		case o.LocalizationRef != nil:
+			outputs = append(outputs, "localization "+o.LocalizationRef.Name)
+		case o.SubscriptionRef != nil:
+			outputs = append(outputs, "subscription "+o.SubscriptionRef.Name)
+		case o.JobRef != nil:
+			outputs = append(outputs, "job "+o.JobRef.Name)
+			assert.True(t, strings.HasPrefix(o.JobRef.Name, "health-check-"))
+		}
+	}
+	require.Len(t, outputs, 3, "%v", outputs)
+	jobName := strings.TrimPrefix(outputs[2], "job ")
+
+	// Revert: the latest Execute in effect, in reverse.
+	gone := watchDeletions(t, "", localizations, subscriptions, jobs)
+	defer gone.stop()
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: app-dr-revert, namespace: %s}\nspec: {planRef: {name: app-dr-plan}, operation: Revert}\n", ns))
+	r := waitExecution(t, ns, "app-dr-revert", drv1.ExecutionSucceeded)
+	eventually(t, "the three deletions to be seen", func() (bool, string) { return len(gone.list()) == 3, fmt.Sprint(gone.list()) })
+	assert.Equal(t, []string{"jobs/" + jobName, "subscriptions/app-dr-subscription-app-dr-plan", "localizations/app-dr-localization-app-dr-plan"}, gone.list(),
+		"deleted in reverse order")
+	var skipped []string
+	for _, a := range r.Status.ActionStatuses {
+		if a.Phase == drv1.StepSkipped {
+			skipped = append(skipped, a.Name)
+		}
+	}
+	assert.Equal(t, []string{"notify-complete", "notify-start"}, skipped, "HTTP calls are not undone")
+	assert.Len(t, rec.CallsTo("/hook"), 2)
+	waitPlanPhase(t, ns, "app-dr-plan", drv1.PlanReady)
+}
+
+// TestJobOutcomes: a Job action waits for the Job's condition: Complete succeeds, Failed fails
+// with the reason, and past its timeout the Job is deleted and the action fails saying so.
+func TestJobOutcomes(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "jobs")
+	job := func(name, timeout string) string {
+		return fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  actions:
+  - name: run
+    type: Job
+    job:
+      namespace: %[2]s
+      generateName: %[1]s-
+      backoffLimit: 0
+      timeout: %[3]s
+      template:
+        spec:
+          containers: [{name: c, image: busybox:1.36, command: [sh, -c, "exit 0"]}]
+`, name, ns, timeout)
+	}
+	for name, timeout := range map[string]string{"ok": "600s", "bad": "600s", "slow": "2s"} {
+		kubectlApply(t, job(name, timeout))
+		applyPlan(t, ns, name, name)
+	}
+
+	waitJob := func(prefix string) *batchv1.Job {
+		var found *batchv1.Job
+		eventually(t, "the Job "+prefix+"* to be created", func() (bool, string) {
+			list, err := env.Kube.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+			require.NoError(t, err)
+			for i := range list.Items {
+				if strings.HasPrefix(list.Items[i].Name, prefix) {
+					found = &list.Items[i]
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d jobs", len(list.Items))
+		})
+		return found
+	}
+
+	createExecution(t, ns, "ok", "ok")
+	j := waitJob("ok-")
+	assert.Equal(t, "ok", j.Labels[drv1.LabelExecution])
+	assert.Equal(t, corev1.RestartPolicyNever, j.Spec.Template.Spec.RestartPolicy)
+	assert.EqualValues(t, 0, *j.Spec.BackoffLimit)
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, drv1.ExecutionRunning, getExecution(t, ns, "ok").Status.Phase, "waits for the Job")
+	finishJob(t, j, batchv1.JobComplete)
+	e := waitExecution(t, ns, "ok", drv1.ExecutionSucceeded)
+	assert.Equal(t, fmt.Sprintf("Job %s/%s completed", ns, j.Name), e.Status.ActionStatuses[0].Message)
+	require.NotNil(t, e.Status.Outputs[0].JobRef)
+	assert.Equal(t, j.Name, e.Status.Outputs[0].JobRef.Name)
+	assert.Equal(t, string(j.UID), e.Status.Outputs[0].JobRef.UID)
+
+	createExecution(t, ns, "bad", "bad")
+	finishJob(t, waitJob("bad-"), batchv1.JobFailed)
+	e = waitExecution(t, ns, "bad", drv1.ExecutionFailed)
+	assert.Contains(t, e.Status.Message, "Action 'run' failed: Job "+ns+"/bad-")
+	assert.Contains(t, e.Status.Message, "failed: BackoffLimitExceeded: set by the e2e test")
+
+	createExecution(t, ns, "slow", "slow")
+	slow := waitJob("slow-")
+	e = waitExecution(t, ns, "slow", drv1.ExecutionFailed)
+	assert.Contains(t, e.Status.Message, fmt.Sprintf("Job %s/%s did not finish within 2s: deleted it and its pods", ns, slow.Name))
+	eventually(t, "the Job to be gone", func() (bool, string) {
+		_, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, slow.Name, metav1.GetOptions{})
+		return err != nil, fmt.Sprint(err)
+	})
+}
+
+func getExecution(t *testing.T, ns, name string) *drv1.DRPlanExecution {
+	t.Helper()
+	e, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	return e
+}
