@@ -278,3 +278,60 @@ func getExecution(t *testing.T, ns, name string) *drv1.DRPlanExecution {
 	require.NoError(t, err)
 	return e
 }
+
+// TestScenario2 runs the guide's e-commerce failover (场景 2): five stages, two of them parallel,
+// one workflow reused with different parameters; then reverts it, stage by stage in reverse:
+// everything a stage made is deleted before anything of the stage it depended on, the MySQL
+// switches are rolled back through their rollback calls, and the notifications are skipped.
+func TestScenario2(t *testing.T) {
+	ns := newNamespace(t, "scenario2")
+	createNamespace(t, "clusternet-dr-shanghai-"+ns)
+	rec := newRecorder(t)
+	defer playJobController(t, ns, batchv1.JobComplete)()
+	applyGuide(t, ns, "scenario2", []string{"notification-workflow.yaml", "mysql-failover.yaml", "service-failover.yaml", "ecommerce-dr-plan-with-stages.yaml"},
+		"https://oncall.example.com/drplan-webhook", rec.URL("/hook"),
+		"https://db-admin-api.example.com", rec.URL(""),
+		`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-`+ns+`"`)
+	waitPlanPhase(t, ns, "ecommerce-dr-plan", drv1.PlanReady)
+	applyGuide(t, ns, "scenario2", []string{"ecommerce-dr-exec.yaml"})
+	e := waitExecution(t, ns, "ecommerce-dr-exec-20260202-100000", drv1.ExecutionSucceeded)
+	require.Len(t, e.Status.StageStatuses, 5)
+	assert.EqualValues(t, 5, e.Status.Summary.CompletedStages)
+	calls := rec.Calls()
+	require.Len(t, calls, 4, "start hook, two MySQL switches, completion hook")
+	assert.Equal(t, "/hook", calls[0].Path)
+	assert.Equal(t, "/failover", calls[1].Path)
+	assert.Equal(t, "/failover", calls[2].Path)
+	assert.Equal(t, "/hook", calls[3].Path)
+	assert.Contains(t, calls[3].Body, "failover-complete")
+
+	gone := watchDeletions(t, "", localizations, subscriptions, jobs)
+	defer gone.stop()
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: ecommerce-revert, namespace: %s}\nspec: {planRef: {name: ecommerce-dr-plan}, operation: Revert}\n", ns))
+	r := waitExecution(t, ns, "ecommerce-revert", drv1.ExecutionSucceeded)
+	var stages []string
+	for _, s := range r.Status.StageStatuses {
+		stages = append(stages, s.Name)
+	}
+	assert.Equal(t, []string{"notify-complete", "validation", "applications", "infrastructure", "notify-start"}, stages)
+	assert.Len(t, rec.CallsTo("/revert"), 2, "both MySQL switches rolled back")
+	assert.Len(t, rec.CallsTo("/hook"), 2, "notifications are not undone")
+	// Six services, each with a Localization, a Subscription and a Job.
+	eventually(t, "every object to be deleted", func() (bool, string) { return len(gone.list()) == 18, fmt.Sprint(len(gone.list())) })
+	stageOf := func(name string) int {
+		switch {
+		case strings.Contains(name, "smoke-test"):
+			return 0 // validation
+		case strings.Contains(name, "kafka"):
+			return 2 // infrastructure
+		}
+		return 1 // applications
+	}
+	last := 0
+	for _, d := range gone.list() {
+		s := stageOf(d)
+		assert.GreaterOrEqual(t, s, last, "%s deleted after a later stage's objects: %v", d, gone.list())
+		last = max(last, s)
+	}
+	waitPlanPhase(t, ns, "ecommerce-dr-plan", drv1.PlanReady)
+}
