@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -258,9 +259,21 @@ func (d *Decider) lockFree(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DR
 		p.Status.CurrentExecution = &drv1.ExecutionReference{Name: e.Name, Namespace: e.Namespace, Operation: e.Spec.Operation}
 		holders = append(holders, p)
 	}
+	pendingHolder := ""
+	if pending := plan.Annotations[drv1.AnnotationTriggerPending]; pending != "" {
+		// The controller is creating an execution for a trigger: it is in progress already.
+		if _, name, ok := strings.Cut(pending, "/"); ok && name != exec.Name {
+			p := plan.DeepCopy()
+			p.Status.CurrentExecution = &drv1.ExecutionReference{Name: name, Namespace: plan.Namespace}
+			holders, pendingHolder = append(holders, p), name
+		}
+	}
 	for _, p := range holders {
 		cur := p.Status.CurrentExecution
 		holder, _ := d.State.GetExecution(cur.Namespace, cur.Name)
+		if holder == nil && cur.Name == pendingHolder {
+			holder = &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: cur.Name, Namespace: cur.Namespace}} // not created yet
+		}
 		ok, _, err := d.Rules.PlanLock.Decide(ctx, rules.LockVars(p, exec, holder), false)
 		if err != nil {
 			return apierrors.NewInternalError(err)

@@ -82,11 +82,21 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	if err != nil {
 		return err
 	}
+	if acted, err := c.syncTrigger(ctx, plan); acted || err != nil {
+		return err // the change brings the plan back here
+	}
 	execs, err := c.inf.ExecutionsForPlan(namespace, name)
 	if err != nil {
 		return err
 	}
-	status := planStatus(plan, admission.ValidatePlan(plan, c.inf), executed(execs))
+	isExecuted := executed(execs)
+	if plan, err = c.syncFinalizer(ctx, plan, isExecuted); err != nil {
+		return err
+	}
+	if plan.DeletionTimestamp != nil && len(plan.Finalizers) == 0 {
+		return nil // let go of: it is gone
+	}
+	status := planStatus(plan, admission.ValidatePlan(plan, c.inf), isExecuted)
 	if equality.Semantic.DeepEqual(plan.Status, status) {
 		return nil
 	}
@@ -100,6 +110,30 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 		c.event(plan, status.Phase != drv1.PlanInvalid, string(status.Phase), status.Message)
 	}
 	return nil
+}
+
+// syncFinalizer keeps FinalizerExecuted on a plan exactly while its failover is in effect and
+// its deletion is not explicitly allowed. A plan being deleted with it says why it waits.
+// It returns the plan as it is now.
+func (c *Controller) syncFinalizer(ctx context.Context, plan *drv1.DRPlan, isExecuted bool) (*drv1.DRPlan, error) {
+	want := isExecuted && plan.Annotations[drv1.AnnotationAllowDelete] != "true"
+	has := slices.Contains(plan.Finalizers, drv1.FinalizerExecuted)
+	if plan.DeletionTimestamp != nil && want && has {
+		c.event(plan, false, "DeletionBlocked", fmt.Sprintf(
+			"DRPlan %s has a failover in effect: revert it (kubectl annotate drplan %s %s=revert), or allow deleting it as it is (kubectl annotate drplan %s %s=true)",
+			plan.Name, plan.Name, drv1.AnnotationTrigger, plan.Name, drv1.AnnotationAllowDelete))
+		return plan, nil
+	}
+	if want == has || (want && plan.DeletionTimestamp != nil) {
+		return plan, nil // a finalizer cannot be added to an object being deleted
+	}
+	updated := plan.DeepCopy()
+	if want {
+		updated.Finalizers = append(updated.Finalizers, drv1.FinalizerExecuted)
+	} else {
+		updated.Finalizers = slices.DeleteFunc(updated.Finalizers, func(f string) bool { return f == drv1.FinalizerExecuted })
+	}
+	return c.dr.DrV1alpha1().DRPlans(plan.Namespace).Update(ctx, updated, metav1.UpdateOptions{FieldManager: fieldManager})
 }
 
 // executed says whether some Execute of the plan is in effect: it took effect (succeeded, or

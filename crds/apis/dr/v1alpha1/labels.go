@@ -17,6 +17,16 @@ const (
 	AnnotationTrigger = GroupName + "/trigger"
 	// AnnotationCancel=true on an execution cancels it.
 	AnnotationCancel = GroupName + "/cancel"
+	// AnnotationTriggerPending on a plan is set by the controller while it turns a trigger into
+	// an execution: "<operation>/<execution name>". It makes the trigger happen exactly once
+	// across restarts, and counts as an execution in progress.
+	AnnotationTriggerPending = GroupName + "/trigger-pending"
+	// FinalizerExecuted keeps a plan whose failover is in effect (an Execute not reverted yet)
+	// from being deleted, until it is reverted or AnnotationAllowDelete=true is set on it.
+	FinalizerExecuted = GroupName + "/executed"
+	// AnnotationAllowDelete=true on a plan lifts FinalizerExecuted: the plan may be deleted with
+	// its failover still in effect.
+	AnnotationAllowDelete = GroupName + "/allow-delete"
 
 	// ConditionReady is true when a workflow or plan can run.
 	ConditionReady = "Ready"

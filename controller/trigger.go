@@ -1,0 +1,134 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// syncTrigger carries out the plan annotation dr.bkbcs.tencent.com/trigger. execute and revert
+// create an execution, exactly once even across a restart: the trigger is first swapped for a
+// pending marker naming the execution (one write, on the plan as it was read), then the
+// execution is created under that name, then the marker is removed. cancel marks the plan's
+// running executions cancelled. The trigger is cleared either way, so the next annotate is a new
+// request (and meets the webhook's refusal while one is in progress).
+//
+// It reports whether it changed the plan (its next sync sees the change).
+func (c *Controller) syncTrigger(ctx context.Context, plan *drv1.DRPlan) (bool, error) {
+	if plan.DeletionTimestamp != nil {
+		return false, nil
+	}
+	if pending := plan.Annotations[drv1.AnnotationTriggerPending]; pending != "" {
+		return true, c.createTriggered(ctx, plan, pending)
+	}
+	trigger := plan.Annotations[drv1.AnnotationTrigger]
+	switch trigger {
+	case "":
+		return false, nil
+	case "execute", "revert":
+		op := drv1.OperationExecute
+		if trigger == "revert" {
+			op = drv1.OperationRevert
+		}
+		name := triggeredName(plan.Name, trigger, c.now().UTC().Format("20060102-150405"))
+		pending := string(op) + "/" + name
+		plan, err := c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTrigger: nil, drv1.AnnotationTriggerPending: pending})
+		if err != nil {
+			return false, err
+		}
+		return true, c.createTriggered(ctx, plan, pending)
+	case "cancel":
+		return true, c.cancelTriggered(ctx, plan)
+	default:
+		c.event(plan, false, "UnknownTrigger", fmt.Sprintf("Ignored %s=%q: use execute, revert or cancel", drv1.AnnotationTrigger, trigger))
+		_, err := c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTrigger: nil})
+		return true, err
+	}
+}
+
+// triggeredName is "<plan>-<operation>-<time>", cut to fit a name.
+func triggeredName(plan, op, at string) string {
+	suffix := "-" + op + "-" + at
+	if len(plan)+len(suffix) > 253 {
+		plan = plan[:253-len(suffix)]
+	}
+	return plan + suffix
+}
+
+// createTriggered creates the execution a pending marker names, then removes the marker.
+func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pending string) error {
+	op, name, ok := strings.Cut(pending, "/")
+	if !ok {
+		_, err := c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTriggerPending: nil})
+		return err
+	}
+	exec := &drv1.DRPlanExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: plan.Namespace, Labels: map[string]string{drv1.LabelPlan: drv1.LabelValue(plan.Name)}},
+		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan.Name}, Operation: drv1.Operation(op)},
+	}
+	_, err := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Create(ctx, exec, metav1.CreateOptions{FieldManager: fieldManager})
+	switch {
+	case err == nil:
+		c.event(plan, true, "ExecutionCreated", fmt.Sprintf("Created DRPlanExecution %s (%s) for %s", name, op, drv1.AnnotationTrigger))
+	case apierrors.IsAlreadyExists(err):
+		// Created before a restart: done.
+	case apierrors.IsInvalid(err) || apierrors.IsConflict(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err):
+		// Refused (by the webhook, the schema or RBAC): say why; the trigger is spent.
+		c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=%s: %v", drv1.AnnotationTrigger, strings.ToLower(op), err))
+	default:
+		return err
+	}
+	_, err = c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTriggerPending: nil})
+	return err
+}
+
+// cancelTriggered marks the plan's executions in progress cancelled, then clears the trigger.
+func (c *Controller) cancelTriggered(ctx context.Context, plan *drv1.DRPlan) error {
+	execs, err := c.inf.ExecutionsForPlan(plan.Namespace, plan.Name)
+	if err != nil {
+		return err
+	}
+	var cancelled []string
+	for _, e := range execs {
+		if rules.ExecutionFinished(e.Status.Phase) || e.Annotations[drv1.AnnotationCancel] == "true" {
+			continue
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{drv1.AnnotationCancel: "true"}}})
+		if _, err := c.dr.DrV1alpha1().DRPlanExecutions(e.Namespace).Patch(ctx, e.Name, types.MergePatchType, patch,
+			metav1.PatchOptions{FieldManager: fieldManager}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		cancelled = append(cancelled, e.Name)
+	}
+	if len(cancelled) == 0 {
+		c.event(plan, true, "NothingToCancel", "No execution of the plan is in progress; cleared "+drv1.AnnotationTrigger+"=cancel")
+	} else {
+		c.event(plan, true, "CancelRequested", "Cancelling "+strings.Join(cancelled, ", "))
+	}
+	_, err = c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTrigger: nil})
+	return err
+}
+
+// patchAnnotations sets (or, for nil, removes) annotations of the plan as it was read: a plan
+// changed since is a conflict, and the sync runs again on the new one.
+func (c *Controller) patchAnnotations(ctx context.Context, plan *drv1.DRPlan, annotations map[string]any) (*drv1.DRPlan, error) {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": plan.ResourceVersion, "annotations": annotations}})
+	if err != nil {
+		return nil, err
+	}
+	updated, err := c.dr.DrV1alpha1().DRPlans(plan.Namespace).Patch(ctx, plan.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("Updating the plan's trigger annotations failed; will retry", "err", err)
+		return nil, err
+	}
+	return updated, nil
+}
