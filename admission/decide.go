@@ -252,7 +252,7 @@ func (d *Decider) lockFree(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DR
 		holders = append(holders, plan)
 	}
 	for _, e := range execs {
-		if rules.ExecutionFinished(e.Status.Phase) || e.Name == exec.Name && e.Namespace == exec.Namespace {
+		if rules.ExecutionEnded(&e.Status) || e.Name == exec.Name && e.Namespace == exec.Namespace {
 			continue
 		}
 		p := plan.DeepCopy()
@@ -296,7 +296,7 @@ func (d *Decider) cancelUpdate(exec, old *drv1.DRPlanExecution) *apierrors.Statu
 	switch {
 	case v != "true":
 		return invalid("DRPlanExecution", exec.Name, field.ErrorList{field.NotSupported(path, v, []string{"true"})})
-	case rules.ExecutionFinished(old.Status.Phase):
+	case rules.ExecutionEnded(&old.Status):
 		return invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Forbidden(path, fmt.Sprintf(
 			"execution %s has already finished (%s): only a Pending or Running execution can be cancelled", exec.Name, old.Status.Phase))})
 	}

@@ -221,7 +221,7 @@ func (c *Controller) enqueuePlan(obj any) {
 func (c *Controller) enqueueUnfinished(namespace, plan string) {
 	execs, _ := c.inf.ExecutionsForPlan(namespace, plan)
 	for _, e := range execs {
-		if !rules.ExecutionFinished(e.Status.Phase) {
+		if !rules.ExecutionEnded(&e.Status) {
 			c.queue.Add(key{kindExecution, e.Namespace, e.Name})
 		}
 	}

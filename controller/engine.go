@@ -221,7 +221,7 @@ func (r *run) advance(mustPersist bool) {
 		return
 	}
 	start := rules.Advance(r.prep.plan, &r.status, metav1.NewTime(r.e.c.now()), r.cancelled)
-	over := rules.ExecutionFinished(r.status.Phase)
+	over := rules.ExecutionEnded(&r.status)
 	if over {
 		r.ended = true
 		setCompleteConditions(&r.status, r.exec.Generation)

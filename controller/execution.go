@@ -45,7 +45,7 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 			return err
 		}
 	}
-	if rules.ExecutionFinished(exec.Status.Phase) {
+	if rules.ExecutionEnded(&exec.Status) {
 		c.engine.forget(nn)
 		if err := c.markReverted(ctx, exec, &exec.Status); err != nil {
 			return err
@@ -408,6 +408,9 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 			return nil
 		}
 		_, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile: no lock to release
+		}
 		return err
 	})
 }

@@ -133,7 +133,11 @@ func (c *Controller) syncFinalizer(ctx context.Context, plan *drv1.DRPlan, isExe
 	} else {
 		updated.Finalizers = slices.DeleteFunc(updated.Finalizers, func(f string) bool { return f == drv1.FinalizerExecuted })
 	}
-	return c.dr.DrV1alpha1().DRPlans(plan.Namespace).Update(ctx, updated, metav1.UpdateOptions{FieldManager: fieldManager})
+	after, err := c.dr.DrV1alpha1().DRPlans(plan.Namespace).Update(ctx, updated, metav1.UpdateOptions{FieldManager: fieldManager})
+	if apierrors.IsNotFound(err) && updated.DeletionTimestamp != nil {
+		return updated, nil // the last finalizer went: the plan is gone
+	}
+	return after, err
 }
 
 // executed says whether some Execute of the plan is in effect: it took effect (succeeded, or

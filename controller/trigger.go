@@ -99,7 +99,7 @@ func (c *Controller) cancelTriggered(ctx context.Context, plan *drv1.DRPlan) err
 	}
 	var cancelled []string
 	for _, e := range execs {
-		if rules.ExecutionFinished(e.Status.Phase) || e.Annotations[drv1.AnnotationCancel] == "true" {
+		if rules.ExecutionEnded(&e.Status) || e.Annotations[drv1.AnnotationCancel] == "true" {
 			continue
 		}
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{drv1.AnnotationCancel: "true"}}})

@@ -121,6 +121,13 @@ func (p *RunPlan) InitialStatus() ([]drv1.StageStatus, []drv1.ActionStatus) {
 
 func progress(done, total int) string { return fmt.Sprintf("%d/%d actions completed", done, total) }
 
+// ExecutionEnded reports whether an execution is over: its phase is final and no action is in
+// flight. A run cancelled mid-action is Cancelled at once (nothing new starts), but it holds the
+// plan's lock, and is not Complete, until its running actions have finished.
+func ExecutionEnded(st *drv1.DRPlanExecutionStatus) bool {
+	return ExecutionFinished(st.Phase) && !anyRunning(st)
+}
+
 // ExecutionFinished reports whether an execution phase is final.
 func ExecutionFinished(p drv1.ExecutionPhase) bool {
 	return p == drv1.ExecutionSucceeded || p == drv1.ExecutionFailed || p == drv1.ExecutionCancelled
@@ -147,7 +154,7 @@ func finished(p drv1.StepPhase) bool {
 //   - when cancelled, nothing new starts;
 //   - the run ends when nothing is running and nothing more can start.
 func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancelled bool) []ActionAddr {
-	if ExecutionFinished(st.Phase) {
+	if ExecutionEnded(st) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), EvalTimeout) // and CostLimit
@@ -164,8 +171,12 @@ func Advance(p *RunPlan, st *drv1.DRPlanExecutionStatus, now metav1.Time, cancel
 	if cancelled {
 		rollUp(p, st, now)
 	}
-	if len(start) == 0 && !anyRunning(st) {
+	switch {
+	case len(start) == 0 && !anyRunning(st):
 		endRun(p, st, now, cancelled)
+	case cancelled:
+		// Cancelled at once, as the guide shows, while what runs finishes.
+		st.Phase, st.Message = drv1.ExecutionCancelled, "Execution cancelled by user"
 	}
 	summarize(st)
 	return start

@@ -17,7 +17,7 @@ func LockVars(plan *drv1.DRPlan, exec *drv1.DRPlanExecution, holder *drv1.DRPlan
 	if cur := plan.Status.CurrentExecution; cur != nil {
 		p["currentExecution"] = map[string]any{"name": cur.Name, "namespace": cur.Namespace, "operation": string(cur.Operation)}
 		if holder != nil {
-			h = map[string]any{"name": holder.Name, "exists": true, "finished": ExecutionFinished(holder.Status.Phase)}
+			h = map[string]any{"name": holder.Name, "exists": true, "finished": ExecutionEnded(&holder.Status)}
 		}
 	}
 	return map[string]any{VarPlan: p, VarExecution: executionVar(exec), VarLockHolder: h}
@@ -69,7 +69,7 @@ func Reverted(e *drv1.DRPlanExecution) bool {
 // effect, and no Revert undid it. A plan with one is Executed, and a Revert without a
 // revertExecutionRef undoes the latest of them.
 func InEffect(e *drv1.DRPlanExecution) bool {
-	return e.Spec.Operation == drv1.OperationExecute && ExecutionFinished(e.Status.Phase) && TookEffect(e) && !Reverted(e)
+	return e.Spec.Operation == drv1.OperationExecute && ExecutionEnded(&e.Status) && TookEffect(e) && !Reverted(e)
 }
 
 // RevertTarget picks what a Revert without revertExecutionRef undoes: of the plan's executions,
