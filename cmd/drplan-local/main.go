@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -34,7 +35,8 @@ import (
 )
 
 const usage = `usage: drplan-local run|up|down [--dir DIR] [--controller-manager]
-       drplan-local kubectl-path`
+       drplan-local kubectl-path
+       drplan-local sink [--addr 127.0.0.1:8080]   an HTTP endpoint for the guide's webhooks: answers 200, prints each request`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -45,6 +47,7 @@ func main() {
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	dir := fs.String("dir", ".drplan", "Run directory: kubeconfig, certificates, etcd data, logs, pid files.")
 	kcm := fs.Bool("controller-manager", false, "Also run kube-controller-manager (namespace deletion, garbage collection, Jobs' pods).")
+	addr := fs.String("addr", "127.0.0.1:8080", "sink: the address to listen on.")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[2:])
 
@@ -59,6 +62,8 @@ func main() {
 			err = down(abs)
 		case "kubectl-path":
 			err = kubectlPath()
+		case "sink":
+			err = sink(*addr)
 		default:
 			err = fmt.Errorf("unknown command %q\n%s", cmd, usage)
 		}
@@ -72,6 +77,17 @@ func main() {
 func readyFile(dir string) string { return filepath.Join(dir, "ready") }
 func pidFile(dir string) string   { return filepath.Join(dir, "drplan-local.pid") }
 func logFile(dir string) string   { return filepath.Join(dir, "drplan-local.log") }
+
+// sink answers every request 200 and prints it: a stand-in for the guide's notification
+// webhooks and failover APIs when trying the examples on this machine.
+func sink(addr string) error {
+	fmt.Printf("drplan-local sink: answering http://%s/ (Ctrl-C stops)\n", addr)
+	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		fmt.Printf("%s %s %s\n%s\n\n", time.Now().Format(time.TimeOnly), r.Method, r.URL, body)
+		_, _ = w.Write([]byte(`{"ok": true}`))
+	}))
+}
 
 // webhookConfigName is the ValidatingWebhookConfiguration of the local run.
 const webhookConfigName = "drplan-controller"
