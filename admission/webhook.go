@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,8 @@ type Webhook struct {
 	// is refused as unavailable (the API server's failurePolicy Fail turns that into a retryable
 	// error), never decided on an empty cache.
 	Ready func() bool
+	// Observe, when set, is told of every decision on one of our kinds (metrics).
+	Observe func(kind string, allowed bool, took time.Duration)
 }
 
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
@@ -49,9 +52,13 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		http.Error(rw, fmt.Sprintf("not an AdmissionReview v1 with a request: %v", err), http.StatusBadRequest)
 		return
 	}
+	start := time.Now()
 	out := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
 		Response: w.Review(req.Context(), review.Request),
+	}
+	if w.Observe != nil && review.Request.Kind.Group == drv1.GroupName {
+		w.Observe(review.Request.Kind.Kind, out.Response.Allowed, time.Since(start))
 	}
 	rw.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(rw).Encode(out); err != nil {

@@ -69,7 +69,10 @@ type Controller struct {
 	recorder record.EventRecorder
 	now      func() time.Time
 	ready    func() // called once the caches have synced; may be nil
-	synced   atomic.Bool
+	// elect, when set, runs lead only while this process is the leader (leader election).
+	elect   func(ctx context.Context, lead func(ctx context.Context, abandon <-chan struct{})) error
+	metrics *Metrics
+	synced  atomic.Bool
 	// requireServiceAccount refuses plans without spec.serviceAccountName.
 	requireServiceAccount bool
 	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
@@ -152,10 +155,28 @@ func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error 
 		return fmt.Errorf("informer caches did not sync: %w", context.Cause(ctx))
 	}
 	c.synced.Store(true)
-	logger.Info("Controller ready", "workers", workers)
+	logger.Info("Caches synced", "workers", workers)
 	if c.ready != nil {
 		c.ready()
 	}
+	if c.elect == nil {
+		c.runWorkers(ctx, workers, actionWorkers, nil)
+		return nil
+	}
+	// Only the leader reconciles and runs actions; every replica keeps its caches (the webhook
+	// decides from them).
+	return c.elect(ctx, func(lead context.Context, abandon <-chan struct{}) {
+		c.runWorkers(lead, workers, actionWorkers, abandon)
+	})
+}
+
+// runWorkers runs the sync workers and the engine until ctx is done, then lets actions in flight
+// finish for up to the shutdown grace (their results are written, nothing new starts), or not at
+// all once abandon is closed, and returns once every worker has stopped.
+func (c *Controller) runWorkers(ctx context.Context, workers, actionWorkers int, abandon <-chan struct{}) {
+	grace := c.shutdownGrace
+	logger := klog.FromContext(ctx)
+	logger.Info("Controller running", "workers", workers)
 	// Runs live on past ctx by a grace period: on shutdown, actions in flight finish and their
 	// results are written, nothing new starts, and a restart carries on exactly.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -170,12 +191,22 @@ func (c *Controller) Run(ctx context.Context, workers, actionWorkers int) error 
 	c.engine.draining.Store(true)
 	select {
 	case <-drained:
-	case <-time.After(c.shutdownGrace):
-		logger.Info("Actions still running after the shutdown grace period; abandoning them", "grace", c.shutdownGrace)
+	case <-time.After(grace):
+		logger.Info("Actions still running after the shutdown grace period; abandoning them", "grace", grace)
+	case <-abandon:
+		logger.Info("Lost the leader lease: abandoning the actions in flight")
+	}
+	select {
+	case <-abandon: // the statuses may be the new leader's to write now
+	default:
+		// What finished is written before the runs stop: the next leader, or a restart,
+		// carries on from there instead of doing it again.
+		flush, cancel := context.WithTimeout(work, 5*time.Second)
+		c.engine.flushAll(flush)
+		cancel()
 	}
 	stopWork()
 	<-drained
-	return nil
 }
 
 // handler adapts an enqueue function to informer events, unwrapping delete tombstones.

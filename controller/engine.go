@@ -270,6 +270,22 @@ func (r *run) advance(mustPersist bool) {
 	}
 }
 
+// flushAll writes every run's latest status, so that what finished before a stop is not done
+// again by the next leader or after a restart. Bounded by ctx.
+func (e *engine) flushAll(ctx context.Context) {
+	e.mu.Lock()
+	runs := make([]*run, 0, len(e.runs))
+	for _, r := range e.runs {
+		runs = append(runs, r)
+	}
+	e.mu.Unlock()
+	for _, r := range runs {
+		if err := r.writer.Flush(ctx); err != nil {
+			klog.FromContext(ctx).V(2).Info("Could not write the status before stopping", "execution", r.key, "err", err)
+		}
+	}
+}
+
 // deleteCreated is a Revert's undo of a Create: it deletes the very object the reverted run
 // made, through the KubernetesResource runner.
 func (e *engine) deleteCreated(ctx context.Context, identity string, ref drv1.ResourceReference) (actions.Result, error) {
@@ -335,6 +351,11 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 	if ctx.Err() != nil {
 		return nil // shutting down or dropped: the action stays Running and a restart decides
 	}
+	kind := string(body.Type)
+	if r.prep.undo[k.index] != nil {
+		kind = "Undo"
+	}
+	e.c.metrics.actionDone(kind, time.Since(started), err)
 	took := rules.FormatDuration(time.Since(started))
 	r.complete(k.index, res, err)
 	if err != nil {

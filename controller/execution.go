@@ -430,6 +430,7 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 		c.event(exec, false, "ExecutionFailed", st.Message)
 	}
 	klog.FromContext(ctx).Info("Execution finished", "execution", klog.KObj(exec), "phase", st.Phase, "message", st.Message)
+	c.metrics.executionEnded(exec.Spec.Operation, st.Phase)
 	if err := c.markReverted(ctx, exec, st); err != nil {
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
 		return
@@ -459,6 +460,7 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 	} else {
 		c.event(exec, false, "ExecutionFailed", msg)
 	}
+	c.metrics.executionEnded(exec.Spec.Operation, phase)
 	return c.releaseLock(ctx, exec, st)
 }
 

@@ -46,6 +46,11 @@ type Options struct {
 	// Webhook, when set, serves the validating admission webhook from this process: it decides
 	// from the controller's own caches and rules.
 	Webhook *WebhookOptions
+	// LeaderElection, when set, runs the controller only while this process holds the Lease;
+	// every replica serves the webhook and metrics.
+	LeaderElection *LeaderElectionOptions
+	// MetricsListener, when set, serves /metrics, /healthz and /readyz (docs/metrics.md).
+	MetricsListener net.Listener
 }
 
 // WebhookOptions say where the admission webhook listens and where its certificate comes from.
@@ -109,6 +114,24 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	c := New(clients, dr, inf, recorder, runners)
 	c.ready = opts.Ready
+	c.metrics = NewMetrics()
+	c.metrics.observeCEL()
+	c.metrics.watchQueue("sync", c.queue.Stats)
+	c.metrics.watchQueue("actions", c.engine.queue.Stats)
+	if le := opts.LeaderElection; le != nil {
+		if c.elect, err = leaderElection(kube, *le, c.metrics); err != nil {
+			return err
+		}
+	}
+	if opts.MetricsListener != nil {
+		served := make(chan error, 1)
+		go func() { served <- serveMetrics(ctx, opts.MetricsListener, c.metrics, c.synced.Load) }()
+		defer func() {
+			if err := <-served; err != nil {
+				klog.FromContext(ctx).Error(err, "The metrics server stopped")
+			}
+		}()
+	}
 	c.requireServiceAccount = opts.RequireServiceAccount
 	if opts.ShutdownGrace > 0 {
 		c.shutdownGrace = opts.ShutdownGrace
@@ -130,7 +153,8 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 			}
 			getCert = m.GetCertificate
 		}
-		hook := &admission.Webhook{Decider: &admission.Decider{State: admissionState{inf, dr}, Rules: c.rules}, Ready: c.synced.Load}
+		hook := &admission.Webhook{Decider: &admission.Decider{State: admissionState{inf, dr}, Rules: c.rules}, Ready: c.synced.Load,
+			Observe: c.metrics.WebhookDecided}
 		served := make(chan error, 1)
 		go func() { served <- admission.Serve(ctx, w.Listener, hook, getCert) }()
 		defer func() {

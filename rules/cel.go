@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -96,12 +97,31 @@ func NewEnv() (*Env, error) {
 type Program struct {
 	Expression string
 	prg        cel.Program
+	kind       string // "rule" or "guard", for the evaluation observer
+}
+
+// observer, when set, is told of every evaluation: its kind, its cost and its error.
+var observer atomic.Pointer[func(kind string, cost uint64, err error)]
+
+// SetObserver makes f see every evaluation from now on (the controller's metrics).
+func SetObserver(f func(kind string, cost uint64, err error)) { observer.Store(&f) }
+
+func observe(kind string, details *cel.EvalDetails, err error) {
+	f := observer.Load()
+	if f == nil {
+		return
+	}
+	var cost uint64
+	if details != nil && details.ActualCost() != nil {
+		cost = *details.ActualCost()
+	}
+	(*f)(kind, cost, err)
 }
 
 // Compile type-checks expression (it must be a bool) and returns its program, compiled once per
 // text. The error carries cel-go's message with the position in the expression.
 func (e *Env) Compile(expression string) (*Program, error) {
-	return e.cached(expression, e.env, expression, nil, func(ast *cel.Ast) error {
+	return e.cached(expression, "rule", e.env, expression, nil, func(ast *cel.Ast) error {
 		if !ast.OutputType().IsExactType(types.BoolType) {
 			return fmt.Errorf("must evaluate to bool, but evaluates to %s", ast.OutputType())
 		}
@@ -125,7 +145,7 @@ func (e *Env) CompileGuard(expression string, declared []drv1.Parameter) (*Progr
 		}
 	}
 	key := "guard\x00" + signature + "\x00" + expression
-	return e.cached(key, env, expression, func(parsed *cel.Ast) error {
+	return e.cached(key, "guard", env, expression, func(parsed *cel.Ast) error {
 		names, indexed := paramsRead(parsed)
 		if len(indexed) > 0 {
 			return fmt.Errorf("write params.%s, not params['%s']: parameters are read as fields", indexed[0], indexed[0])
@@ -192,7 +212,7 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 
 // cached returns the program cached under key, or compiles expression in env, checks it (parsed,
 // then type-checked) and caches it.
-func (e *Env) cached(key string, env *cel.Env, expression string, checkParsed, checkTyped func(*cel.Ast) error) (*Program, error) {
+func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkParsed, checkTyped func(*cel.Ast) error) (*Program, error) {
 	e.mu.RLock()
 	p, ok := e.programs[key]
 	e.mu.RUnlock()
@@ -222,7 +242,7 @@ func (e *Env) cached(key string, env *cel.Env, expression string, checkParsed, c
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	p = &Program{Expression: expression, prg: prg}
+	p = &Program{Expression: expression, prg: prg, kind: kind}
 	e.mu.Lock()
 	e.programs[key] = p
 	e.mu.Unlock()
@@ -261,7 +281,8 @@ func (p *Program) Eval(ctx context.Context, vars map[string]any) (bool, error) {
 		ctx, cancel = context.WithTimeout(ctx, EvalTimeout)
 		defer cancel()
 	}
-	out, _, err := p.prg.ContextEval(ctx, vars)
+	out, details, err := p.prg.ContextEval(ctx, vars)
+	observe(p.kind, details, err)
 	if err != nil {
 		return false, err
 	}

@@ -9,10 +9,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/tools/clientcmd"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	logsjson "k8s.io/component-base/logs/json"
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/controller"
@@ -43,7 +47,23 @@ func main() {
 	webhookService := flag.String("webhook-service", "drplan-webhook", "Service through which the API server reaches the webhook.")
 	webhookConfig := flag.String("webhook-configuration", "drplan-controller",
 		"ValidatingWebhookConfiguration whose CA bundle the controller keeps current (self-managed certificate only).")
+	metricsAddr := flag.String("metrics-bind-address", ":8080", "Address of /metrics, /healthz and /readyz; empty disables them.")
+	leaderElect := flag.Bool("leader-elect", false,
+		"Run only while holding the Lease --leader-election-id in --namespace, so that several replicas can run (one leads; all serve the webhook).")
+	leaderID := flag.String("leader-election-id", "drplan-controller", "Name of the leader election Lease.")
+	logFormat := flag.String("log-format", "text", "Log format: text (klog's key=value) or json.")
 	flag.Parse()
+	if *logFormat == "json" {
+		verbosity := 0
+		if f := flag.Lookup("v"); f != nil {
+			verbosity, _ = strconv.Atoi(f.Value.String())
+		}
+		logger, _ := logsjson.NewJSONLogger(logsapi.VerbosityLevel(verbosity), zapcore.Lock(os.Stdout), zapcore.Lock(os.Stderr), nil)
+		klog.SetLogger(logger)
+	} else if *logFormat != "text" {
+		fmt.Fprintf(os.Stderr, "drplan-controller: --log-format must be text or json, not %q\n", *logFormat)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -78,6 +98,21 @@ func main() {
 		}
 		opts.Webhook = &controller.WebhookOptions{Listener: ln, CertDir: *webhookCertDir, Namespace: *namespace,
 			SecretName: *webhookSecret, ServiceName: *webhookService, ConfigName: *webhookConfig}
+	}
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "drplan-controller: the metrics listener: %v\n", err)
+			os.Exit(1)
+		}
+		opts.MetricsListener = ln
+	}
+	if *leaderElect {
+		if *namespace == "" {
+			fmt.Fprintln(os.Stderr, "drplan-controller: --leader-elect needs --namespace (or $POD_NAMESPACE) for its Lease")
+			os.Exit(1)
+		}
+		opts.LeaderElection = &controller.LeaderElectionOptions{Namespace: *namespace, Name: *leaderID}
 	}
 	if err := controller.RunWithConfig(ctx, cfg, opts); err != nil {
 		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)

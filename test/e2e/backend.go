@@ -49,6 +49,8 @@ type Env struct {
 	// SetWebhook registers (true) or unregisters (false) the controller's admission webhook; it
 	// is registered while the suite runs unless a test turns it off.
 	SetWebhook func(on bool) error
+	// MetricsURL is the running controller's metrics endpoint (http://.../metrics).
+	MetricsURL func() string
 }
 
 // Backend starts and stops the cluster the suite runs against, and the controller in it.
@@ -77,6 +79,7 @@ type localBackend struct {
 	// The webhook: the controller serves it on webhookAddr, registered by URL.
 	webhookAddr, webhookCertDir, webhookURL string
 	kube                                    kubernetes.Interface
+	metricsAddr                             atomic.Value // of the running controller
 	cp                                      *controlplane.ControlPlane
 	cancel                                  context.CancelFunc
 	done                                    sync.WaitGroup
@@ -129,6 +132,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		ControllerWrites: b.writes.counts,
 		ServerCPU:        b.cp.CPUTime,
 		SetWebhook:       b.setWebhook,
+		MetricsURL:       func() string { return "http://" + b.metricsAddr.Load().(string) + "/metrics" },
 	}, nil
 }
 
@@ -154,10 +158,16 @@ func (b *localBackend) startController(grace time.Duration) {
 			b.runErr = fmt.Errorf("webhook listener: %w", err)
 			return
 		}
+		metrics, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.runErr = fmt.Errorf("metrics listener: %w", err)
+			return
+		}
+		b.metricsAddr.Store(metrics.Addr().String())
 		cfg := rest.CopyConfig(b.cp.RESTConfig)
 		cfg.Wrap(b.writes.wrap)
 		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4, ShutdownGrace: grace,
-			Ready:   markReady,
+			Ready: markReady, MetricsListener: metrics,
 			Webhook: &controller.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
 	}()
 	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses

@@ -1,0 +1,164 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bkbcs/drplan-controller/actions"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// Metrics are the controller's Prometheus series (docs/metrics.md lists them). One set per
+// process, on its own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	executions      *prometheus.CounterVec
+	actionDuration  *prometheus.HistogramVec
+	webhookLatency  *prometheus.HistogramVec
+	webhookDecision *prometheus.CounterVec
+	celEvaluations  *prometheus.CounterVec
+	celCost         *prometheus.HistogramVec
+	leader          prometheus.Gauge
+}
+
+const namespace = "drplan"
+
+// NewMetrics registers every series, and the Go and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.executions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "executions_total",
+		Help: "Executions that ended, by operation (Execute, Revert) and phase (Succeeded, Failed, Cancelled)."}, []string{"operation", "phase"})
+	m.actionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "action_duration_seconds",
+		Help:    "Time an action took, by type (HTTP, Job, Localization, Subscription, KubernetesResource, or Undo for a Revert's delete) and result (succeeded, failed).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}}, []string{"type", "result"})
+	m.webhookLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "webhook_request_duration_seconds",
+		Help:    "Time the admission webhook took to decide, by kind.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1}}, []string{"kind"})
+	m.webhookDecision = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "webhook_decisions_total",
+		Help: "Admission decisions, by kind and whether the request was allowed."}, []string{"kind", "allowed"})
+	m.celEvaluations = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "cel_evaluations_total",
+		Help: "CEL evaluations, by kind (rule: the built-in or replaced decisions; guard: users' when, waitFor and successCondition) and result (ok, error)."}, []string{"kind", "result"})
+	m.celCost = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "cel_evaluation_cost",
+		Help:    "Cost of a CEL evaluation in CEL's cost units (the per-evaluation limit is 1,000,000).",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 11)}, []string{"kind"})
+	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
+		Help: "1 while this replica is the leader (reconciles and runs actions), else 0. Every replica serves the webhook."})
+	m.Registry.MustRegister(m.executions, m.actionDuration, m.webhookLatency, m.webhookDecision, m.celEvaluations, m.celCost, m.leader,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// watchQueue exports a work queue's counters under the given name ("sync" or "actions").
+func (m *Metrics) watchQueue(name string, stats func() actions.Stats) {
+	labels := prometheus.Labels{"queue": name}
+	gauge := func(metric, help string, value func(actions.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: metric, Help: help, ConstLabels: labels},
+			func() float64 { return value(stats()) })
+	}
+	counter := func(metric, help string, value func(actions.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: metric, Help: help, ConstLabels: labels},
+			func() float64 { return value(stats()) })
+	}
+	m.Registry.MustRegister(
+		gauge("queue_depth", "Keys waiting for a worker.", func(s actions.Stats) float64 { return float64(s.Depth) }),
+		gauge("queue_in_flight", "Keys being processed.", func(s actions.Stats) float64 { return float64(s.InFlight) }),
+		gauge("queue_delayed", "Keys waiting for a retry's backoff.", func(s actions.Stats) float64 { return float64(s.Delayed) }),
+		counter("queue_adds_total", "Keys added.", func(s actions.Stats) float64 { return float64(s.Adds) }),
+		counter("queue_retries_total", "Keys retried with backoff.", func(s actions.Stats) float64 { return float64(s.Retries) }),
+	)
+}
+
+// The recording calls are safe on a nil *Metrics: a controller built without metrics (unit
+// tests) records nothing.
+
+func (m *Metrics) executionEnded(op drv1.Operation, phase drv1.ExecutionPhase) {
+	if m != nil {
+		m.executions.WithLabelValues(string(op), string(phase)).Inc()
+	}
+}
+
+func (m *Metrics) actionDone(t string, took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	result := "succeeded"
+	if err != nil {
+		result = "failed"
+	}
+	m.actionDuration.WithLabelValues(t, result).Observe(took.Seconds())
+}
+
+// WebhookDecided records one admission decision; it is the webhook's Observe hook.
+func (m *Metrics) WebhookDecided(kind string, allowed bool, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.webhookLatency.WithLabelValues(kind).Observe(took.Seconds())
+	a := "false"
+	if allowed {
+		a = "true"
+	}
+	m.webhookDecision.WithLabelValues(kind, a).Inc()
+}
+
+// celEvaluated is the rules package's evaluation observer.
+func (m *Metrics) celEvaluated(kind string, cost uint64, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.celEvaluations.WithLabelValues(kind, result).Inc()
+	m.celCost.WithLabelValues(kind).Observe(float64(cost))
+}
+
+func (m *Metrics) setLeader(on bool) {
+	if m == nil {
+		return
+	}
+	if on {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
+}
+
+// observeCEL makes the rules package report every evaluation to m.
+func (m *Metrics) observeCEL() {
+	f := m.celEvaluated
+	rules.SetObserver(f)
+}
+
+// serveMetrics serves /metrics, /healthz (the process is up) and /readyz (its caches have
+// synced: it can decide admissions and, as leader, run) on ln until ctx ends.
+func serveMetrics(ctx context.Context, ln net.Listener, m *Metrics, ready func() bool) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

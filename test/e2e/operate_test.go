@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bkbcs/drplan-controller/controller"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+// TestMetrics reads the controller's metrics endpoint after runs: the documented series are
+// there with non-zero values.
+func TestMetrics(t *testing.T) {
+	ns := newNamespace(t, "metrics")
+	rec := newRecorder(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  actions:
+  - {name: call, type: HTTP, when: "operation == 'Execute'", http: {url: %[2]q}}
+  - name: config
+    type: KubernetesResource
+    resource: {operation: Create, manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n"}
+`, ns, rec.URL("/ok")))
+	applyPlan(t, ns, "p", "wf")
+	createExecution(t, ns, "run", "p")
+	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	resp, err := http.Get(env.MetricsURL())
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	text := string(body)
+	for _, series := range []string{
+		`drplan_executions_total{operation="Execute",phase="Succeeded"}`,
+		`drplan_action_duration_seconds_count{result="succeeded",type="HTTP"}`,
+		`drplan_action_duration_seconds_count{result="succeeded",type="KubernetesResource"}`,
+		`drplan_queue_adds_total{queue="sync"}`,
+		`drplan_queue_adds_total{queue="actions"}`,
+		`drplan_webhook_decisions_total{allowed="true",kind="DRWorkflow"}`,
+		`drplan_webhook_request_duration_seconds_count{kind="DRPlan"}`,
+		`drplan_cel_evaluations_total{kind="guard",result="ok"}`,
+		`drplan_cel_evaluations_total{kind="rule",result="ok"}`,
+		`drplan_cel_evaluation_cost_count{kind="rule"}`,
+	} {
+		value := seriesValue(text, series)
+		assert.NotEqual(t, "", value, "series %s missing", series)
+		assert.NotEqual(t, "0", value, "series %s is zero", series)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		r, err := http.Get(strings.TrimSuffix(env.MetricsURL(), "/metrics") + path)
+		require.NoError(t, err)
+		r.Body.Close()
+		assert.Equal(t, http.StatusOK, r.StatusCode, path)
+	}
+}
+
+// seriesValue finds a series' value in Prometheus text output ("" when absent).
+func seriesValue(text, series string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
+// TestLeaderElection runs two controllers with leader election against the control plane (the
+// suite's own is stopped meanwhile): exactly one leads; stopping it mid-action, the other takes
+// over and finishes the run, and no action that had succeeded runs again.
+func TestLeaderElection(t *testing.T) {
+	withoutWebhook(t)
+	ns := newNamespace(t, "leader")
+	rec := newRecorder(t)
+	release := rec.hold("/held")
+	defer release()
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  actions:
+  - {name: one, type: HTTP, http: {url: %[2]q, method: GET}}
+  - {name: held, type: HTTP, http: {url: %[3]q, method: GET}}
+  - {name: three, type: HTTP, http: {url: %[4]q, method: GET}}
+`, ns, rec.URL("/one"), rec.URL("/held"), rec.URL("/three")))
+	applyPlan(t, ns, "p", "wf")
+	require.NoError(t, env.StopController())
+	defer env.StartController(defaultGrace)
+
+	type replica struct {
+		name string
+		stop context.CancelFunc
+		done chan error
+	}
+	start := func(name string) *replica {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &replica{name: name, stop: cancel, done: make(chan error, 1)}
+		go func() {
+			r.done <- controller.RunWithConfig(ctx, env.Config, controller.Options{Workers: 2, ShutdownGrace: 50 * time.Millisecond,
+				LeaderElection: &controller.LeaderElectionOptions{Namespace: ns, Name: "drplan-leader", Identity: name,
+					LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}})
+		}()
+		return r
+	}
+	replicas := map[string]*replica{"a": start("a"), "b": start("b")}
+	var once sync.Once
+	defer once.Do(func() {
+		for _, r := range replicas {
+			r.stop()
+			<-r.done
+		}
+	})
+	holder := func() string {
+		l, err := env.Kube.CoordinationV1().Leases(ns).Get(context.Background(), "drplan-leader", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	eventually(t, "a leader", func() (bool, string) { return holder() != "", "" })
+	leader := holder()
+
+	createExecution(t, ns, "run", "p")
+	eventually(t, "the held call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
+	assert.Equal(t, leader, holder(), "one leader all along")
+	replicas[leader].stop()
+	err := <-replicas[leader].done
+	assert.True(t, err == nil || errors.Is(err, context.Canceled), "%v", err)
+	delete(replicas, leader)
+	eventually(t, "the abandoned call to be dropped", func() (bool, string) { return rec.Aborted("/held") == 1, "" })
+
+	eventually(t, "the standby to lead", func() (bool, string) { h := holder(); return h != "" && h != leader, h })
+	eventually(t, "the held call to be made again by the new leader", func() (bool, string) { return rec.Arrived("/held") == 2, "" })
+	release()
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Len(t, rec.CallsTo("/one"), 1, "a succeeded action is not repeated")
+	assert.Len(t, rec.CallsTo("/held"), 1, "the call in flight was abandoned, then made once by the new leader (a GET may be repeated)")
+	assert.Len(t, rec.CallsTo("/three"), 1)
+	assert.EqualValues(t, 1, e.Status.ActionStatuses[1].RetryCount, "the status says it ran again")
+}
