@@ -430,12 +430,17 @@ func (r *run) finish() {
 		}
 		r.e.mu.Unlock()
 	}()
-	if err := r.writer.Flush(r.ctx); err != nil {
-		return // shutting down: a restart reads the last written status and finishes again
-	}
 	r.mu.Lock()
 	st := r.status.DeepCopy()
 	r.mu.Unlock()
+	// A successful Revert marks its target first: once the Revert shows Succeeded, the target
+	// is Reverted (and its plan Ready).
+	if err := r.e.c.markReverted(r.ctx, r.exec, st); err != nil {
+		klog.FromContext(r.ctx).Info("Marking the reverted execution failed; the final sync retries", "execution", r.key, "err", err)
+	}
+	if err := r.writer.Flush(r.ctx); err != nil {
+		return // shutting down: a restart reads the last written status and finishes again
+	}
 	r.e.c.finished(r.ctx, r.exec, st)
 }
 

@@ -398,8 +398,7 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 			p.Status.CurrentExecution, changed = nil, true
 		}
 		if last := p.Status.LastSuccessfulExecution; st.Phase == drv1.ExecutionSucceeded && st.CompletionTime != nil &&
-			(last == nil || last.CompletionTime == nil || st.CompletionTime.After(last.CompletionTime.Time)) &&
-			(last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
+			(last == nil || newer(st, last)) && (last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
 			p.Status.LastSuccessfulExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
 				Operation: exec.Spec.Operation, StartTime: st.StartTime, CompletionTime: st.CompletionTime}
 			changed = true
@@ -413,6 +412,20 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 		}
 		return err
 	})
+}
+
+// newer says whether a run that ended with st ended after last. Times have a second's precision:
+// of two runs ending in the same second, the one that started later is the newer.
+func newer(st *drv1.DRPlanExecutionStatus, last *drv1.ExecutionReference) bool {
+	switch {
+	case last.CompletionTime == nil:
+		return true
+	case !st.CompletionTime.Equal(last.CompletionTime):
+		return st.CompletionTime.After(last.CompletionTime.Time)
+	case st.StartTime == nil || last.StartTime == nil:
+		return true
+	}
+	return !st.StartTime.Before(last.StartTime)
 }
 
 // finished is called by the engine once a run's final status is written.

@@ -43,3 +43,8 @@ for f in apps.clusternet.io_localizations.yaml apps.clusternet.io_subscriptions.
 	cp "$clusternet/manifests/crds/$f" crds/clusternet/
 	chmod 0644 crds/clusternet/$f
 done
+
+# The Helm chart carries our CRDs; the plain manifest is the chart rendered with its defaults.
+rm -rf deploy/chart/drplan-controller/crds && mkdir -p deploy/chart/drplan-controller/crds
+cp crds/yaml/*.yaml deploy/chart/drplan-controller/crds/
+go run ./hack/render-chart deploy/install.yaml

@@ -27,7 +27,7 @@ trap 'rm -rf "$scratch"' EXIT
 # Copy what git would see (tracked and untracked-but-not-ignored files), then regenerate there.
 git ls-files --cached --others --exclude-standard -z | xargs -0 cp --parents -t "$scratch" 2>/dev/null || true
 TOOLS_BIN="$root/bin" "$scratch/hack/update-codegen.sh"
-for dir in crds; do
+for dir in crds deploy; do
 	if ! diff -r "$root/$dir" "$scratch/$dir" >"$scratch.diff"; then
 		cat "$scratch.diff" >&2
 		rm -f "$scratch.diff"

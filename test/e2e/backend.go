@@ -16,6 +16,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -25,6 +26,7 @@ import (
 	"github.com/bkbcs/drplan-controller/crds"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
+	"github.com/bkbcs/drplan-controller/deploy"
 	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
@@ -80,10 +82,12 @@ type localBackend struct {
 	webhookAddr, webhookCertDir, webhookURL string
 	kube                                    kubernetes.Interface
 	metricsAddr                             atomic.Value // of the running controller
-	cp                                      *controlplane.ControlPlane
-	cancel                                  context.CancelFunc
-	done                                    sync.WaitGroup
-	runErr                                  error
+	// controllerConfig authenticates the controller as the chart's ServiceAccount.
+	controllerConfig *rest.Config
+	cp               *controlplane.ControlPlane
+	cancel           context.CancelFunc
+	done             sync.WaitGroup
+	runErr           error
 }
 
 func (b *localBackend) Name() string { return "local" }
@@ -116,6 +120,9 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 	}
 	b.webhookAddr, b.webhookCertDir, b.webhookURL, b.kube = ln.Addr().String(), certDir, url, kube
 	if err := ln.Close(); err != nil { // each controller start listens again on this address
+		return nil, errors.Join(err, b.cp.Stop())
+	}
+	if b.controllerConfig, err = installChart(ctx, b.cp, kube); err != nil {
 		return nil, errors.Join(err, b.cp.Stop())
 	}
 	b.startController(defaultGrace)
@@ -164,7 +171,7 @@ func (b *localBackend) startController(grace time.Duration) {
 			return
 		}
 		b.metricsAddr.Store(metrics.Addr().String())
-		cfg := rest.CopyConfig(b.cp.RESTConfig)
+		cfg := rest.CopyConfig(b.controllerConfig)
 		cfg.Wrap(b.writes.wrap)
 		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4, ShutdownGrace: grace,
 			Ready: markReady, MetricsListener: metrics,
@@ -279,4 +286,31 @@ func repoRoot() (string, error) {
 		return strings.TrimSpace(string(out)), nil
 	}
 	return filepath.Join(filepath.Dir(file), "..", ".."), nil
+}
+
+// installChart installs the Helm chart (rendered with the Helm library, as `helm install` would)
+// and returns a client config authenticated as the chart's ServiceAccount with a TokenRequest
+// token: the suite's controller then has exactly the chart's rights, which proves them
+// sufficient. No kubelet runs here, so the chart's Deployment never starts a pod, and its
+// ValidatingWebhookConfiguration (which calls the pods' Service) is removed: the suite registers
+// the webhook of its own controller by URL.
+func installChart(ctx context.Context, cp *controlplane.ControlPlane, kube kubernetes.Interface) (*rest.Config, error) {
+	manifest, err := deploy.Render(nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, stderr, err := cp.KubectlInput(ctx, manifest, "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
+		return nil, fmt.Errorf("apply the chart: %w: %s", err, stderr)
+	}
+	if err := admission.Unregister(ctx, kube, "drplan-controller"); err != nil {
+		return nil, err
+	}
+	expiry := int64((24 * time.Hour).Seconds())
+	tr, err := kube.CoreV1().ServiceAccounts("drplan-system").CreateToken(ctx, "drplan-controller",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("a token of the chart's ServiceAccount: %w", err)
+	}
+	return &rest.Config{Host: cp.RESTConfig.Host, BearerToken: tr.Status.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: cp.RESTConfig.TLSClientConfig.CAData}}, nil
 }

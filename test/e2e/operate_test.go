@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/bkbcs/drplan-controller/controller"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/deploy"
 )
 
 // TestMetrics reads the controller's metrics endpoint after runs: the documented series are
@@ -149,4 +151,46 @@ spec:
 	assert.Len(t, rec.CallsTo("/held"), 1, "the call in flight was abandoned, then made once by the new leader (a GET may be repeated)")
 	assert.Len(t, rec.CallsTo("/three"), 1)
 	assert.EqualValues(t, 1, e.Status.ActionStatuses[1].RetryCount, "the status says it ran again")
+}
+
+// TestChartRightsBoundTheController: the suite's controller runs with the chart's RBAC (a
+// TokenRequest token of its ServiceAccount), so an action needing a right the chart does not
+// grant fails with the API server's Forbidden, naming the identity and the right.
+func TestChartRightsBoundTheController(t *testing.T) {
+	ns := newNamespace(t, "chart-rbac")
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %s}
+spec:
+  actions:
+  - name: isolate
+    type: KubernetesResource
+    resource:
+      operation: Create
+      manifest: "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all}\nspec: {podSelector: {}}\n"
+`, ns))
+	applyPlan(t, ns, "p", "wf")
+	createExecution(t, ns, "run", "p")
+	e := waitExecution(t, ns, "run", drv1.ExecutionFailed)
+	assert.Contains(t, e.Status.Message, `networkpolicies.networking.k8s.io is forbidden: User "system:serviceaccount:drplan-system:drplan-controller" cannot create resource "networkpolicies" in API group "networking.k8s.io"`)
+}
+
+// TestInstallManifests: the plain manifest applies as shipped, and the chart renders and applies
+// with other values (server-side dry runs: the suite's install stays as it is).
+func TestInstallManifests(t *testing.T) {
+	out := kubectl(t, "apply", "--dry-run=server", "-f", filepath.Join(env.Root, "deploy", "install.yaml"))
+	for _, want := range []string{"namespace/drplan-system", "deployment.apps/drplan-controller", "validatingwebhookconfiguration.admissionregistration.k8s.io/drplan-controller",
+		"clusterrole.rbac.authorization.k8s.io/drplan-controller", "customresourcedefinition.apiextensions.k8s.io/drplans.dr.bkbcs.tencent.com"} {
+		assert.Contains(t, out, want)
+	}
+	manifest, err := deploy.Render(map[string]any{"replicas": 3, "metrics": map[string]any{"enabled": false},
+		"webhook": map[string]any{"failurePolicy": "Ignore"}, "requireServiceAccount": true, "image": map[string]any{"repository": "registry.example.com/drplan", "tag": "1.2.3"}})
+	require.NoError(t, err)
+	assert.Contains(t, manifest, "replicas: 3")
+	assert.Contains(t, manifest, "failurePolicy: Ignore")
+	assert.Contains(t, manifest, "- --require-service-account")
+	assert.Contains(t, manifest, `image: "registry.example.com/drplan:1.2.3"`)
+	assert.NotContains(t, manifest, "readinessProbe", "no probes without the metrics port")
+	_, stderr, err := env.Kubectl(context.Background(), manifest, "apply", "--dry-run=server", "-f", "-")
+	assert.NoError(t, err, stderr)
 }
