@@ -14,6 +14,13 @@ help: ## List the targets.
 build: ## Build the binaries into bin/.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+IMAGE ?= drplan-controller:0.1.0
+
+.PHONY: image
+image: ## Build the controller image as a tarball (bin/drplan-controller-image.tar) without Docker; IMAGE names it.
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/linux/drplan-controller ./cmd/drplan-controller
+	cd hack/tools/image && $(GO) run . -binary $(BIN)/linux/drplan-controller -tag $(IMAGE) -o $(BIN)/drplan-controller-image.tar
+
 .PHONY: generate
 generate: ## Regenerate deepcopy, CRD YAML, clientset, listers, informers and the Clusternet CRD copies.
 	./hack/update-codegen.sh

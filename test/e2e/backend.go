@@ -67,10 +67,12 @@ func SelectBackend(name string) (Backend, error) {
 	switch name {
 	case "", "local":
 		return &localBackend{}, nil
-	case "node", "kind":
+	case "kind":
+		return &kindBackend{}, nil
+	case "node":
 		return nil, fmt.Errorf("E2E_BACKEND=%s is not built yet; use E2E_BACKEND=local", name)
 	default:
-		return nil, fmt.Errorf("unknown E2E_BACKEND %q: use local", name)
+		return nil, fmt.Errorf("unknown E2E_BACKEND %q: use local (or kind, on a machine with Docker)", name)
 	}
 }
 

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -19,8 +22,9 @@ type call struct {
 // recorder is an HTTP server the actions call. A path's query may ask for a delay (?delay=200ms)
 // or a status (?status=503); a path registered with hold blocks until released.
 type recorder struct {
-	t   testing.TB
-	srv *httptest.Server
+	t    testing.TB
+	srv  *httptest.Server
+	base string // the URL actions call
 
 	mu      sync.Mutex
 	calls   []call
@@ -31,12 +35,25 @@ type recorder struct {
 
 func newRecorder(t testing.TB) *recorder {
 	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}, aborted: map[string]int{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	if host := os.Getenv(recorderHostEnv); host != "" {
+		// Called from pods (the kind backend): listen everywhere, be called through host.
+		r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+		ln, err := net.Listen("tcp", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.srv.Listener = ln
+		r.srv.Start()
+		r.base = fmt.Sprintf("http://%s:%d", host, ln.Addr().(*net.TCPAddr).Port)
+	} else {
+		r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+		r.base = r.srv.URL
+	}
 	t.Cleanup(r.srv.Close)
 	return r
 }
 
-func (r *recorder) URL(path string) string { return r.srv.URL + path }
+func (r *recorder) URL(path string) string { return r.base + path }
 
 func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
