@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -237,6 +238,28 @@ func caBundle(s *corev1.Secret) []byte {
 	return bundle
 }
 
+// mergeBundles is want's certificates followed by the ones of have that are still valid and not
+// in want.
+func mergeBundles(have, want []byte) []byte {
+	out := bytes.Clone(want)
+	now := time.Now()
+	for rest := have; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return out
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil || now.After(cert.NotAfter) {
+			continue
+		}
+		encoded := pem.EncodeToMemory(block)
+		if !bytes.Contains(out, encoded) {
+			out = append(out, encoded...)
+		}
+	}
+}
+
 // patchCABundle sets bundle on every webhook of the configuration that calls our Service.
 func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
 	client := m.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
@@ -248,14 +271,26 @@ func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
 		return fmt.Errorf("read ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)
 	}
 	var ops []map[string]any
+	matched := false
 	for i, w := range cfg.Webhooks {
 		svc := w.ClientConfig.Service
-		if svc == nil || svc.Namespace != m.Namespace || svc.Name != m.ServiceName || bytes.Equal(w.ClientConfig.CABundle, bundle) {
+		if svc == nil || svc.Namespace != m.Namespace || svc.Name != m.ServiceName {
+			continue
+		}
+		matched = true
+		// Add, never drop, a CA that is still valid: a replica that read the Secret before
+		// another rotated it must not take the new CA out of the bundle.
+		merged := mergeBundles(w.ClientConfig.CABundle, bundle)
+		if bytes.Equal(w.ClientConfig.CABundle, merged) {
 			continue
 		}
 		ops = append(ops,
 			map[string]any{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", i), "value": w.Name},
-			map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/clientConfig/caBundle", i), "value": bundle})
+			map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/clientConfig/caBundle", i), "value": merged})
+	}
+	if !matched {
+		return fmt.Errorf("ValidatingWebhookConfiguration %s has no webhook calling Service %s/%s: the API server would not trust the certificate served",
+			m.WebhookConfigName, m.Namespace, m.ServiceName)
 	}
 	if len(ops) == 0 {
 		return nil

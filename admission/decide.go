@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -78,12 +79,22 @@ func workflowWarnings(wf *drv1.DRWorkflow) []string {
 // (or is Invalid) is a warning, not a refusal, so a directory of manifests applies in any order;
 // the plan is Invalid in its status until it is fixed. A new dr.bkbcs.tencent.com/trigger value
 // must be one the controller knows, and execute or revert must be possible now.
+//
+// An update that leaves the spec as it was is never refused for the spec's errors (a workflow
+// it references may have changed since): metadata changes (the controller's finalizer and
+// trigger bookkeeping, allow-delete, a revert or cancel trigger) must go through.
 func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 	report := ValidatePlan(plan, d.State)
-	if len(report.Errors) > 0 {
-		return Decision{Err: invalid("DRPlan", plan.Name, report.Errors)}
-	}
+	specChanged := old == nil || !equality.Semantic.DeepEqual(old.Spec, plan.Spec)
 	var warnings []string
+	if len(report.Errors) > 0 {
+		if specChanged && plan.DeletionTimestamp == nil {
+			return Decision{Err: invalid("DRPlan", plan.Name, report.Errors)}
+		}
+		for _, e := range report.Errors {
+			warnings = append(warnings, "the plan is Invalid: "+e.Error())
+		}
+	}
 	for _, u := range report.Unresolved {
 		warnings = append(warnings, u+": the plan stays Invalid until it is fixed")
 	}
@@ -95,6 +106,10 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 	var err *apierrors.StatusError
 	switch trigger {
 	case "execute":
+		if plan.DeletionTimestamp != nil {
+			err = invalid("DRPlan", plan.Name, field.ErrorList{field.Forbidden(path, "the plan is being deleted: it can still be reverted or cancelled, not executed")})
+			break
+		}
 		err = d.executable(ctx, plan, report, path, nil)
 	case "revert":
 		err = d.revertible(ctx, plan, &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
@@ -116,6 +131,12 @@ func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 		return Decision{Err: d.cancelUpdate(exec, old)}
 	}
 	planNS, planName := exec.Spec.PlanRef.NamespaceOr(exec.Namespace), exec.Spec.PlanRef.Name
+	if planNS != exec.Namespace {
+		// Whoever may create executions here must not run another namespace's plan with the
+		// controller's rights.
+		return Decision{Err: invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Forbidden(field.NewPath("spec", "planRef", "namespace"),
+			fmt.Sprintf("an execution runs a plan of its own namespace (%s); create it in %s", exec.Namespace, planNS))})}
+	}
 	plan, ok := d.State.GetPlan(planNS, planName)
 	if !ok {
 		return Decision{Err: invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "planRef"),

@@ -31,6 +31,16 @@ type Webhook struct {
 	Ready func() bool
 	// Observe, when set, is told of every decision on one of our kinds (metrics).
 	Observe func(kind string, allowed bool, took time.Duration)
+	// State, when set, gives each request a State of its own (instead of the Decider's): one
+	// that reads the API server where its cache has nothing, and reports a read that failed for
+	// another reason than NotFound through ReadError, so that the request is answered "retry"
+	// instead of decided on a guess.
+	State func(ctx context.Context) State
+}
+
+// ReadError is implemented by a State whose reads can fail.
+type ReadError interface {
+	ReadError() error
 }
 
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
@@ -57,8 +67,10 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
 		Response: w.Review(req.Context(), review.Request),
 	}
-	if w.Observe != nil && review.Request.Kind.Group == drv1.GroupName {
-		w.Observe(review.Request.Kind.Kind, out.Response.Allowed, time.Since(start))
+	switch k := review.Request.Kind; {
+	case w.Observe == nil || k.Group != drv1.GroupName:
+	case k.Kind == "DRWorkflow" || k.Kind == "DRPlan" || k.Kind == "DRPlanExecution": // only ours: labels stay bounded
+		w.Observe(k.Kind, out.Response.Allowed, time.Since(start))
 	}
 	rw.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(rw).Encode(out); err != nil {
@@ -76,23 +88,29 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
 			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook is starting (its caches are not synced yet): retry in a few seconds"})
 	}
+	decider := w.Decider
+	if w.State != nil {
+		per := *w.Decider
+		per.State = w.State(ctx)
+		decider = &per
+	}
 	var d Decision
 	var err error
 	switch req.Kind.Kind {
 	case "DRWorkflow":
 		var wf drv1.DRWorkflow
 		if err = decode(req.Object.Raw, &wf); err == nil {
-			d = w.Decider.Workflow(&wf)
+			d = decider.Workflow(&wf)
 		}
 	case "DRPlan":
 		var plan, old drv1.DRPlan
 		if err = decodeBoth(req, &plan, &old); err == nil {
-			d = w.Decider.Plan(ctx, &plan, orNil(req, &old))
+			d = decider.Plan(ctx, &plan, orNil(req, &old))
 		}
 	case "DRPlanExecution":
 		var exec, old drv1.DRPlanExecution
 		if err = decodeBoth(req, &exec, &old); err == nil {
-			d = w.Decider.Execution(ctx, &exec, orNil(req, &old))
+			d = decider.Execution(ctx, &exec, orNil(req, &old))
 		}
 	default:
 		return resp
@@ -100,6 +118,10 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if err != nil {
 		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest,
 			Reason: metav1.StatusReasonBadRequest, Message: fmt.Sprintf("decoding the %s: %v", req.Kind.Kind, err)})
+	}
+	if re, ok := decider.State.(ReadError); ok && re.ReadError() != nil {
+		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
+			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook could not read what it decides on: " + re.ReadError().Error() + "; retry"})
 	}
 	resp.Warnings = d.Warnings
 	if d.Err != nil {

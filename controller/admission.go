@@ -2,8 +2,10 @@ package controller
 
 import (
 	"context"
+	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -16,48 +18,66 @@ import (
 // because the cache is a few milliseconds behind).
 type admissionState struct {
 	*informers.Informers
-	dr versioned.Interface
+	dr  versioned.Interface
+	ctx context.Context // the request's
+
+	mu  sync.Mutex
+	err error // the first read that failed otherwise than NotFound
+}
+
+// ReadError makes the webhook answer "retry" when a read failed: no decision on a guess.
+func (s *admissionState) ReadError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // liveReadTimeout bounds a read that falls back to the API server; the webhook's own timeout is
 // a few seconds.
 const liveReadTimeout = 2 * time.Second
 
-func (s admissionState) GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool) {
+func (s *admissionState) GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool) {
 	if wf, ok := s.Informers.GetWorkflow(namespace, name); ok {
 		return wf, true
 	}
-	return live(func(ctx context.Context) (*drv1.DRWorkflow, error) {
+	return live(s, func(ctx context.Context) (*drv1.DRWorkflow, error) {
 		return s.dr.DrV1alpha1().DRWorkflows(namespace).Get(ctx, name, metav1.GetOptions{})
 	})
 }
 
-func (s admissionState) GetPlan(namespace, name string) (*drv1.DRPlan, bool) {
+func (s *admissionState) GetPlan(namespace, name string) (*drv1.DRPlan, bool) {
 	if p, ok := s.Informers.GetPlan(namespace, name); ok {
 		return p, true
 	}
-	return live(func(ctx context.Context) (*drv1.DRPlan, error) {
+	return live(s, func(ctx context.Context) (*drv1.DRPlan, error) {
 		return s.dr.DrV1alpha1().DRPlans(namespace).Get(ctx, name, metav1.GetOptions{})
 	})
 }
 
-func (s admissionState) GetExecution(namespace, name string) (*drv1.DRPlanExecution, bool) {
+func (s *admissionState) GetExecution(namespace, name string) (*drv1.DRPlanExecution, bool) {
 	if e, ok := s.Informers.GetExecution(namespace, name); ok {
 		return e, true
 	}
-	return live(func(ctx context.Context) (*drv1.DRPlanExecution, error) {
+	return live(s, func(ctx context.Context) (*drv1.DRPlanExecution, error) {
 		return s.dr.DrV1alpha1().DRPlanExecutions(namespace).Get(ctx, name, metav1.GetOptions{})
 	})
 }
 
-// live reads an object the cache does not have. An error other than NotFound counts as absent:
-// admission then refuses or warns, and the user retries.
-func live[T any](get func(context.Context) (*T, error)) (*T, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), liveReadTimeout)
+// live reads an object the cache does not have, within the request's deadline. NotFound is
+// absent; any other error is recorded for ReadError.
+func live[T any](s *admissionState, get func(context.Context) (*T, error)) (*T, bool) {
+	ctx, cancel := context.WithTimeout(s.ctx, liveReadTimeout)
 	defer cancel()
 	obj, err := get(ctx)
-	if err != nil {
-		return nil, false // a client returns an empty object with its error
+	switch {
+	case err == nil:
+		return obj, true
+	case !apierrors.IsNotFound(err):
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
 	}
-	return obj, true
+	return nil, false // a client returns an empty object with its error
 }

@@ -67,6 +67,10 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")
 	}
+	if planNS := exec.Spec.PlanRef.NamespaceOr(exec.Namespace); planNS != exec.Namespace && exec.Status.Phase != drv1.ExecutionRunning {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
+			"Cannot start: an execution runs a plan of its own namespace (%s); create it in %s", exec.Namespace, planNS))
+	}
 
 	if exec.Status.Phase != drv1.ExecutionRunning || exec.Status.Snapshot == nil {
 		if plan := c.lockLooksFree(exec); plan != nil {

@@ -153,8 +153,8 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 			}
 			getCert = m.GetCertificate
 		}
-		hook := &admission.Webhook{Decider: &admission.Decider{State: admissionState{inf, dr}, Rules: c.rules}, Ready: c.synced.Load,
-			Observe: c.metrics.WebhookDecided}
+		hook := &admission.Webhook{Decider: &admission.Decider{Rules: c.rules}, Ready: c.synced.Load, Observe: c.metrics.WebhookDecided,
+			State: func(ctx context.Context) admission.State { return &admissionState{Informers: inf, dr: dr, ctx: ctx} }}
 		served := make(chan error, 1)
 		go func() { served <- admission.Serve(ctx, w.Listener, hook, getCert) }()
 		defer func() {

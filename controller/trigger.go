@@ -24,8 +24,12 @@ import (
 //
 // It reports whether it changed the plan (its next sync sees the change).
 func (c *Controller) syncTrigger(ctx context.Context, plan *drv1.DRPlan) (bool, error) {
-	if plan.DeletionTimestamp != nil {
-		return false, nil
+	if plan.DeletionTimestamp != nil && plan.Annotations[drv1.AnnotationTrigger] == "execute" {
+		// A plan being deleted may still be reverted or cancelled (its deletion waits for the
+		// revert), not executed.
+		c.event(plan, false, "TriggerRefused", "Ignored "+drv1.AnnotationTrigger+"=execute: the plan is being deleted")
+		_, err := c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTrigger: nil})
+		return true, err
 	}
 	if pending := plan.Annotations[drv1.AnnotationTriggerPending]; pending != "" {
 		return true, c.createTriggered(ctx, plan, pending)
