@@ -107,6 +107,10 @@ func (e *engine) bind(ctx context.Context) {
 
 // Run works the action queue with workers until ctx ends.
 func (e *engine) Run(ctx context.Context, workers int) {
+	// Draining starts the moment the controller is told to stop, not once the sync workers
+	// are done: nothing new may start after that.
+	stop := context.AfterFunc(ctx, func() { e.draining.Store(true) })
+	defer stop()
 	actions.Run(ctx, e.queue, workers, e.runAction)
 }
 
@@ -241,6 +245,9 @@ func (r *run) advance(mustPersist bool) {
 	switch {
 	case mustPersist && len(start) > 0:
 		if err := r.writer.Flush(r.ctx); err != nil {
+			if r.ctx.Err() == nil {
+				r.writeFailed(err)
+			}
 			return // shutting down or dropped: a restart decides from the last written status
 		}
 	case mustPersist && !over:
@@ -297,7 +304,7 @@ func (e *engine) deleteCreated(ctx context.Context, identity string, ref drv1.Re
 }
 
 // runAction runs one action: it is the action queue's process function.
-func (e *engine) runAction(_ context.Context, k actionKey) error {
+func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	r := e.running(k.exec)
 	if r == nil || r.exec.UID != k.uid || k.index >= len(r.prep.bodies) {
 		return nil // the run ended, or its execution was deleted or replaced
@@ -305,7 +312,7 @@ func (e *engine) runAction(_ context.Context, k actionKey) error {
 	body := r.prep.bodies[k.index]
 	r.mu.Lock()
 	as := r.status.ActionStatuses[k.index]
-	if as.Phase == drv1.StepRunning && (r.cancelled || e.draining.Load()) {
+	if as.Phase == drv1.StepRunning && (r.cancelled || e.draining.Load() || qctx.Err() != nil) {
 		// Cancelled, or the controller is stopping, while it was queued: it never starts (a
 		// restart starts it afresh).
 		a := &r.status.ActionStatuses[k.index]
@@ -439,9 +446,25 @@ func (r *run) finish() {
 		klog.FromContext(r.ctx).Info("Marking the reverted execution failed; the final sync retries", "execution", r.key, "err", err)
 	}
 	if err := r.writer.Flush(r.ctx); err != nil {
+		if r.ctx.Err() == nil {
+			r.writeFailed(err)
+		}
 		return // shutting down: a restart reads the last written status and finishes again
 	}
 	r.e.c.finished(r.ctx, r.exec, st)
+}
+
+// writeFailed ends a run whose status cannot be written any more (refused for good, for example
+// too large): it must not stay Running with the plan locked. A minimal Failed status saying why is
+// written instead, and the lock released.
+func (r *run) writeFailed(err error) {
+	r.e.forget(r.key)
+	r.e.drop(r)
+	ctx := context.WithoutCancel(r.ctx)
+	klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
+	if endErr := r.e.c.endBeforeStart(ctx, r.exec, drv1.ExecutionFailed, "Cannot write the status: "+err.Error()); endErr != nil {
+		r.e.c.queue.AddRateLimited(key{kindExecution, r.key.Namespace, r.key.Name})
+	}
 }
 
 // statusPatch replaces an execution's status, only if the object is still the one with uid.

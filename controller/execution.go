@@ -181,6 +181,10 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--require-service-account)",
 			plan.Namespace, plan.Name))
 	}
+	if plan.DeletionTimestamp != nil && exec.Spec.Operation != drv1.OperationRevert {
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
+			"Cannot start: DRPlan %s/%s is being deleted (it can still be reverted)", plan.Namespace, plan.Name))
+	}
 	now := metav1.NewTime(c.now().Truncate(time.Second))
 	var (
 		snap *drv1.ExecutionSnapshot

@@ -67,18 +67,24 @@ func leaderElection(kube kubernetes.Interface, o LeaderElectionOptions, m *Metri
 					// The workers stop when the process stops (with the shutdown grace) or when
 					// the lease is lost (then at once: it may be someone else's now).
 					work, stop := context.WithCancel(ctx)
+					leading := make(chan struct{})
 					go func() {
+						// Watch the lease until the workers are done, through the shutdown
+						// grace too: a lease lost then means another replica may be running.
 						select {
 						case <-leadCtx.Done():
 							if ctx.Err() == nil {
 								lostLease.Store(true)
-								close(abandon) // no grace: the lease may be another's already
 							}
-						case <-work.Done():
+							if electCtx.Err() == nil { // not our own release after draining
+								close(abandon) // no grace: the runs may be another's already
+							}
+						case <-leading:
 						}
 						stop()
 					}()
 					lead(work, abandon)
+					close(leading)
 					stop()
 					close(workersDone)
 					stopElecting() // release the lease now that nothing runs

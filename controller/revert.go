@@ -39,7 +39,17 @@ func (c *Controller) revertTarget(ctx context.Context, exec *drv1.DRPlanExecutio
 			return nil, "", err
 		}
 		if target = rules.RevertTarget(execs); target != nil {
+			// Judge it as it is now, not as the cache last saw it: a Revert that just ended
+			// may have marked it reverted already.
 			name = target.Name
+			switch t, err := c.dr.DrV1alpha1().DRPlanExecutions(target.Namespace).Get(ctx, target.Name, metav1.GetOptions{}); {
+			case err == nil:
+				target = t
+			case apierrors.IsNotFound(err):
+				target = nil
+			default:
+				return nil, "", err
+			}
 		}
 	}
 	ok, msg, err := c.rules.RevertEligible.Decide(ctx, rules.RevertVars(plan, exec, name, target), false)

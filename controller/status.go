@@ -90,7 +90,12 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 		return err
 	}
 	isExecuted := executed(execs)
-	if plan, err = c.syncFinalizer(ctx, plan, isExecuted); err != nil {
+	// A failover still running is protected too: deleting its plan now would leave it
+	// impossible to revert.
+	running := slices.ContainsFunc(execs, func(e *drv1.DRPlanExecution) bool {
+		return e.Spec.Operation == drv1.OperationExecute && !rules.ExecutionEnded(&e.Status)
+	})
+	if plan, err = c.syncFinalizer(ctx, plan, isExecuted || running); err != nil {
 		return err
 	}
 	if plan.DeletionTimestamp != nil && len(plan.Finalizers) == 0 {
@@ -115,8 +120,8 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 // syncFinalizer keeps FinalizerExecuted on a plan exactly while its failover is in effect and
 // its deletion is not explicitly allowed. A plan being deleted with it says why it waits.
 // It returns the plan as it is now.
-func (c *Controller) syncFinalizer(ctx context.Context, plan *drv1.DRPlan, isExecuted bool) (*drv1.DRPlan, error) {
-	want := isExecuted && plan.Annotations[drv1.AnnotationAllowDelete] != "true"
+func (c *Controller) syncFinalizer(ctx context.Context, plan *drv1.DRPlan, protect bool) (*drv1.DRPlan, error) {
+	want := protect && plan.Annotations[drv1.AnnotationAllowDelete] != "true"
 	has := slices.Contains(plan.Finalizers, drv1.FinalizerExecuted)
 	if plan.DeletionTimestamp != nil && want && has {
 		c.event(plan, false, "DeletionBlocked", fmt.Sprintf(

@@ -59,6 +59,10 @@ func (c *Controller) syncTrigger(ctx context.Context, plan *drv1.DRPlan) (bool, 
 	}
 }
 
+// annotationTriggerToken on an execution a trigger created says which trigger: the plan's UID and
+// the pending marker. A restart finding the name taken checks it was its own.
+const annotationTriggerToken = drv1.GroupName + "/trigger-token"
+
 // triggeredName is "<plan>-<operation>-<time>", cut to fit a name.
 func triggeredName(plan, op, at string) string {
 	suffix := "-" + op + "-" + at
@@ -75,16 +79,26 @@ func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pen
 		_, err := c.patchAnnotations(ctx, plan, map[string]any{drv1.AnnotationTriggerPending: nil})
 		return err
 	}
+	token := string(plan.UID) + "/" + pending
 	exec := &drv1.DRPlanExecution{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: plan.Namespace, Labels: map[string]string{drv1.LabelPlan: drv1.LabelValue(plan.Name)}},
-		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan.Name}, Operation: drv1.Operation(op)},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: plan.Namespace, Labels: map[string]string{drv1.LabelPlan: drv1.LabelValue(plan.Name)},
+			Annotations: map[string]string{annotationTriggerToken: token}},
+		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan.Name}, Operation: drv1.Operation(op)},
 	}
 	_, err := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Create(ctx, exec, metav1.CreateOptions{FieldManager: fieldManager})
 	switch {
 	case err == nil:
 		c.event(plan, true, "ExecutionCreated", fmt.Sprintf("Created DRPlanExecution %s (%s) for %s", name, op, drv1.AnnotationTrigger))
 	case apierrors.IsAlreadyExists(err):
-		// Created before a restart: done.
+		// Created by this very trigger before a restart: done. Anyone else's is a refusal.
+		existing, getErr := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if getErr != nil {
+			return getErr
+		}
+		if existing.Annotations[annotationTriggerToken] != token {
+			c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=%s: an execution named %s exists already; annotate again in a second",
+				drv1.AnnotationTrigger, strings.ToLower(op), name))
+		}
 	case apierrors.IsInvalid(err) || apierrors.IsConflict(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err):
 		// Refused (by the webhook, the schema or RBAC): say why; the trigger is spent.
 		c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=%s: %v", drv1.AnnotationTrigger, strings.ToLower(op), err))
@@ -97,12 +111,18 @@ func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pen
 
 // cancelTriggered marks the plan's executions in progress cancelled, then clears the trigger.
 func (c *Controller) cancelTriggered(ctx context.Context, plan *drv1.DRPlan) error {
-	execs, err := c.inf.ExecutionsForPlan(plan.Namespace, plan.Name)
+	// Read live: an execution created a moment ago (an execute trigger just before this
+	// cancel) may not be in the cache yet, and must be cancelled too.
+	list, err := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
 	var cancelled []string
-	for _, e := range execs {
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.Spec.PlanRef.Name != plan.Name || e.Spec.PlanRef.NamespaceOr(e.Namespace) != plan.Namespace {
+			continue
+		}
 		if rules.ExecutionEnded(&e.Status) || e.Annotations[drv1.AnnotationCancel] == "true" {
 			continue
 		}
