@@ -261,3 +261,38 @@ func TestWebhookServesReviews(t *testing.T) {
 	h.ServeHTTP(rw, httptest.NewRequest(http.MethodPost, admission.Path, bytes.NewReader([]byte("not json"))))
 	assert.Equal(t, http.StatusBadRequest, rw.Code)
 }
+
+func TestDecidePlanUpdatesKeepWorking(t *testing.T) {
+	d := fixture()
+	// The workflow renamed its parameter since: the plan's value names nothing now.
+	bad := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}, Spec: drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "s",
+		Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "wf"}, Params: []drv1.ParamValue{{Name: "regoin", Value: "x"}}}}}}}}
+	annotated := bad.DeepCopy()
+	annotated.Annotations = map[string]string{drv1.AnnotationAllowDelete: "true"}
+	got := d.Plan(context.Background(), annotated, bad)
+	assert.True(t, got.Allowed(), "a metadata change of an Invalid plan goes through: %v", got.Err)
+	require.NotEmpty(t, got.Warnings)
+	assert.Contains(t, got.Warnings[0], `the plan is Invalid: spec.stages[0].workflows[0].params[0].name`)
+
+	edited := bad.DeepCopy()
+	edited.Spec.Description = "edited"
+	assert.False(t, d.Plan(context.Background(), edited, bad).Allowed(), "a spec change is judged")
+
+	deleting := bad.DeepCopy()
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	deleting.Annotations = map[string]string{drv1.AnnotationTrigger: "execute"}
+	got = d.Plan(context.Background(), deleting, bad)
+	require.False(t, got.Allowed())
+	assert.Contains(t, got.Err.Error(), "the plan is being deleted: it can still be reverted or cancelled, not executed")
+}
+
+func TestDecideExecutionOfAnotherNamespacesPlan(t *testing.T) {
+	e := execution("new", drv1.OperationExecute, "", func(e *drv1.DRPlanExecution) {
+		e.Namespace = "team-a"
+		e.Spec.PlanRef.Namespace = "prod"
+	})
+	got := fixture().Execution(context.Background(), e, nil)
+	require.False(t, got.Allowed())
+	assert.Contains(t, got.Err.Error(), "spec.planRef.namespace: Forbidden: an execution runs a plan of its own namespace (team-a); create it in prod")
+}
