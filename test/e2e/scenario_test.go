@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -82,11 +85,18 @@ func finishJob(t *testing.T, j *batchv1.Job, outcome batchv1.JobConditionType) {
 	assert.NoError(t, err, "set the status of Job %s", j.Name)
 }
 
-// deletions records, in order, the deletions of the named resources in ns.
+// deletions records the deletions of the named resources, in the order etcd made them: each
+// DELETED event carries the revision of the delete, one counter across every resource (events
+// from separate watches may arrive in any order).
 type deletions struct {
-	mu    sync.Mutex
-	names []string
-	stop  func()
+	mu      sync.Mutex
+	deleted []deletion
+	stop    func()
+}
+
+type deletion struct {
+	name     string
+	revision int64
 }
 
 func watchDeletions(t *testing.T, ns string, gvrs ...schema.GroupVersionResource) *deletions {
@@ -104,9 +114,14 @@ func watchDeletions(t *testing.T, ns string, gvrs ...schema.GroupVersionResource
 		wg.Go(func() {
 			for ev := range w.ResultChan() {
 				if ev.Type == watch.Deleted {
-					m, _ := ev.Object.(interface{ GetName() string })
+					m, _ := ev.Object.(interface {
+						GetName() string
+						GetResourceVersion() string
+					})
+					rev, err := strconv.ParseInt(m.GetResourceVersion(), 10, 64)
+					assert.NoError(t, err)
 					d.mu.Lock()
-					d.names = append(d.names, gvr.Resource+"/"+m.GetName())
+					d.deleted = append(d.deleted, deletion{gvr.Resource + "/" + m.GetName(), rev})
 					d.mu.Unlock()
 				}
 			}
@@ -118,8 +133,13 @@ func watchDeletions(t *testing.T, ns string, gvrs ...schema.GroupVersionResource
 
 func (d *deletions) list() []string {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]string(nil), d.names...)
+	sorted := slices.SortedFunc(slices.Values(d.deleted), func(a, b deletion) int { return cmp.Compare(a.revision, b.revision) })
+	d.mu.Unlock()
+	names := make([]string, len(sorted))
+	for i, x := range sorted {
+		names[i] = x.name
+	}
+	return names
 }
 
 // TestScenario1 runs the guide's single-application failover (场景 1) on the real control plane
