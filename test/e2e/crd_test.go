@@ -102,6 +102,8 @@ spec:
 		{"duplicate action names", wf(`  - {name: a, type: HTTP, http: {url: "https://x"}}
   - {name: a, type: HTTP, http: {url: "https://y"}}`),
 			[]string{`spec.actions[1]: Duplicate value: {"name":"a"}`}},
+		{"waitFor on an HTTP call", wf(`  - {name: a, type: HTTP, http: {url: "https://x"}, waitFor: {condition: "true"}}`),
+			[]string{"waitFor is for actions that make or change an object (KubernetesResource, Job, Localization, Subscription; not a Delete or an HTTP call)"}},
 		{"bad timeout", wf(`  - {name: a, type: HTTP, http: {url: "https://x", timeout: 30 seconds}}`),
 			[]string{`spec.actions[0].http.timeout: Invalid value: "30 seconds": must be a duration such as 30s, 5m or 1h30m`}},
 		{"bad method", wf(`  - {name: a, type: HTTP, http: {url: "https://x", method: FETCH}}`),

@@ -355,3 +355,44 @@ func TestScenario2(t *testing.T) {
 	}
 	waitPlanPhase(t, ns, "ecommerce-dr-plan", drv1.PlanReady)
 }
+
+// TestWaitForOnAClusternetObject: waitFor holds a Localization action until a condition over the
+// Localization is true (here, an annotation that the test sets, standing in for Clusternet).
+func TestWaitForOnAClusternetObject(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "waitfor-loc")
+	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  actions:
+  - name: localize
+    type: Localization
+    localization:
+      operation: Create
+      name: loc
+      namespace: %[1]s
+      feed: {apiVersion: apps/v1, kind: Deployment, name: app, namespace: %[1]s}
+      overrides: [{name: r, type: MergePatch, value: "spec: {replicas: 2}"}]
+    waitFor:
+      condition: "has(object.metadata.annotations) && 'applied' in object.metadata.annotations"
+      timeout: 1m
+`, ns))
+	applyPlan(t, ns, "p", "wf")
+	createExecution(t, ns, "run", "p")
+	eventually(t, "the action to wait", func() (bool, string) {
+		e := getExecution(t, ns, "run")
+		if len(e.Status.ActionStatuses) == 0 {
+			return false, "no status yet"
+		}
+		return strings.HasPrefix(e.Status.ActionStatuses[0].Message, "Waiting for "), e.Status.ActionStatuses[0].Message
+	})
+	dyn, err := dynamic.NewForConfig(env.Config)
+	require.NoError(t, err)
+	_, err = dyn.Resource(localizations).Namespace(ns).Patch(ctx, "loc", "application/merge-patch+json",
+		[]byte(`{"metadata":{"annotations":{"applied":"true"}}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Contains(t, e.Status.ActionStatuses[0].Message, `is true`)
+	require.NotNil(t, e.Status.Outputs[0].LocalizationRef)
+}

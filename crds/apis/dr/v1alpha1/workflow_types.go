@@ -108,7 +108,7 @@ type Parameter struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.localization) || self.localization.operation != 'Patch' || has(self.rollback)",message="a Localization Patch needs an explicit rollback: Revert cannot undo a patch by itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.subscription) || self.subscription.operation != 'Patch' || has(self.rollback)",message="a Subscription Patch needs an explicit rollback: Revert cannot undo a patch by itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.resource) || !(self.resource.operation in ['Patch', 'Apply']) || has(self.rollback)",message="a KubernetesResource Patch or Apply needs an explicit rollback: Revert cannot undo it by itself"
-// +kubebuilder:validation:XValidation:rule="!has(self.waitFor) || (self.type == 'KubernetesResource' && self.resource.operation != 'Delete')",message="waitFor is for KubernetesResource actions that create, apply or patch an object"
+// +kubebuilder:validation:XValidation:rule="!has(self.waitFor) || self.type == 'Job' || (self.type == 'KubernetesResource' && has(self.resource) && self.resource.operation != 'Delete') || (self.type == 'Localization' && has(self.localization) && self.localization.operation != 'Delete') || (self.type == 'Subscription' && has(self.subscription) && self.subscription.operation != 'Delete')",message="waitFor is for actions that make or change an object (KubernetesResource, Job, Localization, Subscription; not a Delete or an HTTP call)"
 type Action struct {
 	// Name identifies the action in status, events and outputs; unique within the workflow.
 	// +kubebuilder:validation:MinLength=1
