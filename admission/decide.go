@@ -183,7 +183,11 @@ func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report Plan
 		asking = &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
 			Spec: drv1.DRPlanExecutionSpec{Operation: drv1.OperationExecute}}
 	}
-	return d.lockFree(ctx, plan, asking)
+	execs, err := d.State.ExecutionsForPlan(plan.Namespace, plan.Name)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	return d.lockFree(ctx, plan, asking, execs)
 }
 
 // executionParams checks an execution's own parameter values against the workflows that
@@ -234,14 +238,10 @@ func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	var name string
-	var target *drv1.DRPlanExecution
-	if ref := exec.Spec.RevertExecutionRef; ref != nil {
-		name = ref.Name
-		target, _ = d.State.GetExecution(exec.Namespace, ref.Name)
-	} else if target = rules.RevertTarget(execs); target != nil {
-		name = target.Name
-	}
+	name, target, _ := rules.ChooseRevertTarget(exec, execs, func(name string) (*drv1.DRPlanExecution, error) {
+		t, _ := d.State.GetExecution(exec.Namespace, name)
+		return t, nil
+	})
 	ok, msg, err := d.Rules.RevertEligible.Decide(ctx, rules.RevertVars(plan, exec, name, target), false)
 	if err != nil {
 		return apierrors.NewInternalError(err)
@@ -257,17 +257,14 @@ func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.
 		}
 		return invalid(kind, objName, field.ErrorList{field.Invalid(path, value, "cannot revert: "+msg)})
 	}
-	return d.lockFree(ctx, plan, exec)
+	return d.lockFree(ctx, plan, exec, execs)
 }
 
 // lockFree refuses a new execution while another of the plan is in progress: the one holding
 // the plan's lock, or one not finished yet (a new one has no phase) that will take it. PlanLock
 // decides, as it does in the controller, with each of them in turn as the holder.
-func (d *Decider) lockFree(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPlanExecution) *apierrors.StatusError {
-	execs, err := d.State.ExecutionsForPlan(plan.Namespace, plan.Name)
-	if err != nil {
-		return apierrors.NewInternalError(err)
-	}
+// execs are the plan's executions.
+func (d *Decider) lockFree(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPlanExecution, execs []*drv1.DRPlanExecution) *apierrors.StatusError {
 	var holders []*drv1.DRPlan
 	if cur := plan.Status.CurrentExecution; cur != nil {
 		holders = append(holders, plan)

@@ -452,6 +452,8 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 	}
 	klog.FromContext(ctx).Info("Execution finished", "execution", klog.KObj(exec), "phase", st.Phase, "message", st.Message)
 	c.metrics.executionEnded(exec.Spec.Operation, st.Phase)
+	// The engine marked a Revert's target before the final status; this makes sure of it (a
+	// failure there is retried) before the plan's lock is let go.
 	if err := c.markReverted(ctx, exec, st); err != nil {
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
 		return

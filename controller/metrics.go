@@ -13,7 +13,6 @@ import (
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
-	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // Metrics are the controller's Prometheus series (docs/metrics.md lists them). One set per
@@ -110,7 +109,7 @@ func (m *Metrics) WebhookDecided(kind string, allowed bool, took time.Duration) 
 	m.webhookDecision.WithLabelValues(kind, a).Inc()
 }
 
-// celEvaluated is the rules package's evaluation observer.
+// celEvaluated is the rules package's evaluation observer (rules.SetObserver).
 func (m *Metrics) celEvaluated(kind string, cost uint64, err error) {
 	result := "ok"
 	if err != nil {
@@ -129,12 +128,6 @@ func (m *Metrics) setLeader(on bool) {
 	} else {
 		m.leader.Set(0)
 	}
-}
-
-// observeCEL makes the rules package report every evaluation to m.
-func (m *Metrics) observeCEL() {
-	f := m.celEvaluated
-	rules.SetObserver(f)
 }
 
 // serveMetrics serves /metrics, /healthz (the process is up) and /readyz (its caches have

@@ -24,33 +24,20 @@ import (
 
 // revertTarget finds the execution a Revert undoes and asks RevertEligible whether it may.
 func (c *Controller) revertTarget(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan) (*drv1.DRPlanExecution, string, error) {
-	var name string
-	var target *drv1.DRPlanExecution
-	if ref := exec.Spec.RevertExecutionRef; ref != nil {
-		name = ref.Name
-		if t, err := c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Get(ctx, ref.Name, metav1.GetOptions{}); err == nil {
-			target = t
-		} else if !apierrors.IsNotFound(err) {
-			return nil, "", err
+	execs, err := c.inf.ExecutionsForPlan(plan.Namespace, plan.Name)
+	if err != nil {
+		return nil, "", err
+	}
+	// Read live: a Revert that just ended may have marked the target reverted already.
+	name, target, err := rules.ChooseRevertTarget(exec, execs, func(name string) (*drv1.DRPlanExecution, error) {
+		t, err := c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, nil
 		}
-	} else {
-		execs, err := c.inf.ExecutionsForPlan(plan.Namespace, plan.Name)
-		if err != nil {
-			return nil, "", err
-		}
-		if target = rules.RevertTarget(execs); target != nil {
-			// Judge it as it is now, not as the cache last saw it: a Revert that just ended
-			// may have marked it reverted already.
-			name = target.Name
-			switch t, err := c.dr.DrV1alpha1().DRPlanExecutions(target.Namespace).Get(ctx, target.Name, metav1.GetOptions{}); {
-			case err == nil:
-				target = t
-			case apierrors.IsNotFound(err):
-				target = nil
-			default:
-				return nil, "", err
-			}
-		}
+		return t, err
+	})
+	if err != nil {
+		return nil, "", err
 	}
 	ok, msg, err := c.rules.RevertEligible.Decide(ctx, rules.RevertVars(plan, exec, name, target), false)
 	if err != nil {
@@ -197,6 +184,10 @@ func (c *Controller) markReverted(ctx context.Context, revert *drv1.DRPlanExecut
 	if revert.Spec.Operation != drv1.OperationRevert || st.Phase != drv1.ExecutionSucceeded || st.Snapshot == nil || st.Snapshot.RevertOf == "" {
 		return nil
 	}
+	marked := func(t *drv1.DRPlanExecution) bool { return t.Status.RevertedBy == revert.Name && rules.Reverted(t) }
+	if t, ok := c.inf.GetExecution(revert.Namespace, st.Snapshot.RevertOf); ok && marked(t) {
+		return nil // every sync of an ended Revert passes here: no read of the API server once done
+	}
 	execs := c.dr.DrV1alpha1().DRPlanExecutions(revert.Namespace)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		t, err := execs.Get(ctx, st.Snapshot.RevertOf, metav1.GetOptions{})
@@ -206,7 +197,7 @@ func (c *Controller) markReverted(ctx context.Context, revert *drv1.DRPlanExecut
 		if err != nil {
 			return err
 		}
-		if t.Status.RevertedBy == revert.Name && rules.Reverted(t) {
+		if marked(t) {
 			return nil
 		}
 		t = t.DeepCopy()

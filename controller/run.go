@@ -115,7 +115,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	c := New(clients, dr, inf, recorder, runners)
 	c.ready = opts.Ready
 	c.metrics = NewMetrics()
-	c.metrics.observeCEL()
+	rules.SetObserver(c.metrics.celEvaluated)
 	c.metrics.watchQueue("sync", c.queue.Stats)
 	c.metrics.watchQueue("actions", c.engine.queue.Stats)
 	if le := opts.LeaderElection; le != nil {

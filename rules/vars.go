@@ -87,6 +87,25 @@ func RevertTarget(execs []*drv1.DRPlanExecution) *drv1.DRPlanExecution {
 	return best
 }
 
+// ChooseRevertTarget names the execution a Revert undoes, and reads it with get (nil, nil: it
+// does not exist): its revertExecutionRef, else the latest Execute in effect among the plan's
+// executions (name "": nothing to revert). The one chosen from execs is read again with get, so
+// that it is judged as it is now, not as a cache last saw it.
+func ChooseRevertTarget(exec *drv1.DRPlanExecution, execs []*drv1.DRPlanExecution,
+	get func(name string) (*drv1.DRPlanExecution, error)) (string, *drv1.DRPlanExecution, error) {
+	var name string
+	if ref := exec.Spec.RevertExecutionRef; ref != nil {
+		name = ref.Name
+	} else if t := RevertTarget(execs); t != nil {
+		name = t.Name
+	}
+	if name == "" {
+		return "", nil, nil
+	}
+	target, err := get(name)
+	return name, target, err
+}
+
 // later orders executions by completion time, then creation time, then name.
 func later(a, b *drv1.DRPlanExecution) bool {
 	at, bt := a.Status.CompletionTime, b.Status.CompletionTime

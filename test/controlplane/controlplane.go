@@ -204,9 +204,15 @@ func (cp *ControlPlane) Kubectl(ctx context.Context, args ...string) (stdout, st
 
 // KubectlInput is Kubectl with stdin, e.g. KubectlInput(ctx, manifest, "apply", "-f", "-").
 func (cp *ControlPlane) KubectlInput(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error) {
+	return RunKubectl(ctx, cp.Binaries.Kubectl, cp.KubeconfigPath, filepath.Join(cp.Dir, "kubectl-cache"), stdin, args...)
+}
+
+// RunKubectl runs the kubectl binary against the cluster of kubeconfig with stdin, keeping its
+// discovery cache in cacheDir; an error carries kubectl's own message.
+func RunKubectl(ctx context.Context, kubectl, kubeconfig, cacheDir, stdin string, args ...string) (stdout, stderr string, err error) {
 	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, cp.Binaries.Kubectl, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+cp.KubeconfigPath, "KUBECACHEDIR="+filepath.Join(cp.Dir, "kubectl-cache"))
+	cmd := exec.CommandContext(ctx, kubectl, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "KUBECACHEDIR="+cacheDir)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

@@ -108,22 +108,13 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 		return nil, errors.Join(err, b.Stop())
 	}
 	kubectl := func(ctx context.Context, stdin string, args ...string) (string, string, error) {
-		var out, errOut strings.Builder
-		cmd := exec.CommandContext(ctx, bins.Kubectl, args...)
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+b.kubeconfig)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
-		if err := cmd.Run(); err != nil {
-			return out.String(), errOut.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, errOut.String())
-		}
-		return out.String(), errOut.String(), nil
+		return controlplane.RunKubectl(ctx, bins.Kubectl, b.kubeconfig, filepath.Join(b.dir, "kubectl-cache"), stdin, args...)
 	}
-	clusternet := strings.Join(func() []string {
-		var docs []string
-		for _, d := range crds.ClusternetYAML() {
-			docs = append(docs, string(d))
-		}
-		return docs
-	}(), "\n---\n")
+	var clusternet strings.Builder
+	for _, doc := range crds.ClusternetYAML() {
+		clusternet.WriteString("---\n")
+		clusternet.Write(doc)
+	}
 	b.kubectl = kubectl
 	// The suite's HTTP recorder must be reachable from the pods: it listens on every address and
 	// is called through the kind network's gateway, which is this host.
@@ -137,7 +128,7 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 			break
 		}
 	}
-	for _, manifest := range []string{clusternet, b.chart} {
+	for _, manifest := range []string{clusternet.String(), b.chart} {
 		if _, _, err := kubectl(ctx, manifest, "apply", "--server-side", "-f", "-"); err != nil {
 			return nil, errors.Join(err, b.Stop())
 		}
