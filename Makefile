@@ -46,13 +46,21 @@ bench: ## Benchmarks on the local control plane (engine throughput, parallelism,
 	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 ./test/e2e/
 	$(GO) test -run '^$$' -bench . -benchmem ./actions/ ./rules/ ./admission/
 
+# NODE=1 adds a real node on this host (containerd, kubelet, kube-scheduler): Jobs run pods.
+NODE ?=
+NODE_FLAG = $(if $(filter-out 0,$(NODE)),--node)
+
 .PHONY: run
-run: build ## Start a local control plane and run the controller in the foreground (Ctrl-C stops all).
-	$(BIN)/drplan-local run --dir $(RUN_DIR)
+run: build $(if $(NODE_FLAG),node-deps) ## Start a local control plane and run the controller in the foreground (Ctrl-C stops all); NODE=1 adds a real node.
+	$(BIN)/drplan-local run --dir $(RUN_DIR) $(NODE_FLAG)
 
 .PHONY: up
-up: build ## Start a local control plane and the controller in the background (.drplan/).
-	$(BIN)/drplan-local up --dir $(RUN_DIR)
+up: build $(if $(NODE_FLAG),node-deps) ## Start a local control plane and the controller in the background (.drplan/); NODE=1 adds a real node.
+	$(BIN)/drplan-local up --dir $(RUN_DIR) $(NODE_FLAG)
+
+.PHONY: node-deps
+node-deps: ## Install the Debian packages the node mode needs (containerd, runc, CNI plugins, busybox-static, ...), if missing.
+	./hack/node-deps.sh
 
 .PHONY: down
 down: ## Stop what `make up` or `make run` started.

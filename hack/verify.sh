@@ -15,7 +15,7 @@ fi
 go vet ./...
 
 # Every module's go.mod and go.sum are tidy.
-for mod in . hack/tools/kube hack/tools/etcd hack/tools/codegen hack/tools/image; do
+for mod in . hack/tools/kube hack/tools/node hack/tools/etcd hack/tools/codegen hack/tools/image; do
 	if ! (cd "$mod" && go mod tidy -diff >/dev/null); then
 		echo "verify: $mod/go.mod or go.sum is not tidy: run 'go mod tidy' there" >&2
 		exit 1

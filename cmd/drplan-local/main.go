@@ -2,9 +2,11 @@
 // (etcd + kube-apiserver built from the Go module proxy, no Docker):
 //
 //	drplan-local run  --dir .drplan   control plane + controller in the foreground; Ctrl-C stops all
+//	drplan-local run  --node          the same with a real node on this host (pods run; needs root)
 //	drplan-local up   --dir .drplan   the same in the background; returns once ready
-//	drplan-local down --dir .drplan   stops what run or up started
+//	drplan-local down --dir .drplan   stops what run or up started (and restores the host after --node)
 //	drplan-local kubectl-path         builds (or finds) kubectl of the server's version, prints its path
+//	drplan-local node-check           exits 0 if this host can run the node mode, else says why
 package main
 
 import (
@@ -34,8 +36,9 @@ import (
 	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
-const usage = `usage: drplan-local run|up|down [--dir DIR] [--controller-manager]
+const usage = `usage: drplan-local run|up|down [--dir DIR] [--controller-manager] [--node]
        drplan-local kubectl-path
+       drplan-local node-check                       exits 0 if this host can run the node mode, else prints why
        drplan-local sink [--addr 127.0.0.1:8080]   an HTTP endpoint for the guide's webhooks: answers 200, prints each request`
 
 func main() {
@@ -47,6 +50,7 @@ func main() {
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	dir := fs.String("dir", ".drplan", "Run directory: kubeconfig, certificates, etcd data, logs, pid files.")
 	kcm := fs.Bool("controller-manager", false, "Also run kube-controller-manager (namespace deletion, garbage collection, Jobs' pods).")
+	node := fs.Bool("node", false, "Also run a real node on this host (containerd, kubelet, kube-scheduler; implies --controller-manager), so that Jobs run pods. Needs root; `down` restores the host.")
 	addr := fs.String("addr", "127.0.0.1:8080", "sink: the address to listen on.")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[2:])
@@ -55,9 +59,14 @@ func main() {
 	if err == nil {
 		switch cmd {
 		case "run":
-			err = run(abs, *kcm)
+			err = run(abs, *kcm, *node)
 		case "up":
-			err = up(abs, *kcm)
+			err = up(abs, *kcm, *node)
+		case "node-check":
+			if problem := controlplane.NodeHostProblem(); problem != "" {
+				fmt.Println(problem)
+				os.Exit(1)
+			}
 		case "down":
 			err = down(abs)
 		case "kubectl-path":
@@ -93,7 +102,7 @@ func sink(addr string) error {
 const webhookConfigName = "drplan-controller"
 
 // run starts the control plane and runs the controller in this process until SIGINT or SIGTERM.
-func run(dir string, kcm bool) error {
+func run(dir string, kcm, node bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	_ = os.Remove(readyFile(dir))
@@ -102,6 +111,7 @@ func run(dir string, kcm bool) error {
 		Dir:               dir,
 		CRDs:              append(crds.YAML(), crds.ClusternetYAML()...),
 		ControllerManager: kcm,
+		Node:              node,
 		Progress:          os.Stdout,
 	})
 	if err != nil {
@@ -119,6 +129,10 @@ func run(dir string, kcm bool) error {
 		_ = os.WriteFile(readyFile(dir), []byte(time.Now().Format(time.RFC3339)+"\n"), 0o644)
 		fmt.Printf("drplan-local: ready. Use the cluster from another terminal with:\n\n    export KUBECONFIG=%s\n    export PATH=%s:$PATH   # kubectl %s\n\n",
 			cp.KubeconfigPath, filepath.Dir(cp.Binaries.Kubectl), controlplane.KubeVersion)
+		if node {
+			fmt.Printf("drplan-local: node %s runs pods: use image %s (made offline; nothing is pulled), and reach this host from pods at %s (no cluster DNS, no kube-proxy).\n\n",
+				controlplane.NodeName, controlplane.BusyboxImage, controlplane.NodeGateway)
+		}
 	}
 	// The admission webhook, served by the controller on loopback and registered by URL.
 	ln, certDir, url, err := cp.WebhookServing(admission.Path)
@@ -143,7 +157,7 @@ func run(dir string, kcm bool) error {
 
 // up runs `run` as a background process of its own session and returns once it is ready,
 // streaming its output meanwhile.
-func up(dir string, kcm bool) error {
+func up(dir string, kcm, node bool) error {
 	if pid, ok := runningPID(dir); ok {
 		return fmt.Errorf("already up (pid %d); use `make down` first", pid)
 	}
@@ -166,6 +180,9 @@ func up(dir string, kcm bool) error {
 	args := []string{"run", "--dir", dir}
 	if kcm {
 		args = append(args, "--controller-manager")
+	}
+	if node {
+		args = append(args, "--node")
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -29,6 +29,8 @@ type Binaries struct {
 	KubeAPIServer         string
 	KubeControllerManager string // empty unless it was asked for
 	Kubectl               string
+	Kubelet               string // empty unless the node mode was asked for
+	KubeScheduler         string // empty unless the node mode was asked for
 }
 
 // component is one executable built from a tools module.
@@ -59,16 +61,24 @@ func kubeComponent(name string) component {
 	return component{name: name, pkg: "k8s.io/kubernetes/cmd/" + name, module: "hack/tools/kube", version: KubeVersion, ldflags: kubeLDFlags}
 }
 
+// nodeComponent is a binary of the node mode, from its own tools module (so that adding it left
+// the control plane's cache key alone).
+func nodeComponent(name string) component {
+	c := kubeComponent(name)
+	c.module = "hack/tools/node"
+	return c
+}
+
 // EnsureBinaries returns etcd, kube-apiserver, kube-controller-manager and kubectl, building them
 // from the tools modules on a cache miss. See ensureBinaries.
 func EnsureBinaries(ctx context.Context, progress io.Writer) (Binaries, error) {
-	return ensureBinaries(ctx, progress, true)
+	return ensureBinaries(ctx, progress, true, false)
 }
 
 // ensureBinaries finds the binaries in the cache or builds the missing ones. A cache hit only
 // stats files. Builds run under an exclusive lock on the cache directory, so concurrent processes
 // build once; each binary lands in its directory by an atomic rename.
-func ensureBinaries(ctx context.Context, progress io.Writer, withControllerManager bool) (Binaries, error) {
+func ensureBinaries(ctx context.Context, progress io.Writer, withControllerManager, withNode bool) (Binaries, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -81,8 +91,11 @@ func ensureBinaries(ctx context.Context, progress io.Writer, withControllerManag
 		return Binaries{}, err
 	}
 	comps := []component{etcdComponent(), kubeComponent("kube-apiserver"), kubeComponent("kubectl")}
-	if withControllerManager {
+	if withControllerManager || withNode {
 		comps = append(comps, kubeComponent("kube-controller-manager"))
+	}
+	if withNode {
+		comps = append(comps, nodeComponent("kubelet"), nodeComponent("kube-scheduler"))
 	}
 	paths := make(map[string]string, len(comps))
 	for _, c := range comps {
@@ -97,6 +110,8 @@ func ensureBinaries(ctx context.Context, progress io.Writer, withControllerManag
 		KubeAPIServer:         paths["kube-apiserver"],
 		KubeControllerManager: paths["kube-controller-manager"],
 		Kubectl:               paths["kubectl"],
+		Kubelet:               paths["kubelet"],
+		KubeScheduler:         paths["kube-scheduler"],
 	}
 	if len(missing(comps, paths)) == 0 {
 		return bins, nil

@@ -18,7 +18,7 @@ const certValidity = 10 * 365 * 24 * time.Hour
 
 // apiServerHosts are the names the kube-apiserver serving certificate is valid for.
 var apiServerHosts = []string{
-	"127.0.0.1", "::1", "localhost", "10.0.0.1",
+	"127.0.0.1", "::1", "localhost", "10.0.0.1", NodeGateway,
 	"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
 }
 
@@ -53,6 +53,11 @@ type pkiFiles struct {
 	controllerServing, controllerSKey    string // kube-controller-manager's serving certificate
 	serviceAccountKey, serviceAccountPub string
 	frontProxyCert, frontProxyKey        string // kube-apiserver's identity towards aggregated APIs
+	// The node mode's identities.
+	schedulerCert, schedulerKey               string // kube-scheduler's client identity
+	kubeletClientCert, kubeletClientKey       string // the kubelet's client identity
+	kubeletServingCert, kubeletServingKey     string // the kubelet's serving certificate
+	apiServerKubeletCert, apiServerKubeletKey string // kube-apiserver's identity towards the kubelet
 }
 
 func newPKIFiles(dir string) pkiFiles {
@@ -66,6 +71,10 @@ func newPKIFiles(dir string) pkiFiles {
 		controllerServing: p("controller-manager-serving.crt"), controllerSKey: p("controller-manager-serving.key"),
 		serviceAccountKey: p("sa.key"), serviceAccountPub: p("sa.pub"),
 		frontProxyCert: p("front-proxy-client.crt"), frontProxyKey: p("front-proxy-client.key"),
+		schedulerCert: p("scheduler.crt"), schedulerKey: p("scheduler.key"),
+		kubeletClientCert: p("kubelet-client.crt"), kubeletClientKey: p("kubelet-client.key"),
+		kubeletServingCert: p("kubelet-serving.crt"), kubeletServingKey: p("kubelet-serving.key"),
+		apiServerKubeletCert: p("apiserver-kubelet-client.crt"), apiServerKubeletKey: p("apiserver-kubelet-client.key"),
 	}
 }
 
@@ -97,6 +106,16 @@ func writePKI(files pkiFiles) (*pki.Authority, error) {
 	add(files.controllerServing, files.controllerSKey, c, k, err)
 	c, k, err = ca.ClientCert(frontProxyUser, certValidity)
 	add(files.frontProxyCert, files.frontProxyKey, c, k, err)
+	// The node mode's components. Like kube-controller-manager above, they are masters: this is
+	// a single-user development cluster, and RBAC for them would only restate Kubernetes' own.
+	c, k, err = ca.ClientCert("system:kube-scheduler", certValidity, "system:masters")
+	add(files.schedulerCert, files.schedulerKey, c, k, err)
+	c, k, err = ca.ClientCert("system:node:"+NodeName, certValidity, "system:nodes", "system:masters")
+	add(files.kubeletClientCert, files.kubeletClientKey, c, k, err)
+	c, k, err = ca.ServingCert([]string{NodeGateway, NodeName}, certValidity)
+	add(files.kubeletServingCert, files.kubeletServingKey, c, k, err)
+	c, k, err = ca.ClientCert("kube-apiserver-kubelet-client", certValidity, "system:masters")
+	add(files.apiServerKubeletCert, files.apiServerKubeletKey, c, k, err)
 	k, c, err = serviceAccountKey()
 	add(files.serviceAccountPub, files.serviceAccountKey, c, k, err)
 

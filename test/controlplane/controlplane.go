@@ -56,6 +56,11 @@ type Options struct {
 	// ControllerManager also runs kube-controller-manager (namespace deletion, garbage
 	// collection, Jobs creating pods, default service accounts).
 	ControllerManager bool
+	// Node also runs a real node on this host (containerd, the CNI bridge plugin, kube-scheduler
+	// and a kubelet; implies ControllerManager), so that pods run. It needs root and the packages
+	// hack/node-deps.sh installs; Start says what is missing. kube-apiserver then listens on
+	// NodeGateway, which pods reach. Stop puts the host back as it was.
+	Node bool
 	// Progress receives human-readable progress (builds, startup); nil discards it.
 	Progress io.Writer
 }
@@ -68,8 +73,9 @@ type ControlPlane struct {
 	Binaries       Binaries
 	CACertPEM      []byte // CA that signed every certificate, trusted by kube-apiserver for clients
 
-	ca      *pki.Authority
-	ownsDir bool
+	ca          *pki.Authority
+	ownsDir     bool
+	releaseNode func() // set while this process holds the host's node
 }
 
 // Start builds (or finds cached) binaries and starts a fresh, empty control plane, ready to use
@@ -84,9 +90,29 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, err
 	}
-	bins, err := ensureBinaries(ctx, progress, opts.ControllerManager)
+	if opts.Node {
+		if problem := NodeHostProblem(); problem != "" {
+			return nil, errors.New(problem)
+		}
+		opts.ControllerManager = true
+	}
+	bins, err := ensureBinaries(ctx, progress, opts.ControllerManager, opts.Node)
 	if err != nil {
 		return nil, err
+	}
+	var images []string
+	if opts.Node {
+		root, err := RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		cache, err := CacheDir()
+		if err != nil {
+			return nil, err
+		}
+		if images, err = nodeImages(ctx, progress, root, cache); err != nil {
+			return nil, err
+		}
 	}
 	began := time.Now()
 	dir, owns, err := prepareDir(opts.Dir)
@@ -112,11 +138,22 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 	cp.CACertPEM = cp.ca.CertPEM
-	ports, err := freePorts(4)
+	ports, err := freePorts(8)
 	if err != nil {
 		return nil, err
 	}
 	etcdPort, peerPort, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	node := nodePorts{kubelet: ports[4], kubeletHealthz: ports[5], scheduler: ports[6], stream: ports[7]}
+	bind := "127.0.0.1"
+	if opts.Node {
+		if cp.releaseNode, err = claimNode(ctx, dir, progress); err != nil {
+			return nil, err
+		}
+		if err := prepareHost(dir, append(node.list(), ports[:4]...)); err != nil {
+			return nil, err
+		}
+		bind = NodeGateway
+	}
 
 	fmt.Fprintf(progress, "controlplane: starting etcd %s and kube-apiserver %s in %s\n", EtcdVersion, KubeVersion, dir)
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
@@ -128,11 +165,15 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 
-	apiServer, err := startProcess(dir, procAPIServer, bins.KubeAPIServer, apiServerArgs(pki, etcdURL, apiPort))
+	args := apiServerArgs(pki, etcdURL, bind, apiPort)
+	if opts.Node {
+		args = append(args, nodeAPIServerArgs(pki)...)
+	}
+	apiServer, err := startProcess(dir, procAPIServer, bins.KubeAPIServer, args)
 	if err != nil {
 		return nil, err
 	}
-	host := "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	host := "https://" + net.JoinHostPort(bind, strconv.Itoa(apiPort))
 	admin, err := tlsClient(pki.caCert, pki.adminCert, pki.adminKey)
 	if err != nil {
 		return nil, err
@@ -167,6 +208,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 			return nil, err
 		}
 	}
+	if opts.Node {
+		if err := cp.startNode(ctx, progress, pki, host, node, images); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintf(progress, "controlplane: ready in %s; KUBECONFIG=%s\n", time.Since(began).Round(time.Millisecond), cp.KubeconfigPath)
 	return cp, nil
 }
@@ -174,7 +220,12 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 // Stop stops kube-controller-manager, kube-apiserver and etcd (in that order) and removes Dir
 // if Start created it. It is safe to call more than once.
 func (cp *ControlPlane) Stop() error {
-	if err := StopDir(cp.Dir); err != nil {
+	err := StopDir(cp.Dir)
+	if cp.releaseNode != nil {
+		cp.releaseNode()
+		cp.releaseNode = nil
+	}
+	if err != nil {
 		return err
 	}
 	if cp.ownsDir {
@@ -241,7 +292,7 @@ func prepareDir(dir string) (string, bool, error) {
 	if err := StopDir(dir); err != nil {
 		return "", false, fmt.Errorf("stop previous control plane in %s: %w", dir, err)
 	}
-	for _, name := range []string{"etcd", "pki", "logs", "pids", "kubeconfig", "controller-manager.kubeconfig", "kubectl-cache", "webhook"} {
+	for _, name := range []string{"etcd", "pki", "logs", "pids", "kubeconfig", "controller-manager.kubeconfig", "kubectl-cache", "webhook", "node"} {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return "", false, fmt.Errorf("clean control-plane dir: %w", err)
 		}
@@ -264,11 +315,11 @@ func etcdArgs(dir, clientURL string, peerPort int) []string {
 	}
 }
 
-func apiServerArgs(pki pkiFiles, etcdURL string, port int) []string {
+func apiServerArgs(pki pkiFiles, etcdURL, bind string, port int) []string {
 	return []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + bind,
+		"--advertise-address=" + bind,
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + pki.dir,
 		"--tls-cert-file=" + pki.apiServerCert,
@@ -292,6 +343,18 @@ func apiServerArgs(pki pkiFiles, etcdURL string, port int) []string {
 		// The default reconciler publishes the advertise address as the kubernetes Service's
 		// endpoint, which is refused for loopback.
 		"--endpoint-reconciler-type=none",
+	}
+}
+
+// nodeAPIServerArgs are kube-apiserver's flags for a cluster with a node: how it reaches the
+// kubelet (logs, exec) and webhooks served by pods behind a Service, with no kube-proxy.
+func nodeAPIServerArgs(pki pkiFiles) []string {
+	return []string{
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--kubelet-client-certificate=" + pki.apiServerKubeletCert,
+		"--kubelet-client-key=" + pki.apiServerKubeletKey,
+		// Call a Service's endpoint (the pod) directly: no kube-proxy makes ClusterIPs work.
+		"--enable-aggregator-routing=true",
 	}
 }
 

@@ -51,7 +51,7 @@ func TestStartStop(t *testing.T) {
 	defer cancel()
 
 	began := time.Now()
-	if _, err := ensureBinaries(ctx, testWriter{t}, true); err != nil {
+	if _, err := ensureBinaries(ctx, testWriter{t}, true, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("binaries ready in %s", time.Since(began).Round(time.Millisecond))

@@ -18,9 +18,13 @@ const (
 	procEtcd              = "etcd"
 	procAPIServer         = "kube-apiserver"
 	procControllerManager = "kube-controller-manager"
+	procScheduler         = "kube-scheduler"
+	procContainerd        = "containerd"
+	procKubelet           = "kubelet"
 )
 
-var stopOrder = []string{procControllerManager, procAPIServer, procEtcd}
+// stopOrder: the node's daemons first (the kubelet before containerd), etcd last.
+var stopOrder = []string{procKubelet, procScheduler, procContainerd, procControllerManager, procAPIServer, procEtcd}
 
 const (
 	stopGrace   = 10 * time.Second // SIGTERM to SIGKILL
@@ -95,10 +99,12 @@ func (p *process) logTail() string {
 	return fmt.Sprintf("--- last lines of %s ---\n%s", p.logPath, tail(b, 30))
 }
 
-// StopDir stops the control plane whose run directory is dir, using its pid files:
-// kube-controller-manager, then kube-apiserver, then etcd. Each gets SIGTERM, then SIGKILL after
-// about 10s. A PID that no longer belongs to the process started in dir is left alone. Stopping
-// an already stopped control plane is a no-op.
+// StopDir stops the control plane whose run directory is dir, using its pid files: the node's
+// kubelet, kube-scheduler and containerd, then kube-controller-manager, kube-apiserver and etcd.
+// Each gets SIGTERM, then SIGKILL after about 10s. A PID that no longer belongs to the process
+// started in dir is left alone. After a node run it then kills what is left of the pods and puts
+// the host back as it was (restoreNode), failing if it could not. Stopping an already stopped
+// control plane is a no-op.
 func StopDir(dir string) error {
 	abs, err := canonicalDir(dir)
 	if err != nil {
@@ -109,6 +115,9 @@ func StopDir(dir string) error {
 		if err := stopByPIDFile(abs, name); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, restoreNode(abs))
 	}
 	return errors.Join(errs...)
 }
@@ -223,7 +232,7 @@ func waitGone(pid int, timeout time.Duration) bool {
 // etcd. Processes that cannot be read count as zero.
 func (cp *ControlPlane) CPUTime() time.Duration {
 	var total time.Duration
-	for _, name := range stopOrder {
+	for _, name := range []string{procControllerManager, procAPIServer, procEtcd} {
 		b, err := os.ReadFile(pidPath(cp.Dir, name))
 		if err != nil {
 			continue

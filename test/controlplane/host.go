@@ -1,0 +1,608 @@
+package controlplane
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The node mode changes the host: the kubelet adds iptables chains, cgroups and sysctls, files
+// under /var, the CNI bridge plugin a bridge, veths and ip_forward, containerd mounts and shim
+// sockets. hostState is what of the host a node run may change; it is recorded before the run
+// and the tear-down puts the host back to it, then checks that it did.
+type hostState struct {
+	// IPTables is iptables-save (and ip6tables-save) per table: the chains and the rules, counters
+	// and comments left out.
+	IPTables map[string][]string `json:"iptables"`
+	// Cgroups are the cgroup directories two levels deep, e.g. "memory/kubepods/burstable".
+	Cgroups []string `json:"cgroups"`
+	// Sysctls are the values of the sysctls the kubelet or the CNI plugins set.
+	Sysctls map[string]string `json:"sysctls"`
+	// Paths are the files and directories the kubelet and containerd create outside their
+	// configured directories, and whether each existed.
+	Paths map[string]bool `json:"paths"`
+	// Links are the network interfaces' names.
+	Links []string `json:"links"`
+	// Mounts are the mount points outside the run directory.
+	Mounts []string `json:"mounts"`
+}
+
+// nodeSysctls are the sysctls the kubelet sets at start (vm.overcommit_memory, kernel.panic,
+// kernel.panic_on_oops) and the one the bridge plugin sets for a gateway (ip_forward).
+var nodeSysctls = []string{"vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward"}
+
+// nodeHostPaths are the paths the kubelet and containerd write whatever their configuration says.
+var nodeHostPaths = []string{"/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/run/containerd", "/var/run/kubernetes", "/etc/cni"}
+
+const cgroupRoot = "/sys/fs/cgroup"
+
+// readHostState records the host as the node mode may change it.
+func readHostState(runDir string) (hostState, error) {
+	s := hostState{IPTables: map[string][]string{}, Sysctls: map[string]string{}, Paths: map[string]bool{}}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		out, err := exec.Command(tool + "-save").Output()
+		if err != nil {
+			return s, fmt.Errorf("read the host's %s: %w", tool, err)
+		}
+		for table, rules := range parseIPTablesSave(string(out)) {
+			s.IPTables[tool+"/"+table] = rules
+		}
+	}
+	var err error
+	if s.Cgroups, err = cgroupDirs(); err != nil {
+		return s, err
+	}
+	for _, name := range nodeSysctls {
+		v, err := os.ReadFile(sysctlPath(name))
+		if err != nil {
+			return s, fmt.Errorf("read sysctl %s: %w", name, err)
+		}
+		s.Sysctls[name] = strings.TrimSpace(string(v))
+	}
+	for _, p := range nodeHostPaths {
+		_, err := os.Lstat(p)
+		s.Paths[p] = err == nil
+	}
+	ifaces, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		return s, fmt.Errorf("list network interfaces: %w", err)
+	}
+	for _, i := range ifaces {
+		s.Links = append(s.Links, i.Name())
+	}
+	mounts, err := mountPoints()
+	if err != nil {
+		return s, err
+	}
+	for _, m := range mounts {
+		if !within(m, runDir) {
+			s.Mounts = append(s.Mounts, m)
+		}
+	}
+	slices.Sort(s.Mounts)
+	return s, nil
+}
+
+// diff lists how now differs from s, one line a difference; none means the host is as recorded.
+func (s hostState) diff(now hostState) []string {
+	var out []string
+	for _, table := range sortedUnion(s.IPTables, now.IPTables) {
+		added, removed := setDiff(s.IPTables[table], now.IPTables[table])
+		for _, r := range added {
+			out = append(out, fmt.Sprintf("%s: added %q", table, r))
+		}
+		for _, r := range removed {
+			out = append(out, fmt.Sprintf("%s: removed %q", table, r))
+		}
+	}
+	lists := []struct {
+		what        string
+		before, now []string
+	}{{"cgroup", s.Cgroups, now.Cgroups}, {"network interface", s.Links, now.Links}, {"mount", s.Mounts, now.Mounts}}
+	for _, l := range lists {
+		added, removed := setDiff(l.before, l.now)
+		for _, x := range added {
+			out = append(out, fmt.Sprintf("%s %s added", l.what, x))
+		}
+		for _, x := range removed {
+			out = append(out, fmt.Sprintf("%s %s removed", l.what, x))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Sysctls)) {
+		if s.Sysctls[k] != now.Sysctls[k] {
+			out = append(out, fmt.Sprintf("sysctl %s is %s, was %s", k, now.Sysctls[k], s.Sysctls[k]))
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(s.Paths)) {
+		if s.Paths[p] != now.Paths[p] {
+			out = append(out, fmt.Sprintf("%s exists=%t, was %t", p, now.Paths[p], s.Paths[p]))
+		}
+	}
+	return out
+}
+
+// parseIPTablesSave returns each table's chain declarations (":CHAIN POLICY") and rules ("-A ..."),
+// without counters.
+func parseIPTablesSave(out string) map[string][]string {
+	tables := map[string][]string{}
+	table := ""
+	for line := range strings.Lines(out) {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+			tables[table] = []string{}
+		case strings.HasPrefix(line, ":"):
+			// ":KUBE-FIREWALL - [0:0]": keep the name and the policy. A built-in chain that
+			// accepts is what a table has before anything uses it (with the nf_tables backend the
+			// table only appears then), so it is left out: `iptables -S` prints the same either way.
+			f := strings.Fields(line)
+			if len(f) >= 2 && (f[1] != "ACCEPT" || !builtinChains[f[0][1:]]) {
+				tables[table] = append(tables[table], f[0]+" "+f[1])
+			}
+		case strings.HasPrefix(line, "-A "):
+			tables[table] = append(tables[table], line)
+		}
+	}
+	return tables
+}
+
+var builtinChains = map[string]bool{"INPUT": true, "FORWARD": true, "OUTPUT": true, "PREROUTING": true, "POSTROUTING": true}
+
+// cgroupDirs lists the cgroup directories up to two levels below each hierarchy (cgroup v1) or
+// below the unified root (v2): deep enough to see the kubelet's kubepods/<qos> tree.
+func cgroupDirs() ([]string, error) {
+	var dirs []string
+	err := filepath.WalkDir(cgroupRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == cgroupRoot {
+				return err
+			}
+			return nil // a cgroup removed while walking
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(cgroupRoot, path)
+		depth := strings.Count(rel, "/")
+		if rel == "." {
+			return nil
+		}
+		dirs = append(dirs, rel)
+		if depth >= 2 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cgroups: %w", err)
+	}
+	return dirs, nil
+}
+
+func sysctlPath(name string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
+}
+
+// mountPoints lists this mount namespace's mount points, from /proc/self/mountinfo.
+func mountPoints() ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) > 4 {
+			out = append(out, unescapeMount(f[4]))
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+func setDiff(before, now []string) (added, removed []string) {
+	b := map[string]bool{}
+	for _, x := range before {
+		b[x] = true
+	}
+	n := map[string]bool{}
+	for _, x := range now {
+		n[x] = true
+		if !b[x] {
+			added = append(added, x)
+		}
+	}
+	for _, x := range before {
+		if !n[x] {
+			removed = append(removed, x)
+		}
+	}
+	return added, removed
+}
+
+func sortedUnion[V any](a, b map[string]V) []string {
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	return slices.Sorted(maps.Keys(keys))
+}
+
+// restoreHost undoes what a node run in runDir changed, given the state recorded before it
+// (every daemon of the run must be stopped already): it kills what is left of the pods, unmounts
+// the run's mounts, removes the cgroups, iptables rules and chains, interfaces and paths the run
+// added, and writes the sysctls back. It returns what it could not put back.
+func restoreHost(runDir string, before hostState) error {
+	killPodProcesses(runDir, before)
+	unmountUnder(runDir)
+	now, err := readHostState(runDir)
+	if err != nil {
+		return err
+	}
+	// Mounts the run added elsewhere (containerd's shim sockets dir, a kubelet path).
+	added, _ := setDiff(before.Mounts, now.Mounts)
+	slices.SortFunc(added, func(a, b string) int { return len(b) - len(a) })
+	for _, m := range added {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	removeAddedCgroups(before)
+	restoreIPTables(before, now)
+	for _, name := range nodeSysctls {
+		if v, ok := before.Sysctls[name]; ok && v != now.Sysctls[name] {
+			_ = os.WriteFile(sysctlPath(name), []byte(v+"\n"), 0o644)
+		}
+	}
+	links, _ := setDiff(before.Links, now.Links)
+	for _, l := range links {
+		_ = exec.Command("ip", "link", "delete", l).Run()
+	}
+	for p, existed := range before.Paths {
+		if !existed {
+			_ = os.RemoveAll(p)
+		}
+	}
+	after, err := readHostState(runDir)
+	if err != nil {
+		return err
+	}
+	if d := before.diff(after); len(d) > 0 {
+		return fmt.Errorf("the host is not as it was before the node started:\n  %s", strings.Join(d, "\n  "))
+	}
+	return nil
+}
+
+// killPodProcesses SIGKILLs every process in a kubepods cgroup the run added (the containers) and the
+// containerd shims serving the run's containerd, which outlive containerd itself.
+func killPodProcesses(runDir string, before hostState) {
+	old := map[string]bool{}
+	for _, c := range before.Cgroups {
+		old[c] = true
+	}
+	for range 3 {
+		now, err := cgroupDirs()
+		if err != nil {
+			return
+		}
+		for _, c := range now {
+			if old[c] || !strings.Contains(c, "kubepods") {
+				continue
+			}
+			_ = filepath.WalkDir(filepath.Join(cgroupRoot, c), func(path string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+					return nil
+				}
+				b, _ := os.ReadFile(path)
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+				return nil
+			})
+		}
+		for _, pid := range shimsOf(runDir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// shimsOf finds the containerd-shim processes whose containerd socket is in runDir.
+func shimsOf(runDir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, runDir+"/") }) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// unmountUnder detaches every mount point in dir, deepest first: the kubelet's volume mounts,
+// containerd's rootfs and shm mounts and the pods' network namespaces.
+func unmountUnder(dir string) {
+	for range 3 {
+		mounts, err := mountPoints()
+		if err != nil {
+			return
+		}
+		var ours []string
+		for _, m := range mounts {
+			if within(m, dir) && m != dir {
+				ours = append(ours, m)
+			}
+		}
+		if len(ours) == 0 {
+			return
+		}
+		slices.SortFunc(ours, func(a, b string) int { return len(b) - len(a) })
+		for _, m := range ours {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+	}
+}
+
+// removeAddedCgroups removes the kubelet's cgroup directories (kubepods) that were not there
+// before, deepest first, retrying while their last processes die.
+func removeAddedCgroups(before hostState) {
+	old := map[string]bool{}
+	for _, c := range before.Cgroups {
+		old[c] = true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := cgroupDirs()
+		if err != nil {
+			return
+		}
+		left := 0
+		for _, c := range now {
+			if old[c] || !strings.Contains(c, "kubepods") {
+				continue
+			}
+			var dirs []string
+			_ = filepath.WalkDir(filepath.Join(cgroupRoot, c), func(path string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, path)
+				}
+				return nil
+			})
+			slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
+			for _, d := range dirs {
+				if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+					left++
+				}
+			}
+		}
+		if left == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// restoreIPTables deletes the rules, then the chains, that the run added to each table.
+func restoreIPTables(before, now hostState) {
+	for table, rules := range now.IPTables {
+		tool, name, _ := strings.Cut(table, "/")
+		added, _ := setDiff(before.IPTables[table], rules)
+		var chains []string
+		for _, r := range added {
+			if chain, ok := strings.CutPrefix(r, "-A "); ok {
+				// The rule as iptables-save prints it is the rule to delete.
+				args := append([]string{"-t", name, "-D"}, splitRule(chain)...)
+				_ = exec.Command(tool, args...).Run()
+			} else if strings.HasPrefix(r, ":") {
+				chains = append(chains, strings.Fields(r)[0][1:])
+			}
+		}
+		for _, c := range chains {
+			_ = exec.Command(tool, "-t", name, "-F", c).Run()
+		}
+		for _, c := range chains {
+			_ = exec.Command(tool, "-t", name, "-X", c).Run()
+		}
+		// With the nf_tables backend a table the run brought into being stays, empty; remove it
+		// so that iptables-save prints what it printed before.
+		if _, existed := before.IPTables[table]; !existed {
+			family := map[string]string{"iptables": "ip", "ip6tables": "ip6"}[tool]
+			_ = exec.Command("nft", "delete", "table", family, name).Run()
+		}
+	}
+}
+
+// splitRule splits an iptables-save rule into arguments, honouring double quotes (comments).
+func splitRule(s string) []string {
+	var args []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && inQuote && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '"':
+			inQuote, have = !inQuote, true
+		case c == ' ' && !inQuote:
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(c)
+			have = true
+		}
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+func writeHostState(path string, s hostState) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func readHostStateFile(path string) (hostState, error) {
+	var s hostState
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+// NodeHostProblem says why this machine cannot run the node mode, or "" when it can: the node
+// mode runs containerd and a kubelet on the host, so it needs root, the capabilities containers
+// need, writable cgroups, and the packages hack/node-deps.sh installs.
+func NodeHostProblem() string {
+	if os.Geteuid() != 0 {
+		return "the node mode runs containerd and a kubelet on this host and needs root (euid is " + strconv.Itoa(os.Geteuid()) + ")"
+	}
+	if missing := missingCapabilities(); len(missing) > 0 {
+		return "the node mode needs the capabilities " + strings.Join(missing, ", ") + ", which this process lacks (run it in a privileged environment)"
+	}
+	if err := probeCgroups(); err != nil {
+		return "the node mode needs writable cgroups: " + err.Error()
+	}
+	var missing []string
+	for _, cmd := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "iptables-save", "ip6tables-save", "ip", "gcc"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			missing = append(missing, cmd)
+		}
+	}
+	for _, plugin := range []string{"bridge", "host-local", "loopback"} {
+		if _, err := os.Stat(filepath.Join(cniBinDir, plugin)); err != nil {
+			missing = append(missing, filepath.Join(cniBinDir, plugin))
+		}
+	}
+	if err := staticBinary(busyboxPath); err != nil {
+		missing = append(missing, "a static "+busyboxPath+" ("+err.Error()+")")
+	}
+	if _, err := os.Stat("/usr/include/stdio.h"); err != nil {
+		missing = append(missing, "C headers (libc6-dev) to build the pause image")
+	}
+	if len(missing) > 0 {
+		return "the node mode needs " + strings.Join(missing, ", ") + ": install them with `make node-deps` (hack/node-deps.sh)"
+	}
+	return ""
+}
+
+const (
+	cniBinDir   = "/usr/lib/cni"
+	busyboxPath = "/bin/busybox"
+)
+
+// missingCapabilities lists the capabilities containers and their networking need that this
+// process's effective set lacks.
+func missingCapabilities() []string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return []string{"(cannot read /proc/self/status)"}
+	}
+	var eff uint64
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			eff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	need := []struct {
+		bit  uint
+		name string
+	}{{12, "CAP_NET_ADMIN"}, {21, "CAP_SYS_ADMIN"}, {19, "CAP_SYS_PTRACE"}, {0, "CAP_CHOWN"}, {18, "CAP_SYS_CHROOT"}, {27, "CAP_MKNOD"}}
+	var missing []string
+	for _, c := range need {
+		if eff&(1<<c.bit) == 0 {
+			missing = append(missing, c.name)
+		}
+	}
+	return missing
+}
+
+// probeCgroups creates and removes a cgroup where the kubelet will create kubepods.
+func probeCgroups() error {
+	dir := filepath.Join(cgroupRoot, "memory")
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		dir = cgroupRoot // cgroup v2
+	}
+	probe := filepath.Join(dir, "drplan-probe-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(probe, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", probe, err)
+	}
+	return os.Remove(probe)
+}
+
+// staticBinary fails unless path is an ELF executable without a dynamic loader.
+func staticBinary(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errors.New("it is dynamically linked; install busybox-static")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// TestNodeRunsPodsAndRestoresHost starts the node mode, runs a pod that calls a server of this
+// host at the gateway address and a Job through the real job controller, reads the pod's log
+// through the API server and the kubelet, then stops and checks the host is as it was: iptables,
+// cgroups, sysctls, interfaces, mounts, host paths and ports.
+func TestNodeRunsPodsAndRestoresHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real node; skipped with -short")
+	}
+	if problem := NodeHostProblem(); problem != "" {
+		t.Skipf("node mode not possible on this machine: %s", problem)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	began := time.Now()
+	cp, err := Start(ctx, Options{Node: true, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node mode ready in %s", time.Since(began).Round(time.Millisecond))
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = cp.Stop()
+		}
+	}()
+	var run nodeRun
+	b, err := os.ReadFile(nodeRunFile(cp.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &run); err != nil {
+		t.Fatal(err)
+	}
+
+	// A server on the gateway address, called from a pod.
+	ln, err := net.Listen("tcp", NodeGateway+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := make(chan string, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case called <- r.RemoteAddr:
+		default:
+		}
+		fmt.Fprint(w, "hello from the host")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	kube, err := kubernetes.NewForConfig(cp.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "caller", Namespace: "default"},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{
+			Name: "wget", Image: BusyboxImage,
+			Command: []string{"sh", "-c", "wget -q -O- http://" + ln.Addr().String() + "/"},
+		}}},
+	}
+	if _, err := kube.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := kube.CoreV1().Pods("default").Get(ctx, "caller", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if p.Status.Phase == corev1.PodFailed {
+			return false, fmt.Errorf("pod failed: %+v", p.Status)
+		}
+		return p.Status.Phase == corev1.PodSucceeded, nil
+	}); err != nil {
+		t.Fatalf("the pod did not succeed: %v", err)
+	}
+	select {
+	case from := <-called:
+		if !strings.HasPrefix(from, "10.244.0.") {
+			t.Errorf("the call came from %s, want a pod address", from)
+		}
+	default:
+		t.Error("the pod succeeded but the host's server was not called")
+	}
+	logs, err := kube.CoreV1().Pods("default").GetLogs("caller", &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil || string(logs) != "hello from the host" {
+		t.Errorf("pod log = %q, %v; want the server's answer", logs, err)
+	}
+
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "sleeper", Namespace: "default"},
+		Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](0), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "c", Image: BusyboxImage, Command: []string{"sh", "-c", "sleep 1; echo done"}}},
+		}}},
+	}
+	if _, err := kube.BatchV1().Jobs("default").Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	jobStart := time.Now()
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		j, err := kube.BatchV1().Jobs("default").Get(ctx, "sleeper", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range j.Status.Conditions {
+			if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {
+				if c.Type == batchv1.JobFailed {
+					return false, fmt.Errorf("job failed: %s", c.Message)
+				}
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a Job of one 1 s pod completed in %s", time.Since(jobStart).Round(time.Millisecond))
+
+	// While it runs the host is changed (else the check after Stop would prove nothing).
+	during, err := readHostState(cp.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := strings.Join(run.Before.diff(during), "\n")
+	for _, want := range []string{"kubepods", "network interface " + nodeBridge + " added"} {
+		if !strings.Contains(changes, want) {
+			t.Errorf("while the node runs, the host changes should include %q; they are:\n%s", want, changes)
+		}
+	}
+	t.Logf("the node run changed the host:\n%s", changes)
+
+	stopped = true
+	began = time.Now()
+	if err := cp.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	t.Logf("stopped and restored in %s", time.Since(began).Round(time.Millisecond))
+	after, err := readHostState(cp.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := run.Before.diff(after); len(d) > 0 {
+		t.Errorf("after Stop the host differs from before the start:\n%s", strings.Join(d, "\n"))
+	}
+	if l := listeningPorts(run.Ports); len(l) > 0 {
+		t.Errorf("ports still listened on after Stop: %v", l)
+	}
+}
