@@ -30,16 +30,26 @@ verify: ## Fail if generated code is stale, code is not gofmt'ed, or go vet comp
 	./hack/verify.sh
 
 .PHONY: test
-test: verify ## Every test: unit and e2e (E2E_BACKEND=local by default), with the race detector.
+test: verify node-deps ## Every test, with the race detector: unit, e2e on the local control plane, and e2e on the node backend where this machine can run it.
 	$(GO) test -race -count=1 -timeout 30m ./...
+	@if problem=$$($(GO) run ./cmd/drplan-local node-check); then \
+		echo "make test: the e2e suite on the node backend (E2E_BACKEND=node)"; \
+		E2E_BACKEND=node $(GO) test -race -count=1 -timeout 30m ./test/e2e/; \
+	else \
+		echo "make test: SKIPPED the e2e suite on the node backend (E2E_BACKEND=node): $$problem"; \
+	fi
 
 .PHONY: unit
 unit: ## Unit tests only (no control plane).
 	$(GO) test -race -count=1 -short ./...
 
 .PHONY: e2e
-e2e: ## The e2e suite on the backend named by E2E_BACKEND (local).
+e2e: $(if $(filter node,$(E2E_BACKEND)),node-deps) ## The e2e suite on the backend named by E2E_BACKEND: local (default), node (a real node on this host, as root) or kind.
 	$(GO) test -race -count=1 -timeout 30m -v ./test/e2e/
+
+.PHONY: e2e-node
+e2e-node: ## The e2e suite on the node backend: the controller installed by the chart, running as pods on a kubelet on this host.
+	$(MAKE) e2e E2E_BACKEND=node
 
 .PHONY: bench
 bench: ## Benchmarks on the local control plane (engine throughput, parallelism, first-action latency); prints figures.

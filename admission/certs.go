@@ -16,11 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/admission/pki"
@@ -110,12 +113,17 @@ func (m *CertManager) validity() (ca, cert time.Duration) {
 	return ca, cert
 }
 
-// Start ensures the certificate now, then every interval in the background until ctx ends. Its
-// error is the first Ensure's: a controller that cannot serve its webhook fails at start.
+// Start ensures the certificate now, then keeps it so in the background until ctx ends: every
+// interval, and at once whenever the webhook configuration is created or changed (an upgrade or
+// a re-applied manifest brings it back without the caBundle, and with failurePolicy Fail every
+// write of our kinds would fail until the next check). Its error is the first Ensure's: a
+// controller that cannot serve its webhook fails at start.
 func (m *CertManager) Start(ctx context.Context, interval time.Duration) error {
 	if err := m.Ensure(ctx); err != nil {
 		return err
 	}
+	changed := make(chan struct{}, 1)
+	m.watchConfig(ctx, changed)
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -124,13 +132,34 @@ func (m *CertManager) Start(ctx context.Context, interval time.Duration) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := m.Ensure(ctx); err != nil {
-					klog.FromContext(ctx).Error(err, "Renewing the webhook certificate failed; will retry", "secret", m.Namespace+"/"+m.SecretName)
-				}
+			case <-changed:
+			}
+			if err := m.Ensure(ctx); err != nil {
+				klog.FromContext(ctx).Error(err, "Renewing the webhook certificate failed; will retry", "secret", m.Namespace+"/"+m.SecretName)
 			}
 		}
 	}()
 	return nil
+}
+
+// watchConfig signals changed when the webhook configuration is added or updated. It watches
+// that one object (a metadata.name field selector, which RBAC's resourceNames can allow).
+func (m *CertManager) watchConfig(ctx context.Context, changed chan<- struct{}) {
+	selector := fields.OneTermEqualSelector("metadata.name", m.WebhookConfigName).String()
+	lw := cache.NewFilteredListWatchFromClient(m.Client.AdmissionregistrationV1().RESTClient(), "validatingwebhookconfigurations",
+		metav1.NamespaceAll, func(o *metav1.ListOptions) { o.FieldSelector = selector })
+	notify := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	inf := cache.NewSharedIndexInformer(lw, &admissionregistrationv1.ValidatingWebhookConfiguration{}, 0, cache.Indexers{})
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+	})
+	go inf.Run(ctx.Done())
 }
 
 // Ensure makes the Secret hold a CA and a certificate with time left, the webhook configuration
@@ -265,7 +294,11 @@ func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
 	client := m.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
 	cfg, err := client.Get(ctx, m.WebhookConfigName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("ValidatingWebhookConfiguration %s does not exist: install it (deploy/), or run without the webhook (--webhook-bind-address='')", m.WebhookConfigName)
+		// Not installed yet (or removed for a while): nothing calls the webhook, so nothing needs
+		// to trust it. Once it exists the watch brings us back here.
+		klog.FromContext(ctx).Info("The webhook configuration does not exist; its caBundle is set once it does (the API server does not call the webhook meanwhile)",
+			"validatingWebhookConfiguration", m.WebhookConfigName)
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)

@@ -123,10 +123,15 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 			return err
 		}
 	}
+	// The servers below stop with ctx; an error return before c.Run must stop them too, or the
+	// deferred waits would hang the process instead of letting it exit with the error.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if opts.MetricsListener != nil {
 		served := make(chan error, 1)
 		go func() { served <- serveMetrics(ctx, opts.MetricsListener, c.metrics, c.synced.Load) }()
 		defer func() {
+			cancel()
 			if err := <-served; err != nil {
 				klog.FromContext(ctx).Error(err, "The metrics server stopped")
 			}
@@ -158,6 +163,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		served := make(chan error, 1)
 		go func() { served <- admission.Serve(ctx, w.Listener, hook, getCert) }()
 		defer func() {
+			cancel()
 			if err := <-served; err != nil {
 				klog.FromContext(ctx).Error(err, "The admission webhook stopped")
 			}

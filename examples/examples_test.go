@@ -26,6 +26,9 @@ func TestGuideExamplesDecodeStrictly(t *testing.T) {
 	files, err := filepath.Glob("*/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
+	node, err := filepath.Glob("node/*/*.yaml") // the node mode's copies
+	require.NoError(t, err)
+	files = append(files, node...)
 	kinds := map[string]int{}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
@@ -57,5 +60,5 @@ func TestGuideExamplesDecodeStrictly(t *testing.T) {
 			assert.True(t, strings.HasPrefix(string(raw), "# Guide: "), "each example says where in the guide it comes from")
 		})
 	}
-	assert.Equal(t, map[string]int{"DRWorkflow": 12, "DRPlan": 6, "DRPlanExecution": 5}, kinds)
+	assert.Equal(t, map[string]int{"DRWorkflow": 13, "DRPlan": 7, "DRPlanExecution": 5}, kinds)
 }

@@ -117,7 +117,7 @@ func TestStartStop(t *testing.T) {
 	}
 
 	var pids []int
-	for _, name := range stopOrder {
+	for _, name := range []string{procControllerManager, procAPIServer, procEtcd} {
 		b, err := os.ReadFile(pidPath(cp.Dir, name))
 		if err != nil {
 			t.Fatal(err)

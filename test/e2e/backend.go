@@ -51,8 +51,16 @@ type Env struct {
 	// SetWebhook registers (true) or unregisters (false) the controller's admission webhook; it
 	// is registered while the suite runs unless a test turns it off.
 	SetWebhook func(on bool) error
-	// MetricsURL is the running controller's metrics endpoint (http://.../metrics).
-	MetricsURL func() string
+	// MetricsURLs are the running controller replicas' metrics endpoints (http://.../metrics);
+	// none where the backend cannot reach them.
+	MetricsURLs func() []string
+	// Pods: a kubelet runs pods, so Jobs run for real (else a test plays the job controller).
+	Pods bool
+	// InCluster: the controller runs as the chart's pods. Leader is the leader Lease's holder
+	// ("<pod>_<process id>"); KillController SIGKILLs the controller process of a pod.
+	InCluster      bool
+	Leader         func(ctx context.Context) string
+	KillController func(ctx context.Context, pod string) error
 }
 
 // Backend starts and stops the cluster the suite runs against, and the controller in it.
@@ -70,9 +78,9 @@ func SelectBackend(name string) (Backend, error) {
 	case "kind":
 		return &kindBackend{}, nil
 	case "node":
-		return nil, fmt.Errorf("E2E_BACKEND=%s is not built yet; use E2E_BACKEND=local", name)
+		return &nodeBackend{}, nil
 	default:
-		return nil, fmt.Errorf("unknown E2E_BACKEND %q: use local (or kind, on a machine with Docker)", name)
+		return nil, fmt.Errorf("unknown E2E_BACKEND %q: use local, node (a real node on this host, as root) or kind (on a machine with Docker)", name)
 	}
 }
 
@@ -141,7 +149,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		ControllerWrites: b.writes.counts,
 		ServerCPU:        b.cp.CPUTime,
 		SetWebhook:       b.setWebhook,
-		MetricsURL:       func() string { return "http://" + b.metricsAddr.Load().(string) + "/metrics" },
+		MetricsURLs:      func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
 	}, nil
 }
 
@@ -204,12 +212,17 @@ func (b *localBackend) setWebhook(on bool) error {
 	if err != nil {
 		return err
 	}
-	// The API server picks the change up from its own informer: wait until it acts on it. The
-	// probe is a dry-run execution of a plan that does not exist, which only the webhook refuses.
 	dr, err := versioned.NewForConfig(b.cp.RESTConfig)
 	if err != nil {
 		return err
 	}
+	return waitWebhook(ctx, dr, on)
+}
+
+// waitWebhook waits until the API server acts on the webhook being registered (on) or not: it
+// picks changes up from its own informer, and a registered webhook may still be starting. The
+// probe is a dry-run execution of a plan that does not exist, which only the webhook refuses.
+func waitWebhook(ctx context.Context, dr versioned.Interface, on bool) error {
 	for {
 		_, err := dr.DrV1alpha1().DRPlanExecutions("default").Create(ctx, &drv1.DRPlanExecution{
 			ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},

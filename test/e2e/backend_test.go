@@ -17,7 +17,7 @@ func TestSelectBackend(t *testing.T) {
 		{name: "", want: "local"},
 		{name: "local", want: "local"},
 		{name: "kind", want: "kind"},
-		{name: "node", err: "E2E_BACKEND=node is not built yet"},
+		{name: "node", want: "node"},
 		{name: "minikube", err: `unknown E2E_BACKEND "minikube"`},
 	}
 	for _, tc := range tests {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/typed/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -158,8 +159,16 @@ func TestExecutionSpecIsImmutable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, drv1.OperationExecute, e.Spec.Operation, "operation defaults to Execute")
 
-	e.Spec.PlanRef.Name = "other"
-	_, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Update(ctx, e, metav1.UpdateOptions{})
+	// The controller writes the execution meanwhile (status, finalizer): retry a lost race.
+	for {
+		e.Spec.PlanRef.Name = "other"
+		_, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Update(ctx, e, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			break
+		}
+		e, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "run", metav1.GetOptions{})
+		require.NoError(t, err)
+	}
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "spec is immutable: create a new DRPlanExecution to run the plan again")
 

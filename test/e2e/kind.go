@@ -11,18 +11,14 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 
-	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/crds"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
-	"github.com/bkbcs/drplan-controller/deploy"
 	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
@@ -36,9 +32,7 @@ const kindNodeImage = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd56
 type kindBackend struct {
 	name, dir, kubeconfig, imageTar string
 	provider                        *cluster.Provider
-	kube                            kubernetes.Interface
-	chart                           string
-	kubectl                         func(ctx context.Context, stdin string, args ...string) (string, string, error)
+	inCluster
 }
 
 // recorderHostEnv, when set, is the address pods reach this host at: the HTTP recorder listens on
@@ -92,22 +86,19 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 		return nil, errors.Join(err, b.Stop())
 	}
 	cfg.QPS, cfg.Burst = 200, 400
-	dr, err := versioned.NewForConfig(cfg)
-	if err != nil {
+	if b.dr, err = versioned.NewForConfig(cfg); err != nil {
 		return nil, errors.Join(err, b.Stop())
 	}
 	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, errors.Join(err, b.Stop())
 	}
 	repo, tag, _ := strings.Cut(kindImage, ":")
-	if b.chart, err = deploy.Render(map[string]any{"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}}); err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
+	b.values = map[string]any{"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}}
 	bins, err := controlplane.EnsureBinaries(ctx, progress)
 	if err != nil {
 		return nil, errors.Join(err, b.Stop())
 	}
-	kubectl := func(ctx context.Context, stdin string, args ...string) (string, string, error) {
+	b.kubectl = func(ctx context.Context, stdin string, args ...string) (string, string, error) {
 		return controlplane.RunKubectl(ctx, bins.Kubectl, b.kubeconfig, filepath.Join(b.dir, "kubectl-cache"), stdin, args...)
 	}
 	var clusternet strings.Builder
@@ -115,9 +106,8 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 		clusternet.WriteString("---\n")
 		clusternet.Write(doc)
 	}
-	b.kubectl = kubectl
-	// The suite's HTTP recorder must be reachable from the pods: it listens on every address and
-	// is called through the kind network's gateway, which is this host.
+	// The suite's HTTP recorder must be reachable from the pods: it listens on the kind
+	// network's gateway, which is this host.
 	gw, err := exec.CommandContext(ctx, "docker", "network", "inspect", "kind", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").Output()
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("the kind network's gateway: %w", err), b.Stop())
@@ -128,66 +118,19 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 			break
 		}
 	}
-	for _, manifest := range []string{clusternet.String(), b.chart} {
-		if _, _, err := kubectl(ctx, manifest, "apply", "--server-side", "-f", "-"); err != nil {
-			return nil, errors.Join(err, b.Stop())
-		}
-	}
-	if err := b.waitReplicas(ctx, 2); err != nil {
+	if _, _, err := b.kubectl(ctx, clusternet.String(), "apply", "--server-side", "-f", "-"); err != nil {
 		return nil, errors.Join(err, b.Stop())
 	}
-	return &Env{
-		Config: cfg, DR: dr, Kube: b.kube, Root: root, Kubectl: kubectl,
-		StopController: func() error { return b.scale(context.Background(), 0) },
-		StartController: func(time.Duration) {
-			if err := b.scale(context.Background(), 2); err != nil {
-				fmt.Fprintln(os.Stderr, "kind: starting the controller:", err)
-			}
-		},
-		ControllerWrites: func() (int64, int64) { return 0, 0 }, // not observable from outside the pods
-		ServerCPU:        func() time.Duration { return 0 },
-		SetWebhook:       b.setWebhook,
-		MetricsURL:       func() string { return "" },
-	}, nil
-}
-
-// scale sets the Deployment's replicas and waits until that many are ready.
-func (b *kindBackend) scale(ctx context.Context, replicas int32) error {
-	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
-	if _, err := b.kube.AppsV1().Deployments("drplan-system").Patch(ctx, "drplan-controller", "application/merge-patch+json",
-		[]byte(patch), metav1.PatchOptions{}); err != nil {
-		return err
+	if err := b.install(ctx, defaultGrace); err != nil {
+		return nil, errors.Join(err, b.Stop())
 	}
-	return b.waitReplicas(ctx, replicas)
-}
-
-func (b *kindBackend) waitReplicas(ctx context.Context, replicas int32) error {
-	return wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		d, err := b.kube.AppsV1().Deployments("drplan-system").Get(ctx, "drplan-controller", metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		return deploymentSettled(d, replicas), nil
-	})
-}
-
-func deploymentSettled(d *appsv1.Deployment, replicas int32) bool {
-	return d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas == replicas && d.Status.Replicas == replicas
-}
-
-// setWebhook re-applies or deletes the chart's webhook configuration.
-func (b *kindBackend) setWebhook(on bool) error {
-	ctx := context.Background()
-	if !on {
-		return admission.Unregister(ctx, b.kube, "drplan-controller")
+	e := b.env("kind", cfg, root)
+	e.MetricsURLs = func() []string { return nil } // pod IPs are inside Docker's network
+	e.KillController = func(ctx context.Context, pod string) error {
+		zero := int64(0) // the closest to a kill from outside Docker
+		return b.kube.CoreV1().Pods(chartNamespace).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	}
-	for _, doc := range strings.Split(b.chart, "\n---\n") {
-		if strings.Contains(doc, "kind: ValidatingWebhookConfiguration") {
-			_, _, err := b.kubectl(ctx, doc, "apply", "--server-side", "-f", "-")
-			return err
-		}
-	}
-	return errors.New("the chart has no ValidatingWebhookConfiguration")
+	return e, nil
 }
 
 func (b *kindBackend) Stop() error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,8 +25,8 @@ import (
 // TestMetrics reads the controller's metrics endpoint after runs: the documented series are
 // there with non-zero values.
 func TestMetrics(t *testing.T) {
-	if env.MetricsURL() == "" {
-		t.Skip("the backend's controller runs out of reach (kind: in a pod)")
+	if len(env.MetricsURLs()) == 0 {
+		t.Skip("the backend's controller runs out of reach (kind: in a pod inside Docker's network)")
 	}
 	ns := newNamespace(t, "metrics")
 	rec := newRecorder(t)
@@ -42,12 +43,23 @@ spec:
 	applyPlan(t, ns, "p", "wf")
 	createExecution(t, ns, "run", "p")
 	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
-	resp, err := http.Get(env.MetricsURL())
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	text := string(body)
+	// Each replica counts what it did: the leader the executions, any of them the webhook's
+	// decisions. Sum over the replicas.
+	var texts []string
+	for _, url := range env.MetricsURLs() {
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		texts = append(texts, string(body))
+		for _, path := range []string{"/healthz", "/readyz"} {
+			r, err := http.Get(strings.TrimSuffix(url, "/metrics") + path)
+			require.NoError(t, err)
+			r.Body.Close()
+			assert.Equal(t, http.StatusOK, r.StatusCode, path)
+		}
+	}
 	for _, series := range []string{
 		`drplan_executions_total{operation="Execute",phase="Succeeded"}`,
 		`drplan_action_duration_seconds_count{result="succeeded",type="HTTP"}`,
@@ -60,15 +72,16 @@ spec:
 		`drplan_cel_evaluations_total{kind="rule",result="ok"}`,
 		`drplan_cel_evaluation_cost_count{kind="rule"}`,
 	} {
-		value := seriesValue(text, series)
-		assert.NotEqual(t, "", value, "series %s missing", series)
-		assert.NotEqual(t, "0", value, "series %s is zero", series)
-	}
-	for _, path := range []string{"/healthz", "/readyz"} {
-		r, err := http.Get(strings.TrimSuffix(env.MetricsURL(), "/metrics") + path)
-		require.NoError(t, err)
-		r.Body.Close()
-		assert.Equal(t, http.StatusOK, r.StatusCode, path)
+		found, sum := false, 0.0
+		for _, text := range texts {
+			if v := seriesValue(text, series); v != "" {
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(t, err, series)
+				found, sum = true, sum+f
+			}
+		}
+		assert.True(t, found, "series %s missing", series)
+		assert.NotZero(t, sum, "series %s is zero", series)
 	}
 }
 
@@ -82,6 +95,20 @@ func seriesValue(text, series string) string {
 	return ""
 }
 
+// oneHeldThree is a workflow of three HTTP calls, /one, /held (a GET) and /three, the first and
+// last made with method.
+func oneHeldThree(ns string, rec *recorder, method string) string {
+	return fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  actions:
+  - {name: one, type: HTTP, http: {url: %[2]q, method: %[5]s}}
+  - {name: held, type: HTTP, http: {url: %[3]q, method: GET}}
+  - {name: three, type: HTTP, http: {url: %[4]q, method: %[5]s}}
+`, ns, rec.URL("/one"), rec.URL("/held"), rec.URL("/three"), method)
+}
+
 // TestLeaderElection runs two controllers with leader election against the control plane (the
 // suite's own is stopped meanwhile): exactly one leads; stopping it mid-action, the other takes
 // over and finishes the run, and no action that had succeeded runs again.
@@ -91,15 +118,7 @@ func TestLeaderElection(t *testing.T) {
 	rec := newRecorder(t)
 	release := rec.hold("/held")
 	defer release()
-	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
-kind: DRWorkflow
-metadata: {name: wf, namespace: %[1]s}
-spec:
-  actions:
-  - {name: one, type: HTTP, http: {url: %[2]q, method: GET}}
-  - {name: held, type: HTTP, http: {url: %[3]q, method: GET}}
-  - {name: three, type: HTTP, http: {url: %[4]q, method: GET}}
-`, ns, rec.URL("/one"), rec.URL("/held"), rec.URL("/three")))
+	kubectlApply(t, oneHeldThree(ns, rec, "GET"))
 	applyPlan(t, ns, "p", "wf")
 	require.NoError(t, env.StopController())
 	defer env.StartController(defaultGrace)
@@ -196,4 +215,40 @@ func TestInstallManifests(t *testing.T) {
 	assert.NotContains(t, manifest, "readinessProbe", "no probes without the metrics port")
 	_, stderr, err := env.Kubectl(context.Background(), manifest, "apply", "--dry-run=server", "-f", "-")
 	assert.NoError(t, err, stderr)
+}
+
+// TestLeaderPodKilled kills the leading controller pod's process (SIGKILL: no drain, no lease
+// release) while an action is in flight: the other replica takes the Lease over when it expires
+// and finishes the execution. The POST that had succeeded is not made again (a result of a call
+// that is not safe to repeat is made durable before the next action starts); the GET the dead
+// leader had in flight is made again and completes once.
+func TestLeaderPodKilled(t *testing.T) {
+	if !env.InCluster {
+		t.Skip("the controller runs in the test process on this backend: TestLeaderElection covers two replicas")
+	}
+	ctx := context.Background()
+	ns := newNamespace(t, "leader-killed")
+	rec := newRecorder(t)
+	release := rec.hold("/held")
+	defer release()
+	kubectlApply(t, oneHeldThree(ns, rec, "POST"))
+	applyPlan(t, ns, "p", "wf")
+	createExecution(t, ns, "run", "p")
+	eventually(t, "the held call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
+	leader := env.Leader(ctx)
+	require.NotEmpty(t, leader)
+	pod, _, _ := strings.Cut(leader, "_")
+	require.NoError(t, env.KillController(ctx, pod))
+	defer env.StartController(defaultGrace) // waits for both replicas to be ready again
+	eventually(t, "the dead leader's call to be dropped", func() (bool, string) { return rec.Aborted("/held") == 1, "" })
+	eventually(t, "another process to lead", func() (bool, string) { l := env.Leader(ctx); return l != "" && l != leader, l })
+	eventually(t, "the held call to be made again by the new leader", func() (bool, string) { return rec.Arrived("/held") == 2, "" })
+	release()
+	e := waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Len(t, rec.CallsTo("/one"), 1, "the POST that succeeded before the kill is not repeated")
+	assert.Len(t, rec.CallsTo("/held"), 1, "the call in flight died with the leader, then was made once by the new one")
+	assert.Len(t, rec.CallsTo("/three"), 1)
+	for _, a := range e.Status.ActionStatuses {
+		assert.Equal(t, drv1.StepSucceeded, a.Phase, a.Name)
+	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,15 +35,16 @@ type recorder struct {
 func newRecorder(t testing.TB) *recorder {
 	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}, aborted: map[string]int{}}
 	if host := os.Getenv(recorderHostEnv); host != "" {
-		// Called from pods (the kind backend): listen everywhere, be called through host.
+		// Called from pods (the in-cluster backends): listen on this host's address on their
+		// network.
 		r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
-		ln, err := net.Listen("tcp", "0.0.0.0:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		r.srv.Listener = ln
 		r.srv.Start()
-		r.base = fmt.Sprintf("http://%s:%d", host, ln.Addr().(*net.TCPAddr).Port)
+		r.base = "http://" + ln.Addr().String()
 	} else {
 		r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 		r.base = r.srv.URL

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -109,8 +110,9 @@ func TestGracefulStopLetsTheCallFinish(t *testing.T) {
 	eventually(t, "the held call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
 
 	stopped := make(chan error, 1)
+	draining := drainingSignal(t)
 	go func() { stopped <- env.StopController() }()
-	time.Sleep(200 * time.Millisecond) // the controller is draining now
+	draining()
 	release()
 	require.NoError(t, <-stopped)
 	assert.Empty(t, rec.CallsTo("/after"), "nothing new starts while stopping")
@@ -154,4 +156,28 @@ func TestStartCutShortBeforeTheLock(t *testing.T) {
 	e := waitExecution(t, ns, "cut", drv1.ExecutionSucceeded)
 	assert.Equal(t, "HTTP request completed with status 200", e.Status.ActionStatuses[0].Message)
 	assert.Len(t, rec.CallsTo("/call"), 2, "the cut-short run made its call once")
+}
+
+// drainingSignal returns a function that waits until the stop just requested has reached the
+// leading controller. In this process that is at once (a short pause lets it begin); in a pod it
+// is when the kubelet's SIGTERM arrives, seen as its health endpoint going away.
+func drainingSignal(t *testing.T) func() {
+	if !env.InCluster {
+		return func() { time.Sleep(200 * time.Millisecond) }
+	}
+	ctx := context.Background()
+	pod, _, _ := strings.Cut(env.Leader(ctx), "_")
+	p, err := env.Kube.CoreV1().Pods("drplan-system").Get(ctx, pod, metav1.GetOptions{})
+	require.NoError(t, err)
+	healthz := "http://" + p.Status.PodIP + ":8080/healthz"
+	return func() {
+		eventually(t, "the leader to get SIGTERM", func() (bool, string) {
+			r, err := http.Get(healthz)
+			if err != nil {
+				return true, ""
+			}
+			r.Body.Close()
+			return false, r.Status
+		})
+	}
 }

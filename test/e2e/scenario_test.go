@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 var (
@@ -151,10 +152,17 @@ func TestScenario1(t *testing.T) {
 	ns := newNamespace(t, "scenario1")
 	createNamespace(t, "clusternet-dr-shanghai-"+ns)
 	rec := newRecorder(t)
-	defer playJobController(t, ns, batchv1.JobComplete)()
-	applyGuide(t, ns, "scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
-		"https://oncall.example.com/drplan-webhook", rec.URL("/hook"),
-		`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-`+ns+`"`)
+	clusterNS := []string{`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-` + ns + `"`}
+	if env.Pods {
+		// The health check runs for real: the node mode's copy of the guide's workflow, whose
+		// busybox wget calls this host (the recorder) instead of a Service.
+		applyGuide(t, ns, "node/scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
+			append([]string{"http://10.244.0.1:8080/drplan-webhook", rec.URL("/hook"), "http://10.244.0.1:8080", rec.URL("")}, clusterNS...)...)
+	} else {
+		defer playJobController(t, ns, batchv1.JobComplete)()
+		applyGuide(t, ns, "scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
+			append([]string{"https://oncall.example.com/drplan-webhook", rec.URL("/hook")}, clusterNS...)...)
+	}
 	waitPlanPhase(t, ns, "app-dr-plan", drv1.PlanReady)
 	applyGuide(t, ns, "scenario1", []string{"app-dr-exec.yaml"})
 	exec := "app-dr-exec-20260130-100000"
@@ -198,6 +206,12 @@ func TestScenario1(t *testing.T) {
 	}
 	require.Len(t, outputs, 3, "%v", outputs)
 	jobName := strings.TrimPrefix(outputs[2], "job ")
+	if env.Pods {
+		assert.NotEmpty(t, rec.CallsTo("/health"), "the health-check pod called the health endpoint")
+		pods := jobPods(t, ns, jobName)
+		require.Len(t, pods, 1)
+		assert.Equal(t, corev1.PodSucceeded, pods[0].Status.Phase)
+	}
 
 	// Revert: the latest Execute in effect, in reverse.
 	gone := watchDeletions(t, "", localizations, subscriptions, jobs)
@@ -216,6 +230,30 @@ func TestScenario1(t *testing.T) {
 	assert.Equal(t, []string{"notify-complete", "notify-start"}, skipped, "HTTP calls are not undone")
 	assert.Len(t, rec.CallsTo("/hook"), 2)
 	waitPlanPhase(t, ns, "app-dr-plan", drv1.PlanReady)
+	eventually(t, "the Job's pods to be gone with it", func() (bool, string) {
+		p := jobPods(t, ns, jobName)
+		return len(p) == 0, fmt.Sprint(len(p))
+	})
+}
+
+// jobPods lists the pods of a Job.
+func jobPods(t *testing.T, ns, job string) []corev1.Pod {
+	t.Helper()
+	list, err := env.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job})
+	require.NoError(t, err)
+	return list.Items
+}
+
+// guideJobs makes the guide's health-check Jobs runnable on this backend. With a kubelet they
+// run for real: curlimages/curl becomes the node mode's offline busybox and the curl of a
+// Service its wget of the recorder (no registry, cluster DNS or kube-proxy here; see
+// docs/guide-readings.md). Without one the test plays the job controller: every Job completes.
+func guideJobs(t *testing.T, ns string, rec *recorder) (replace []string, stop func()) {
+	if env.Pods {
+		return []string{"image: curlimages/curl:latest", "image: " + controlplane.BusyboxImage,
+			"curl -f http://{{ .params.serviceName }}.production.svc/health", "wget -q -O- " + rec.URL("/health/") + "{{ .params.serviceName }}"}, func() {}
+	}
+	return nil, playJobController(t, ns, batchv1.JobComplete)
 }
 
 // TestJobOutcomes: a Job action waits for the Job's condition: Complete succeeds, Failed fails
@@ -223,7 +261,7 @@ func TestScenario1(t *testing.T) {
 func TestJobOutcomes(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "jobs")
-	job := func(name, timeout string) string {
+	job := func(name, timeout, script string) string {
 		return fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
 kind: DRWorkflow
 metadata: {name: %[1]s, namespace: %[2]s}
@@ -238,11 +276,14 @@ spec:
       timeout: %[3]s
       template:
         spec:
-          containers: [{name: c, image: busybox:1.36, command: [sh, -c, "exit 0"]}]
-`, name, ns, timeout)
+          containers: [{name: c, image: %[4]s, command: [sh, -c, %[5]q]}]
+`, name, ns, timeout, controlplane.BusyboxImage, script)
 	}
+	// With a kubelet the pods run these scripts and the job controller sets the outcome;
+	// without one the test sets it.
 	for name, timeout := range map[string]string{"ok": "600s", "bad": "600s", "slow": "2s"} {
-		kubectlApply(t, job(name, timeout))
+		script := map[string]string{"ok": "exit 0", "bad": "echo broken >&2; exit 1", "slow": "trap 'exit 143' TERM; sleep 600 & wait"}[name]
+		kubectlApply(t, job(name, timeout, script))
 		applyPlan(t, ns, name, name)
 	}
 
@@ -269,26 +310,49 @@ spec:
 	assert.EqualValues(t, 0, *j.Spec.BackoffLimit)
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, drv1.ExecutionRunning, getExecution(t, ns, "ok").Status.Phase, "waits for the Job")
-	finishJob(t, j, batchv1.JobComplete)
+	if !env.Pods {
+		finishJob(t, j, batchv1.JobComplete)
+	}
 	e := waitExecution(t, ns, "ok", drv1.ExecutionSucceeded)
 	assert.Equal(t, fmt.Sprintf("Job %s/%s completed", ns, j.Name), e.Status.ActionStatuses[0].Message)
 	require.NotNil(t, e.Status.Outputs[0].JobRef)
 	assert.Equal(t, j.Name, e.Status.Outputs[0].JobRef.Name)
 	assert.Equal(t, string(j.UID), e.Status.Outputs[0].JobRef.UID)
 
+	if env.Pods {
+		pods := jobPods(t, ns, j.Name)
+		require.Len(t, pods, 1)
+		assert.Equal(t, corev1.PodSucceeded, pods[0].Status.Phase, "the Job's pod ran")
+	}
+
 	createExecution(t, ns, "bad", "bad")
-	finishJob(t, waitJob("bad-"), batchv1.JobFailed)
+	bad := waitJob("bad-")
+	if !env.Pods {
+		finishJob(t, bad, batchv1.JobFailed)
+	}
 	e = waitExecution(t, ns, "bad", drv1.ExecutionFailed)
 	assert.Contains(t, e.Status.Message, "Action 'run' failed: Job "+ns+"/bad-")
-	assert.Contains(t, e.Status.Message, "failed: BackoffLimitExceeded: set by the e2e test")
+	assert.Contains(t, e.Status.Message, "failed: BackoffLimitExceeded: ")
+	if env.Pods {
+		pods := jobPods(t, ns, bad.Name)
+		require.Len(t, pods, 1, "backoffLimit 0: one pod")
+		assert.Equal(t, corev1.PodFailed, pods[0].Status.Phase)
+	}
 
 	createExecution(t, ns, "slow", "slow")
 	slow := waitJob("slow-")
 	e = waitExecution(t, ns, "slow", drv1.ExecutionFailed)
 	assert.Contains(t, e.Status.Message, fmt.Sprintf("Job %s/%s did not finish within 2s: deleted it and its pods", ns, slow.Name))
+	if env.Pods {
+		assert.NotEmpty(t, jobPods(t, ns, slow.Name), "the slow Job's pod was started")
+	}
 	eventually(t, "the Job to be gone", func() (bool, string) {
 		_, err := env.Kube.BatchV1().Jobs(ns).Get(ctx, slow.Name, metav1.GetOptions{})
 		return err != nil, fmt.Sprint(err)
+	})
+	eventually(t, "its pods to be gone", func() (bool, string) {
+		p := jobPods(t, ns, slow.Name)
+		return len(p) == 0, fmt.Sprint(len(p))
 	})
 }
 
@@ -307,17 +371,28 @@ func TestScenario2(t *testing.T) {
 	ns := newNamespace(t, "scenario2")
 	createNamespace(t, "clusternet-dr-shanghai-"+ns)
 	rec := newRecorder(t)
-	defer playJobController(t, ns, batchv1.JobComplete)()
+	runnable, stop := guideJobs(t, ns, rec)
+	defer stop()
 	applyGuide(t, ns, "scenario2", []string{"notification-workflow.yaml", "mysql-failover.yaml", "service-failover.yaml", "ecommerce-dr-plan-with-stages.yaml"},
-		"https://oncall.example.com/drplan-webhook", rec.URL("/hook"),
-		"https://db-admin-api.example.com", rec.URL(""),
-		`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-`+ns+`"`)
+		append([]string{"https://oncall.example.com/drplan-webhook", rec.URL("/hook"),
+			"https://db-admin-api.example.com", rec.URL(""),
+			`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-` + ns + `"`}, runnable...)...)
 	waitPlanPhase(t, ns, "ecommerce-dr-plan", drv1.PlanReady)
 	applyGuide(t, ns, "scenario2", []string{"ecommerce-dr-exec.yaml"})
 	e := waitExecution(t, ns, "ecommerce-dr-exec-20260202-100000", drv1.ExecutionSucceeded)
 	require.Len(t, e.Status.StageStatuses, 5)
 	assert.EqualValues(t, 5, e.Status.Summary.CompletedStages)
-	calls := rec.Calls()
+	var calls, health []call
+	for _, c := range rec.Calls() {
+		if strings.HasPrefix(c.Path, "/health/") {
+			health = append(health, c) // the Jobs' pods
+		} else {
+			calls = append(calls, c)
+		}
+	}
+	if env.Pods {
+		assert.Len(t, health, 6, "each service's health-check pod called once")
+	}
 	require.Len(t, calls, 4, "start hook, two MySQL switches, completion hook")
 	assert.Equal(t, "/hook", calls[0].Path)
 	assert.Equal(t, "/failover", calls[1].Path)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -105,4 +106,15 @@ func TestWebhookCertificateManager(t *testing.T) {
 	third := served(a)
 	assert.True(t, verifies(third, bundle))
 	assert.True(t, verifies(second, bundle), "a connection still made with the old certificate verifies")
+
+	// Started, a manager watches the configuration: re-created without its caBundle (a
+	// re-applied manifest), it trusts the CA again at once, not at the next hourly check.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	require.NoError(t, a.Start(runCtx, time.Hour))
+	require.NoError(t, admission.Unregister(ctx, env.Kube, cfg.Name))
+	require.NoError(t, admission.Register(ctx, env.Kube, cfg))
+	eventually(t, "the caBundle to be put back", func() (bool, string) {
+		return bytes.Contains(caBundle(), secret().Data["ca.crt"]), fmt.Sprintf("%d bytes", len(caBundle()))
+	})
 }
