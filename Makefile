@@ -34,7 +34,8 @@ test: verify node-deps ## Every test, with the race detector: unit, e2e on the l
 	$(GO) test -race -count=1 -timeout 30m ./...
 	@if problem=$$($(GO) run ./cmd/drplan-local node-check); then \
 		echo "make test: the e2e suite on the node backend (E2E_BACKEND=node)"; \
-		E2E_BACKEND=node $(GO) test -race -count=1 -timeout 30m ./test/e2e/; \
+		E2E_BACKEND=node $(GO) test -race -count=1 -timeout 30m ./test/e2e/; rc=$$?; \
+		$(GO) run ./cmd/drplan-local node-cleanup; exit $$rc; \
 	else \
 		echo "make test: SKIPPED the e2e suite on the node backend (E2E_BACKEND=node): $$problem"; \
 	fi
@@ -45,7 +46,7 @@ unit: ## Unit tests only (no control plane).
 
 .PHONY: e2e
 e2e: $(if $(filter node,$(E2E_BACKEND)),node-deps) ## The e2e suite on the backend named by E2E_BACKEND: local (default), node (a real node on this host, as root) or kind.
-	$(GO) test -race -count=1 -timeout 30m -v ./test/e2e/
+	$(GO) test -race -count=1 -timeout 30m -v ./test/e2e/$(if $(filter node,$(E2E_BACKEND)),; rc=$$?; $(GO) run ./cmd/drplan-local node-cleanup; exit $$rc)
 
 .PHONY: e2e-node
 e2e-node: ## The e2e suite on the node backend: the controller installed by the chart, running as pods on a kubelet on this host.

@@ -7,6 +7,7 @@
 //	drplan-local down --dir .drplan   stops what run or up started (and restores the host after --node)
 //	drplan-local kubectl-path         builds (or finds) kubectl of the server's version, prints its path
 //	drplan-local node-check           exits 0 if this host can run the node mode, else says why
+//	drplan-local node-cleanup         tears down a node run whose process died without doing so
 package main
 
 import (
@@ -39,6 +40,7 @@ import (
 const usage = `usage: drplan-local run|up|down [--dir DIR] [--controller-manager] [--node]
        drplan-local kubectl-path
        drplan-local node-check                       exits 0 if this host can run the node mode, else prints why
+       drplan-local node-cleanup                     tears down a node run whose process died (a killed test), restoring the host
        drplan-local sink [--addr 127.0.0.1:8080]   an HTTP endpoint for the guide's webhooks: answers 200, prints each request`
 
 func main() {
@@ -62,6 +64,11 @@ func main() {
 			err = run(abs, *kcm, *node)
 		case "up":
 			err = up(abs, *kcm, *node)
+		case "node-cleanup":
+			var cleaned string
+			if cleaned, err = controlplane.CleanupOrphanedNode(); cleaned != "" && err == nil {
+				fmt.Println("drplan-local: tore down the node run left in", cleaned, "and restored the host")
+			}
 		case "node-check":
 			if problem := controlplane.NodeHostProblem(); problem != "" {
 				fmt.Println(problem)

@@ -53,8 +53,9 @@ func containerdSock(dir string) string {
 }
 
 // claimNode makes this run the host's one node run: the bridge, the pod subnet and the kubelet's
-// host paths can be had once. It waits while another process of this machine is starting or
-// running one, and fails if one started by `drplan-local up` is still running.
+// host paths can be had once. It waits while another process of this machine is starting one,
+// fails while another process runs one (`make up`, a test), and first tears down a run whose
+// process died without doing so (a test binary killed by its timeout or a panic).
 func claimNode(ctx context.Context, dir string, progress io.Writer) (release func(), err error) {
 	cache, err := CacheDir()
 	if err != nil {
@@ -64,28 +65,55 @@ func claimNode(ctx context.Context, dir string, progress io.Writer) (release fun
 	if err != nil {
 		return nil, err
 	}
-	owner := filepath.Join(cache, "node.owner")
-	if b, err := os.ReadFile(owner); err == nil {
-		other := strings.TrimSpace(string(b))
-		switch {
-		case other == dir:
-		case nodeRunning(other):
+	if other, pid, ok := nodeOwner(cache); ok && other != dir {
+		if alive(pid) && nodeRunning(other) {
 			unlock()
-			return nil, fmt.Errorf("a node-mode control plane is already running in %s (one node per host): stop it first (`make down` there)", other)
-		default:
-			// A run that was killed before it could tear down: put the host back first.
-			fmt.Fprintf(progress, "controlplane: tearing down what the killed node run in %s left\n", other)
-			if err := StopDir(other); err != nil {
-				unlock()
-				return nil, err
-			}
+			return nil, fmt.Errorf("a node-mode control plane is already running in %s, started by pid %d (one node per host): stop it first (`make down` there)", other, pid)
+		}
+		fmt.Fprintf(progress, "controlplane: tearing down what the node run in %s left (its process %d is gone)\n", other, pid)
+		if err := StopDir(other); err != nil {
+			unlock()
+			return nil, err
 		}
 	}
-	if err := os.WriteFile(owner, []byte(dir+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cache, "node.owner"), []byte(fmt.Sprintf("%s\n%d\n", dir, os.Getpid())), 0o644); err != nil {
 		unlock()
 		return nil, fmt.Errorf("claim the node: %w", err)
 	}
 	return unlock, nil
+}
+
+// nodeOwner reads which run directory holds the host's node, and the process that started it.
+func nodeOwner(cache string) (dir string, pid int, ok bool) {
+	b, err := os.ReadFile(filepath.Join(cache, "node.owner"))
+	if err != nil {
+		return "", 0, false
+	}
+	lines := strings.Fields(string(b))
+	if len(lines) != 2 {
+		return "", 0, false
+	}
+	pid, err = strconv.Atoi(lines[1])
+	return lines[0], pid, err == nil
+}
+
+// CleanupOrphanedNode tears down a node run whose starting process died without stopping it
+// (a test binary killed by its timeout or a panic), putting the host back as it was. It leaves a
+// run whose process is alive alone, and returns the run directory it cleaned ("" if none).
+func CleanupOrphanedNode() (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir, pid, ok := nodeOwner(cache)
+	if !ok || alive(pid) {
+		return "", nil
+	}
+	if err := StopDir(dir); err != nil {
+		return dir, err
+	}
+	releaseNodeOwner(dir) // also when the run left no record of the host (it died early)
+	return dir, nil
 }
 
 // nodeRunning reports whether the kubelet or containerd of the run in dir is alive.
@@ -108,9 +136,8 @@ func releaseNodeOwner(dir string) {
 	if err != nil {
 		return
 	}
-	owner := filepath.Join(cache, "node.owner")
-	if b, err := os.ReadFile(owner); err == nil && strings.TrimSpace(string(b)) == dir {
-		os.Remove(owner)
+	if owner, _, ok := nodeOwner(cache); ok && owner == dir {
+		os.Remove(filepath.Join(cache, "node.owner"))
 	}
 }
 

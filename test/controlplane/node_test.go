@@ -1,12 +1,14 @@
 package controlplane
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +168,87 @@ func TestNodeRunsPodsAndRestoresHost(t *testing.T) {
 	}
 	if l := listeningPorts(run.Ports); len(l) > 0 {
 		t.Errorf("ports still listened on after Stop: %v", l)
+	}
+}
+
+// TestOrphanedNodeIsTornDown kills (SIGKILL) a process that started a node run, as a test
+// binary's timeout or a panic would: the run's daemons and pods stay, and CleanupOrphanedNode
+// (make test calls it, and the next node start does the same) stops them and restores the host.
+func TestOrphanedNodeIsTornDown(t *testing.T) {
+	if dir := os.Getenv("DRPLAN_NODE_HELPER_DIR"); dir != "" {
+		// The child: start a node run and wait to be killed.
+		if _, err := Start(context.Background(), Options{Dir: dir, Node: true}); err != nil {
+			fmt.Println("start failed:", err)
+			os.Exit(1)
+		}
+		fmt.Println("node ready")
+		time.Sleep(10 * time.Minute)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts a real node; skipped with -short")
+	}
+	if problem := NodeHostProblem(); problem != "" {
+		t.Skipf("node mode not possible on this machine: %s", problem)
+	}
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^TestOrphanedNodeIsTornDown$", "-test.v")
+	child.Env = append(os.Environ(), "DRPLAN_NODE_HELPER_DIR="+dir)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			t.Log("child:", sc.Text())
+			if sc.Text() == "node ready" {
+				ready <- true
+			}
+		}
+		ready <- false
+	}()
+	if !<-ready {
+		t.Fatal("the child did not start a node run")
+	}
+	var run nodeRun
+	b, err := os.ReadFile(nodeRunFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &run); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	if !nodeRunning(dir) {
+		t.Fatal("the node's daemons died with the process that started them; nothing to clean up")
+	}
+
+	cleaned, err := CleanupOrphanedNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cleaned != dir {
+		t.Errorf("cleaned %q, want the orphaned run %q", cleaned, dir)
+	}
+	if nodeRunning(dir) {
+		t.Error("the node's daemons still run")
+	}
+	after, err := readHostState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := run.Before.diff(after); len(d) > 0 {
+		t.Errorf("after the clean-up the host differs from before the start:\n%s", strings.Join(d, "\n"))
+	}
+	if l := listeningPorts(run.Ports); len(l) > 0 {
+		t.Errorf("ports still listened on: %v", l)
 	}
 }
