@@ -587,7 +587,7 @@ func probeCgroups() error {
 	}
 	probe := filepath.Join(dir, "drplan-probe-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(probe, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", probe, err)
+		return err // "mkdir <path>: <why>"
 	}
 	return os.Remove(probe)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,70 @@ func TestOrphanedNodeIsTornDown(t *testing.T) {
 	}
 	if l := listeningPorts(run.Ports); len(l) > 0 {
 		t.Errorf("ports still listened on: %v", l)
+	}
+}
+
+// TestNodeHostProblem: on a host that lacks what the node mode needs, the start fails at once
+// saying what is missing. The check runs in a child process made to lack it: not root, without
+// capabilities, with the cgroups read-only.
+func TestNodeHostProblem(t *testing.T) {
+	if os.Getenv("DRPLAN_NODE_CHECK_HELPER") != "" {
+		fmt.Println("problem:", NodeHostProblem())
+		return
+	}
+	if testing.Short() {
+		t.Skip("runs child processes with fewer rights; skipped with -short")
+	}
+	if problem := NodeHostProblem(); problem != "" {
+		t.Skipf("this host cannot run the node mode anyway: %s", problem)
+	}
+	for _, tool := range []string{"setpriv", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (util-linux)", tool)
+		}
+	}
+	// A copy of the test binary that any user may run.
+	dir, err := os.MkdirTemp("", "drplan-nodecheck-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "check")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := []string{bin, "-test.run=^TestNodeHostProblem$"}
+	tests := []struct {
+		name string
+		cmd  []string
+		want string
+	}{
+		{"fine as it is", run, "problem: \n"},
+		{"not root", append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, run...), "needs root (euid is 65534)"},
+		{"no CAP_SYS_ADMIN or CAP_NET_ADMIN", append([]string{"setpriv", "--bounding-set=-sys_admin,-net_admin", "--inh-caps=-sys_admin,-net_admin"}, run...),
+			"needs the capabilities CAP_NET_ADMIN, CAP_SYS_ADMIN, which this process lacks"},
+		{"read-only cgroups", []string{"unshare", "--mount", "--propagation=private", "sh", "-c",
+			`mount -o remount,bind,ro /sys/fs/cgroup/memory 2>/dev/null || mount -o remount,bind,ro /sys/fs/cgroup; exec "$@"`, "sh", bin, "-test.run=^TestNodeHostProblem$"},
+			"needs writable cgroups: mkdir /sys/fs/cgroup/"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.cmd[0], tc.cmd[1:]...)
+			cmd.Env = append(os.Environ(), "DRPLAN_NODE_CHECK_HELPER=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", tc.cmd, err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("the check said:\n%s\nwant it to contain %q", out, tc.want)
+			}
+		})
 	}
 }
