@@ -1,6 +1,8 @@
 // Package e2e is the end-to-end suite. It runs unchanged on every backend; E2E_BACKEND picks one:
 // local (default: a real etcd + kube-apiserver started on this machine, with the controller
-// running in this test process).
+// running in this test process), node (the local control plane with a real node on this host,
+// and the controller installed by its chart and running as pods there: Jobs run real pods) or
+// kind (the same in a kind cluster, on a machine with Docker and a registry).
 package e2e
 
 import (
