@@ -1,8 +1,6 @@
 package controlplane
 
 import (
-	"bufio"
-	"bytes"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -98,27 +96,22 @@ func readHostState(runDir string) (hostState, error) {
 
 // diff lists how now differs from s, one line a difference; none means the host is as recorded.
 func (s hostState) diff(now hostState) []string {
-	var out []string
-	for _, table := range sortedUnion(s.IPTables, now.IPTables) {
-		added, removed := setDiff(s.IPTables[table], now.IPTables[table])
-		for _, r := range added {
-			out = append(out, fmt.Sprintf("%s: added %q", table, r))
-		}
-		for _, r := range removed {
-			out = append(out, fmt.Sprintf("%s: removed %q", table, r))
-		}
-	}
-	lists := []struct {
+	type list struct {
 		what        string
 		before, now []string
-	}{{"cgroup", s.Cgroups, now.Cgroups}, {"network interface", s.Links, now.Links}, {"mount", s.Mounts, now.Mounts}}
+	}
+	lists := []list{{"cgroup", s.Cgroups, now.Cgroups}, {"network interface", s.Links, now.Links}, {"mount", s.Mounts, now.Mounts}}
+	for _, table := range sortedUnion(s.IPTables, now.IPTables) {
+		lists = append(lists, list{table + " entry", s.IPTables[table], now.IPTables[table]})
+	}
+	var out []string
 	for _, l := range lists {
 		added, removed := setDiff(l.before, l.now)
 		for _, x := range added {
-			out = append(out, fmt.Sprintf("%s %s added", l.what, x))
+			out = append(out, fmt.Sprintf("%s %q added", l.what, x))
 		}
 		for _, x := range removed {
-			out = append(out, fmt.Sprintf("%s %s removed", l.what, x))
+			out = append(out, fmt.Sprintf("%s %q removed", l.what, x))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Sysctls)) {
@@ -204,15 +197,12 @@ func mountPoints() ([]string, error) {
 		return nil, fmt.Errorf("read mounts: %w", err)
 	}
 	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) > 4 {
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 4 {
 			out = append(out, unescapeMount(f[4]))
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).
@@ -275,16 +265,10 @@ func sortedUnion[V any](a, b map[string]V) []string {
 // added, and writes the sysctls back. It returns what it could not put back.
 func restoreHost(runDir string, before hostState) error {
 	killPodProcesses(runDir, before)
-	unmountUnder(runDir)
+	unmountAdded(runDir, before)
 	now, err := readHostState(runDir)
 	if err != nil {
 		return err
-	}
-	// Mounts the run added elsewhere (containerd's shim sockets dir, a kubelet path).
-	added, _ := setDiff(before.Mounts, now.Mounts)
-	slices.SortFunc(added, func(a, b string) int { return len(b) - len(a) })
-	for _, m := range added {
-		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
 	removeAddedCgroups(before)
 	restoreIPTables(before, now)
@@ -312,40 +296,49 @@ func restoreHost(runDir string, before hostState) error {
 	return nil
 }
 
-// killPodProcesses SIGKILLs every process in a kubepods cgroup the run added (the containers) and the
-// containerd shims serving the run's containerd, which outlive containerd itself.
+// killPodProcesses SIGKILLs every process in a kubepods cgroup the run added (the containers) and
+// the containerd shims serving the run's containerd, which outlive containerd itself.
 func killPodProcesses(runDir string, before hostState) {
-	old := map[string]bool{}
-	for _, c := range before.Cgroups {
-		old[c] = true
-	}
 	for range 3 {
-		now, err := cgroupDirs()
-		if err != nil {
-			return
-		}
-		for _, c := range now {
-			if old[c] || !strings.Contains(c, "kubepods") {
-				continue
+		for _, c := range addedKubepods(before) {
+			for _, pid := range cgroupProcs(filepath.Join(cgroupRoot, c)) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
-			_ = filepath.WalkDir(filepath.Join(cgroupRoot, c), func(path string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-					return nil
-				}
-				b, _ := os.ReadFile(path)
-				for _, f := range strings.Fields(string(b)) {
-					if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-				return nil
-			})
 		}
 		for _, pid := range shimsOf(runDir) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// addedKubepods lists the kubelet's cgroups (kubepods, two levels deep) that were not there
+// before.
+func addedKubepods(before hostState) []string {
+	now, err := cgroupDirs()
+	if err != nil {
+		return nil
+	}
+	added, _ := setDiff(before.Cgroups, now)
+	return slices.DeleteFunc(added, func(c string) bool { return !strings.Contains(c, "kubepods") })
+}
+
+// cgroupProcs lists the processes in the cgroup dir and below it (never this one or init).
+func cgroupProcs(dir string) []int {
+	var pids []int
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return nil
+		}
+		b, _ := os.ReadFile(path)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids
 }
 
 // shimsOf finds the containerd-shim processes whose containerd socket is in runDir.
@@ -357,11 +350,7 @@ func shimsOf(runDir string) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+		args := procArgs(pid)
 		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
 			continue
 		}
@@ -372,20 +361,25 @@ func shimsOf(runDir string) []int {
 	return pids
 }
 
-// unmountUnder detaches every mount point in dir, deepest first: the kubelet's volume mounts,
-// containerd's rootfs and shm mounts and the pods' network namespaces.
-func unmountUnder(dir string) {
+// unmountAdded detaches, deepest first, every mount point in runDir (the kubelet's volumes,
+// containerd's rootfs and shm mounts, the pods' network namespaces) and every other one the run
+// added (containerd's shim sockets, a kubelet path); stacked mounts take more than one pass.
+func unmountAdded(runDir string, before hostState) {
+	old := map[string]bool{}
+	for _, m := range before.Mounts {
+		old[m] = true
+	}
 	for range 3 {
 		mounts, err := mountPoints()
 		if err != nil {
 			return
 		}
-		var ours []string
-		for _, m := range mounts {
-			if within(m, dir) && m != dir {
-				ours = append(ours, m)
+		ours := slices.DeleteFunc(mounts, func(m string) bool {
+			if within(m, runDir) {
+				return m == runDir
 			}
-		}
+			return old[m]
+		})
 		if len(ours) == 0 {
 			return
 		}
@@ -399,21 +393,10 @@ func unmountUnder(dir string) {
 // removeAddedCgroups removes the kubelet's cgroup directories (kubepods) that were not there
 // before, deepest first, retrying while their last processes die.
 func removeAddedCgroups(before hostState) {
-	old := map[string]bool{}
-	for _, c := range before.Cgroups {
-		old[c] = true
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		now, err := cgroupDirs()
-		if err != nil {
-			return
-		}
 		left := 0
-		for _, c := range now {
-			if old[c] || !strings.Contains(c, "kubepods") {
-				continue
-			}
+		for _, c := range addedKubepods(before) {
 			var dirs []string
 			_ = filepath.WalkDir(filepath.Join(cgroupRoot, c), func(path string, d fs.DirEntry, err error) error {
 				if err == nil && d.IsDir() {

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -259,14 +262,7 @@ func (cp *ControlPlane) startNode(ctx context.Context, progress io.Writer, files
 	if err != nil {
 		return err
 	}
-	ctr := func(ctx context.Context, args ...string) error {
-		out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", containerdSock(dir), "--namespace", "k8s.io"}, args...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-		}
-		return nil
-	}
-	if err := waitReady(ctx, containerd, containerdReadyTimeout, func(ctx context.Context) error { return ctr(ctx, "version") }); err != nil {
+	if err := waitReady(ctx, containerd, containerdReadyTimeout, func(ctx context.Context) error { return ctr(ctx, dir, "version") }); err != nil {
 		return err
 	}
 	for _, img := range images {
@@ -329,10 +325,12 @@ func (cp *ControlPlane) startNode(ctx context.Context, progress io.Writer, files
 		if err != nil {
 			return err
 		}
-		for _, c := range node.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
-				return fmt.Errorf("node %s not Ready: %s", NodeName, c.Message)
-			}
+		i := slices.IndexFunc(node.Status.Conditions, func(c corev1.NodeCondition) bool { return c.Type == corev1.NodeReady })
+		if i < 0 {
+			return fmt.Errorf("node %s has no Ready condition yet", NodeName)
+		}
+		if c := node.Status.Conditions[i]; c.Status != corev1.ConditionTrue {
+			return fmt.Errorf("node %s not Ready: %s", NodeName, c.Message)
 		}
 		if _, err := kube.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{}); err != nil {
 			return fmt.Errorf("no default ServiceAccount yet: %w", err)
@@ -344,12 +342,36 @@ func (cp *ControlPlane) startNode(ctx context.Context, progress io.Writer, files
 // ImportImage loads an image tarball (docker or OCI) into the containerd of the node run in dir,
 // where the kubelet finds it: a pod naming it (with a tag other than latest) never pulls.
 func ImportImage(ctx context.Context, dir, tarball string) error {
-	out, err := exec.CommandContext(ctx, "ctr", "--address", containerdSock(dir), "--namespace", "k8s.io",
-		"images", "import", "--no-unpack=false", tarball).CombinedOutput()
+	return ctr(ctx, dir, "images", "import", tarball)
+}
+
+// ctr runs ctr against the containerd of the node run in dir, in the kubelet's namespace.
+func ctr(ctx context.Context, dir string, args ...string) error {
+	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", containerdSock(dir), "--namespace", "k8s.io"}, args...)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("import %s into the node's containerd: %w: %s", tarball, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// KillPodProcesses SIGKILLs the processes of a pod of this node whose executable is exe (a kill
+// from outside: no signal the process can handle, no grace). It returns how many it killed.
+func KillPodProcesses(podUID, exe string) int {
+	killed := 0
+	for _, root := range []string{filepath.Join(cgroupRoot, "pids", "kubepods"), filepath.Join(cgroupRoot, "kubepods")} { // cgroup v1, v2
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() || d.Name() != "pod"+podUID {
+				return nil
+			}
+			for _, pid := range cgroupProcs(path) {
+				if args := procArgs(pid); len(args) > 0 && args[0] == exe && syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
+				}
+			}
+			return filepath.SkipDir
+		})
+	}
+	return killed
 }
 
 func containerdConfig(dir string, streamPort int) string {

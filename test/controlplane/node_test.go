@@ -147,7 +147,7 @@ func TestNodeRunsPodsAndRestoresHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	changes := strings.Join(run.Before.diff(during), "\n")
-	for _, want := range []string{"kubepods", "network interface " + nodeBridge + " added"} {
+	for _, want := range []string{"kubepods", fmt.Sprintf("network interface %q added", nodeBridge)} {
 		if !strings.Contains(changes, want) {
 			t.Errorf("while the node runs, the host changes should include %q; they are:\n%s", want, changes)
 		}

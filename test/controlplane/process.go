@@ -167,11 +167,7 @@ func isOurs(pid int, name, dir string) bool {
 	if !alive(pid) {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+	args := procArgs(pid)
 	if len(args) == 0 || filepath.Base(args[0]) != name {
 		return false
 	}
@@ -181,6 +177,15 @@ func isOurs(pid int, name, dir string) bool {
 		}
 	}
 	return false
+}
+
+// procArgs is the command line of pid (nil if it cannot be read).
+func procArgs(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
 }
 
 // alive reports whether pid exists and is not a zombie.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,14 +71,27 @@ func (c *inCluster) render(grace time.Duration, replicas int) (string, error) {
 	return deploy.Render(values)
 }
 
-// install applies the whole chart and waits for its replicas and its webhook.
-func (c *inCluster) install(ctx context.Context, grace time.Duration) error {
+// apply applies the rendered chart, or only its document holding marker ("kind: Deployment").
+func (c *inCluster) apply(ctx context.Context, grace time.Duration, marker string) error {
 	manifest, err := c.render(grace, chartReplicas)
 	if err != nil {
 		return err
 	}
+	if marker != "" {
+		if manifest, err = chartDocument(manifest, marker); err != nil {
+			return err
+		}
+	}
 	if _, stderr, err := c.kubectl(ctx, manifest, "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
-		return fmt.Errorf("install the chart: %w: %s", err, stderr)
+		return fmt.Errorf("apply the chart (%s): %w: %s", cmp.Or(marker, "all of it"), err, stderr)
+	}
+	return nil
+}
+
+// install applies the whole chart and waits for its replicas and its webhook.
+func (c *inCluster) install(ctx context.Context, grace time.Duration) error {
+	if err := c.apply(ctx, grace, ""); err != nil {
+		return err
 	}
 	if err := c.waitPods(ctx, chartReplicas); err != nil {
 		return err
@@ -90,16 +104,8 @@ func (c *inCluster) install(ctx context.Context, grace time.Duration) error {
 func (c *inCluster) start(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	manifest, err := c.render(grace, chartReplicas)
-	if err != nil {
+	if err := c.apply(ctx, grace, "kind: Deployment"); err != nil {
 		return err
-	}
-	doc, err := chartDocument(manifest, "kind: Deployment")
-	if err != nil {
-		return err
-	}
-	if _, stderr, err := c.kubectl(ctx, doc, "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
-		return fmt.Errorf("start the controller: %w: %s", err, stderr)
 	}
 	if err := c.waitPods(ctx, chartReplicas); err != nil {
 		return err
@@ -174,16 +180,8 @@ func (c *inCluster) setWebhook(on bool) error {
 		}
 		return waitWebhook(ctx, c.dr, false)
 	}
-	manifest, err := c.render(defaultGrace, chartReplicas)
-	if err != nil {
+	if err := c.apply(ctx, defaultGrace, "kind: ValidatingWebhookConfiguration"); err != nil {
 		return err
-	}
-	doc, err := chartDocument(manifest, "kind: ValidatingWebhookConfiguration")
-	if err != nil {
-		return err
-	}
-	if _, stderr, err := c.kubectl(ctx, doc, "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
-		return fmt.Errorf("register the webhook: %w: %s", err, stderr)
 	}
 	return waitWebhook(ctx, c.dr, true)
 }

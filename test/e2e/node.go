@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -116,31 +113,10 @@ func (b *nodeBackend) kill(ctx context.Context, pod string) error {
 	if err != nil {
 		return err
 	}
-	killed := 0
-	root := "/sys/fs/cgroup/pids/kubepods" // cgroup v1
-	if _, err := os.Stat(root); err != nil {
-		root = "/sys/fs/cgroup/kubepods" // v2
+	if controlplane.KillPodProcesses(string(p.UID), "/drplan-controller") == 0 {
+		return fmt.Errorf("no controller process of pod %s (uid %s) found under the kubepods cgroups", pod, p.UID)
 	}
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.Name() != "cgroup.procs" || !strings.Contains(path, "/pod"+string(p.UID)+"/") {
-			return nil
-		}
-		procs, _ := os.ReadFile(path)
-		for _, f := range strings.Fields(string(procs)) {
-			pid, _ := strconv.Atoi(f)
-			cmdline, _ := os.ReadFile(filepath.Join("/proc", f, "cmdline"))
-			if pid > 1 && strings.HasPrefix(string(cmdline), "/drplan-controller\x00") {
-				if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
-					killed++
-				}
-			}
-		}
-		return nil
-	})
-	if err == nil && killed == 0 {
-		err = fmt.Errorf("no controller process of pod %s (uid %s) found under the kubepods cgroups", pod, p.UID)
-	}
-	return err
+	return nil
 }
 
 // Stop saves the controller pods' logs beside the suite's, then stops the control plane and the
