@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Checks that generated code is current (regenerating into a scratch copy of the repository and
-# comparing), that every Go file is gofmt'ed, that go vet is clean and that go.mod files are tidy.
+# Checks that no tracked file is build output (over 1 MiB or a compiled binary), that generated
+# code is current (regenerating into a scratch copy of the repository and comparing), that every
+# Go file is gofmt'ed, that go vet is clean and that go.mod files are tidy.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+
+./hack/check-files.sh
 
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then

@@ -18,36 +18,48 @@ import (
 )
 
 // The node mode changes the host: the kubelet adds iptables chains, cgroups and sysctls, files
-// under /var, the CNI bridge plugin a bridge, veths and ip_forward, containerd mounts and shim
-// sockets. hostState is what of the host a node run may change; it is recorded before the run
-// and the tear-down puts the host back to it, then checks that it did.
+// under /var, the CNI bridge plugin a bridge, veths and ip_forward, containerd mounts. hostState is
+// that part of the host, and only that: what a node run can change (its domain). It is recorded
+// before the run, the tear-down puts it back, then checks that it did. Whatever else changes on the
+// host meanwhile (another program's cgroups, chains, interfaces, mounts) is not recorded, so it is
+// neither judged nor touched.
 type hostState struct {
-	// IPTables is iptables-save (and ip6tables-save) per table: the chains and the rules, counters
-	// and comments left out.
+	// IPTables is, per table of iptables-save (and ip6tables-save), the node's entries: the
+	// kubelet's and the CNI plugins' chains (KUBE-*, CNI-*), the rules in them, and the rules that
+	// jump to them or name the pod bridge or subnet; counters left out. A table that exists has a
+	// key, even with no such entry.
 	IPTables map[string][]string `json:"iptables"`
-	// Cgroups are the cgroup directories two levels deep, e.g. "memory/kubepods/burstable".
+	// Cgroups are the kubelet's cgroup directories (the kubepods trees, every depth), e.g.
+	// "memory/kubepods/burstable/pod<uid>".
 	Cgroups []string `json:"cgroups"`
-	// Sysctls are the values of the sysctls the kubelet or the CNI plugins set.
+	// Sysctls are the values of the sysctls the kubelet or the CNI plugins set (nodeSysctls).
 	Sysctls map[string]string `json:"sysctls"`
 	// Paths are the files and directories the kubelet and containerd create outside their
 	// configured directories, and whether each existed.
 	Paths map[string]bool `json:"paths"`
-	// Links are the network interfaces' names.
+	// Links are the pod bridge and the interfaces attached to it (the pods' veths).
 	Links []string `json:"links"`
-	// Mounts are the mount points outside the run directory.
+	// Mounts are the mount points under the node's host paths (the run directory's own are
+	// unmounted with it and not recorded).
 	Mounts []string `json:"mounts"`
 }
 
-// nodeSysctls are the sysctls the kubelet sets at start (vm.overcommit_memory, kernel.panic,
-// kernel.panic_on_oops) and the one the bridge plugin sets for a gateway (ip_forward).
-var nodeSysctls = []string{"vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward"}
+// nodeSysctls are the sysctls a node run sets, with the value it sets: the kubelet's at start
+// (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) and the bridge plugin's for a gateway
+// (ip_forward). A sysctl is judged the run's change only when it now holds that value and did not
+// before; another program's value is left alone.
+var nodeSysctls = map[string]string{
+	"vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10", "kernel.panic_on_oops": "1",
+	"kernel.keys.root_maxkeys": "1000000", "kernel.keys.root_maxbytes": "25000000",
+	"net.ipv4.ip_forward": "1",
+}
 
 // nodeHostPaths are the paths the kubelet and containerd write whatever their configuration says.
 var nodeHostPaths = []string{"/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/run/containerd", "/var/run/kubernetes", "/etc/cni"}
 
 const cgroupRoot = "/sys/fs/cgroup"
 
-// readHostState records the host as the node mode may change it.
+// readHostState records the node run's domain of the host.
 func readHostState(runDir string) (hostState, error) {
 	s := hostState{IPTables: map[string][]string{}, Sysctls: map[string]string{}, Paths: map[string]bool{}}
 	for _, tool := range []string{"iptables", "ip6tables"} {
@@ -55,15 +67,15 @@ func readHostState(runDir string) (hostState, error) {
 		if err != nil {
 			return s, fmt.Errorf("read the host's %s: %w", tool, err)
 		}
-		for table, rules := range parseIPTablesSave(string(out)) {
-			s.IPTables[tool+"/"+table] = rules
+		for table, entries := range parseIPTablesSave(string(out)) {
+			s.IPTables[tool+"/"+table] = slices.DeleteFunc(entries, func(e string) bool { return !nodeIPTablesEntry(e) })
 		}
 	}
 	var err error
-	if s.Cgroups, err = cgroupDirs(); err != nil {
+	if s.Cgroups, err = kubepodsCgroups(); err != nil {
 		return s, err
 	}
-	for _, name := range nodeSysctls {
+	for name := range nodeSysctls {
 		v, err := os.ReadFile(sysctlPath(name))
 		if err != nil {
 			return s, fmt.Errorf("read sysctl %s: %w", name, err)
@@ -74,19 +86,15 @@ func readHostState(runDir string) (hostState, error) {
 		_, err := os.Lstat(p)
 		s.Paths[p] = err == nil
 	}
-	ifaces, err := os.ReadDir("/sys/class/net")
-	if err != nil {
-		return s, fmt.Errorf("list network interfaces: %w", err)
-	}
-	for _, i := range ifaces {
-		s.Links = append(s.Links, i.Name())
+	if s.Links, err = bridgeLinks(); err != nil {
+		return s, err
 	}
 	mounts, err := mountPoints()
 	if err != nil {
 		return s, err
 	}
 	for _, m := range mounts {
-		if !within(m, runDir) {
+		if slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) }) {
 			s.Mounts = append(s.Mounts, m)
 		}
 	}
@@ -94,7 +102,34 @@ func readHostState(runDir string) (hostState, error) {
 	return s, nil
 }
 
-// diff lists how now differs from s, one line a difference; none means the host is as recorded.
+// nodeIPTablesEntry reports whether an iptables-save entry (a chain declaration ":NAME POLICY" or
+// a rule "-A CHAIN ...") is a node run's: a chain of the kubelet or the CNI plugins, a rule in
+// one or jumping to one, or a rule that names the pod bridge or subnet.
+func nodeIPTablesEntry(entry string) bool {
+	ours := func(chain string) bool { return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") }
+	if name, ok := strings.CutPrefix(entry, ":"); ok {
+		return ours(strings.Fields(name)[0])
+	}
+	f := strings.Fields(entry)
+	if len(f) < 2 || f[0] != "-A" {
+		return false
+	}
+	if ours(f[1]) {
+		return true
+	}
+	for i := 2; i+1 < len(f); i++ {
+		if (f[i] == "-j" || f[i] == "-g") && ours(f[i+1]) {
+			return true
+		}
+		if f[i+1] == nodeBridge || strings.HasPrefix(f[i+1], podSubnet) {
+			return true
+		}
+	}
+	return false
+}
+
+// diff lists how now differs from s, one line a difference; none means the node's domain of the
+// host is as recorded.
 func (s hostState) diff(now hostState) []string {
 	type list struct {
 		what        string
@@ -115,8 +150,8 @@ func (s hostState) diff(now hostState) []string {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Sysctls)) {
-		if s.Sysctls[k] != now.Sysctls[k] {
-			out = append(out, fmt.Sprintf("sysctl %s is %s, was %s", k, now.Sysctls[k], s.Sysctls[k]))
+		if sysctlSetByNode(k, s.Sysctls[k], now.Sysctls[k]) {
+			out = append(out, fmt.Sprintf("sysctl %s is %s (the node's value), was %s", k, now.Sysctls[k], s.Sysctls[k]))
 		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(s.Paths)) {
@@ -125,6 +160,13 @@ func (s hostState) diff(now hostState) []string {
 		}
 	}
 	return out
+}
+
+// sysctlSetByNode reports whether a sysctl that was before and is now is a node run's change:
+// it now holds the value the run sets, which it did not hold before.
+func sysctlSetByNode(name, before, now string) bool {
+	v, ok := nodeSysctls[name]
+	return ok && before != v && now == v
 }
 
 // parseIPTablesSave returns each table's chain declarations (":CHAIN POLICY") and rules ("-A ..."),
@@ -155,9 +197,10 @@ func parseIPTablesSave(out string) map[string][]string {
 
 var builtinChains = map[string]bool{"INPUT": true, "FORWARD": true, "OUTPUT": true, "PREROUTING": true, "POSTROUTING": true}
 
-// cgroupDirs lists the cgroup directories up to two levels below each hierarchy (cgroup v1) or
-// below the unified root (v2): deep enough to see the kubelet's kubepods/<qos> tree.
-func cgroupDirs() ([]string, error) {
+// kubepodsCgroups lists the kubelet's cgroup directories: every directory of the trees named
+// kubepods* at the top of each hierarchy (cgroup v1, e.g. "memory/kubepods/besteffort/pod<uid>")
+// or of the unified root (v2, "kubepods.slice/..."). Other cgroups are never read.
+func kubepodsCgroups() ([]string, error) {
 	var dirs []string
 	err := filepath.WalkDir(cgroupRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -166,17 +209,17 @@ func cgroupDirs() ([]string, error) {
 			}
 			return nil // a cgroup removed while walking
 		}
-		if !d.IsDir() {
+		if !d.IsDir() || path == cgroupRoot {
 			return nil
 		}
 		rel, _ := filepath.Rel(cgroupRoot, path)
-		depth := strings.Count(rel, "/")
-		if rel == "." {
+		parts := strings.Split(rel, "/")
+		if slices.ContainsFunc(parts, func(p string) bool { return strings.HasPrefix(p, "kubepods") }) {
+			dirs = append(dirs, rel)
 			return nil
 		}
-		dirs = append(dirs, rel)
-		if depth >= 2 {
-			return filepath.SkipDir
+		if len(parts) >= 2 {
+			return filepath.SkipDir // below a hierarchy, not a kubepods tree
 		}
 		return nil
 	})
@@ -184,6 +227,22 @@ func cgroupDirs() ([]string, error) {
 		return nil, fmt.Errorf("list cgroups: %w", err)
 	}
 	return dirs, nil
+}
+
+// bridgeLinks lists the pod bridge, if it exists, and the interfaces attached to it.
+func bridgeLinks() ([]string, error) {
+	ifaces, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		return nil, fmt.Errorf("list network interfaces: %w", err)
+	}
+	var links []string
+	for _, i := range ifaces {
+		master, _ := os.Readlink(filepath.Join("/sys/class/net", i.Name(), "master"))
+		if i.Name() == nodeBridge || filepath.Base(master) == nodeBridge {
+			links = append(links, i.Name())
+		}
+	}
+	return links, nil
 }
 
 func sysctlPath(name string) string {
@@ -272,13 +331,13 @@ func restoreHost(runDir string, before hostState) error {
 	}
 	removeAddedCgroups(before)
 	restoreIPTables(before, now)
-	for _, name := range nodeSysctls {
-		if v, ok := before.Sysctls[name]; ok && v != now.Sysctls[name] {
+	for name, v := range before.Sysctls {
+		if sysctlSetByNode(name, v, now.Sysctls[name]) {
 			_ = os.WriteFile(sysctlPath(name), []byte(v+"\n"), 0o644)
 		}
 	}
 	links, _ := setDiff(before.Links, now.Links)
-	for _, l := range links {
+	for _, l := range slices.Backward(links) { // the veths, then the bridge
 		_ = exec.Command("ip", "link", "delete", l).Run()
 	}
 	for p, existed := range before.Paths {
@@ -312,15 +371,15 @@ func killPodProcesses(runDir string, before hostState) {
 	}
 }
 
-// addedKubepods lists the kubelet's cgroups (kubepods, two levels deep) that were not there
+// addedKubepods lists the kubelet's cgroups (kubepods trees, every depth) that were not there
 // before.
 func addedKubepods(before hostState) []string {
-	now, err := cgroupDirs()
+	now, err := kubepodsCgroups()
 	if err != nil {
 		return nil
 	}
 	added, _ := setDiff(before.Cgroups, now)
-	return slices.DeleteFunc(added, func(c string) bool { return !strings.Contains(c, "kubepods") })
+	return added
 }
 
 // cgroupProcs lists the processes in the cgroup dir and below it (never this one or init).
@@ -362,8 +421,8 @@ func shimsOf(runDir string) []int {
 }
 
 // unmountAdded detaches, deepest first, every mount point in runDir (the kubelet's volumes,
-// containerd's rootfs and shm mounts, the pods' network namespaces) and every other one the run
-// added (containerd's shim sockets, a kubelet path); stacked mounts take more than one pass.
+// containerd's rootfs and shm mounts, the pods' network namespaces) and every one the run added
+// under the node's host paths; stacked mounts take more than one pass.
 func unmountAdded(runDir string, before hostState) {
 	old := map[string]bool{}
 	for _, m := range before.Mounts {
@@ -378,7 +437,7 @@ func unmountAdded(runDir string, before hostState) {
 			if within(m, runDir) {
 				return m == runDir
 			}
-			return old[m]
+			return old[m] || !slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) })
 		})
 		if len(ours) == 0 {
 			return
@@ -395,20 +454,12 @@ func unmountAdded(runDir string, before hostState) {
 func removeAddedCgroups(before hostState) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		added := addedKubepods(before)
+		slices.SortFunc(added, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 		left := 0
-		for _, c := range addedKubepods(before) {
-			var dirs []string
-			_ = filepath.WalkDir(filepath.Join(cgroupRoot, c), func(path string, d fs.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					dirs = append(dirs, path)
-				}
-				return nil
-			})
-			slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
-			for _, d := range dirs {
-				if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-					left++
-				}
+		for _, c := range added {
+			if err := os.Remove(filepath.Join(cgroupRoot, c)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				left++
 			}
 		}
 		if left == 0 || time.Now().After(deadline) {
@@ -440,12 +491,20 @@ func restoreIPTables(before, now hostState) {
 			_ = exec.Command(tool, "-t", name, "-X", c).Run()
 		}
 		// With the nf_tables backend a table the run brought into being stays, empty; remove it
-		// so that iptables-save prints what it printed before.
-		if _, existed := before.IPTables[table]; !existed {
+		// (unless another program uses it now) so that iptables-save prints what it printed
+		// before.
+		if _, existed := before.IPTables[table]; !existed && iptablesTableEmpty(tool, name) {
 			family := map[string]string{"iptables": "ip", "ip6tables": "ip6"}[tool]
 			_ = exec.Command("nft", "delete", "table", family, name).Run()
 		}
 	}
+}
+
+// iptablesTableEmpty reports whether a table has no chain or rule but its built-in chains that
+// accept.
+func iptablesTableEmpty(tool, table string) bool {
+	out, err := exec.Command(tool+"-save", "-t", table).Output()
+	return err == nil && len(parseIPTablesSave(string(out))[table]) == 0
 }
 
 // splitRule splits an iptables-save rule into arguments, honouring double quotes (comments).
@@ -564,15 +623,20 @@ func missingCapabilities() []string {
 
 // probeCgroups creates and removes a cgroup where the kubelet will create kubepods.
 func probeCgroups() error {
-	dir := filepath.Join(cgroupRoot, "memory")
-	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		dir = cgroupRoot // cgroup v2
-	}
-	probe := filepath.Join(dir, "drplan-probe-"+strconv.Itoa(os.Getpid()))
+	probe := filepath.Join(cgroupRoot, memoryCgroups(), "drplan-probe-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(probe, 0o755); err != nil {
 		return err // "mkdir <path>: <why>"
 	}
 	return os.Remove(probe)
+}
+
+// memoryCgroups is the memory controller's hierarchy relative to cgroupRoot: "memory" (v1) or ""
+// (v2, the unified root).
+func memoryCgroups() string {
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		return ""
+	}
+	return "memory"
 }
 
 // staticBinary fails unless path is an ELF executable without a dynamic loader.

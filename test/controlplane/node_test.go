@@ -25,7 +25,8 @@ import (
 // TestNodeRunsPodsAndRestoresHost starts the node mode, runs a pod that calls a server of this
 // host at the gateway address and a Job through the real job controller, reads the pod's log
 // through the API server and the kubelet, then stops and checks the host is as it was: iptables,
-// cgroups, sysctls, interfaces, mounts, host paths and ports.
+// cgroups, sysctls, interfaces, mounts, host paths and ports. Changes another program makes
+// meanwhile are neither reported nor undone; what a run leaves behind is reported.
 func TestNodeRunsPodsAndRestoresHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real node; skipped with -short")
@@ -141,6 +142,10 @@ func TestNodeRunsPodsAndRestoresHost(t *testing.T) {
 	}
 	t.Logf("a Job of one 1 s pod completed in %s", time.Since(jobStart).Round(time.Millisecond))
 
+	// Another program changes the host while the node runs; the check ignores it and the
+	// tear-down leaves it alone.
+	other := changeHostAsAnotherProgram(t)
+
 	// While it runs the host is changed (else the check after Stop would prove nothing).
 	during, err := readHostState(cp.Dir)
 	if err != nil {
@@ -169,6 +174,92 @@ func TestNodeRunsPodsAndRestoresHost(t *testing.T) {
 	}
 	if l := listeningPorts(run.Ports); len(l) > 0 {
 		t.Errorf("ports still listened on after Stop: %v", l)
+	}
+	other.assertUntouched(t)
+
+	// What a run leaves behind is reported: a kubepods cgroup and a veth on the pod bridge, made
+	// here as a tear-down that failed would leave them. The tear-down removes them.
+	leftCgroup := filepath.Join(memoryCgroups(), "kubepods", "besteffort", "podleftover")
+	if err := os.MkdirAll(filepath.Join(cgroupRoot, leftCgroup), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	leftVeth := "drplanleft0"
+	for _, args := range [][]string{
+		{"link", "add", nodeBridge, "type", "bridge"},
+		{"link", "add", leftVeth, "type", "veth", "peer", "name", "drplanleft1"},
+		{"link", "set", leftVeth, "master", nodeBridge},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	left, err := readHostState(cp.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := strings.Join(run.Before.diff(left), "\n")
+	for _, want := range []string{
+		fmt.Sprintf("cgroup %q added", leftCgroup),
+		fmt.Sprintf("network interface %q added", nodeBridge),
+		fmt.Sprintf("network interface %q added", leftVeth),
+	} {
+		if !strings.Contains(reported, want) {
+			t.Errorf("the check should report %s; it reports:\n%s", want, reported)
+		}
+	}
+	if strings.Contains(reported, "drplan-other") || strings.Contains(reported, "kernel.panic ") {
+		t.Errorf("the check reports another program's changes:\n%s", reported)
+	}
+	if err := restoreHost(cp.Dir, run.Before); err != nil {
+		t.Errorf("the tear-down did not remove the leftovers: %v", err)
+	}
+	other.assertUntouched(t)
+}
+
+// otherChanges are changes to the host that another program made while a node ran.
+type otherChanges struct {
+	cgroup, chain, panicWas string
+}
+
+// changeHostAsAnotherProgram makes, from another process, a cgroup of its own, an iptables chain
+// with a rule, and sets kernel.panic (which the kubelet sets to 10) to a value the node does not
+// set; the test's clean-up undoes them.
+func changeHostAsAnotherProgram(t *testing.T) otherChanges {
+	t.Helper()
+	panicWas, err := os.ReadFile(sysctlPath("kernel.panic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := otherChanges{
+		cgroup:   filepath.Join(memoryCgroups(), fmt.Sprintf("drplan-other-%d", os.Getpid())),
+		chain:    fmt.Sprintf("DRPLAN-OTHER-%d", os.Getpid()),
+		panicWas: strings.TrimSpace(string(panicWas)),
+	}
+	t.Cleanup(func() {
+		_ = os.Remove(filepath.Join(cgroupRoot, o.cgroup))
+		_ = exec.Command("iptables", "-F", o.chain).Run()
+		_ = exec.Command("iptables", "-X", o.chain).Run()
+		_ = os.WriteFile(sysctlPath("kernel.panic"), []byte(o.panicWas+"\n"), 0o644)
+	})
+	script := fmt.Sprintf("mkdir %s && iptables -N %s && iptables -A %s -j RETURN && echo 7 > /proc/sys/kernel/panic",
+		filepath.Join(cgroupRoot, o.cgroup), o.chain, o.chain)
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("another program's changes: %v: %s", err, out)
+	}
+	return o
+}
+
+// assertUntouched checks that the other program's changes are still there.
+func (o otherChanges) assertUntouched(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(cgroupRoot, o.cgroup)); err != nil {
+		t.Errorf("another program's cgroup was touched: %v", err)
+	}
+	if err := exec.Command("iptables", "-C", o.chain, "-j", "RETURN").Run(); err != nil {
+		t.Errorf("another program's iptables chain %s was touched: %v", o.chain, err)
+	}
+	if v, _ := os.ReadFile(sysctlPath("kernel.panic")); strings.TrimSpace(string(v)) != "7" {
+		t.Errorf("kernel.panic is %q, want the other program's 7", strings.TrimSpace(string(v)))
 	}
 }
 
