@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
@@ -59,7 +60,7 @@ func NewHTTPRunner(client *http.Client) *HTTPRunner {
 	if client == nil {
 		client = newHTTPClient()
 	}
-	return &HTTPRunner{client: client, sleep: sleepHTTPRetry}
+	return &HTTPRunner{client: client, sleep: backoff.Sleep}
 }
 
 func newHTTPClient() *http.Client {
@@ -88,17 +89,6 @@ func redirectKeepingMethod(req *http.Request, via []*http.Request) error {
 		return http.ErrUseLastResponse
 	}
 	return nil
-}
-
-func sleepHTTPRetry(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
 
 // Run calls the endpoint. On failure it returns the error together with a Result that holds the
@@ -366,23 +356,21 @@ func (c *httpCall) transportFailure(ctx context.Context, err error) httpOutcome 
 
 // httpRetryPolicy is an HTTPRetry with defaults applied.
 type httpRetryPolicy struct {
-	limit       int
-	interval    time.Duration
-	factor      int64
-	maxInterval time.Duration
+	limit   int
+	backoff backoff.Policy // interval, backoffFactor, maxInterval
 }
 
 func newHTTPRetryPolicy(spec *drv1.HTTPRetry) (*httpRetryPolicy, error) {
-	p := &httpRetryPolicy{limit: max(int(spec.Limit), 0), factor: int64(spec.BackoffFactor)}
+	p := &httpRetryPolicy{limit: max(int(spec.Limit), 0), backoff: backoff.Policy{Factor: int64(spec.BackoffFactor)}}
 	var err error
-	if p.interval, err = httpDurationOr(spec.Interval, DefaultHTTPRetryInterval); err != nil {
+	if p.backoff.Initial, err = httpDurationOr(spec.Interval, DefaultHTTPRetryInterval); err != nil {
 		return nil, fmt.Errorf("http.retry.interval: %w", err)
 	}
-	if p.maxInterval, err = httpDurationOr(spec.MaxInterval, DefaultHTTPRetryMaxInterval); err != nil {
+	if p.backoff.Max, err = httpDurationOr(spec.MaxInterval, DefaultHTTPRetryMaxInterval); err != nil {
 		return nil, fmt.Errorf("http.retry.maxInterval: %w", err)
 	}
-	if p.factor < 1 {
-		p.factor = DefaultHTTPRetryBackoff
+	if p.backoff.Factor < 1 {
+		p.backoff.Factor = DefaultHTTPRetryBackoff
 	}
 	return p, nil
 }
@@ -390,14 +378,7 @@ func newHTTPRetryPolicy(spec *drv1.HTTPRetry) (*httpRetryPolicy, error) {
 // wait is the pause after the given failed attempt (1-based): interval, interval*factor, ...,
 // capped at maxInterval.
 func (p *httpRetryPolicy) wait(attempt int) time.Duration {
-	d := p.interval
-	for i := 1; i < attempt && d < p.maxInterval; i++ {
-		if d > p.maxInterval/time.Duration(p.factor) {
-			return p.maxInterval // d*factor would pass the cap, or overflow
-		}
-		d *= time.Duration(p.factor)
-	}
-	return min(d, p.maxInterval)
+	return p.backoff.Delay(attempt - 1)
 }
 
 // truncateHTTPBody returns b as text, cut to at most limit bytes on a rune boundary and marked when

@@ -5,6 +5,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/bkbcs/drplan-controller/backoff"
 )
 
 // Backoff defaults for AddRateLimited. The first retry is fast because most failures are
@@ -19,16 +21,14 @@ const (
 type Option func(*queueConfig)
 
 type queueConfig struct {
-	baseBackoff time.Duration
-	maxBackoff  time.Duration
+	backoff backoff.Policy // doubling
 }
 
 // WithBackoff sets the per-key backoff of AddRateLimited: base * 2^failures, capped at maxDelay.
 // A non-positive base keeps the default; a maxDelay below base is raised to base.
 func WithBackoff(base, maxDelay time.Duration) Option {
 	return func(c *queueConfig) {
-		c.baseBackoff = base
-		c.maxBackoff = maxDelay
+		c.backoff = backoff.Policy{Initial: base, Max: maxDelay}
 	}
 }
 
@@ -74,16 +74,14 @@ type Queue[K comparable] struct {
 // NewQueue returns an empty queue. Call ShutDown (or let Run do it) when finished, so that the
 // goroutine serving AddAfter exits.
 func NewQueue[K comparable](opts ...Option) *Queue[K] {
-	cfg := queueConfig{baseBackoff: DefaultBaseBackoff, maxBackoff: DefaultMaxBackoff}
+	cfg := queueConfig{backoff: backoff.Policy{Initial: DefaultBaseBackoff, Max: DefaultMaxBackoff}}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.baseBackoff <= 0 {
-		cfg.baseBackoff = DefaultBaseBackoff
+	if cfg.backoff.Initial <= 0 {
+		cfg.backoff.Initial = DefaultBaseBackoff
 	}
-	if cfg.maxBackoff < cfg.baseBackoff {
-		cfg.maxBackoff = cfg.baseBackoff
-	}
+	cfg.backoff.Max = max(cfg.backoff.Max, cfg.backoff.Initial)
 	q := &Queue[K]{
 		cfg:          cfg,
 		dirty:        map[K]struct{}{},
@@ -233,19 +231,7 @@ func (q *Queue[K]) AddRateLimited(key K) {
 	n := q.failures[key]
 	q.failures[key] = n + 1
 	q.retries++
-	q.addAfterLocked(key, backoffFor(q.cfg.baseBackoff, q.cfg.maxBackoff, n))
-}
-
-// backoffFor returns base * 2^failures, capped at maxDelay without overflowing.
-func backoffFor(base, maxDelay time.Duration, failures int) time.Duration {
-	d := base
-	for range failures {
-		if d > maxDelay/2 {
-			return maxDelay
-		}
-		d *= 2
-	}
-	return min(d, maxDelay)
+	q.addAfterLocked(key, q.cfg.backoff.Delay(n))
 }
 
 // Forget clears the failure count of key, so its next failure starts again at the base backoff.

@@ -247,28 +247,6 @@ func withoutTotals(s Stats) Stats {
 	return s
 }
 
-func TestBackoffFor(t *testing.T) {
-	ms := time.Millisecond
-	for _, tc := range []struct {
-		base, max time.Duration
-		failures  int
-		want      time.Duration
-	}{
-		{5 * ms, time.Second, 0, 5 * ms},
-		{5 * ms, time.Second, 1, 10 * ms},
-		{5 * ms, time.Second, 4, 80 * ms},
-		{5 * ms, time.Second, 7, 640 * ms},
-		{5 * ms, time.Second, 8, time.Second},
-		{5 * ms, time.Second, 1000, time.Second},
-		{ms, ms, 3, ms},
-		{time.Nanosecond, 1<<63 - 1, 62, 1 << 62},
-		{time.Nanosecond, 1<<63 - 1, 63, 1<<63 - 1}, // no overflow
-		{time.Nanosecond, 1<<63 - 1, 1 << 30, 1<<63 - 1},
-	} {
-		require.Equal(t, tc.want, backoffFor(tc.base, tc.max, tc.failures), "base=%v max=%v failures=%d", tc.base, tc.max, tc.failures)
-	}
-}
-
 func TestAddRateLimitedBacksOffAndForgetResets(t *testing.T) {
 	const base, maxDelay = 10 * time.Second, 80 * time.Second
 	q := newTestQueue[string](t, WithBackoff(base, maxDelay))
@@ -324,11 +302,11 @@ func TestAddRateLimitedEventuallyRuns(t *testing.T) {
 
 func TestWithBackoffSanitises(t *testing.T) {
 	q := newTestQueue[int](t, WithBackoff(0, -1))
-	require.Equal(t, DefaultBaseBackoff, q.cfg.baseBackoff)
-	require.Equal(t, DefaultBaseBackoff, q.cfg.maxBackoff)
+	require.Equal(t, DefaultBaseBackoff, q.cfg.backoff.Initial)
+	require.Equal(t, DefaultBaseBackoff, q.cfg.backoff.Max)
 	q = newTestQueue[int](t)
-	require.Equal(t, DefaultBaseBackoff, q.cfg.baseBackoff)
-	require.Equal(t, DefaultMaxBackoff, q.cfg.maxBackoff)
+	require.Equal(t, DefaultBaseBackoff, q.cfg.backoff.Initial)
+	require.Equal(t, DefaultMaxBackoff, q.cfg.backoff.Max)
 }
 
 func TestShutDownWithDrainWaitsForInFlight(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
@@ -33,12 +34,12 @@ const resourceFieldManager = "drplan-controller"
 // apiRetry bounds how a runner retries transient API errors (conflicts where a retry helps,
 // 429, 5xx, timeouts, dropped connections) within one Run, before the queue's own backoff.
 type apiRetry struct {
-	attempts int           // calls in all, the first included
-	delay    time.Duration // before the first retry; doubles after each
-	maxDelay time.Duration // cap on one delay, also on a server's Retry-After
+	attempts int // calls in all, the first included
+	// wait doubles from the first retry's delay; its cap bounds a server's Retry-After too.
+	wait backoff.Policy
 }
 
-var defaultAPIRetry = apiRetry{attempts: 4, delay: 200 * time.Millisecond, maxDelay: 2 * time.Second}
+var defaultAPIRetry = apiRetry{attempts: 4, wait: backoff.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.Second}}
 
 // ResourceRunner runs KubernetesResource actions: it creates, applies (server-side), merge-patches
 // or deletes the one object of the action's manifest, as the action's ServiceAccount if it has
@@ -453,25 +454,19 @@ func objectName(namespace, name string) string {
 // or the server's Retry-After if longer, up to the policy's bound. Each retry is counted in
 // *retries. The last error is returned as is, so callers can still test it with apierrors.
 func callAPI[T any](ctx context.Context, policy apiRetry, retries *int32, conflictIsTransient bool, fn func() (T, error)) (T, error) {
-	delay := policy.delay
 	for attempt := 1; ; attempt++ {
 		v, err := fn()
 		if err == nil || attempt >= policy.attempts || ctx.Err() != nil || !TransientAPIError(err, conflictIsTransient) {
 			return v, err
 		}
-		wait := delay
+		wait := policy.wait.Delay(attempt - 1)
 		if s, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(s)*time.Second > wait {
-			wait = min(time.Duration(s)*time.Second, policy.maxDelay)
+			wait = min(time.Duration(s)*time.Second, policy.wait.Max)
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if backoff.Sleep(ctx, wait) != nil {
 			return v, err
-		case <-timer.C:
 		}
 		*retries++
-		delay = min(2*delay, policy.maxDelay)
 	}
 }
 

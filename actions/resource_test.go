@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
@@ -558,7 +559,7 @@ func TestDeterministicName(t *testing.T) {
 }
 
 func TestCallAPIRetriesTransientErrors(t *testing.T) {
-	policy := apiRetry{attempts: 4, delay: time.Millisecond, maxDelay: 5 * time.Millisecond}
+	policy := apiRetry{attempts: 4, wait: backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond}}
 	gr := schema.GroupResource{Resource: "configmaps"}
 	for _, tc := range []struct {
 		name        string
@@ -602,7 +603,7 @@ func TestCallAPIRetriesTransientErrors(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		calls := 0
 		var retries int32
-		_, err := callAPI(ctx, apiRetry{attempts: 10, delay: time.Hour, maxDelay: time.Hour}, &retries, false, func() (struct{}, error) {
+		_, err := callAPI(ctx, apiRetry{attempts: 10, wait: backoff.Policy{Initial: time.Hour, Max: time.Hour}}, &retries, false, func() (struct{}, error) {
 			calls++
 			cancel()
 			return struct{}{}, apierrors.NewServiceUnavailable("down")

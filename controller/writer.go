@@ -7,6 +7,8 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/bkbcs/drplan-controller/backoff"
 )
 
 // statusWriter is the one writer of a running execution's status. Changes mark it dirty; it
@@ -97,7 +99,7 @@ func (w *statusWriter) Flush(ctx context.Context) error {
 // refused); transient failures are retried with backoff.
 func (w *statusWriter) Run(ctx context.Context) {
 	defer close(w.done)
-	backoff := 50 * time.Millisecond
+	failures := 0 // in a row
 	for {
 		select {
 		case <-ctx.Done():
@@ -131,7 +133,7 @@ func (w *statusWriter) Run(ctx context.Context) {
 			w.written = max(w.written, gen)
 			close(w.wrote)
 			w.wrote = make(chan struct{})
-			backoff = 50 * time.Millisecond
+			failures = 0
 		}
 		more := w.written < w.changed
 		w.mu.Unlock()
@@ -139,12 +141,10 @@ func (w *statusWriter) Run(ctx context.Context) {
 			if permanent(err) {
 				return
 			}
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, writeRetry.Delay(failures)) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			failures++
 			more = true
 		}
 		if more {
@@ -152,6 +152,9 @@ func (w *statusWriter) Run(ctx context.Context) {
 		}
 	}
 }
+
+// writeRetry spaces the retries of a write that failed transiently.
+var writeRetry = backoff.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // permanent reports a write error that retrying cannot fix.
 func permanent(err error) bool {
