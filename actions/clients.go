@@ -15,6 +15,11 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
+// FieldManager names the controller in managedFields, in every write it makes: its own objects'
+// statuses and annotations, and the objects actions create, apply (server-side apply's field
+// manager, docs/execution.md) or patch.
+const FieldManager = "drplan-controller"
+
 // ClientFactory hands out the API clients actions use: one dynamic client per identity an action
 // runs as, and one discovery-backed RESTMapper shared by all of them. It is safe for concurrent
 // use.

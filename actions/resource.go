@@ -28,9 +28,6 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
-// resourceFieldManager is the field manager of every write a resource action makes.
-const resourceFieldManager = "drplan-controller"
-
 // apiRetry bounds how a runner retries transient API errors (conflicts where a retry helps,
 // 429, 5xx, timeouts, dropped connections) within one Run, before the queue's own backoff.
 type apiRetry struct {
@@ -235,7 +232,7 @@ func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec Exe
 	// Two passes: an object found to exist may be deleted before it is read.
 	for range 2 {
 		created, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
-			return t.client.Create(ctx, t.obj, metav1.CreateOptions{FieldManager: resourceFieldManager})
+			return t.client.Create(ctx, t.obj, metav1.CreateOptions{FieldManager: FieldManager})
 		})
 		if err == nil {
 			res.Message = t.desc + " created"
@@ -271,7 +268,7 @@ func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec Exe
 // tool) is taken over instead of failing the action on a conflict. Fields the manifest leaves
 // out keep their owners and values.
 func (r *ResourceRunner) apply(ctx context.Context, t *resourceTarget, res *Result) error {
-	opts := metav1.ApplyOptions{FieldManager: resourceFieldManager, Force: true}
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	applied, err := callAPI(ctx, r.retry, &res.Retries, true, func() (*unstructured.Unstructured, error) {
 		return t.client.Apply(ctx, t.obj.GetName(), t.obj, opts)
 	})
@@ -303,7 +300,7 @@ func (r *ResourceRunner) patch(ctx context.Context, t *resourceTarget, res *Resu
 		return fmt.Errorf("resource.manifest: encode the patch of %s: %w", t.desc, err)
 	}
 	patched, err := callAPI(ctx, r.retry, &res.Retries, true, func() (*unstructured.Unstructured, error) {
-		return t.client.Patch(ctx, t.obj.GetName(), types.MergePatchType, data, metav1.PatchOptions{FieldManager: resourceFieldManager})
+		return t.client.Patch(ctx, t.obj.GetName(), types.MergePatchType, data, metav1.PatchOptions{FieldManager: FieldManager})
 	})
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("patch %s%s: %w: Patch changes an existing object, which must exist (use Create or Apply to make it)", t.desc, t.as, err)

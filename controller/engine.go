@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -192,16 +191,9 @@ func (r *run) copyStatus() any {
 	return r.status.DeepCopy()
 }
 
-// writeStatus replaces the whole status with a JSON patch on the status subresource: no
-// resourceVersion to conflict on (this is the execution's only status writer) and fields that
-// were cleared are cleared.
+// writeStatus writes the run's status: the status writer's write.
 func (r *run) writeStatus(ctx context.Context, status any) error {
-	patch, err := statusPatch(r.exec.UID, status)
-	if err != nil {
-		return err
-	}
-	_, err = r.e.c.dr.DrV1alpha1().DRPlanExecutions(r.key.Namespace).Patch(ctx, r.key.Name,
-		types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	err := r.e.c.writeExecutionStatus(ctx, r.exec, status.(*drv1.DRPlanExecutionStatus))
 	if err != nil {
 		klog.FromContext(ctx).V(2).Info("Writing execution status failed; will retry", "execution", r.key, "err", err)
 	}
@@ -465,14 +457,6 @@ func (r *run) writeFailed(err error) {
 	if endErr := r.e.c.endBeforeStart(ctx, r.exec, drv1.ExecutionFailed, "Cannot write the status: "+err.Error()); endErr != nil {
 		r.e.c.queue.AddRateLimited(key{kindExecution, r.key.Namespace, r.key.Name})
 	}
-}
-
-// statusPatch replaces an execution's status, only if the object is still the one with uid.
-func statusPatch(uid types.UID, status any) ([]byte, error) {
-	return json.Marshal([]map[string]any{
-		{"op": "test", "path": "/metadata/uid", "value": uid},
-		{"op": "add", "path": "/status", "value": status},
-	})
 }
 
 // setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.

@@ -17,9 +17,6 @@ import (
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
-// fieldManager names this controller in managed fields.
-const fieldManager = "drplan-controller"
-
 // syncExecution starts, resumes, holds back or closes one execution. Running executions are
 // driven by the engine; this only hands them over and forwards a cancel.
 func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
@@ -366,7 +363,7 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 		p = p.DeepCopy()
 		p.Status.CurrentExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
 			Operation: exec.Spec.Operation, StartTime: &now}
-		plan, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
+		plan, err = updateStatus(ctx, plans, p)
 		return err
 	})
 	return plan, waiting, mine, err
@@ -414,7 +411,7 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 		if !changed {
 			return nil
 		}
-		_, err = plans.UpdateStatus(ctx, p, metav1.UpdateOptions{FieldManager: fieldManager})
+		_, err = updateStatus(ctx, plans, p)
 		if apierrors.IsNotFound(err) {
 			return nil // deleted meanwhile: no lock to release
 		}
@@ -475,7 +472,7 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 		st.StartTime = &now
 	}
 	setCompleteConditions(st, exec.Generation)
-	if err := c.patchExecutionStatus(ctx, exec, st); err != nil {
+	if err := c.writeExecutionStatus(ctx, exec, st); err != nil {
 		return err
 	}
 	if phase == drv1.ExecutionCancelled {
@@ -493,18 +490,8 @@ func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution,
 	if exec.Status.Phase == drv1.ExecutionPending && exec.Status.Message == msg {
 		return nil
 	}
-	return c.patchExecutionStatus(ctx, exec, &drv1.DRPlanExecutionStatus{
+	return c.writeExecutionStatus(ctx, exec, &drv1.DRPlanExecutionStatus{
 		Phase: drv1.ExecutionPending, Message: msg, ObservedGeneration: exec.Generation})
-}
-
-func (c *Controller) patchExecutionStatus(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
-	patch, err := statusPatch(exec.UID, st)
-	if err != nil {
-		return err
-	}
-	_, err = c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Patch(ctx, exec.Name, types.JSONPatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager}, "status")
-	return err
 }
 
 // labelExecution labels an execution with its plan's name, for `kubectl get -l`.
@@ -514,7 +501,7 @@ func (c *Controller) labelExecution(ctx context.Context, exec *drv1.DRPlanExecut
 		return err
 	}
 	_, err = c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Patch(ctx, exec.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: fieldManager})
+		metav1.PatchOptions{FieldManager: actions.FieldManager})
 	return err
 }
 

@@ -208,7 +208,7 @@ func (c *Controller) markReverted(ctx context.Context, revert *drv1.DRPlanExecut
 		}
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: drv1.ConditionReverted, Status: metav1.ConditionTrue,
 			Reason: "Reverted", Message: "Reverted by execution " + revert.Name, LastTransitionTime: at, ObservedGeneration: t.Generation})
-		_, err = execs.UpdateStatus(ctx, t, metav1.UpdateOptions{FieldManager: fieldManager})
+		_, err = updateStatus(ctx, execs, t)
 		return err
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/actions"
 	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -47,7 +48,7 @@ func (c *Controller) syncWorkflow(ctx context.Context, namespace, name string) e
 	}
 	updated := wf.DeepCopy()
 	updated.Status = status
-	if _, err := c.dr.DrV1alpha1().DRWorkflows(namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+	if _, err := updateStatus(ctx, c.dr.DrV1alpha1().DRWorkflows(namespace), updated); err != nil {
 		return err // a conflict re-queues: the next sync reads the newer object from the cache
 	}
 	klog.FromContext(ctx).V(2).Info("Updated status", "phase", status.Phase)
@@ -107,7 +108,7 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	}
 	updated := plan.DeepCopy()
 	updated.Status = status
-	if _, err := c.dr.DrV1alpha1().DRPlans(namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+	if _, err := updateStatus(ctx, c.dr.DrV1alpha1().DRPlans(namespace), updated); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Updated status", "phase", status.Phase)
@@ -138,7 +139,7 @@ func (c *Controller) syncFinalizer(ctx context.Context, plan *drv1.DRPlan, prote
 	} else {
 		updated.Finalizers = slices.DeleteFunc(updated.Finalizers, func(f string) bool { return f == drv1.FinalizerExecuted })
 	}
-	after, err := c.dr.DrV1alpha1().DRPlans(plan.Namespace).Update(ctx, updated, metav1.UpdateOptions{FieldManager: fieldManager})
+	after, err := c.dr.DrV1alpha1().DRPlans(plan.Namespace).Update(ctx, updated, metav1.UpdateOptions{FieldManager: actions.FieldManager})
 	if apierrors.IsNotFound(err) && updated.DeletionTimestamp != nil {
 		return updated, nil // the last finalizer went: the plan is gone
 	}

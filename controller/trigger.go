@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
@@ -85,7 +86,7 @@ func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pen
 			Annotations: map[string]string{annotationTriggerToken: token}},
 		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan.Name}, Operation: drv1.Operation(op)},
 	}
-	_, err := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Create(ctx, exec, metav1.CreateOptions{FieldManager: fieldManager})
+	_, err := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Create(ctx, exec, metav1.CreateOptions{FieldManager: actions.FieldManager})
 	switch {
 	case err == nil:
 		c.event(plan, true, "ExecutionCreated", fmt.Sprintf("Created DRPlanExecution %s (%s) for %s", name, op, drv1.AnnotationTrigger))
@@ -128,7 +129,7 @@ func (c *Controller) cancelTriggered(ctx context.Context, plan *drv1.DRPlan) err
 		}
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{drv1.AnnotationCancel: "true"}}})
 		if _, err := c.dr.DrV1alpha1().DRPlanExecutions(e.Namespace).Patch(ctx, e.Name, types.MergePatchType, patch,
-			metav1.PatchOptions{FieldManager: fieldManager}); err != nil && !apierrors.IsNotFound(err) {
+			metav1.PatchOptions{FieldManager: actions.FieldManager}); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 		cancelled = append(cancelled, e.Name)
@@ -149,7 +150,7 @@ func (c *Controller) patchAnnotations(ctx context.Context, plan *drv1.DRPlan, an
 	if err != nil {
 		return nil, err
 	}
-	updated, err := c.dr.DrV1alpha1().DRPlans(plan.Namespace).Patch(ctx, plan.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	updated, err := c.dr.DrV1alpha1().DRPlans(plan.Namespace).Patch(ctx, plan.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: actions.FieldManager})
 	if err != nil {
 		klog.FromContext(ctx).V(2).Info("Updating the plan's trigger annotations failed; will retry", "err", err)
 		return nil, err
