@@ -25,6 +25,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/metrics"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
@@ -71,7 +72,7 @@ type Controller struct {
 	ready    func() // called once the caches have synced; may be nil
 	// elect, when set, runs lead only while this process is the leader (leader election).
 	elect   func(ctx context.Context, lead func(ctx context.Context, abandon <-chan struct{})) error
-	metrics *Metrics
+	metrics *metrics.Metrics
 	synced  atomic.Bool
 	// requireServiceAccount refuses plans without spec.serviceAccountName.
 	requireServiceAccount bool

@@ -354,7 +354,7 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	if r.prep.undo[k.index] != nil {
 		kind = "Undo"
 	}
-	e.c.metrics.actionDone(kind, time.Since(started), err)
+	e.c.metrics.ActionDone(kind, time.Since(started), err)
 	took := rules.FormatDuration(time.Since(started))
 	r.complete(k.index, res, err)
 	if err != nil {

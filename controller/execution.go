@@ -317,7 +317,7 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 		c.event(exec, false, "ExecutionFailed", st.Message)
 	}
 	klog.FromContext(ctx).Info("Execution finished", "execution", klog.KObj(exec), "phase", st.Phase, "message", st.Message)
-	c.metrics.executionEnded(exec.Spec.Operation, st.Phase)
+	c.metrics.ExecutionEnded(exec.Spec.Operation, st.Phase)
 	// The engine marked a Revert's target before the final status; this makes sure of it (a
 	// failure there is retried) before the plan's lock is let go.
 	if err := c.markReverted(ctx, exec, st); err != nil {
@@ -349,7 +349,7 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 	} else {
 		c.event(exec, false, "ExecutionFailed", msg)
 	}
-	c.metrics.executionEnded(exec.Spec.Operation, phase)
+	c.metrics.ExecutionEnded(exec.Spec.Operation, phase)
 	return c.releaseLock(ctx, exec, st)
 }
 

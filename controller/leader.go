@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/metrics"
 )
 
 // LeaderElectionOptions make replicas share the work: one leader (the holder of a Lease)
@@ -34,7 +36,7 @@ type LeaderElectionOptions struct {
 var ErrLostLeadership = errors.New("lost the leader lease")
 
 // leaderElection returns the controller's elect function.
-func leaderElection(kube kubernetes.Interface, o LeaderElectionOptions, m *Metrics) (func(context.Context, func(context.Context, <-chan struct{})) error, error) {
+func leaderElection(kube kubernetes.Interface, o LeaderElectionOptions, m *metrics.Metrics) (func(context.Context, func(context.Context, <-chan struct{})) error, error) {
 	if o.Identity == "" {
 		host, _ := os.Hostname()
 		o.Identity = host + "_" + string(uuid.NewUUID())
@@ -62,7 +64,7 @@ func leaderElection(kube kubernetes.Interface, o LeaderElectionOptions, m *Metri
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(leadCtx context.Context) {
 					started.Store(true)
-					m.setLeader(true)
+					m.SetLeader(true)
 					logger.Info("Became the leader", "lease", o.Namespace+"/"+o.Name, "identity", o.Identity)
 					// The workers stop when the process stops (with the shutdown grace) or when
 					// the lease is lost (then at once: it may be someone else's now).
@@ -89,7 +91,7 @@ func leaderElection(kube kubernetes.Interface, o LeaderElectionOptions, m *Metri
 					close(workersDone)
 					stopElecting() // release the lease now that nothing runs
 				},
-				OnStoppedLeading: func() { m.setLeader(false) },
+				OnStoppedLeading: func() { m.SetLeader(false) },
 			},
 		})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/metrics"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
@@ -114,10 +115,10 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	c := New(clients, dr, inf, recorder, runners)
 	c.ready = opts.Ready
-	c.metrics = NewMetrics()
-	rules.SetObserver(c.metrics.celEvaluated)
-	c.metrics.watchQueue("sync", c.queue.Stats)
-	c.metrics.watchQueue("actions", c.engine.queue.Stats)
+	c.metrics = metrics.NewMetrics()
+	rules.SetObserver(c.metrics.CELEvaluated)
+	c.metrics.WatchQueue("sync", c.queue.Stats)
+	c.metrics.WatchQueue("actions", c.engine.queue.Stats)
 	if le := opts.LeaderElection; le != nil {
 		if c.elect, err = leaderElection(kube, *le, c.metrics); err != nil {
 			return err
@@ -129,7 +130,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	defer cancel()
 	if opts.MetricsListener != nil {
 		served := make(chan error, 1)
-		go func() { served <- serveMetrics(ctx, opts.MetricsListener, c.metrics, c.synced.Load) }()
+		go func() { served <- c.metrics.Serve(ctx, opts.MetricsListener, c.synced.Load) }()
 		defer func() {
 			cancel()
 			if err := <-served; err != nil {

@@ -1,15 +1,12 @@
-package controller
+// Package metrics holds the process's Prometheus series (docs/metrics.md) and serves them with
+// the health checks; the controller, the webhook and the wiring record into it.
+package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -56,8 +53,8 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// watchQueue exports a work queue's counters under the given name ("sync" or "actions").
-func (m *Metrics) watchQueue(name string, stats func() actions.Stats) {
+// WatchQueue exports a work queue's counters under the given name ("sync" or "actions").
+func (m *Metrics) WatchQueue(name string, stats func() actions.Stats) {
 	labels := prometheus.Labels{"queue": name}
 	gauge := func(metric, help string, value func(actions.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: metric, Help: help, ConstLabels: labels},
@@ -76,16 +73,18 @@ func (m *Metrics) watchQueue(name string, stats func() actions.Stats) {
 	)
 }
 
-// The recording calls are safe on a nil *Metrics: a controller built without metrics (unit
-// tests) records nothing.
+// The recording calls but CELEvaluated are safe on a nil *Metrics: a controller built without
+// metrics (unit tests) records nothing.
 
-func (m *Metrics) executionEnded(op drv1.Operation, phase drv1.ExecutionPhase) {
+// ExecutionEnded counts an execution that ended.
+func (m *Metrics) ExecutionEnded(op drv1.Operation, phase drv1.ExecutionPhase) {
 	if m != nil {
 		m.executions.WithLabelValues(string(op), string(phase)).Inc()
 	}
 }
 
-func (m *Metrics) actionDone(t string, took time.Duration, err error) {
+// ActionDone records how long an action took (t is its type, or Undo) and whether it failed.
+func (m *Metrics) ActionDone(t string, took time.Duration, err error) {
 	if m == nil {
 		return
 	}
@@ -109,8 +108,8 @@ func (m *Metrics) WebhookDecided(kind string, allowed bool, took time.Duration) 
 	m.webhookDecision.WithLabelValues(kind, a).Inc()
 }
 
-// celEvaluated is the rules package's evaluation observer (rules.SetObserver).
-func (m *Metrics) celEvaluated(kind string, cost uint64, err error) {
+// CELEvaluated is the rules package's evaluation observer (rules.SetObserver).
+func (m *Metrics) CELEvaluated(kind string, cost uint64, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -119,7 +118,8 @@ func (m *Metrics) celEvaluated(kind string, cost uint64, err error) {
 	m.celCost.WithLabelValues(kind).Observe(float64(cost))
 }
 
-func (m *Metrics) setLeader(on bool) {
+// SetLeader says whether this replica leads.
+func (m *Metrics) SetLeader(on bool) {
 	if m == nil {
 		return
 	}
@@ -128,30 +128,4 @@ func (m *Metrics) setLeader(on bool) {
 	} else {
 		m.leader.Set(0)
 	}
-}
-
-// serveMetrics serves /metrics, /healthz (the process is up) and /readyz (its caches have
-// synced: it can decide admissions and, as leader, run) on ln until ctx ends.
-func serveMetrics(ctx context.Context, ln net.Listener, m *Metrics, ready func() bool) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
