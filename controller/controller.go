@@ -69,11 +69,10 @@ type Controller struct {
 	engine   *engine
 	recorder record.EventRecorder
 	now      func() time.Time
-	ready    func() // called once the caches have synced; may be nil
-	// elect, when set, runs lead only while this process is the leader (leader election).
-	elect   func(ctx context.Context, lead func(ctx context.Context, abandon <-chan struct{})) error
-	metrics *metrics.Metrics
-	synced  atomic.Bool
+	ready    func()
+	elect    Elect
+	metrics  *metrics.Metrics
+	synced   atomic.Bool
 	// requireServiceAccount refuses plans without spec.serviceAccountName.
 	requireServiceAccount bool
 	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
@@ -82,24 +81,78 @@ type Controller struct {
 	rules *rules.Rules
 }
 
-// New builds a controller over the given informers (not started yet). runners run the actions,
-// by type.
-func New(clients *actions.ClientFactory, dr versioned.Interface, inf *informers.Informers,
-	recorder record.EventRecorder, runners map[drv1.ActionType]actions.Runner) *Controller {
+// Elect runs lead only while this process is the leader, until ctx ends or the lead is lost;
+// lead's abandon is closed when the lead is lost (the runs may be another replica's now).
+type Elect func(ctx context.Context, lead func(ctx context.Context, abandon <-chan struct{})) error
+
+// Config is what a controller is made of. Clients, DR, Informers and Runners are required; the
+// others may be left zero.
+type Config struct {
+	// Clients are the actions' API clients; the controller also reads Secret-sourced parameters
+	// and waits for waitFor conditions through them.
+	Clients *actions.ClientFactory
+	// DR writes our kinds: statuses, the plan's lock, triggered executions.
+	DR versioned.Interface
+	// Informers over our kinds, not started yet: Run starts them.
+	Informers *informers.Informers
+	// Recorder records events; nil records none.
+	Recorder record.EventRecorder
+	// Runners run the actions, by type.
+	Runners map[drv1.ActionType]actions.Runner
+	// Rules take the plan-lock and revert decisions; nil means rules.DefaultRules().
+	Rules *rules.Rules
+	// Metrics record executions and actions; nil records nothing.
+	Metrics *metrics.Metrics
+	// Elect, when set, runs the workers only while this process leads (leader election); every
+	// replica keeps its caches.
+	Elect Elect
+	// Ready, when set, is called once the caches have synced.
+	Ready func()
+	// RequireServiceAccount refuses to run a plan without spec.serviceAccountName.
+	RequireServiceAccount bool
+	// ShutdownGrace is how long actions in flight may finish once Run's ctx ends; 0 means 20s,
+	// which leaves room within Kubernetes' default 30 s termination grace.
+	ShutdownGrace time.Duration
+}
+
+// DefaultShutdownGrace is the ShutdownGrace of a Config that sets none.
+const DefaultShutdownGrace = 20 * time.Second
+
+// New builds a controller over the given informers (not started yet).
+func New(cfg Config) *Controller {
 	c := &Controller{
-		clients:  clients,
-		dr:       dr,
-		inf:      inf,
-		queue:    actions.NewQueue[key](),
-		recorder: recorder,
-		now:      time.Now,
-		// shutdownGrace leaves room within Kubernetes' default 30 s termination grace.
-		shutdownGrace: 20 * time.Second,
-		rules:         rules.DefaultRules(),
+		clients:               cfg.Clients,
+		dr:                    cfg.DR,
+		inf:                   cfg.Informers,
+		queue:                 actions.NewQueue[key](),
+		recorder:              cfg.Recorder,
+		now:                   time.Now,
+		ready:                 cfg.Ready,
+		elect:                 cfg.Elect,
+		metrics:               cfg.Metrics,
+		requireServiceAccount: cfg.RequireServiceAccount,
+		shutdownGrace:         cfg.ShutdownGrace,
+		rules:                 cfg.Rules,
 	}
-	c.engine = newEngine(c, runners)
+	if c.shutdownGrace <= 0 {
+		c.shutdownGrace = DefaultShutdownGrace
+	}
+	if c.rules == nil {
+		c.rules = rules.DefaultRules()
+	}
+	c.engine = newEngine(c, cfg.Runners)
 	return c
 }
+
+// Synced reports whether the informers' caches have synced: until then nothing may be decided
+// from them (readiness, and the webhook's "starting, retry").
+func (c *Controller) Synced() bool { return c.synced.Load() }
+
+// SyncQueueStats are the counters of the queue of objects to sync.
+func (c *Controller) SyncQueueStats() actions.Stats { return c.queue.Stats() }
+
+// ActionQueueStats are the counters of the queue of actions to run.
+func (c *Controller) ActionQueueStats() actions.Stats { return c.engine.queue.Stats() }
 
 // Scheme knows client-go's kinds and ours; events about our objects need it.
 func Scheme() *runtime.Scheme {

@@ -43,7 +43,7 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	}
 	events := record.NewFakeRecorder(10)
 	client.ClearActions()
-	return &fixture{t: t, client: client, inf: inf, events: events, c: New(nil, client, inf, events, nil)}
+	return &fixture{t: t, client: client, inf: inf, events: events, c: New(Config{DR: client, Informers: inf, Recorder: events})}
 }
 
 // statusUpdates returns the objects written through the status subresource.

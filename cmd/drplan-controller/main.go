@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -14,108 +15,167 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	logsjson "k8s.io/component-base/logs/json"
 	"k8s.io/klog/v2"
 
-	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
 func main() {
+	f := parseFlags()
+	if err := setLogFormat(f.logFormat); err != nil {
+		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx = klog.NewContext(ctx, klog.Background())
+	cfg, opts, err := f.options()
+	if err == nil {
+		err = app.RunWithConfig(ctx, cfg, opts)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// flags are the command line.
+type flags struct {
+	kubeconfig, namespace, logFormat string
+
+	workers, actionWorkers int
+	rulesFile              string
+	qps                    float64
+	burst                  int
+	grace                  time.Duration
+	requireSA              bool
+
+	webhookAddr, webhookCertDir, webhookSecret, webhookService, webhookConfig string
+	metricsAddr                                                               string
+	leaderElect                                                               bool
+	leaderID                                                                  string
+}
+
+func parseFlags() *flags {
 	klog.InitFlags(nil)
-	kubeconfig := flag.String("kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
-	workers := flag.Int("workers", 4, "Number of objects synced at once.")
-	actionWorkers := flag.Int("action-workers", 64, "Number of actions run at once, across all executions.")
-	rulesFile := flag.String("rules-file", "",
+	f := &flags{}
+	flag.StringVar(&f.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means the in-cluster config.")
+	flag.IntVar(&f.workers, "workers", 4, "Number of objects synced at once.")
+	flag.IntVar(&f.actionWorkers, "action-workers", 64, "Number of actions run at once, across all executions.")
+	flag.StringVar(&f.rulesFile, "rules-file", "",
 		"YAML list of {name, expression, message} replacing built-in CEL rules (StageReady, StageBlocked, PlanLock, RevertEligible) by name; see docs/rules.md.")
-	qps := flag.Float64("kube-api-qps", controller.DefaultQPS, "Client-side limit of API requests per second.")
-	burst := flag.Int("kube-api-burst", controller.DefaultBurst, "Client-side burst of API requests.")
-	grace := flag.Duration("shutdown-grace", 20*time.Second,
+	flag.Float64Var(&f.qps, "kube-api-qps", app.DefaultQPS, "Client-side limit of API requests per second.")
+	flag.IntVar(&f.burst, "kube-api-burst", app.DefaultBurst, "Client-side burst of API requests.")
+	flag.DurationVar(&f.grace, "shutdown-grace", 20*time.Second,
 		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
-	requireSA := flag.Bool("require-service-account", false,
+	flag.BoolVar(&f.requireSA, "require-service-account", false,
 		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
 			"Without it, a plan without a ServiceAccount acts with the controller's own rights.")
-	webhookAddr := flag.String("webhook-bind-address", ":9443",
+	flag.StringVar(&f.webhookAddr, "webhook-bind-address", ":9443",
 		"Address the validating admission webhook listens on; empty disables it (the controller's own checks remain).")
-	webhookCertDir := flag.String("webhook-cert-dir", "",
+	flag.StringVar(&f.webhookCertDir, "webhook-cert-dir", "",
 		"Directory with tls.crt and tls.key for the webhook (re-read when they change). Empty: the controller manages its own certificate in --webhook-secret.")
-	namespace := flag.String("namespace", os.Getenv("POD_NAMESPACE"),
+	flag.StringVar(&f.namespace, "namespace", os.Getenv("POD_NAMESPACE"),
 		"Namespace of the controller, its webhook Service and certificate Secret (default $POD_NAMESPACE).")
-	webhookSecret := flag.String("webhook-secret", "drplan-webhook-tls", "Secret holding the self-managed webhook CA and certificate.")
-	webhookService := flag.String("webhook-service", "drplan-webhook", "Service through which the API server reaches the webhook.")
-	webhookConfig := flag.String("webhook-configuration", "drplan-controller",
+	flag.StringVar(&f.webhookSecret, "webhook-secret", "drplan-webhook-tls", "Secret holding the self-managed webhook CA and certificate.")
+	flag.StringVar(&f.webhookService, "webhook-service", "drplan-webhook", "Service through which the API server reaches the webhook.")
+	flag.StringVar(&f.webhookConfig, "webhook-configuration", "drplan-controller",
 		"ValidatingWebhookConfiguration whose CA bundle the controller keeps current (self-managed certificate only).")
-	metricsAddr := flag.String("metrics-bind-address", ":8080", "Address of /metrics, /healthz and /readyz; empty disables them.")
-	leaderElect := flag.Bool("leader-elect", false,
+	flag.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address of /metrics, /healthz and /readyz; empty disables them.")
+	flag.BoolVar(&f.leaderElect, "leader-elect", false,
 		"Run only while holding the Lease --leader-election-id in --namespace, so that several replicas can run (one leads; all serve the webhook).")
-	leaderID := flag.String("leader-election-id", "drplan-controller", "Name of the leader election Lease.")
-	logFormat := flag.String("log-format", "text", "Log format: text (klog's key=value) or json.")
+	flag.StringVar(&f.leaderID, "leader-election-id", "drplan-controller", "Name of the leader election Lease.")
+	flag.StringVar(&f.logFormat, "log-format", "text", "Log format: text (klog's key=value) or json.")
 	flag.Parse()
-	if *logFormat == "json" {
+	return f
+}
+
+// setLogFormat makes klog write text (its default) or JSON lines.
+func setLogFormat(format string) error {
+	switch format {
+	case "text":
+		return nil
+	case "json":
 		verbosity := 0
 		if f := flag.Lookup("v"); f != nil {
 			verbosity, _ = strconv.Atoi(f.Value.String())
 		}
 		logger, _ := logsjson.NewJSONLogger(logsapi.VerbosityLevel(verbosity), zapcore.Lock(os.Stdout), zapcore.Lock(os.Stderr), nil)
 		klog.SetLogger(logger)
-	} else if *logFormat != "text" {
-		fmt.Fprintf(os.Stderr, "drplan-controller: --log-format must be text or json, not %q\n", *logFormat)
-		os.Exit(2)
+		return nil
 	}
+	return fmt.Errorf("--log-format must be text or json, not %q", format)
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx = klog.NewContext(ctx, klog.Background())
-
-	var decide *rules.Rules
-	if *rulesFile != "" {
-		var err error
-		if decide, err = rules.LoadRules(*rulesFile); err != nil {
-			fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
-			os.Exit(1)
+// options turn the flags into the cluster config and the process's options, opening the listeners
+// they name.
+func (f *flags) options() (*rest.Config, app.Options, error) {
+	opts := app.Options{
+		Workers: f.workers, ActionWorkers: f.actionWorkers, RequireServiceAccount: f.requireSA, ShutdownGrace: f.grace,
+		QPS: float32(f.qps), Burst: f.burst,
+	}
+	var err error
+	if f.rulesFile != "" {
+		if opts.Rules, err = rules.LoadRules(f.rulesFile); err != nil {
+			return nil, opts, err
 		}
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "drplan-controller: loading the cluster config: %v\n", err)
-		os.Exit(1)
+		return nil, opts, fmt.Errorf("loading the cluster config: %w", err)
 	}
-	opts := controller.Options{
-		Workers: *workers, ActionWorkers: *actionWorkers, RequireServiceAccount: *requireSA, ShutdownGrace: *grace,
-		QPS: float32(*qps), Burst: *burst, Rules: decide,
+	if opts.Webhook, err = f.webhook(); err != nil {
+		return nil, opts, err
 	}
-	if *webhookAddr != "" {
-		if *webhookCertDir == "" && *namespace == "" {
-			fmt.Fprintln(os.Stderr, "drplan-controller: a self-managed webhook certificate needs --namespace (or $POD_NAMESPACE); or give --webhook-cert-dir, or disable the webhook with --webhook-bind-address=''")
-			os.Exit(1)
-		}
-		ln, err := net.Listen("tcp", *webhookAddr)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "drplan-controller: the webhook's listener: %v\n", err)
-			os.Exit(1)
-		}
-		opts.Webhook = &controller.WebhookOptions{Listener: ln, CertDir: *webhookCertDir, Namespace: *namespace,
-			SecretName: *webhookSecret, ServiceName: *webhookService, ConfigName: *webhookConfig}
+	if opts.MetricsListener, err = listen(f.metricsAddr, "the metrics listener"); err != nil {
+		return nil, opts, err
 	}
-	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "drplan-controller: the metrics listener: %v\n", err)
-			os.Exit(1)
-		}
-		opts.MetricsListener = ln
+	if opts.LeaderElection, err = f.leaderElection(); err != nil {
+		return nil, opts, err
 	}
-	if *leaderElect {
-		if *namespace == "" {
-			fmt.Fprintln(os.Stderr, "drplan-controller: --leader-elect needs --namespace (or $POD_NAMESPACE) for its Lease")
-			os.Exit(1)
-		}
-		opts.LeaderElection = &controller.LeaderElectionOptions{Namespace: *namespace, Name: *leaderID}
+	return cfg, opts, nil
+}
+
+// webhook is the admission webhook's options, nil when it is disabled.
+func (f *flags) webhook() (*app.WebhookOptions, error) {
+	if f.webhookAddr == "" {
+		return nil, nil
 	}
-	if err := controller.RunWithConfig(ctx, cfg, opts); err != nil {
-		fmt.Fprintf(os.Stderr, "drplan-controller: %v\n", err)
-		os.Exit(1)
+	if f.webhookCertDir == "" && f.namespace == "" {
+		return nil, errors.New("a self-managed webhook certificate needs --namespace (or $POD_NAMESPACE); or give --webhook-cert-dir, or disable the webhook with --webhook-bind-address=''")
 	}
+	ln, err := listen(f.webhookAddr, "the webhook's listener")
+	if err != nil {
+		return nil, err
+	}
+	return &app.WebhookOptions{Listener: ln, CertDir: f.webhookCertDir, Namespace: f.namespace,
+		SecretName: f.webhookSecret, ServiceName: f.webhookService, ConfigName: f.webhookConfig}, nil
+}
+
+// leaderElection is the leader election's options, nil without --leader-elect.
+func (f *flags) leaderElection() (*app.LeaderElectionOptions, error) {
+	if !f.leaderElect {
+		return nil, nil
+	}
+	if f.namespace == "" {
+		return nil, errors.New("--leader-elect needs --namespace (or $POD_NAMESPACE) for its Lease")
+	}
+	return &app.LeaderElectionOptions{Namespace: f.namespace, Name: f.leaderID}, nil
+}
+
+// listen opens a TCP listener on addr; an empty addr means none (nil).
+func listen(addr, what string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return ln, nil
 }

@@ -32,7 +32,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/admission"
-	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/crds"
 	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
@@ -154,8 +154,8 @@ func run(dir string, kcm, node bool) error {
 		admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: cp.CACertPEM})); err != nil {
 		return err
 	}
-	err = controller.RunWithConfig(klog.NewContext(ctx, klog.Background()), cp.RESTConfig, controller.Options{Workers: 4, Ready: ready,
-		Webhook: &controller.WebhookOptions{Listener: ln, CertDir: certDir}})
+	err = app.RunWithConfig(klog.NewContext(ctx, klog.Background()), cp.RESTConfig, app.Options{Workers: 4, Ready: ready,
+		Webhook: &app.WebhookOptions{Listener: ln, CertDir: certDir}})
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

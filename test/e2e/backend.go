@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/bkbcs/drplan-controller/admission"
-	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/crds"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
@@ -183,9 +183,9 @@ func (b *localBackend) startController(grace time.Duration) {
 		b.metricsAddr.Store(metrics.Addr().String())
 		cfg := rest.CopyConfig(b.controllerConfig)
 		cfg.Wrap(b.writes.wrap)
-		b.runErr = controller.RunWithConfig(runCtx, cfg, controller.Options{Workers: 4, ShutdownGrace: grace,
+		b.runErr = app.RunWithConfig(runCtx, cfg, app.Options{Workers: 4, ShutdownGrace: grace,
 			Ready: markReady, MetricsListener: metrics,
-			Webhook: &controller.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
+			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
 	}()
 	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses
 	// requests until then.

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/bkbcs/drplan-controller/controller"
+	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/deploy"
 )
@@ -132,8 +132,8 @@ func TestLeaderElection(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		r := &replica{name: name, stop: cancel, done: make(chan error, 1)}
 		go func() {
-			r.done <- controller.RunWithConfig(ctx, env.Config, controller.Options{Workers: 2, ShutdownGrace: 50 * time.Millisecond,
-				LeaderElection: &controller.LeaderElectionOptions{Namespace: ns, Name: "drplan-leader", Identity: name,
+			r.done <- app.RunWithConfig(ctx, env.Config, app.Options{Workers: 2, ShutdownGrace: 50 * time.Millisecond,
+				LeaderElection: &app.LeaderElectionOptions{Namespace: ns, Name: "drplan-leader", Identity: name,
 					LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}})
 		}()
 		return r

@@ -1,17 +1,49 @@
-package controller
+package app
 
 import (
 	"context"
+	"crypto/tls"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/metrics"
+	"github.com/bkbcs/drplan-controller/rules"
 )
+
+// newWebhook is the admission webhook: it decides with the controller's rules from the
+// controller's caches, and answers "starting, retry" until they have synced.
+func newWebhook(cl *clients, decide *rules.Rules, synced func() bool, m *metrics.Metrics) *admission.Webhook {
+	return &admission.Webhook{Decider: &admission.Decider{Rules: decide}, Ready: synced, Observe: m.WebhookDecided,
+		State: func(ctx context.Context) admission.State {
+			return &admissionState{Informers: cl.inf, dr: cl.dr, ctx: ctx}
+		}}
+}
+
+// webhookCertificate returns where the webhook's serving certificate comes from: the files in
+// CertDir, or else a CertManager, started here, that keeps its own in a Secret.
+func webhookCertificate(ctx context.Context, kube kubernetes.Interface, w WebhookOptions) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
+	if w.CertDir != "" {
+		return admission.FileCertificate(w.CertDir), nil
+	}
+	m := &admission.CertManager{Client: kube, Namespace: w.Namespace, SecretName: w.SecretName,
+		ServiceName: w.ServiceName, WebhookConfigName: w.ConfigName}
+	renew := w.RenewCheck
+	if renew == 0 {
+		renew = time.Hour
+	}
+	if err := m.Start(ctx, renew); err != nil {
+		return nil, err
+	}
+	return m.GetCertificate, nil
+}
 
 // admissionState is what the webhook reads: the informers' caches, and the API server when an
 // object is not in the cache yet (a plan and its execution applied together must not be refused

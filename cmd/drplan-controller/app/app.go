@@ -1,0 +1,196 @@
+// Package app wires the drplan-controller process: clients, informers, the controller, leader
+// election, and the metrics and webhook servers, all from Options. main and the e2e suite run it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/bkbcs/drplan-controller/actions"
+	"github.com/bkbcs/drplan-controller/admission"
+	"github.com/bkbcs/drplan-controller/controller"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
+	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/metrics"
+	"github.com/bkbcs/drplan-controller/rules"
+)
+
+// Default client-side limits of the controller's API requests.
+const (
+	DefaultQPS   = 500
+	DefaultBurst = 1000
+)
+
+// Options configure the controller process.
+type Options struct {
+	// QPS and Burst limit the controller's API requests on the client side (default 500/1000).
+	QPS   float32
+	Burst int
+	// Workers is the number of objects synced at once.
+	Workers int
+	// ActionWorkers is the number of actions run at once, across all executions.
+	ActionWorkers int
+	// Ready, if set, is called once the informer caches have synced and the workers start.
+	Ready func()
+	// RequireServiceAccount refuses to run a plan without spec.serviceAccountName, so that every
+	// side effect is bounded by a ServiceAccount's RBAC rather than the controller's own rights.
+	RequireServiceAccount bool
+	// ShutdownGrace is how long actions in flight may finish once ctx ends (default 20s); then
+	// they are abandoned and a restart decides.
+	ShutdownGrace time.Duration
+	// Rules replace the built-in CEL rules (rules.LoadRules); nil keeps them.
+	Rules *rules.Rules
+	// Webhook, when set, serves the validating admission webhook from this process: it decides
+	// from the controller's own caches and rules.
+	Webhook *WebhookOptions
+	// LeaderElection, when set, runs the controller only while this process holds the Lease;
+	// every replica serves the webhook and metrics.
+	LeaderElection *LeaderElectionOptions
+	// MetricsListener, when set, serves /metrics, /healthz and /readyz (docs/metrics.md).
+	MetricsListener net.Listener
+}
+
+// WebhookOptions say where the admission webhook listens and where its certificate comes from.
+type WebhookOptions struct {
+	// Listener is where it serves.
+	Listener net.Listener
+	// CertDir holds tls.crt and tls.key (the local run's files, or a mounted Secret), re-read when
+	// they change. When empty, the certificate is self-managed: a CA and certificate kept in the
+	// Secret SecretName of Namespace for the Service ServiceName, with the CA bundle of the
+	// ValidatingWebhookConfiguration ConfigName kept current (admission.CertManager).
+	CertDir                                        string
+	Namespace, SecretName, ServiceName, ConfigName string
+	// RenewCheck is how often a self-managed certificate is checked for renewal (default 1h).
+	RenewCheck time.Duration
+}
+
+// RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
+// until ctx is done, with the servers opts asks for. This is the whole wiring of the process,
+// listed in one place.
+func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
+	opts = opts.withDefaults()
+	cl, err := newClients(cfg, opts.QPS, opts.Burst)
+	if err != nil {
+		return err
+	}
+	recorder, stopRecorder := controller.NewRecorder(ctx, cl.kube)
+	defer stopRecorder()
+	m := metrics.NewMetrics()
+	rules.SetObserver(m.CELEvaluated)
+	c := newController(cl, opts, recorder, m)
+	// The servers stop with ctx; an error return before c.Run must stop them too, or the
+	// deferred waits would hang the process instead of letting it exit with the error.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if ln := opts.MetricsListener; ln != nil {
+		defer serve(ctx, cancel, "The metrics server", func(ctx context.Context) error { return m.Serve(ctx, ln, c.Synced) })()
+	}
+	if w := opts.Webhook; w != nil {
+		getCert, err := webhookCertificate(ctx, cl.kube, *w)
+		if err != nil {
+			return fmt.Errorf("the webhook's certificate: %w", err)
+		}
+		hook := newWebhook(cl, opts.Rules, c.Synced, m)
+		defer serve(ctx, cancel, "The admission webhook", func(ctx context.Context) error {
+			return admission.Serve(ctx, w.Listener, hook, getCert)
+		})()
+	}
+	return c.Run(ctx, opts.Workers, opts.ActionWorkers)
+}
+
+// withDefaults fills in what opts leaves zero.
+func (opts Options) withDefaults() Options {
+	if opts.QPS == 0 {
+		opts.QPS, opts.Burst = DefaultQPS, DefaultBurst
+	}
+	if opts.Workers < 1 {
+		opts.Workers = 1
+	}
+	if opts.ActionWorkers < 1 {
+		opts.ActionWorkers = 64
+	}
+	if opts.Rules == nil {
+		opts.Rules = rules.DefaultRules()
+	}
+	return opts
+}
+
+// clients are the process's API clients and informers, all from one rest.Config.
+type clients struct {
+	dr      versioned.Interface
+	kube    kubernetes.Interface
+	actions *actions.ClientFactory
+	inf     *informers.Informers
+}
+
+func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "drplan-controller"
+	// A runbook creates objects as fast as the API server takes them: client-go's default limit
+	// (5/s) would make a plan of 200 actions take a minute. The API server's own priority and
+	// fairness protects it.
+	cfg.QPS, cfg.Burst = qps, burst
+	cl := &clients{}
+	var err error
+	if cl.dr, err = versioned.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("building the DR client: %w", err)
+	}
+	if cl.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	if cl.inf, err = informers.New(cl.dr, 0); err != nil {
+		return nil, err
+	}
+	if cl.actions, err = actions.NewClientFactory(cfg); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// newController builds the controller, with leader election when opts ask for it, and exports
+// its queues' counters.
+func newController(cl *clients, opts Options, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
+	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions),
+		Rules: opts.Rules, Metrics: m, Ready: opts.Ready, RequireServiceAccount: opts.RequireServiceAccount, ShutdownGrace: opts.ShutdownGrace}
+	if le := opts.LeaderElection; le != nil {
+		cfg.Elect = leaderElection(cl.kube, *le, m)
+	}
+	c := controller.New(cfg)
+	m.WatchQueue("sync", c.SyncQueueStats)
+	m.WatchQueue("actions", c.ActionQueueStats)
+	return c
+}
+
+// newRunners returns a runner for every action type.
+func newRunners(f *actions.ClientFactory) map[drv1.ActionType]actions.Runner {
+	resources := actions.NewResourceRunner(f)
+	clusternet := actions.NewClusternetRunner(resources)
+	return map[drv1.ActionType]actions.Runner{
+		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(nil),
+		drv1.ActionTypeKubernetesResource: resources,
+		drv1.ActionTypeJob:                actions.NewJobRunner(resources),
+		drv1.ActionTypeLocalization:       clusternet,
+		drv1.ActionTypeSubscription:       clusternet,
+	}
+}
+
+// serve runs a server until ctx ends and returns the wait for it: the wait ends ctx (cancel) and
+// logs why the server stopped if it failed.
+func serve(ctx context.Context, cancel context.CancelFunc, name string, run func(context.Context) error) (wait func()) {
+	served := make(chan error, 1)
+	go func() { served <- run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-served; err != nil {
+			klog.FromContext(ctx).Error(err, name+" stopped")
+		}
+	}
+}
