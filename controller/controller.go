@@ -68,7 +68,7 @@ type Controller struct {
 	queue    *actions.Queue[key]
 	engine   *engine
 	recorder record.EventRecorder
-	now      func() time.Time
+	clock    func() time.Time
 	ready    func()
 	elect    Elect
 	metrics  *metrics.Metrics
@@ -126,7 +126,7 @@ func New(cfg Config) *Controller {
 		inf:                   cfg.Informers,
 		queue:                 actions.NewQueue[key](),
 		recorder:              cfg.Recorder,
-		now:                   time.Now,
+		clock:                 time.Now,
 		ready:                 cfg.Ready,
 		elect:                 cfg.Elect,
 		metrics:               cfg.Metrics,
@@ -140,9 +140,12 @@ func New(cfg Config) *Controller {
 	if c.rules == nil {
 		c.rules = rules.DefaultRules()
 	}
-	c.engine = newEngine(c, cfg.Runners)
+	c.engine = newEngine(c, cfg.Runners, cfg.Clients, cfg.Metrics)
 	return c
 }
+
+// now is the controller's clock.
+func (c *Controller) now() time.Time { return c.clock() }
 
 // Synced reports whether the informers' caches have synced: until then nothing may be decided
 // from them (readiness, and the webhook's "starting, retry").

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/metrics"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
@@ -26,12 +27,37 @@ type actionKey struct {
 	index int
 }
 
+// engineHost is what the engine needs of the controller that drives it. The engine runs
+// executions; the controller owns what surrounds a run: its status on the API server, the plan's
+// lock, a Revert's target, events and the clock.
+type engineHost interface {
+	now() time.Time
+	// event records an event on obj: Normal when ok, else Warning.
+	event(obj object, ok bool, reason, message string)
+	// writeExecutionStatus replaces an execution's status: the run's status writer writes with it.
+	writeExecutionStatus(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error
+	// markReverted marks a successful Revert's target reverted; the engine calls it before the
+	// Revert's final status is written.
+	markReverted(ctx context.Context, revert *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error
+	// finished is called once a run's final status is written: it records the end and releases
+	// the plan's lock.
+	finished(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus)
+	// endUnwritable ends a run whose status cannot be written any more: Failed with msg, and the
+	// plan's lock released.
+	endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, msg string)
+}
+
+var _ engineHost = (*Controller)(nil)
+
 // engine runs executions: it keeps each running execution's live status in memory, decides with
 // rules.Advance what starts next, hands actions to the action queue's workers, and persists the
 // status through one coalescing writer per execution.
 type engine struct {
-	c       *Controller
+	host    engineHost
 	runners map[drv1.ActionType]actions.Runner
+	// clients wait for actions' waitFor conditions.
+	clients *actions.ClientFactory
+	metrics *metrics.Metrics
 	queue   *actions.Queue[actionKey]
 	// writeInterval is the least time between two status writes of one execution.
 	writeInterval time.Duration
@@ -84,15 +110,15 @@ const maxActionEvents = 20
 func (r *run) actionEvent(reason, message string) {
 	switch n := r.actionEvents.Add(1); {
 	case n <= maxActionEvents:
-		r.e.c.event(r.exec, true, reason, message)
+		r.e.host.event(r.exec, true, reason, message)
 	case n == maxActionEvents+1:
-		r.e.c.event(r.exec, true, "ActionEventsLimited", fmt.Sprintf(
+		r.e.host.event(r.exec, true, "ActionEventsLimited", fmt.Sprintf(
 			"More than %d action events: further ActionStarted and ActionSucceeded events are not recorded; .status.actionStatuses has every action", maxActionEvents))
 	}
 }
 
-func newEngine(c *Controller, runners map[drv1.ActionType]actions.Runner) *engine {
-	return &engine{c: c, runners: runners, queue: actions.NewQueue[actionKey](),
+func newEngine(host engineHost, runners map[drv1.ActionType]actions.Runner, clients *actions.ClientFactory, m *metrics.Metrics) *engine {
+	return &engine{host: host, runners: runners, clients: clients, metrics: m, queue: actions.NewQueue[actionKey](),
 		writeInterval: 100 * time.Millisecond, runs: map[types.NamespacedName]*run{},
 		ended: map[types.NamespacedName]types.UID{}}
 }
@@ -193,7 +219,7 @@ func (r *run) copyStatus() any {
 
 // writeStatus writes the run's status: the status writer's write.
 func (r *run) writeStatus(ctx context.Context, status any) error {
-	err := r.e.c.writeExecutionStatus(ctx, r.exec, status.(*drv1.DRPlanExecutionStatus))
+	err := r.e.host.writeExecutionStatus(ctx, r.exec, status.(*drv1.DRPlanExecutionStatus))
 	if err != nil {
 		klog.FromContext(ctx).V(2).Info("Writing execution status failed; will retry", "execution", r.key, "err", err)
 	}
@@ -216,7 +242,7 @@ func (r *run) advance(mustPersist bool) {
 		_ = r.writer.Flush(r.ctx)
 		return
 	}
-	start := rules.Advance(r.prep.plan, &r.status, metav1.NewTime(r.e.c.now()), r.cancelled)
+	start := rules.Advance(r.prep.plan, &r.status, metav1.NewTime(r.e.host.now()), r.cancelled)
 	over := rules.ExecutionEnded(&r.status)
 	if over {
 		r.ended = true
@@ -256,9 +282,9 @@ func (r *run) advance(mustPersist bool) {
 	r.announce.Do(func() {
 		// After the first writes, so that the event does not compete with them.
 		if r.resumed {
-			r.e.c.event(r.exec, true, "ExecutionResumed", "Execution resumed after a controller restart")
+			r.e.host.event(r.exec, true, "ExecutionResumed", "Execution resumed after a controller restart")
 		} else {
-			r.e.c.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", r.prep.planName))
+			r.e.host.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", r.prep.planName))
 		}
 	})
 	for _, a := range start {
@@ -337,7 +363,7 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 			ServiceAccount: r.identity})
 	}
 	if w := r.prep.waits[k.index]; err == nil && w != nil && res.ResourceRef != nil {
-		_, err = e.c.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.cond, w.params, w.timeout, func(msg string) {
+		_, err = e.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.cond, w.params, w.timeout, func(msg string) {
 			r.mu.Lock()
 			r.status.ActionStatuses[k.index].Message = truncate(msg)
 			r.mu.Unlock()
@@ -354,12 +380,12 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	if r.prep.undo[k.index] != nil {
 		kind = "Undo"
 	}
-	e.c.metrics.ActionDone(kind, time.Since(started), err)
+	e.metrics.ActionDone(kind, time.Since(started), err)
 	took := rules.FormatDuration(time.Since(started))
 	r.complete(k.index, res, err)
 	if err != nil {
 		logger.Info("Action failed", "err", r.prep.redact.Replace(err.Error()))
-		e.c.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.redact.Replace(err.Error())))
+		e.host.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.redact.Replace(err.Error())))
 	} else {
 		r.actionEvent("ActionSucceeded", fmt.Sprintf("Action %s completed successfully in %s", as.Name, took))
 	}
@@ -373,7 +399,7 @@ func actionID(a drv1.ActionStatus) string {
 
 // complete records an action's result and moves the run on.
 func (r *run) complete(index int, res actions.Result, err error) {
-	now := metav1.NewTime(r.e.c.now())
+	now := metav1.NewTime(r.e.host.now())
 	r.mu.Lock()
 	a := &r.status.ActionStatuses[index]
 	a.CompletionTime, a.RetryCount = &now, a.RetryCount+res.Retries
@@ -434,7 +460,7 @@ func (r *run) finish() {
 	r.mu.Unlock()
 	// A successful Revert marks its target first: once the Revert shows Succeeded, the target
 	// is Reverted (and its plan Ready).
-	if err := r.e.c.markReverted(r.ctx, r.exec, st); err != nil {
+	if err := r.e.host.markReverted(r.ctx, r.exec, st); err != nil {
 		klog.FromContext(r.ctx).Info("Marking the reverted execution failed; the final sync retries", "execution", r.key, "err", err)
 	}
 	if err := r.writer.Flush(r.ctx); err != nil {
@@ -443,20 +469,17 @@ func (r *run) finish() {
 		}
 		return // shutting down: a restart reads the last written status and finishes again
 	}
-	r.e.c.finished(r.ctx, r.exec, st)
+	r.e.host.finished(r.ctx, r.exec, st)
 }
 
-// writeFailed ends a run whose status cannot be written any more (refused for good, for example
-// too large): it must not stay Running with the plan locked. A minimal Failed status saying why is
-// written instead, and the lock released.
+// writeFailed drops a run whose status cannot be written any more (refused for good, for example
+// too large) and has the controller end it: it must not stay Running with the plan locked.
 func (r *run) writeFailed(err error) {
 	r.e.forget(r.key)
 	r.e.drop(r)
 	ctx := context.WithoutCancel(r.ctx)
 	klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
-	if endErr := r.e.c.endBeforeStart(ctx, r.exec, drv1.ExecutionFailed, "Cannot write the status: "+err.Error()); endErr != nil {
-		r.e.c.queue.AddRateLimited(key{kindExecution, r.key.Namespace, r.key.Name})
-	}
+	r.e.host.endUnwritable(ctx, r.exec, "Cannot write the status: "+err.Error())
 }
 
 // setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.

@@ -353,6 +353,15 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 	return c.releaseLock(ctx, exec, st)
 }
 
+// endUnwritable ends a run whose status cannot be written any more (refused for good, for
+// example too large): it must not stay Running with the plan locked. A minimal Failed status
+// saying why is written instead, and the lock released; if that fails too, the sync retries.
+func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, msg string) {
+	if err := c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg); err != nil {
+		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
+	}
+}
+
 // setPending records that an execution waits for the plan's lock. A Pending execution has run
 // nothing, so its status is only that (a start cut short before the lock is forgotten).
 func (c *Controller) setPending(ctx context.Context, exec *drv1.DRPlanExecution, msg string) error {
