@@ -46,100 +46,149 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	if len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}
-	p := &prepared{planName: snap.PlanName}
+	b := &preparation{exec: exec, snap: snap, read: read, timestamp: timestamp, decide: decide,
+		p: &prepared{planName: snap.PlanName}}
 	runStages := make([]rules.RunStage, len(stages))
-	var displays []map[string]string
-	var values []map[string]any
-	var secrets []string
-	guard := func(where, expr string, declared []drv1.Parameter) (*rules.Program, error) {
-		if expr == "" {
-			return nil, nil
-		}
-		prg, err := decide.Env.CompileGuard(expr, declared)
-		if err != nil {
-			return nil, fmt.Errorf("%s: when: %w", where, err)
-		}
-		return prg, nil
-	}
 	for si, s := range stages {
-		runStages[si] = rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: s.DependsOn}
 		var err error
-		if runStages[si].When, err = guard(fmt.Sprintf("stage %q", s.Name), s.When, nil); err != nil {
+		if runStages[si], err = b.stage(s); err != nil {
 			return nil, err
 		}
-		p.perWorkflow = append(p.perWorkflow, make([]map[string]string, len(s.Workflows)))
-		for wi, sw := range s.Workflows {
-			where := fmt.Sprintf("stage %q, workflow %d (DRWorkflow %s/%s)", s.Name, wi, sw.WorkflowRef.NamespaceOr(snap.Namespace), sw.WorkflowRef.Name)
-			wf, ok := snap.workflow(sw.WorkflowRef)
-			if !ok {
-				return nil, fmt.Errorf("%s: not in the snapshot", where)
-			}
-			resolved, err := rules.ResolveParams(wf.Parameters, read, snap.Plan.GlobalParams, sw.Params, exec.Spec.Params)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			displays = append(displays, resolved.Display)
-			values = append(values, resolved.Values)
-			secrets = append(secrets, resolved.Secrets...)
-			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
-				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
-			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
-			declared := wf.DeclaredParameters()
-			if rw.When, err = guard(where, sw.When, declared); err != nil {
-				return nil, err
-			}
-			for ai, a := range wf.Actions {
-				body, err := actions.RenderBody(a.ActionBody, data)
-				if err != nil {
-					return nil, fmt.Errorf("%s: spec.actions[%d] (%s): %w", where, ai, a.Name, err)
-				}
-				when, err := guard(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.When, declared)
-				if err != nil {
-					return nil, err
-				}
-				wait, err := newWaitSpec(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a.WaitFor, decide, resolved.Values, declared)
-				if err != nil {
-					return nil, err
-				}
-				var rollback *drv1.ActionBody
-				if a.Rollback != nil {
-					rb, err := actions.RenderBody(a.Rollback.ActionBody, data)
-					if err != nil {
-						return nil, fmt.Errorf("%s: spec.actions[%d] (%s).rollback: %w", where, ai, a.Name, err)
-					}
-					rollback = &rb
-				}
-				rw.Actions = append(rw.Actions, a.Name)
-				rw.ActionWhen = append(rw.ActionWhen, when)
-				p.bodies = append(p.bodies, body)
-				p.waits = append(p.waits, wait)
-				p.rollbacks = append(p.rollbacks, rollback)
-				p.undo = append(p.undo, nil)
-			}
-			runStages[si].Workflows = append(runStages[si].Workflows, rw)
-		}
 	}
-	common := agreed(values)
+	return b.finish(dag, runStages), nil
+}
+
+// preparation is prepare's state while it goes through the stages: the run taking shape, and
+// what every workflow entry resolved, in order.
+type preparation struct {
+	exec      *drv1.DRPlanExecution
+	snap      *snapshotData
+	read      rules.SecretReader
+	timestamp string
+	decide    *rules.Rules
+
+	p        *prepared
+	displays []map[string]string // per workflow entry
+	values   []map[string]any    // per workflow entry
+	secrets  []string
+}
+
+// stage prepares one stage and its workflow entries.
+func (b *preparation) stage(s drv1.Stage) (rules.RunStage, error) {
+	rs := rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: s.DependsOn}
+	var err error
+	if rs.When, err = b.guard(fmt.Sprintf("stage %q", s.Name), s.When, nil); err != nil {
+		return rs, err
+	}
+	b.p.perWorkflow = append(b.p.perWorkflow, make([]map[string]string, len(s.Workflows)))
+	for wi, sw := range s.Workflows {
+		where := fmt.Sprintf("stage %q, workflow %d (DRWorkflow %s/%s)", s.Name, wi, sw.WorkflowRef.NamespaceOr(b.snap.Namespace), sw.WorkflowRef.Name)
+		rw, err := b.workflow(where, sw)
+		if err != nil {
+			return rs, err
+		}
+		rs.Workflows = append(rs.Workflows, rw)
+	}
+	return rs, nil
+}
+
+// workflow resolves a workflow entry's parameters and prepares its actions.
+func (b *preparation) workflow(where string, sw drv1.StageWorkflow) (rules.RunWorkflow, error) {
+	wf, ok := b.snap.workflow(sw.WorkflowRef)
+	if !ok {
+		return rules.RunWorkflow{}, fmt.Errorf("%s: not in the snapshot", where)
+	}
+	resolved, err := rules.ResolveParams(wf.Parameters, b.read, b.snap.Plan.GlobalParams, sw.Params, b.exec.Spec.Params)
+	if err != nil {
+		return rules.RunWorkflow{}, fmt.Errorf("%s: %w", where, err)
+	}
+	b.displays = append(b.displays, resolved.Display)
+	b.values = append(b.values, resolved.Values)
+	b.secrets = append(b.secrets, resolved.Secrets...)
+	data := actions.TemplateData{Params: resolved.Values, PlanName: b.snap.PlanName,
+		ExecutionName: b.exec.Name, Namespace: b.exec.Namespace, Timestamp: b.timestamp}
+	rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
+	declared := wf.DeclaredParameters()
+	if rw.When, err = b.guard(where, sw.When, declared); err != nil {
+		return rw, err
+	}
+	for ai, a := range wf.Actions {
+		when, err := b.action(fmt.Sprintf("%s: spec.actions[%d] (%s)", where, ai, a.Name), a, data, declared)
+		if err != nil {
+			return rw, err
+		}
+		rw.Actions = append(rw.Actions, a.Name)
+		rw.ActionWhen = append(rw.ActionWhen, when)
+	}
+	return rw, nil
+}
+
+// action renders an action, its rollback and its waitFor, and returns its compiled when.
+func (b *preparation) action(where string, a drv1.Action, data actions.TemplateData, declared []drv1.Parameter) (*rules.Program, error) {
+	body, err := actions.RenderBody(a.ActionBody, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	when, err := b.guard(where, a.When, declared)
+	if err != nil {
+		return nil, err
+	}
+	wait, err := newWaitSpec(where, a.WaitFor, b.decide, data.Params, declared)
+	if err != nil {
+		return nil, err
+	}
+	var rollback *drv1.ActionBody
+	if a.Rollback != nil {
+		rb, err := actions.RenderBody(a.Rollback.ActionBody, data)
+		if err != nil {
+			return nil, fmt.Errorf("%s.rollback: %w", where, err)
+		}
+		rollback = &rb
+	}
+	b.p.bodies = append(b.p.bodies, body)
+	b.p.waits = append(b.p.waits, wait)
+	b.p.rollbacks = append(b.p.rollbacks, rollback)
+	b.p.undo = append(b.p.undo, nil)
+	return when, nil
+}
+
+// guard compiles a when expression; an empty one is nil (always true).
+func (b *preparation) guard(where, expr string, declared []drv1.Parameter) (*rules.Program, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	prg, err := b.decide.Env.CompileGuard(expr, declared)
+	if err != nil {
+		return nil, fmt.Errorf("%s: when: %w", where, err)
+	}
+	return prg, nil
+}
+
+// finish builds the run's plan of stages and the parameters to show, and the redaction of the
+// Secret-sourced values.
+func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *prepared {
+	p, exec, snap := b.p, b.exec, b.snap
+	common := agreed(b.values)
 	for si := range runStages {
 		runStages[si].Params = common
 	}
 	p.plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
-	p.plan.Rules = decide
+	p.plan.Rules = b.decide
 	p.plan.PlanName, p.plan.ExecutionName, p.plan.Namespace, p.plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
-	p.params = agreed(displays)
+	p.params = agreed(b.displays)
 	i := 0
 	for si := range p.perWorkflow {
 		for wi := range p.perWorkflow[si] {
-			p.perWorkflow[si][wi] = differing(displays[i], p.params)
+			p.perWorkflow[si][wi] = differing(b.displays[i], p.params)
 			i++
 		}
 	}
 	var pairs []string
-	for _, s := range secrets {
+	for _, s := range b.secrets {
 		pairs = append(pairs, s, rules.Redacted)
 	}
 	p.redact = strings.NewReplacer(pairs...)
-	return p, nil
+	return p
 }
 
 // agreed keeps the values that every map holding the name agrees on: the execution's flat
