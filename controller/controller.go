@@ -1,6 +1,7 @@
-// Package controller wires the informers to the decision functions and the status writers: every
-// informer event becomes a key on the work queue, and each key's sync reads the current objects
-// back from the listers, decides, and writes status only when it changed.
+// Package controller reconciles and runs: every informer event becomes a key on the work queue,
+// each key's sync reads the current objects back from the listers, decides, and writes status
+// only when it changed; the engine runs executions. The process around it is wired by
+// cmd/drplan-controller/app.
 package controller
 
 import (
@@ -85,8 +86,8 @@ type Controller struct {
 // lead's abandon is closed when the lead is lost (the runs may be another replica's now).
 type Elect func(ctx context.Context, lead func(ctx context.Context, abandon <-chan struct{})) error
 
-// Config is what a controller is made of. Clients, DR, Informers and Runners are required; the
-// others may be left zero.
+// Config is what a controller is made of. DR and Informers are required; the others may be left
+// zero (without Clients and Runners no action runs, as in unit tests).
 type Config struct {
 	// Clients are the actions' API clients; the controller also reads Secret-sourced parameters
 	// and waits for waitFor conditions through them.
