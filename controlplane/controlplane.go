@@ -1,6 +1,8 @@
-// Package controlplane runs a real, local Kubernetes control plane (etcd, kube-apiserver and
-// optionally kube-controller-manager, built from pinned sources) for the dev CLI and e2e tests.
-// It needs no Docker and no downloads beyond the Go module proxy.
+// Package controlplane runs a real local Kubernetes control plane for `make run`, drplan-local and the
+// e2e suite: etcd, kube-apiserver, kube-controller-manager, optionally a real node (containerd+kubelet).
+//
+// Its binaries are built from pinned sources (the tools modules under hack/tools); it needs no
+// Docker and no downloads beyond the Go module proxy.
 package controlplane
 
 import (
