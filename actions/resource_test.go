@@ -28,8 +28,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/bkbcs/drplan-controller/backoff"
+	"github.com/bkbcs/drplan-controller/controlplane"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
-	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 // resourceWaitLong bounds a wait on the API server (RBAC and discovery catching up); it only

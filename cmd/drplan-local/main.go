@@ -33,8 +33,8 @@ import (
 
 	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
+	"github.com/bkbcs/drplan-controller/controlplane"
 	"github.com/bkbcs/drplan-controller/crds"
-	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 const usage = `usage: drplan-local run|up|down [--dir DIR] [--controller-manager] [--node]

@@ -23,11 +23,11 @@ import (
 
 	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
+	"github.com/bkbcs/drplan-controller/controlplane"
 	"github.com/bkbcs/drplan-controller/crds"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 	"github.com/bkbcs/drplan-controller/deploy"
-	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 // Env is what a test sees of the backend: clients, kubectl and where the repository is.

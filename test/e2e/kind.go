@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 
+	"github.com/bkbcs/drplan-controller/controlplane"
 	"github.com/bkbcs/drplan-controller/crds"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
-	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 // kindNodeImage is the node image the kind backend pins (kind v0.33.0's, Kubernetes v1.37.0).

@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/bkbcs/drplan-controller/controlplane"
 	"github.com/bkbcs/drplan-controller/crds"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
-	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 // nodeImage is the controller image the node backend builds, imports and runs.

@@ -22,8 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/bkbcs/drplan-controller/controlplane"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
-	"github.com/bkbcs/drplan-controller/test/controlplane"
 )
 
 var (

@@ -159,7 +159,7 @@ func RepoRoot() (string, error) {
 	if !ok {
 		return "", errors.New("locate repository root: runtime.Caller failed; set DRPLAN_REPO_ROOT")
 	}
-	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	root := filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		return "", fmt.Errorf("locate repository root from %s (set DRPLAN_REPO_ROOT): %w", file, err)
 	}

@@ -238,7 +238,31 @@ func (p nodePorts) list() []int { return []int{p.kubelet, p.kubeletHealthz, p.sc
 // startNode starts containerd, imports the images, and starts kube-scheduler and the kubelet;
 // it returns when the node is Ready and the default ServiceAccount exists.
 func (cp *ControlPlane) startNode(ctx context.Context, progress io.Writer, files pkiFiles, host string, ports nodePorts, images []string) error {
-	dir := cp.Dir
+	if err := writeNodeConfigs(cp.Dir, files, ports); err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "controlplane: starting containerd, kube-scheduler and the kubelet (node %s)\n", NodeName)
+	if err := startContainerd(ctx, cp.Dir); err != nil {
+		return err
+	}
+	for _, img := range images {
+		if err := ImportImage(ctx, cp.Dir, img); err != nil {
+			return err
+		}
+	}
+	if err := cp.startScheduler(ctx, files, host, ports.scheduler); err != nil {
+		return err
+	}
+	kubelet, err := cp.startKubelet(ctx, files, host, ports.kubeletHealthz)
+	if err != nil {
+		return err
+	}
+	return cp.waitNodeReady(ctx, kubelet)
+}
+
+// writeNodeConfigs creates the node's directories under <dir>/node and writes the configuration
+// of containerd, the CNI bridge and the kubelet, and the pods' resolv.conf.
+func writeNodeConfigs(dir string, files pkiFiles, ports nodePorts) error {
 	nd := nodeDir(dir)
 	for _, d := range []string{"containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"} {
 		if err := os.MkdirAll(filepath.Join(nd, d), 0o755); err != nil {
@@ -256,36 +280,25 @@ func (cp *ControlPlane) startNode(ctx context.Context, progress io.Writer, files
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}
+	return nil
+}
 
-	fmt.Fprintf(progress, "controlplane: starting containerd, kube-scheduler and the kubelet (node %s)\n", NodeName)
-	containerd, err := startProcess(dir, procContainerd, "containerd", []string{"--config", filepath.Join(nd, "containerd.toml")})
+// startContainerd starts the node's containerd and waits until ctr reaches it.
+func startContainerd(ctx context.Context, dir string) error {
+	containerd, err := startProcess(dir, procContainerd, "containerd", []string{"--config", filepath.Join(nodeDir(dir), "containerd.toml")})
 	if err != nil {
 		return err
 	}
-	if err := waitReady(ctx, containerd, containerdReadyTimeout, func(ctx context.Context) error { return ctr(ctx, dir, "version") }); err != nil {
-		return err
-	}
-	for _, img := range images {
-		if err := ImportImage(ctx, dir, img); err != nil {
-			return err
-		}
-	}
+	return waitReady(ctx, containerd, containerdReadyTimeout, func(ctx context.Context) error { return ctr(ctx, dir, "version") })
+}
 
-	schedKubeconfig := filepath.Join(nd, "scheduler.kubeconfig")
-	if _, err := writeKubeconfig(schedKubeconfig, host, files, files.schedulerCert, files.schedulerKey); err != nil {
+// startScheduler starts kube-scheduler with its own kubeconfig and waits until it is healthy.
+func (cp *ControlPlane) startScheduler(ctx context.Context, files pkiFiles, host string, port int) error {
+	kubeconfig := filepath.Join(nodeDir(cp.Dir), "scheduler.kubeconfig")
+	if _, err := writeKubeconfig(kubeconfig, host, files, files.schedulerCert, files.schedulerKey); err != nil {
 		return err
 	}
-	scheduler, err := startProcess(dir, procScheduler, cp.Binaries.KubeScheduler, []string{
-		"--kubeconfig=" + schedKubeconfig,
-		"--authentication-kubeconfig=" + schedKubeconfig,
-		"--authorization-kubeconfig=" + schedKubeconfig,
-		"--leader-elect=false",
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(ports.scheduler),
-		"--cert-dir=" + files.dir,
-		"--tls-cert-file=" + files.controllerServing,
-		"--tls-private-key-file=" + files.controllerSKey,
-	})
+	scheduler, err := startProcess(cp.Dir, procScheduler, cp.Binaries.KubeScheduler, schedulerArgs(files, kubeconfig, port))
 	if err != nil {
 		return err
 	}
@@ -293,29 +306,56 @@ func (cp *ControlPlane) startNode(ctx context.Context, progress io.Writer, files
 	if err != nil {
 		return err
 	}
-	if err := waitReady(ctx, scheduler, controllerManagerReadyTimeout, httpCheck(caOnly, "https://127.0.0.1:"+strconv.Itoa(ports.scheduler)+"/healthz")); err != nil {
-		return err
-	}
+	return waitReady(ctx, scheduler, controllerManagerReadyTimeout, httpCheck(caOnly, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
+}
 
-	kubeletKubeconfig := filepath.Join(nd, "kubelet.kubeconfig")
-	if _, err := writeKubeconfig(kubeletKubeconfig, host, files, files.kubeletClientCert, files.kubeletClientKey); err != nil {
-		return err
+func schedulerArgs(files pkiFiles, kubeconfig string, port int) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + files.dir,
+		"--tls-cert-file=" + files.controllerServing,
+		"--tls-private-key-file=" + files.controllerSKey,
 	}
-	kubelet, err := startProcess(dir, procKubelet, cp.Binaries.Kubelet, []string{
+}
+
+// startKubelet starts the kubelet with its own kubeconfig and waits until its healthz answers;
+// the node it registers may not be Ready yet.
+func (cp *ControlPlane) startKubelet(ctx context.Context, files pkiFiles, host string, healthzPort int) (*process, error) {
+	kubeconfig := filepath.Join(nodeDir(cp.Dir), "kubelet.kubeconfig")
+	if _, err := writeKubeconfig(kubeconfig, host, files, files.kubeletClientCert, files.kubeletClientKey); err != nil {
+		return nil, err
+	}
+	kubelet, err := startProcess(cp.Dir, procKubelet, cp.Binaries.Kubelet, kubeletArgs(cp.Dir, kubeconfig))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, kubelet, kubeletReadyTimeout, httpCheck(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(healthzPort)+"/healthz")); err != nil {
+		return nil, err
+	}
+	return kubelet, nil
+}
+
+func kubeletArgs(dir, kubeconfig string) []string {
+	nd := nodeDir(dir)
+	return []string{
 		"--config=" + filepath.Join(nd, "kubelet.yaml"),
-		"--kubeconfig=" + kubeletKubeconfig,
+		"--kubeconfig=" + kubeconfig,
 		"--root-dir=" + filepath.Join(nd, "kubelet"),
 		"--cert-dir=" + filepath.Join(nd, "kubelet", "pki"),
 		"--hostname-override=" + NodeName,
 		"--node-ip=" + NodeGateway,
 		"--v=1",
-	})
-	if err != nil {
-		return err
 	}
-	if err := waitReady(ctx, kubelet, kubeletReadyTimeout, httpCheck(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(ports.kubeletHealthz)+"/healthz")); err != nil {
-		return err
-	}
+}
+
+// waitNodeReady waits (failing early if the kubelet exits) until the node has a Ready condition
+// that is true and kube-controller-manager has created the default ServiceAccount.
+func (cp *ControlPlane) waitNodeReady(ctx context.Context, kubelet *process) error {
 	kube, err := kubernetes.NewForConfig(cp.RESTConfig)
 	if err != nil {
 		return err

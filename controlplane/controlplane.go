@@ -1,6 +1,8 @@
-// Package controlplane runs a real, local Kubernetes control plane (etcd, kube-apiserver and
-// optionally kube-controller-manager, built from pinned sources) for the dev CLI and e2e tests.
-// It needs no Docker and no downloads beyond the Go module proxy.
+// Package controlplane runs a real local Kubernetes control plane for `make run`, drplan-local and the
+// e2e suite: etcd, kube-apiserver, kube-controller-manager, optionally a real node (containerd+kubelet).
+//
+// Its binaries are built from pinned sources (the tools modules under hack/tools); it needs no
+// Docker and no downloads beyond the Go module proxy.
 package controlplane
 
 import (
@@ -96,92 +98,40 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 		}
 		opts.ControllerManager = true
 	}
-	bins, err := ensureBinaries(ctx, progress, opts.ControllerManager, opts.Node)
+	bins, images, err := ensureBuilt(ctx, progress, opts)
 	if err != nil {
 		return nil, err
-	}
-	var images []string
-	if opts.Node {
-		root, err := RepoRoot()
-		if err != nil {
-			return nil, err
-		}
-		cache, err := CacheDir()
-		if err != nil {
-			return nil, err
-		}
-		if images, err = nodeImages(ctx, progress, root, cache); err != nil {
-			return nil, err
-		}
 	}
 	began := time.Now()
-	dir, owns, err := prepareDir(opts.Dir)
+	cp, err := newControlPlane(opts.Dir, bins)
 	if err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{
-		Dir:            dir,
-		KubeconfigPath: filepath.Join(dir, "kubeconfig"),
-		Binaries:       bins,
-		ownsDir:        owns,
-	}
-	defer func() {
-		if err != nil {
-			if stopErr := cp.Stop(); stopErr != nil {
-				err = errors.Join(err, fmt.Errorf("clean up after failed start: %w", stopErr))
-			}
-		}
-	}()
+	defer cp.stopOnError(&err)
 
-	pki := newPKIFiles(filepath.Join(dir, "pki"))
-	if cp.ca, err = writePKI(pki); err != nil {
-		return nil, err
-	}
-	cp.CACertPEM = cp.ca.CertPEM
-	ports, err := freePorts(8)
+	files, err := cp.createPKI()
 	if err != nil {
 		return nil, err
 	}
-	etcdPort, peerPort, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
-	node := nodePorts{kubelet: ports[4], kubeletHealthz: ports[5], scheduler: ports[6], stream: ports[7]}
+	ports, err := choosePorts()
+	if err != nil {
+		return nil, err
+	}
 	bind := "127.0.0.1"
 	if opts.Node {
-		if cp.releaseNode, err = claimNode(ctx, dir, progress); err != nil {
-			return nil, err
-		}
-		if err := prepareHost(dir, append(node.list(), ports[:4]...)); err != nil {
+		if err := cp.claimNodeHost(ctx, progress, ports); err != nil {
 			return nil, err
 		}
 		bind = NodeGateway
 	}
 
-	fmt.Fprintf(progress, "controlplane: starting etcd %s and kube-apiserver %s in %s\n", EtcdVersion, KubeVersion, dir)
-	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
-	etcd, err := startProcess(dir, procEtcd, bins.Etcd, etcdArgs(dir, etcdURL, peerPort))
+	fmt.Fprintf(progress, "controlplane: starting etcd %s and kube-apiserver %s in %s\n", EtcdVersion, KubeVersion, cp.Dir)
+	etcdURL, err := startEtcd(ctx, cp.Dir, bins.Etcd, ports)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, etcd, etcdReadyTimeout, httpCheck(http.DefaultClient, etcdURL+"/health")); err != nil {
-		return nil, err
-	}
-
-	args := apiServerArgs(pki, etcdURL, bind, apiPort)
-	if opts.Node {
-		args = append(args, nodeAPIServerArgs(pki)...)
-	}
-	apiServer, err := startProcess(dir, procAPIServer, bins.KubeAPIServer, args)
+	host, err := cp.startAPIServer(ctx, files, etcdURL, bind, ports.apiServer, opts.Node)
 	if err != nil {
-		return nil, err
-	}
-	host := "https://" + net.JoinHostPort(bind, strconv.Itoa(apiPort))
-	admin, err := tlsClient(pki.caCert, pki.adminCert, pki.adminKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := waitReady(ctx, apiServer, apiServerReadyTimeout, httpCheck(admin, host+"/readyz")); err != nil {
-		return nil, err
-	}
-	if cp.RESTConfig, err = writeKubeconfig(cp.KubeconfigPath, host, pki, pki.adminCert, pki.adminKey); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(progress, "controlplane: kube-apiserver ready at %s after %s\n", host, time.Since(began).Round(time.Millisecond))
@@ -189,32 +139,156 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err := installCRDs(ctx, cp.RESTConfig, crds); err != nil {
 		return nil, err
 	}
-
 	if opts.ControllerManager {
-		kubeconfig := filepath.Join(dir, "controller-manager.kubeconfig")
-		if _, err := writeKubeconfig(kubeconfig, host, pki, pki.controllerCert, pki.controllerKey); err != nil {
-			return nil, err
-		}
-		kcm, err := startProcess(dir, procControllerManager, bins.KubeControllerManager, controllerManagerArgs(pki, kubeconfig, kcmPort))
-		if err != nil {
-			return nil, err
-		}
-		caOnly, err := tlsClient(pki.caCert, "", "")
-		if err != nil {
-			return nil, err
-		}
-		kcmURL := "https://127.0.0.1:" + strconv.Itoa(kcmPort) + "/healthz"
-		if err := waitReady(ctx, kcm, controllerManagerReadyTimeout, httpCheck(caOnly, kcmURL)); err != nil {
+		if err := cp.startControllerManager(ctx, files, host, ports.controllerManager); err != nil {
 			return nil, err
 		}
 	}
 	if opts.Node {
-		if err := cp.startNode(ctx, progress, pki, host, node, images); err != nil {
+		if err := cp.startNode(ctx, progress, files, host, ports.node, images); err != nil {
 			return nil, err
 		}
 	}
 	fmt.Fprintf(progress, "controlplane: ready in %s; KUBECONFIG=%s\n", time.Since(began).Round(time.Millisecond), cp.KubeconfigPath)
 	return cp, nil
+}
+
+// ensureBuilt builds (or finds cached) the binaries opts needs and, for a node, the image
+// tarballs the node imports into containerd.
+func ensureBuilt(ctx context.Context, progress io.Writer, opts Options) (Binaries, []string, error) {
+	bins, err := ensureBinaries(ctx, progress, opts.ControllerManager, opts.Node)
+	if err != nil || !opts.Node {
+		return bins, nil, err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return bins, nil, err
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return bins, nil, err
+	}
+	images, err := nodeImages(ctx, progress, root, cache)
+	return bins, images, err
+}
+
+// newControlPlane prepares the run directory (see Options.Dir) for a control plane of bins.
+func newControlPlane(dir string, bins Binaries) (*ControlPlane, error) {
+	dir, owns, err := prepareDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &ControlPlane{
+		Dir:            dir,
+		KubeconfigPath: filepath.Join(dir, "kubeconfig"),
+		Binaries:       bins,
+		ownsDir:        owns,
+	}, nil
+}
+
+// stopOnError stops cp after a failed Start (*err set), adding a failure to stop to *err.
+func (cp *ControlPlane) stopOnError(err *error) {
+	if *err == nil {
+		return
+	}
+	if stopErr := cp.Stop(); stopErr != nil {
+		*err = errors.Join(*err, fmt.Errorf("clean up after failed start: %w", stopErr))
+	}
+}
+
+// createPKI writes the CA and every certificate and key under <Dir>/pki and returns their paths.
+func (cp *ControlPlane) createPKI() (pkiFiles, error) {
+	files := newPKIFiles(filepath.Join(cp.Dir, "pki"))
+	ca, err := writePKI(files)
+	if err != nil {
+		return pkiFiles{}, err
+	}
+	cp.ca, cp.CACertPEM = ca, ca.CertPEM
+	return files, nil
+}
+
+// controlPlanePorts are the ports the control plane's daemons listen on, chosen free at start.
+type controlPlanePorts struct {
+	etcd, etcdPeer, apiServer, controllerManager int
+	node                                         nodePorts
+}
+
+// choosePorts picks the control plane's ports, all free at once on loopback (freePorts).
+func choosePorts() (controlPlanePorts, error) {
+	ports, err := freePorts(8)
+	if err != nil {
+		return controlPlanePorts{}, err
+	}
+	return controlPlanePorts{
+		etcd: ports[0], etcdPeer: ports[1], apiServer: ports[2], controllerManager: ports[3],
+		node: nodePorts{kubelet: ports[4], kubeletHealthz: ports[5], scheduler: ports[6], stream: ports[7]},
+	}, nil
+}
+
+// claimNodeHost makes this run the host's node run (claimNode), records the host and creates
+// the pod bridge (prepareHost) that kube-apiserver then listens on.
+func (cp *ControlPlane) claimNodeHost(ctx context.Context, progress io.Writer, ports controlPlanePorts) error {
+	var err error
+	if cp.releaseNode, err = claimNode(ctx, cp.Dir, progress); err != nil {
+		return err
+	}
+	return prepareHost(cp.Dir, append(ports.node.list(), ports.etcd, ports.etcdPeer, ports.apiServer, ports.controllerManager))
+}
+
+// startEtcd starts etcd on loopback and waits until it is healthy; it returns its client URL.
+func startEtcd(ctx context.Context, dir, bin string, ports controlPlanePorts) (string, error) {
+	url := "http://127.0.0.1:" + strconv.Itoa(ports.etcd)
+	etcd, err := startProcess(dir, procEtcd, bin, etcdArgs(dir, url, ports.etcdPeer))
+	if err != nil {
+		return "", err
+	}
+	if err := waitReady(ctx, etcd, etcdReadyTimeout, httpCheck(http.DefaultClient, url+"/health")); err != nil {
+		return "", err
+	}
+	return url, nil
+}
+
+// startAPIServer starts kube-apiserver on bind:port (with the node flags if node), waits until
+// it is ready and writes the admin kubeconfig (KubeconfigPath, RESTConfig); it returns its URL.
+func (cp *ControlPlane) startAPIServer(ctx context.Context, files pkiFiles, etcdURL, bind string, port int, node bool) (string, error) {
+	args := apiServerArgs(files, etcdURL, bind, port)
+	if node {
+		args = append(args, nodeAPIServerArgs(files)...)
+	}
+	apiServer, err := startProcess(cp.Dir, procAPIServer, cp.Binaries.KubeAPIServer, args)
+	if err != nil {
+		return "", err
+	}
+	host := "https://" + net.JoinHostPort(bind, strconv.Itoa(port))
+	admin, err := tlsClient(files.caCert, files.adminCert, files.adminKey)
+	if err != nil {
+		return "", err
+	}
+	if err := waitReady(ctx, apiServer, apiServerReadyTimeout, httpCheck(admin, host+"/readyz")); err != nil {
+		return "", err
+	}
+	if cp.RESTConfig, err = writeKubeconfig(cp.KubeconfigPath, host, files, files.adminCert, files.adminKey); err != nil {
+		return "", err
+	}
+	return host, nil
+}
+
+// startControllerManager starts kube-controller-manager with its own kubeconfig and waits until
+// it is healthy.
+func (cp *ControlPlane) startControllerManager(ctx context.Context, files pkiFiles, host string, port int) error {
+	kubeconfig := filepath.Join(cp.Dir, "controller-manager.kubeconfig")
+	if _, err := writeKubeconfig(kubeconfig, host, files, files.controllerCert, files.controllerKey); err != nil {
+		return err
+	}
+	kcm, err := startProcess(cp.Dir, procControllerManager, cp.Binaries.KubeControllerManager, controllerManagerArgs(files, kubeconfig, port))
+	if err != nil {
+		return err
+	}
+	caOnly, err := tlsClient(files.caCert, "", "")
+	if err != nil {
+		return err
+	}
+	return waitReady(ctx, kcm, controllerManagerReadyTimeout, httpCheck(caOnly, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
 }
 
 // Stop stops kube-controller-manager, kube-apiserver and etcd (in that order) and removes Dir
