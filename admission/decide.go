@@ -223,7 +223,7 @@ func (d *Decider) executionParams(plan *drv1.DRPlan, exec *drv1.DRPlanExecution)
 		}
 		for _, decl := range ds {
 			if _, err := rules.ConvertParam(decl.Type, p.Value); err != nil {
-				errs = append(errs, field.Invalid(path.Child("value"), p.Value, fmt.Sprintf("%v (parameter %s is declared %s)", err, p.Name, typeName(decl.Type))))
+				errs = append(errs, field.Invalid(path.Child("value"), p.Value, fmt.Sprintf("%v (parameter %s is declared %s)", err, p.Name, rules.TypeName(decl.Type))))
 				break
 			}
 		}

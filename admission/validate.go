@@ -35,7 +35,7 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 		}
 		if err != nil {
 			errs = append(errs, field.Invalid(path, string(p.Default.Raw), err.Error()+
-				fmt.Sprintf(": give a default of type %s or change the parameter's type", typeName(p.Type))))
+				fmt.Sprintf(": give a default of type %s or change the parameter's type", rules.TypeName(p.Type))))
 		}
 	}
 	placeholders := placeholderParams(wf.Spec.Parameters)
@@ -52,13 +52,6 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 		}
 	}
 	return errs
-}
-
-func typeName(t drv1.ParameterType) string {
-	if t == "" {
-		return string(drv1.ParameterTypeString)
-	}
-	return string(t)
 }
 
 func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
@@ -325,7 +318,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 					continue
 				}
 				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil { // a Secret's value is checked when read
-					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+typeName(d.Type)+")"))
+					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+rules.TypeName(d.Type)+")"))
 				}
 				local[p.Name] = p.Value
 			}
@@ -336,7 +329,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 				}
 				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil {
 					r.Errors = append(r.Errors, field.Invalid(spec.Child("globalParams").Index(k).Child("value"), p.Value,
-						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, typeName(d.Type))))
+						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, rules.TypeName(d.Type))))
 				}
 			}
 			for _, p := range wf.Spec.Parameters {
