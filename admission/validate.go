@@ -7,14 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // ValidateWorkflow checks what the schema cannot: parameter defaults convert to their type,
@@ -101,7 +99,7 @@ func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, place
 		}
 	case drv1.ActionTypeKubernetesResource:
 		if b.Resource != nil {
-			errs = append(errs, validateManifest(path.Child("resource", "manifest"), b.Resource.Manifest, placeholders)...)
+			errs = append(errs, validateManifest(path.Child("resource", "manifest"), b.Resource, placeholders)...)
 		}
 	}
 	return errs
@@ -119,7 +117,7 @@ func checkTemplates(path *field.Path, b *drv1.ActionBody, declared []string) fie
 	}
 	var errs field.ErrorList
 	walkStrings(path, tree, func(p *field.Path, s string) {
-		if err := actions.CheckTemplate(s, declared); err != nil {
+		if err := templates.CheckTemplate(s, declared); err != nil {
 			errs = append(errs, field.Invalid(p, s, err.Error()))
 		}
 	})
@@ -164,44 +162,20 @@ func placeholderParams(params []drv1.Parameter) map[string]any {
 }
 
 func renderPlaceholder(text string, params map[string]any) (string, error) {
-	return actions.Render(text, actions.TemplateData{
+	return templates.Render(text, templates.TemplateData{
 		Params: params, PlanName: "plan", ExecutionName: "execution", Namespace: "default",
 		Timestamp: "2006-01-02T15:04:05Z",
 	})
 }
 
-func validateManifest(path *field.Path, manifest string, params map[string]any) field.ErrorList {
-	rendered, err := renderPlaceholder(manifest, params)
+// validateManifest renders a manifest with placeholder values and checks it as the runner will.
+func validateManifest(path *field.Path, r *drv1.ResourceAction, params map[string]any) field.ErrorList {
+	rendered, err := renderPlaceholder(r.Manifest, params)
 	if err != nil {
-		return field.ErrorList{field.Invalid(path, manifest, err.Error())}
+		return field.ErrorList{field.Invalid(path, r.Manifest, err.Error())}
 	}
-	docs, err := actions.DecodeDocuments(rendered)
-	if err != nil {
-		return field.ErrorList{field.Invalid(path, "<manifest>", err.Error()+" (quote templates that stand for a whole YAML value: \"{{ .params.x }}\")")}
-	}
-	objs := make([]*unstructured.Unstructured, len(docs))
-	for i, d := range docs {
-		objs[i] = &unstructured.Unstructured{Object: d}
-	}
-	switch {
-	case len(objs) == 0:
-		return field.ErrorList{field.Required(path, "one object with apiVersion, kind and metadata.name")}
-	case len(objs) > 1:
-		return field.ErrorList{field.Invalid(path, "<manifest>", fmt.Sprintf("holds %d objects: write one action per object", len(objs)))}
-	}
-	u := objs[0]
-	var missing []string
-	if u.GetAPIVersion() == "" {
-		missing = append(missing, "apiVersion")
-	}
-	if u.GetKind() == "" {
-		missing = append(missing, "kind")
-	}
-	if u.GetName() == "" && u.GetGenerateName() == "" {
-		missing = append(missing, "metadata.name")
-	}
-	if len(missing) > 0 {
-		return field.ErrorList{field.Invalid(path, "<manifest>", "the object has no "+strings.Join(missing, ", "))}
+	if _, ferr := templates.CheckManifest(path, rendered, r.Operation); ferr != nil {
+		return field.ErrorList{ferr}
 	}
 	return nil
 }

@@ -98,6 +98,32 @@ func TestValidateWorkflow(t *testing.T) {
 			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\ndata: {a: b}\n"}}}},
 		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": the object has no kind, metadata.name`},
 	}, {
+		// Verdict changed: admitted before (only the runner refused it, at run time).
+		name: "manifest whose apiVersion is not group/version",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Apply", Manifest: "apiVersion: apps/v1/beta\nkind: Deployment\nmetadata: {name: app}\n"}}}},
+		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": apiVersion: unexpected GroupVersion string: apps/v1/beta`},
+	}, {
+		// Verdict changed: admitted before (only the runner refused it, at run time).
+		name: "patch of a manifest named by generateName",
+		acts: []drv1.Action{{Name: "r", Rollback: &drv1.RollbackAction{ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Delete", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n"}}},
+			ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+				Resource: &drv1.ResourceAction{Operation: "Patch", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\ndata: {a: b}\n"}}}},
+		want: []string{
+			`spec.actions[0].resource.manifest: Invalid value: "<manifest>": Patch needs metadata.name: generateName only names a new object`,
+			`spec.actions[0].rollback.resource.manifest: Invalid value: "<manifest>": Delete needs metadata.name: generateName only names a new object`,
+		},
+	}, {
+		name: "manifest whose metadata is not a mapping",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: dr-config\n"}}}},
+		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": metadata must be a mapping`},
+	}, {
+		name: "create of a manifest named by generateName",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n"}}}},
+	}, {
 		name:   "manifest with templated values renders and parses",
 		params: []drv1.Parameter{param("ns", "string", "")},
 		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",

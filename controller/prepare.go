@@ -7,9 +7,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // prepared is a run ready to go: its plan of stages, every action rendered, and the parameter
@@ -81,7 +81,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 			displays = append(displays, resolved.Display)
 			values = append(values, resolved.Values)
 			secrets = append(secrets, resolved.Secrets...)
-			data := actions.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
+			data := templates.TemplateData{Params: resolved.Values, PlanName: snap.PlanName,
 				ExecutionName: exec.Name, Namespace: exec.Namespace, Timestamp: timestamp}
 			rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
 			declared := wf.DeclaredParameters()
@@ -89,7 +89,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 				return nil, err
 			}
 			for ai, a := range wf.Actions {
-				body, err := actions.RenderBody(a.ActionBody, data)
+				body, err := templates.RenderBody(a.ActionBody, data)
 				if err != nil {
 					return nil, fmt.Errorf("%s: spec.actions[%d] (%s): %w", where, ai, a.Name, err)
 				}
@@ -103,7 +103,7 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 				}
 				var rollback *drv1.ActionBody
 				if a.Rollback != nil {
-					rb, err := actions.RenderBody(a.Rollback.ActionBody, data)
+					rb, err := templates.RenderBody(a.Rollback.ActionBody, data)
 					if err != nil {
 						return nil, fmt.Errorf("%s: spec.actions[%d] (%s).rollback: %w", where, ai, a.Name, err)
 					}

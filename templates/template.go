@@ -1,4 +1,4 @@
-package actions
+package templates
 
 import (
 	"encoding/json"
