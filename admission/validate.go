@@ -6,7 +6,6 @@ package admission
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -53,7 +52,7 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 }
 
 func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
-	errs := checkTemplates(path, b, declared)
+	errs := templates.CheckBody(path, b, declared)
 	if b.HTTP != nil {
 		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []drv1.Parameter{})...)
 	}
@@ -103,45 +102,6 @@ func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, place
 		}
 	}
 	return errs
-}
-
-// checkTemplates checks every string of the action body as a template, reporting the exact field.
-func checkTemplates(path *field.Path, b *drv1.ActionBody, declared []string) field.ErrorList {
-	raw, err := json.Marshal(b)
-	if err != nil {
-		return field.ErrorList{field.InternalError(path, err)}
-	}
-	var tree any
-	if err := json.Unmarshal(raw, &tree); err != nil {
-		return field.ErrorList{field.InternalError(path, err)}
-	}
-	var errs field.ErrorList
-	walkStrings(path, tree, func(p *field.Path, s string) {
-		if err := templates.CheckTemplate(s, declared); err != nil {
-			errs = append(errs, field.Invalid(p, s, err.Error()))
-		}
-	})
-	return errs
-}
-
-func walkStrings(path *field.Path, v any, fn func(*field.Path, string)) {
-	switch v := v.(type) {
-	case string:
-		fn(path, v)
-	case []any:
-		for i, x := range v {
-			walkStrings(path.Index(i), x, fn)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			walkStrings(path.Child(k), v[k], fn)
-		}
-	}
 }
 
 // placeholderParams gives every declared parameter a value of its type, so that templates can be

@@ -3,10 +3,13 @@ package templates
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"text/template"
 	"text/template/parse"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -173,19 +176,22 @@ func dotted(names []string) []string {
 // strings of a Job's pod template...) one by one, so that a value is never spliced into JSON or
 // YAML syntax by accident. The error names the field.
 func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
-	raw, err := json.Marshal(b)
+	tree, err := bodyTree(&b)
 	if err != nil {
 		return b, err
 	}
-	var tree any
-	if err := json.Unmarshal(raw, &tree); err != nil {
-		return b, err
-	}
-	tree, err = renderStrings("", tree, data)
+	tree, err = eachString(nil, tree, func(p *field.Path, s string) (string, error) {
+		out, err := Render(s, data)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		return out, nil
+	})
 	if err != nil {
 		return b, err
 	}
-	if raw, err = json.Marshal(tree); err != nil {
+	raw, err := json.Marshal(tree)
+	if err != nil {
 		return b, err
 	}
 	var out drv1.ActionBody
@@ -195,25 +201,54 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	return out, nil
 }
 
-func renderStrings(path string, v any, data TemplateData) (any, error) {
-	switch v := v.(type) {
-	case string:
-		s, err := Render(v, data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(path, "."), err)
+// CheckBody checks every string of an action body as a template (CheckTemplate), each error at
+// the string's field under path.
+func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.ErrorList {
+	tree, err := bodyTree(b)
+	if err != nil {
+		return field.ErrorList{field.InternalError(path, err)}
+	}
+	var errs field.ErrorList
+	_, _ = eachString(path, tree, func(p *field.Path, s string) (string, error) {
+		if err := CheckTemplate(s, declared); err != nil {
+			errs = append(errs, field.Invalid(p, s, err.Error()))
 		}
 		return s, nil
+	})
+	return errs
+}
+
+// bodyTree is an action body as a JSON tree: what eachString walks.
+func bodyTree(b *drv1.ActionBody) (any, error) {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// eachString calls fn with the field path (under path) and the text of every string of a JSON
+// tree, object keys in sorted order, and puts what fn returns in the string's place; it stops at
+// fn's first error.
+func eachString(path *field.Path, v any, fn func(*field.Path, string) (string, error)) (any, error) {
+	switch v := v.(type) {
+	case string:
+		return fn(path, v)
 	case []any:
 		for i := range v {
-			x, err := renderStrings(fmt.Sprintf("%s[%d]", path, i), v[i], data)
+			x, err := eachString(path.Index(i), v[i], fn)
 			if err != nil {
 				return nil, err
 			}
 			v[i] = x
 		}
 	case map[string]any:
-		for k := range v {
-			x, err := renderStrings(path+"."+k, v[k], data)
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			x, err := eachString(path.Child(k), v[k], fn)
 			if err != nil {
 				return nil, err
 			}

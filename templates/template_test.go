@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/templates"
@@ -89,4 +90,19 @@ func TestRenderBody(t *testing.T) {
 
 	_, err = templates.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "{{ .params.nope }}"}}, data)
 	assert.ErrorContains(t, err, `http.url: template: :1:10: executing "" at <.params.nope>: map has no entry for key "nope"`)
+}
+
+func TestCheckBody(t *testing.T) {
+	body := &drv1.ActionBody{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{
+		Namespace: "{{ .params.nss }}", Name: "backup",
+		Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"b","args":["--host={{ .params.host }}","--n={{ .params.replica }}"]}]}}`)},
+	}}
+	errs := templates.CheckBody(field.NewPath("spec", "actions").Index(2), body, []string{"ns", "host", "replicas"})
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Field)
+	}
+	assert.Equal(t, []string{"spec.actions[2].job.namespace", "spec.actions[2].job.template.spec.containers[0].args[1]"}, got,
+		"every error, each at its field, in a fixed order")
+	assert.ErrorContains(t, errs[1], `template uses .params.replica, which the workflow does not declare (did you mean "replicas"?)`)
 }
