@@ -1,7 +1,6 @@
-// Package admission validates DRWorkflows, DRPlans and DRPlanExecutions. The validation functions
-// are pure: the controller uses them to set status phases, the webhook to refuse bad objects, and
-// they run offline too. Rules the CRD schema already enforces are not repeated here.
-package admission
+// Package validation holds the static checks of workflows and plans: what makes them Invalid, each
+// error at its field. The webhook, the controller's status sync and offline tools share them.
+package validation
 
 import (
 	"encoding/json"
@@ -15,9 +14,10 @@ import (
 )
 
 // ValidateWorkflow checks what the schema cannot: parameter defaults convert to their type,
-// templates parse and name declared parameters, each action type has the fields its operation
-// needs, and manifests are single objects.
-func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
+// templates parse and name declared parameters, guards compile in env, each action type has the
+// fields its operation needs, and manifests are single objects the runners can use. Rules the
+// CRD schema already enforces are not repeated here.
+func ValidateWorkflow(env *rules.Env, wf *drv1.DRWorkflow) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
 	declared, names := wf.Spec.DeclaredParameters(), wf.Spec.ParameterNames()
@@ -39,22 +39,22 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 	for i := range wf.Spec.Actions {
 		a := &wf.Spec.Actions[i]
 		path := spec.Child("actions").Index(i)
-		errs = append(errs, validateGuard(path.Child("when"), a.When, declared)...)
+		errs = append(errs, validateGuard(env, path.Child("when"), a.When, declared)...)
 		if a.WaitFor != nil {
-			errs = append(errs, validateGuard(path.Child("waitFor", "condition"), a.WaitFor.Condition, declared)...)
+			errs = append(errs, validateGuard(env, path.Child("waitFor", "condition"), a.WaitFor.Condition, declared)...)
 		}
-		errs = append(errs, validateBody(path, &a.ActionBody, names, placeholders)...)
+		errs = append(errs, validateBody(env, path, &a.ActionBody, names, placeholders)...)
 		if a.Rollback != nil {
-			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, names, placeholders)...)
+			errs = append(errs, validateBody(env, path.Child("rollback"), &a.Rollback.ActionBody, names, placeholders)...)
 		}
 	}
 	return errs
 }
 
-func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
+func validateBody(env *rules.Env, path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
 	errs := templates.CheckBody(path, b, declared)
 	if b.HTTP != nil {
-		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []drv1.Parameter{})...)
+		errs = append(errs, validateGuard(env, path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []drv1.Parameter{})...)
 	}
 	if len(errs) > 0 {
 		return errs // the checks below render templates: only meaningful once those are sound
@@ -191,8 +191,9 @@ func (m MissingParam) String() string {
 	return fmt.Sprintf("%s (stage %q, DRWorkflow %s)", m.Name, m.Stage, m.Workflow)
 }
 
-// ValidatePlan checks a plan's stages and, against the workflows it references, its parameters.
-func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
+// ValidatePlan checks a plan's stages (their guards compiled in env) and, against the workflows it
+// references, its parameters.
+func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	var r PlanReport
 	spec := field.NewPath("spec")
 	stagesPath := spec.Child("stages")
@@ -206,13 +207,13 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	}
 	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
 	for i, s := range plan.Spec.Stages {
-		r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("when"), s.When, nil)...)
+		r.Errors = append(r.Errors, validateGuard(env, stagesPath.Index(i).Child("when"), s.When, nil)...)
 		for j, sw := range s.Workflows {
 			var declared []drv1.Parameter // unknown until the workflow exists
 			if wf, ok := workflows.GetWorkflow(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name); ok {
 				declared = wf.Spec.DeclaredParameters()
 			}
-			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
+			r.Errors = append(r.Errors, validateGuard(env, stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
 		}
 	}
 
@@ -294,14 +295,14 @@ func dedupe[T any](items []T, key func(T) string) []T {
 	return out
 }
 
-// validateGuard compiles a guard or condition: a CEL expression over the guard variables that
-// evaluates to bool, reading only declared parameters (nil: not known). The error carries
+// validateGuard compiles a guard or condition in env: a CEL expression over the guard variables
+// that evaluates to bool, reading only declared parameters (nil: not known). The error carries
 // cel-go's message with the position.
-func validateGuard(path *field.Path, expr string, declared []drv1.Parameter) field.ErrorList {
+func validateGuard(env *rules.Env, path *field.Path, expr string, declared []drv1.Parameter) field.ErrorList {
 	if expr == "" {
 		return nil
 	}
-	if _, err := rules.DefaultRules().Env.CompileGuard(expr, declared); err != nil {
+	if _, err := env.CompileGuard(expr, declared); err != nil {
 		return field.ErrorList{field.Invalid(path, expr, err.Error())}
 	}
 	return nil
