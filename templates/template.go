@@ -3,7 +3,6 @@ package templates
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"text/template"
@@ -180,7 +179,7 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	if err != nil {
 		return b, err
 	}
-	tree, err = eachString(nil, tree, func(p *field.Path, s string) (string, error) {
+	err = eachString(nil, tree, func(p *field.Path, s string) (string, error) {
 		out, err := Render(s, data)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", p, err)
@@ -209,7 +208,7 @@ func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.Er
 		return field.ErrorList{field.InternalError(path, err)}
 	}
 	var errs field.ErrorList
-	_, _ = eachString(path, tree, func(p *field.Path, s string) (string, error) {
+	_ = eachString(path, tree, func(p *field.Path, s string) (string, error) {
 		if err := CheckTemplate(s, declared); err != nil {
 			errs = append(errs, field.Invalid(p, s, err.Error()))
 		}
@@ -232,28 +231,44 @@ func bodyTree(b *drv1.ActionBody) (any, error) {
 }
 
 // eachString calls fn with the field path (under path) and the text of every string of a JSON
-// tree, object keys in sorted order, and puts what fn returns in the string's place; it stops at
-// fn's first error.
-func eachString(path *field.Path, v any, fn func(*field.Path, string) (string, error)) (any, error) {
+// tree (an action body's: its root is an object), object keys in sorted order, and puts what fn
+// returns in the string's place; it stops at fn's first error. A string fn returns unchanged is
+// left as it is (not boxed again).
+func eachString(path *field.Path, v any, fn func(*field.Path, string) (string, error)) error {
 	switch v := v.(type) {
-	case string:
-		return fn(path, v)
 	case []any:
-		for i := range v {
-			x, err := eachString(path.Index(i), v[i], fn)
-			if err != nil {
-				return nil, err
+		for i, x := range v {
+			if s, ok := x.(string); ok {
+				out, err := fn(path.Index(i), s)
+				if err != nil {
+					return err
+				}
+				if out != s {
+					v[i] = out
+				}
+			} else if err := eachString(path.Index(i), x, fn); err != nil {
+				return err
 			}
-			v[i] = x
 		}
 	case map[string]any:
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			x, err := eachString(path.Child(k), v[k], fn)
-			if err != nil {
-				return nil, err
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if s, ok := v[k].(string); ok {
+				out, err := fn(path.Child(k), s)
+				if err != nil {
+					return err
+				}
+				if out != s {
+					v[k] = out
+				}
+			} else if err := eachString(path.Child(k), v[k], fn); err != nil {
+				return err
 			}
-			v[k] = x
 		}
 	}
-	return v, nil
+	return nil
 }
