@@ -55,7 +55,7 @@ e2e-node: ## The e2e suite on the node backend: the controller installed by the 
 .PHONY: bench
 bench: ## Benchmarks on the local control plane (engine throughput, parallelism, first-action latency); prints figures.
 	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 ./test/e2e/
-	$(GO) test -run '^$$' -bench . -benchmem ./actions/ ./rules/ ./admission/
+	$(GO) test -run '^$$' -bench . -benchmem ./actions/ ./rules/ ./admission/ ./templates/
 
 # NODE=1 adds a real node on this host (containerd, kubelet, kube-scheduler): Jobs run pods.
 NODE ?=

@@ -1,31 +1,27 @@
 package actions
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/dynamic"
-	"sigs.k8s.io/yaml"
 
 	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // apiRetry bounds how a runner retries transient API errors (conflicts where a retry helps,
@@ -91,19 +87,12 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("resource runner: want a %s action with a resource block, got type %q", drv1.ActionTypeKubernetesResource, req.Body.Type)
 	}
 	op := req.Body.Resource.Operation
-	obj, err := decodeManifest(req.Body.Resource.Manifest)
-	if err != nil {
-		return Result{}, err
+	obj, ferr := templates.CheckManifest(field.NewPath("resource", "manifest"), req.Body.Resource.Manifest, op)
+	if ferr != nil {
+		return Result{}, fmt.Errorf("%s: %s", ferr.Field, ferr.Detail)
 	}
-	if obj.GetName() == "" {
-		prefix := obj.GetGenerateName()
-		switch {
-		case prefix == "":
-			return Result{}, errors.New("resource.manifest: metadata.name is required (or metadata.generateName for Create and Apply)")
-		case op != drv1.OperationCreate && op != drv1.OperationApply:
-			return Result{}, fmt.Errorf("resource.manifest: %s needs metadata.name: generateName only names a new object", op)
-		}
-		obj.SetName(DeterministicName(prefix, req.Execution.UID, req.ActionID))
+	if obj.GetName() == "" { // CheckManifest admits a generateName for Create and Apply only
+		obj.SetName(DeterministicName(obj.GetGenerateName(), req.Execution.UID, req.ActionID))
 	}
 	if op == drv1.OperationCreate || op == drv1.OperationApply {
 		labels := obj.GetLabels()
@@ -346,71 +335,6 @@ func (r *ResourceRunner) delete(ctx context.Context, t *resourceTarget, res *Res
 		res.ResourceRef.UID = string(cur.GetUID())
 	}
 	return nil
-}
-
-// DecodeDocuments reads the objects of a rendered YAML (or JSON) manifest, skipping empty
-// documents; the admission webhook checks manifests with it, so it judges them exactly as the
-// runner reads them. Errors name the document by number and never quote the manifest: it may
-// hold a Secret's data.
-func DecodeDocuments(manifest string) ([]map[string]any, error) {
-	var objects []map[string]any
-	// Manifests are small: a reader of their own size, not bufio's 4 KiB default.
-	docs := utilyaml.NewYAMLReader(bufio.NewReaderSize(strings.NewReader(manifest), len(manifest)+16))
-	for i := 1; ; i++ {
-		doc, err := docs.Read()
-		if errors.Is(err, io.EOF) {
-			return objects, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read document %d: %w", i, err)
-		}
-		data, err := yaml.YAMLToJSON(doc)
-		if err != nil {
-			return nil, fmt.Errorf("document %d is not valid YAML: %w", i, err)
-		}
-		var v any
-		if err := utiljson.Unmarshal(data, &v); err != nil {
-			return nil, fmt.Errorf("document %d: %w", i, err)
-		}
-		if v == nil {
-			continue // empty document, or comments only
-		}
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("document %d is not an object (a mapping with apiVersion, kind and metadata)", i)
-		}
-		objects = append(objects, obj)
-	}
-}
-
-// decodeManifest reads the one object of a rendered YAML manifest.
-func decodeManifest(manifest string) (*unstructured.Unstructured, error) {
-	objects, err := DecodeDocuments(manifest)
-	if err != nil {
-		return nil, fmt.Errorf("resource.manifest: %w", err)
-	}
-	switch len(objects) {
-	case 0:
-		return nil, errors.New("resource.manifest: no object: want one object with apiVersion, kind and metadata")
-	case 1:
-	default:
-		return nil, fmt.Errorf("resource.manifest: %d objects: an action takes exactly one; use one action per object", len(objects))
-	}
-	obj := &unstructured.Unstructured{Object: objects[0]}
-	apiVersion, _ := obj.Object["apiVersion"].(string)
-	kind, _ := obj.Object["kind"].(string)
-	if apiVersion == "" || kind == "" {
-		return nil, errors.New("resource.manifest: apiVersion and kind are required")
-	}
-	if _, err := schema.ParseGroupVersion(apiVersion); err != nil {
-		return nil, fmt.Errorf("resource.manifest: apiVersion: %w", err)
-	}
-	if md, ok := obj.Object["metadata"]; ok {
-		if _, ok := md.(map[string]any); !ok {
-			return nil, errors.New("resource.manifest: metadata must be a mapping")
-		}
-	}
-	return obj, nil
 }
 
 // maxGenerateNamePrefix is how much of a generateName the API server keeps (63 - 5 random

@@ -465,10 +465,12 @@ spec:
 			want     string
 		}{
 			{"empty", drv1.OperationCreate, "# nothing\n", "resource.manifest: no object"},
-			{"two objects", drv1.OperationCreate, drConfigManifest + "---\n" + drConfigManifest, "resource.manifest: 2 objects"},
+			{"two objects", drv1.OperationCreate, drConfigManifest + "---\n" + drConfigManifest, "resource.manifest: holds 2 objects"},
 			{"a list", drv1.OperationCreate, "- a\n- b\n", "document 1 is not an object"},
-			{"no kind", drv1.OperationCreate, "apiVersion: v1\nmetadata: {name: x}\n", "apiVersion and kind are required"},
-			{"no name", drv1.OperationCreate, "apiVersion: v1\nkind: ConfigMap\n", "metadata.name is required"},
+			{"no kind", drv1.OperationCreate, "apiVersion: v1\nmetadata: {name: x}\n", "resource.manifest: the object has no kind"},
+			{"no name", drv1.OperationCreate, "apiVersion: v1\nkind: ConfigMap\n", "resource.manifest: the object has no metadata.name"},
+			{"metadata not a mapping", drv1.OperationCreate, "apiVersion: v1\nkind: ConfigMap\nmetadata: [x]\n", "resource.manifest: metadata must be a mapping"},
+			{"apiVersion with two slashes", drv1.OperationCreate, "apiVersion: apps/v1/x\nkind: Deployment\nmetadata: {name: x}\n", "resource.manifest: apiVersion: unexpected GroupVersion string: apps/v1/x"},
 			{"patch by generateName", drv1.OperationPatch, "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: x-}\n", "Patch needs metadata.name"},
 			{"unknown kind", drv1.OperationCreate, "apiVersion: v1\nkind: Nonsense\nmetadata: {name: x}\n", "serves no kind Nonsense in v1"},
 			{"unknown operation", "Replace", drConfigManifest, `unknown operation "Replace"`},

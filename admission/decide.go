@@ -15,12 +15,13 @@ import (
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // State is what admission reads of the cluster (the controller's informer caches). A cache a
 // moment behind can let a duplicate execution in; the controller's lock still runs one at a time.
 type State interface {
-	WorkflowGetter
+	validation.WorkflowGetter
 	// GetPlan returns the plan, or false when it does not exist.
 	GetPlan(namespace, name string) (*drv1.DRPlan, bool)
 	// GetExecution returns the execution, or false when it does not exist.
@@ -41,6 +42,7 @@ func (d Decision) Allowed() bool { return d.Err == nil }
 // Decider takes the admission decisions, through the same CEL rules as the controller.
 type Decider struct {
 	State State
+	// Rules decide locks and reverts; their Env compiles the guards the static checks read.
 	Rules *rules.Rules
 }
 
@@ -49,7 +51,7 @@ var TriggerValues = []string{"execute", "revert", "cancel"}
 
 // Workflow admits a workflow whose spec is sound, warning about actions that Revert cannot undo.
 func (d *Decider) Workflow(wf *drv1.DRWorkflow) Decision {
-	if errs := ValidateWorkflow(wf); len(errs) > 0 {
+	if errs := validation.ValidateWorkflow(d.Rules.Env, wf); len(errs) > 0 {
 		return Decision{Err: invalid("DRWorkflow", wf.Name, errs)}
 	}
 	return Decision{Warnings: workflowWarnings(wf)}
@@ -84,7 +86,7 @@ func workflowWarnings(wf *drv1.DRWorkflow) []string {
 // it references may have changed since): metadata changes (the controller's finalizer and
 // trigger bookkeeping, allow-delete, a revert or cancel trigger) must go through.
 func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
-	report := ValidatePlan(plan, d.State)
+	report := validation.ValidatePlan(d.Rules.Env, plan, d.State)
 	specChanged := old == nil || !equality.Semantic.DeepEqual(old.Spec, plan.Spec)
 	var warnings []string
 	if len(report.Errors) > 0 {
@@ -145,13 +147,13 @@ func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 	if exec.Spec.Operation == drv1.OperationRevert {
 		return Decision{Err: d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))}
 	}
-	return Decision{Err: d.executable(ctx, plan, ValidatePlan(plan, d.State), field.NewPath("spec", "planRef"), exec)}
+	return Decision{Err: d.executable(ctx, plan, validation.ValidatePlan(d.Rules.Env, plan, d.State), field.NewPath("spec", "planRef"), exec)}
 }
 
 // executable refuses an Execute of plan that cannot run: the plan is invalid or references a
 // workflow that is missing or Invalid, a required parameter has no value, or another execution
 // is in progress. exec is nil for the trigger annotation (the controller will create it).
-func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report PlanReport, path *field.Path, exec *drv1.DRPlanExecution) *apierrors.StatusError {
+func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report validation.PlanReport, path *field.Path, exec *drv1.DRPlanExecution) *apierrors.StatusError {
 	kind, name := "DRPlan", plan.Name
 	if exec != nil {
 		kind, name = "DRPlanExecution", exec.Name
@@ -223,7 +225,7 @@ func (d *Decider) executionParams(plan *drv1.DRPlan, exec *drv1.DRPlanExecution)
 		}
 		for _, decl := range ds {
 			if _, err := rules.ConvertParam(decl.Type, p.Value); err != nil {
-				errs = append(errs, field.Invalid(path.Child("value"), p.Value, fmt.Sprintf("%v (parameter %s is declared %s)", err, p.Name, typeName(decl.Type))))
+				errs = append(errs, field.Invalid(path.Child("value"), p.Value, fmt.Sprintf("%v (parameter %s is declared %s)", err, p.Name, rules.TypeName(decl.Type))))
 				break
 			}
 		}

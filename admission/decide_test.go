@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,6 +21,19 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
+
+func httpAction(name, url, body string) drv1.Action {
+	return drv1.Action{Name: name, ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP,
+		HTTP: &drv1.HTTPAction{URL: url, Body: body}}}
+}
+
+func param(name string, t drv1.ParameterType, def string) drv1.Parameter {
+	p := drv1.Parameter{Name: name, Type: t}
+	if def != "" {
+		p.Default = &apiextensionsv1.JSON{Raw: []byte(def)}
+	}
+	return p
+}
 
 // state is an in-memory admission.State.
 type state struct {

@@ -7,9 +7,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // prepared is a run ready to go: its plan of stages, every action rendered, and the parameter
@@ -105,7 +105,7 @@ func (b *preparation) workflow(where string, sw drv1.StageWorkflow) (rules.RunWo
 	b.displays = append(b.displays, resolved.Display)
 	b.values = append(b.values, resolved.Values)
 	b.secrets = append(b.secrets, resolved.Secrets...)
-	data := actions.TemplateData{Params: resolved.Values, PlanName: b.snap.PlanName,
+	data := templates.TemplateData{Params: resolved.Values, PlanName: b.snap.PlanName,
 		ExecutionName: b.exec.Name, Namespace: b.exec.Namespace, Timestamp: b.timestamp}
 	rw := rules.RunWorkflow{Ref: sw.WorkflowRef, FailurePolicy: wf.FailurePolicy, Params: resolved.Values}
 	declared := wf.DeclaredParameters()
@@ -124,8 +124,8 @@ func (b *preparation) workflow(where string, sw drv1.StageWorkflow) (rules.RunWo
 }
 
 // action renders an action, its rollback and its waitFor, and returns its compiled when.
-func (b *preparation) action(where string, a drv1.Action, data actions.TemplateData, declared []drv1.Parameter) (*rules.Program, error) {
-	body, err := actions.RenderBody(a.ActionBody, data)
+func (b *preparation) action(where string, a drv1.Action, data templates.TemplateData, declared []drv1.Parameter) (*rules.Program, error) {
+	body, err := templates.RenderBody(a.ActionBody, data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -139,7 +139,7 @@ func (b *preparation) action(where string, a drv1.Action, data actions.TemplateD
 	}
 	var rollback *drv1.ActionBody
 	if a.Rollback != nil {
-		rb, err := actions.RenderBody(a.Rollback.ActionBody, data)
+		rb, err := templates.RenderBody(a.Rollback.ActionBody, data)
 		if err != nil {
 			return nil, fmt.Errorf("%s.rollback: %w", where, err)
 		}

@@ -17,9 +17,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/actions"
-	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // Condition reasons.
@@ -42,7 +42,7 @@ func (c *Controller) syncWorkflow(ctx context.Context, namespace, name string) e
 	if err != nil {
 		return err
 	}
-	status := workflowStatus(wf, admission.ValidateWorkflow(wf))
+	status := workflowStatus(wf, validation.ValidateWorkflow(c.rules.Env, wf))
 	if equality.Semantic.DeepEqual(wf.Status, status) {
 		return nil
 	}
@@ -102,7 +102,7 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	if plan.DeletionTimestamp != nil && len(plan.Finalizers) == 0 {
 		return nil // let go of: it is gone
 	}
-	status := planStatus(plan, admission.ValidatePlan(plan, c.inf), isExecuted)
+	status := planStatus(plan, validation.ValidatePlan(c.rules.Env, plan, c.inf), isExecuted)
 	if equality.Semantic.DeepEqual(plan.Status, status) {
 		return nil
 	}
@@ -155,7 +155,7 @@ func executed(execs []*drv1.DRPlanExecution) bool {
 // planStatus is the status a plan should have. Executed wins over Invalid: a plan whose failover
 // is in effect must still show that it needs reverting, even if a workflow broke since; the Ready
 // condition still says why it cannot run again.
-func planStatus(plan *drv1.DRPlan, r admission.PlanReport, isExecuted bool) drv1.DRPlanStatus {
+func planStatus(plan *drv1.DRPlan, r validation.PlanReport, isExecuted bool) drv1.DRPlanStatus {
 	st := *plan.Status.DeepCopy()
 	st.ObservedGeneration = plan.Generation
 	st.StageCount = int32(len(plan.Spec.EffectiveStages()))

@@ -12,8 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // invalidWorkflows are the guide's workflows that apply but are Invalid, with the reason.
@@ -41,7 +42,7 @@ func TestGuideExamplesDecodeStrictly(t *testing.T) {
 			case "DRWorkflow":
 				var wf drv1.DRWorkflow
 				require.NoError(t, yaml.UnmarshalStrict(raw, &wf), "unknown or mistyped field")
-				errs := admission.ValidateWorkflow(&wf)
+				errs := validation.ValidateWorkflow(rules.DefaultRules().Env, &wf)
 				if want, ok := invalidWorkflows[f]; ok {
 					require.NotEmpty(t, errs)
 					assert.Contains(t, errs.ToAggregate().Error(), want)

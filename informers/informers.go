@@ -129,7 +129,7 @@ func (i *Informers) ExecutionsForPlan(namespace, name string) ([]*drv1.DRPlanExe
 	return out, nil
 }
 
-// GetWorkflow reads a workflow from the cache; it makes Informers an admission.WorkflowGetter.
+// GetWorkflow reads a workflow from the cache; it makes Informers an validation.WorkflowGetter.
 func (i *Informers) GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool) {
 	wf, err := i.WorkflowLister.DRWorkflows(namespace).Get(name)
 	return wf, err == nil

@@ -119,7 +119,7 @@ func ResolveParams(decls []drv1.Parameter, read SecretReader, layers ...[]drv1.P
 		v, err := ConvertParam(d.Type, text)
 		if err != nil {
 			if secret {
-				err = fmt.Errorf("the Secret's value is not a %s", typeName(d.Type))
+				err = fmt.Errorf("the Secret's value is not a %s", TypeName(d.Type))
 			}
 			return r, fmt.Errorf("parameter %s: %w", d.Name, err)
 		}
@@ -135,7 +135,8 @@ func ResolveParams(decls []drv1.Parameter, read SecretReader, layers ...[]drv1.P
 	return r, nil
 }
 
-func typeName(t drv1.ParameterType) string {
+// TypeName is a parameter type as users write it: string when the declaration names none.
+func TypeName(t drv1.ParameterType) string {
 	if t == "" {
 		return string(drv1.ParameterTypeString)
 	}

@@ -81,3 +81,9 @@ func TestResolveParams(t *testing.T) {
 		})
 	}
 }
+
+func TestTypeName(t *testing.T) {
+	assert.Equal(t, "string", rules.TypeName(""), "a declaration without a type is a string")
+	assert.Equal(t, "int", rules.TypeName(drv1.ParameterTypeInt))
+	assert.Equal(t, "bool", rules.TypeName(drv1.ParameterTypeBool))
+}

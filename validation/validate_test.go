@@ -1,16 +1,18 @@
-package admission_test
+package validation_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 func errStrings(errs field.ErrorList) []string {
@@ -34,7 +36,15 @@ func param(name string, t drv1.ParameterType, def string) drv1.Parameter {
 	return p
 }
 
+// newEnv is a CEL environment of the test's own: the checks use the one they are given.
+func newEnv(t *testing.T) *rules.Env {
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	return env
+}
+
 func TestValidateWorkflow(t *testing.T) {
+	env := newEnv(t)
 	tests := []struct {
 		name   string
 		params []drv1.Parameter
@@ -98,6 +108,32 @@ func TestValidateWorkflow(t *testing.T) {
 			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\ndata: {a: b}\n"}}}},
 		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": the object has no kind, metadata.name`},
 	}, {
+		// Verdict changed: admitted before (only the runner refused it, at run time).
+		name: "manifest whose apiVersion is not group/version",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Apply", Manifest: "apiVersion: apps/v1/beta\nkind: Deployment\nmetadata: {name: app}\n"}}}},
+		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": apiVersion: unexpected GroupVersion string: apps/v1/beta`},
+	}, {
+		// Verdict changed: admitted before (only the runner refused it, at run time).
+		name: "patch of a manifest named by generateName",
+		acts: []drv1.Action{{Name: "r", Rollback: &drv1.RollbackAction{ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Delete", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n"}}},
+			ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+				Resource: &drv1.ResourceAction{Operation: "Patch", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\ndata: {a: b}\n"}}}},
+		want: []string{
+			`spec.actions[0].resource.manifest: Invalid value: "<manifest>": Patch needs metadata.name: generateName only names a new object`,
+			`spec.actions[0].rollback.resource.manifest: Invalid value: "<manifest>": Delete needs metadata.name: generateName only names a new object`,
+		},
+	}, {
+		name: "manifest whose metadata is not a mapping",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: dr-config\n"}}}},
+		want: []string{`spec.actions[0].resource.manifest: Invalid value: "<manifest>": metadata must be a mapping`},
+	}, {
+		name: "create of a manifest named by generateName",
+		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
+			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n"}}}},
+	}, {
 		name:   "manifest with templated values renders and parses",
 		params: []drv1.Parameter{param("ns", "string", "")},
 		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
@@ -126,12 +162,12 @@ func TestValidateWorkflow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "ns"},
 				Spec: drv1.DRWorkflowSpec{Parameters: tc.params, Actions: tc.acts}}
-			assert.Equal(t, tc.want, errStrings(admission.ValidateWorkflow(wf)))
+			assert.Equal(t, tc.want, errStrings(validation.ValidateWorkflow(env, wf)))
 		})
 	}
 }
 
-// workflows is an in-memory admission.WorkflowGetter.
+// workflows is an in-memory validation.WorkflowGetter.
 type workflows map[string]*drv1.DRWorkflow
 
 func (w workflows) GetWorkflow(ns, name string) (*drv1.DRWorkflow, bool) {
@@ -140,6 +176,7 @@ func (w workflows) GetWorkflow(ns, name string) (*drv1.DRWorkflow, bool) {
 }
 
 func TestValidatePlan(t *testing.T) {
+	env := newEnv(t)
 	notify := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "notify", Namespace: "prod"},
 		Spec: drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
 			{Name: "webhookURL", Required: true}, {Name: "message", Required: true}, {Name: "event"}}},
@@ -199,7 +236,7 @@ func TestValidatePlan(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}, Spec: tc.spec}
-			r := admission.ValidatePlan(plan, all)
+			r := validation.ValidatePlan(env, plan, all)
 			assert.Equal(t, tc.errs, errStrings(r.Errors))
 			assert.Equal(t, tc.unresolved, r.Unresolved)
 			var missing []string

@@ -1,4 +1,4 @@
-package actions_test
+package templates_test
 
 import (
 	"testing"
@@ -7,13 +7,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 func TestRender(t *testing.T) {
-	data := actions.TemplateData{
+	data := templates.TemplateData{
 		Params:        map[string]any{"replicas": int64(5), "message": `say "hi"`, "enabled": true},
 		PlanName:      "app-dr-plan",
 		ExecutionName: "exec-1",
@@ -34,7 +35,7 @@ func TestRender(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := actions.Render(tc.text, data)
+			got, err := templates.Render(tc.text, data)
 			if tc.err != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tc.err)
@@ -63,7 +64,7 @@ func TestCheckTemplate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := actions.CheckTemplate(tc.text, declared)
+			err := templates.CheckTemplate(tc.text, declared)
 			if tc.err == "" {
 				assert.NoError(t, err)
 				return
@@ -75,18 +76,33 @@ func TestCheckTemplate(t *testing.T) {
 }
 
 func TestRenderBody(t *testing.T) {
-	data := actions.TemplateData{Params: map[string]any{"ns": "prod", "host": `db "primary"`, "replicas": int64(3)}, PlanName: "p"}
+	data := templates.TemplateData{Params: map[string]any{"ns": "prod", "host": `db "primary"`, "replicas": int64(3)}, PlanName: "p"}
 	body := drv1.ActionBody{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{
 		Namespace: "{{ .params.ns }}", GenerateName: "backup-{{ .planName }}-",
 		Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"b","args":["--host={{ .params.host }}","--n={{ .params.replicas }}"]}]}}`)},
 	}}
-	got, err := actions.RenderBody(body, data)
+	got, err := templates.RenderBody(body, data)
 	require.NoError(t, err)
 	assert.Equal(t, "prod", got.Job.Namespace)
 	assert.Equal(t, "backup-p-", got.Job.GenerateName)
 	assert.JSONEq(t, `{"spec":{"containers":[{"name":"b","args":["--host=db \"primary\"","--n=3"]}]}}`, string(got.Job.Template.Raw))
 	assert.Equal(t, "{{ .params.ns }}", body.Job.Namespace, "the input is not changed")
 
-	_, err = actions.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "{{ .params.nope }}"}}, data)
+	_, err = templates.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "{{ .params.nope }}"}}, data)
 	assert.ErrorContains(t, err, `http.url: template: :1:10: executing "" at <.params.nope>: map has no entry for key "nope"`)
+}
+
+func TestCheckBody(t *testing.T) {
+	body := &drv1.ActionBody{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{
+		Namespace: "{{ .params.nss }}", Name: "backup",
+		Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"b","args":["--host={{ .params.host }}","--n={{ .params.replica }}"]}]}}`)},
+	}}
+	errs := templates.CheckBody(field.NewPath("spec", "actions").Index(2), body, []string{"ns", "host", "replicas"})
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Field)
+	}
+	assert.Equal(t, []string{"spec.actions[2].job.namespace", "spec.actions[2].job.template.spec.containers[0].args[1]"}, got,
+		"every error, each at its field, in a fixed order")
+	assert.ErrorContains(t, errs[1], `template uses .params.replica, which the workflow does not declare (did you mean "replicas"?)`)
 }

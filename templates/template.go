@@ -1,4 +1,4 @@
-package actions
+package templates
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -173,19 +175,22 @@ func dotted(names []string) []string {
 // strings of a Job's pod template...) one by one, so that a value is never spliced into JSON or
 // YAML syntax by accident. The error names the field.
 func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
-	raw, err := json.Marshal(b)
+	tree, err := bodyTree(&b)
 	if err != nil {
 		return b, err
 	}
-	var tree any
-	if err := json.Unmarshal(raw, &tree); err != nil {
-		return b, err
-	}
-	tree, err = renderStrings("", tree, data)
+	err = eachString(nil, tree, func(p *field.Path, s string) (string, error) {
+		out, err := Render(s, data)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		return out, nil
+	})
 	if err != nil {
 		return b, err
 	}
-	if raw, err = json.Marshal(tree); err != nil {
+	raw, err := json.Marshal(tree)
+	if err != nil {
 		return b, err
 	}
 	var out drv1.ActionBody
@@ -195,30 +200,75 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	return out, nil
 }
 
-func renderStrings(path string, v any, data TemplateData) (any, error) {
-	switch v := v.(type) {
-	case string:
-		s, err := Render(v, data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(path, "."), err)
+// CheckBody checks every string of an action body as a template (CheckTemplate), each error at
+// the string's field under path.
+func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.ErrorList {
+	tree, err := bodyTree(b)
+	if err != nil {
+		return field.ErrorList{field.InternalError(path, err)}
+	}
+	var errs field.ErrorList
+	_ = eachString(path, tree, func(p *field.Path, s string) (string, error) {
+		if err := CheckTemplate(s, declared); err != nil {
+			errs = append(errs, field.Invalid(p, s, err.Error()))
 		}
 		return s, nil
+	})
+	return errs
+}
+
+// bodyTree is an action body as a JSON tree: what eachString walks.
+func bodyTree(b *drv1.ActionBody) (any, error) {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// eachString calls fn with the field path (under path) and the text of every string of a JSON
+// tree (an action body's: its root is an object), object keys in sorted order, and puts what fn
+// returns in the string's place; it stops at fn's first error. A string fn returns unchanged is
+// left as it is (not boxed again).
+func eachString(path *field.Path, v any, fn func(*field.Path, string) (string, error)) error {
+	switch v := v.(type) {
 	case []any:
-		for i := range v {
-			x, err := renderStrings(fmt.Sprintf("%s[%d]", path, i), v[i], data)
-			if err != nil {
-				return nil, err
+		for i, x := range v {
+			if s, ok := x.(string); ok {
+				out, err := fn(path.Index(i), s)
+				if err != nil {
+					return err
+				}
+				if out != s {
+					v[i] = out
+				}
+			} else if err := eachString(path.Index(i), x, fn); err != nil {
+				return err
 			}
-			v[i] = x
 		}
 	case map[string]any:
+		keys := make([]string, 0, len(v))
 		for k := range v {
-			x, err := renderStrings(path+"."+k, v[k], data)
-			if err != nil {
-				return nil, err
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if s, ok := v[k].(string); ok {
+				out, err := fn(path.Child(k), s)
+				if err != nil {
+					return err
+				}
+				if out != s {
+					v[k] = out
+				}
+			} else if err := eachString(path.Child(k), v[k], fn); err != nil {
+				return err
 			}
-			v[k] = x
 		}
 	}
-	return v, nil
+	return nil
 }

@@ -1,26 +1,23 @@
-// Package admission validates DRWorkflows, DRPlans and DRPlanExecutions. The validation functions
-// are pure: the controller uses them to set status phases, the webhook to refuse bad objects, and
-// they run offline too. Rules the CRD schema already enforces are not repeated here.
-package admission
+// Package validation holds the static checks of workflows and plans: what makes them Invalid, each
+// error at its field. The webhook, the controller's status sync and offline tools share them.
+package validation
 
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // ValidateWorkflow checks what the schema cannot: parameter defaults convert to their type,
-// templates parse and name declared parameters, each action type has the fields its operation
-// needs, and manifests are single objects.
-func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
+// templates parse and name declared parameters, guards compile in env, each action type has the
+// fields its operation needs, and manifests are single objects the runners can use. Rules the
+// CRD schema already enforces are not repeated here.
+func ValidateWorkflow(env *rules.Env, wf *drv1.DRWorkflow) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
 	declared, names := wf.Spec.DeclaredParameters(), wf.Spec.ParameterNames()
@@ -35,36 +32,29 @@ func ValidateWorkflow(wf *drv1.DRWorkflow) field.ErrorList {
 		}
 		if err != nil {
 			errs = append(errs, field.Invalid(path, string(p.Default.Raw), err.Error()+
-				fmt.Sprintf(": give a default of type %s or change the parameter's type", typeName(p.Type))))
+				fmt.Sprintf(": give a default of type %s or change the parameter's type", rules.TypeName(p.Type))))
 		}
 	}
 	placeholders := placeholderParams(wf.Spec.Parameters)
 	for i := range wf.Spec.Actions {
 		a := &wf.Spec.Actions[i]
 		path := spec.Child("actions").Index(i)
-		errs = append(errs, validateGuard(path.Child("when"), a.When, declared)...)
+		errs = append(errs, validateGuard(env, path.Child("when"), a.When, declared)...)
 		if a.WaitFor != nil {
-			errs = append(errs, validateGuard(path.Child("waitFor", "condition"), a.WaitFor.Condition, declared)...)
+			errs = append(errs, validateGuard(env, path.Child("waitFor", "condition"), a.WaitFor.Condition, declared)...)
 		}
-		errs = append(errs, validateBody(path, &a.ActionBody, names, placeholders)...)
+		errs = append(errs, validateBody(env, path, &a.ActionBody, names, placeholders)...)
 		if a.Rollback != nil {
-			errs = append(errs, validateBody(path.Child("rollback"), &a.Rollback.ActionBody, names, placeholders)...)
+			errs = append(errs, validateBody(env, path.Child("rollback"), &a.Rollback.ActionBody, names, placeholders)...)
 		}
 	}
 	return errs
 }
 
-func typeName(t drv1.ParameterType) string {
-	if t == "" {
-		return string(drv1.ParameterTypeString)
-	}
-	return string(t)
-}
-
-func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
-	errs := checkTemplates(path, b, declared)
+func validateBody(env *rules.Env, path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {
+	errs := templates.CheckBody(path, b, declared)
 	if b.HTTP != nil {
-		errs = append(errs, validateGuard(path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []drv1.Parameter{})...)
+		errs = append(errs, validateGuard(env, path.Child("http", "successCondition"), b.HTTP.SuccessCondition, []drv1.Parameter{})...)
 	}
 	if len(errs) > 0 {
 		return errs // the checks below render templates: only meaningful once those are sound
@@ -108,49 +98,10 @@ func validateBody(path *field.Path, b *drv1.ActionBody, declared []string, place
 		}
 	case drv1.ActionTypeKubernetesResource:
 		if b.Resource != nil {
-			errs = append(errs, validateManifest(path.Child("resource", "manifest"), b.Resource.Manifest, placeholders)...)
+			errs = append(errs, validateManifest(path.Child("resource", "manifest"), b.Resource, placeholders)...)
 		}
 	}
 	return errs
-}
-
-// checkTemplates checks every string of the action body as a template, reporting the exact field.
-func checkTemplates(path *field.Path, b *drv1.ActionBody, declared []string) field.ErrorList {
-	raw, err := json.Marshal(b)
-	if err != nil {
-		return field.ErrorList{field.InternalError(path, err)}
-	}
-	var tree any
-	if err := json.Unmarshal(raw, &tree); err != nil {
-		return field.ErrorList{field.InternalError(path, err)}
-	}
-	var errs field.ErrorList
-	walkStrings(path, tree, func(p *field.Path, s string) {
-		if err := actions.CheckTemplate(s, declared); err != nil {
-			errs = append(errs, field.Invalid(p, s, err.Error()))
-		}
-	})
-	return errs
-}
-
-func walkStrings(path *field.Path, v any, fn func(*field.Path, string)) {
-	switch v := v.(type) {
-	case string:
-		fn(path, v)
-	case []any:
-		for i, x := range v {
-			walkStrings(path.Index(i), x, fn)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			walkStrings(path.Child(k), v[k], fn)
-		}
-	}
 }
 
 // placeholderParams gives every declared parameter a value of its type, so that templates can be
@@ -171,44 +122,20 @@ func placeholderParams(params []drv1.Parameter) map[string]any {
 }
 
 func renderPlaceholder(text string, params map[string]any) (string, error) {
-	return actions.Render(text, actions.TemplateData{
+	return templates.Render(text, templates.TemplateData{
 		Params: params, PlanName: "plan", ExecutionName: "execution", Namespace: "default",
 		Timestamp: "2006-01-02T15:04:05Z",
 	})
 }
 
-func validateManifest(path *field.Path, manifest string, params map[string]any) field.ErrorList {
-	rendered, err := renderPlaceholder(manifest, params)
+// validateManifest renders a manifest with placeholder values and checks it as the runner will.
+func validateManifest(path *field.Path, r *drv1.ResourceAction, params map[string]any) field.ErrorList {
+	rendered, err := renderPlaceholder(r.Manifest, params)
 	if err != nil {
-		return field.ErrorList{field.Invalid(path, manifest, err.Error())}
+		return field.ErrorList{field.Invalid(path, r.Manifest, err.Error())}
 	}
-	docs, err := actions.DecodeDocuments(rendered)
-	if err != nil {
-		return field.ErrorList{field.Invalid(path, "<manifest>", err.Error()+" (quote templates that stand for a whole YAML value: \"{{ .params.x }}\")")}
-	}
-	objs := make([]*unstructured.Unstructured, len(docs))
-	for i, d := range docs {
-		objs[i] = &unstructured.Unstructured{Object: d}
-	}
-	switch {
-	case len(objs) == 0:
-		return field.ErrorList{field.Required(path, "one object with apiVersion, kind and metadata.name")}
-	case len(objs) > 1:
-		return field.ErrorList{field.Invalid(path, "<manifest>", fmt.Sprintf("holds %d objects: write one action per object", len(objs)))}
-	}
-	u := objs[0]
-	var missing []string
-	if u.GetAPIVersion() == "" {
-		missing = append(missing, "apiVersion")
-	}
-	if u.GetKind() == "" {
-		missing = append(missing, "kind")
-	}
-	if u.GetName() == "" && u.GetGenerateName() == "" {
-		missing = append(missing, "metadata.name")
-	}
-	if len(missing) > 0 {
-		return field.ErrorList{field.Invalid(path, "<manifest>", "the object has no "+strings.Join(missing, ", "))}
+	if _, ferr := templates.CheckManifest(path, rendered, r.Operation); ferr != nil {
+		return field.ErrorList{ferr}
 	}
 	return nil
 }
@@ -264,8 +191,9 @@ func (m MissingParam) String() string {
 	return fmt.Sprintf("%s (stage %q, DRWorkflow %s)", m.Name, m.Stage, m.Workflow)
 }
 
-// ValidatePlan checks a plan's stages and, against the workflows it references, its parameters.
-func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
+// ValidatePlan checks a plan's stages (their guards compiled in env) and, against the workflows it
+// references, its parameters.
+func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	var r PlanReport
 	spec := field.NewPath("spec")
 	stagesPath := spec.Child("stages")
@@ -279,13 +207,13 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 	}
 	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
 	for i, s := range plan.Spec.Stages {
-		r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("when"), s.When, nil)...)
+		r.Errors = append(r.Errors, validateGuard(env, stagesPath.Index(i).Child("when"), s.When, nil)...)
 		for j, sw := range s.Workflows {
 			var declared []drv1.Parameter // unknown until the workflow exists
 			if wf, ok := workflows.GetWorkflow(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name); ok {
 				declared = wf.Spec.DeclaredParameters()
 			}
-			r.Errors = append(r.Errors, validateGuard(stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
+			r.Errors = append(r.Errors, validateGuard(env, stagesPath.Index(i).Child("workflows").Index(j).Child("when"), sw.When, declared)...)
 		}
 	}
 
@@ -325,7 +253,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 					continue
 				}
 				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil { // a Secret's value is checked when read
-					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+typeName(d.Type)+")"))
+					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+rules.TypeName(d.Type)+")"))
 				}
 				local[p.Name] = p.Value
 			}
@@ -336,7 +264,7 @@ func ValidatePlan(plan *drv1.DRPlan, workflows WorkflowGetter) PlanReport {
 				}
 				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil {
 					r.Errors = append(r.Errors, field.Invalid(spec.Child("globalParams").Index(k).Child("value"), p.Value,
-						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, typeName(d.Type))))
+						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, rules.TypeName(d.Type))))
 				}
 			}
 			for _, p := range wf.Spec.Parameters {
@@ -367,14 +295,14 @@ func dedupe[T any](items []T, key func(T) string) []T {
 	return out
 }
 
-// validateGuard compiles a guard or condition: a CEL expression over the guard variables that
-// evaluates to bool, reading only declared parameters (nil: not known). The error carries
+// validateGuard compiles a guard or condition in env: a CEL expression over the guard variables
+// that evaluates to bool, reading only declared parameters (nil: not known). The error carries
 // cel-go's message with the position.
-func validateGuard(path *field.Path, expr string, declared []drv1.Parameter) field.ErrorList {
+func validateGuard(env *rules.Env, path *field.Path, expr string, declared []drv1.Parameter) field.ErrorList {
 	if expr == "" {
 		return nil
 	}
-	if _, err := rules.DefaultRules().Env.CompileGuard(expr, declared); err != nil {
+	if _, err := env.CompileGuard(expr, declared); err != nil {
 		return field.ErrorList{field.Invalid(path, expr, err.Error())}
 	}
 	return nil
