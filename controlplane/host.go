@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"debug/elf"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -537,21 +536,23 @@ func splitRule(s string) []string {
 	return args
 }
 
-func writeHostState(path string, s hostState) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
+// inDomain keeps of a recorded state only the node's domain, as readHostState records it: a
+// record written by an older version, which recorded more of the host, is judged like a new one.
+func (s hostState) inDomain() hostState {
+	keep := func(list []string, ours func(string) bool) []string {
+		return slices.DeleteFunc(slices.Clone(list), func(x string) bool { return !ours(x) })
 	}
-	return os.WriteFile(path, b, 0o644)
-}
-
-func readHostStateFile(path string) (hostState, error) {
-	var s hostState
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return s, err
+	s.Cgroups = keep(s.Cgroups, func(c string) bool { return strings.Contains(c, "kubepods") })
+	s.Links = keep(s.Links, func(l string) bool { return l == nodeBridge })
+	s.Mounts = keep(s.Mounts, func(m string) bool {
+		return slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) })
+	})
+	tables := map[string][]string{}
+	for t, entries := range s.IPTables {
+		tables[t] = keep(entries, nodeIPTablesEntry)
 	}
-	return s, json.Unmarshal(b, &s)
+	s.IPTables = tables
+	return s
 }
 
 // NodeHostProblem says why this machine cannot run the node mode, or "" when it can: the node

@@ -191,7 +191,7 @@ func restoreNode(dir string) error {
 	if err := json.Unmarshal(b, &run); err != nil {
 		return fmt.Errorf("read %s: %w", nodeRunFile(dir), err)
 	}
-	err = restoreHost(dir, run.Before)
+	err = restoreHost(dir, run.Before.inDomain())
 	if listening := listeningPorts(run.Ports); len(listening) > 0 {
 		err = errors.Join(err, fmt.Errorf("ports of the node run still listened on: %v", listening))
 	}
