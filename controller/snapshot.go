@@ -11,7 +11,6 @@ import (
 	"sort"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
-	"github.com/bkbcs/drplan-controller/informers"
 )
 
 // snapshotData is what an execution runs: the plan's spec and the spec of every workflow it
@@ -25,7 +24,7 @@ type snapshotData struct {
 
 // workflow returns the snapshot's spec of the workflow ref points to.
 func (s *snapshotData) workflow(ref drv1.ObjectReference) (drv1.DRWorkflowSpec, bool) {
-	w, ok := s.Workflows[informers.RefKey(ref.NamespaceOr(s.Namespace), ref.Name)]
+	w, ok := s.Workflows[drv1.RefKey(ref.NamespaceOr(s.Namespace), ref.Name)]
 	return w, ok
 }
 
@@ -39,7 +38,7 @@ func takeSnapshot(plan *drv1.DRPlan, workflows interface {
 	for _, s := range plan.Spec.EffectiveStages() {
 		for _, sw := range s.Workflows {
 			ns := sw.WorkflowRef.NamespaceOr(plan.Namespace)
-			key := informers.RefKey(ns, sw.WorkflowRef.Name)
+			key := drv1.RefKey(ns, sw.WorkflowRef.Name)
 			if _, done := data.Workflows[key]; done {
 				continue
 			}
