@@ -38,11 +38,7 @@ type prepared struct {
 // run with a message naming the stage, the workflow and the field.
 func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretReader, timestamp string, decide *rules.Rules) (*prepared, error) {
 	stages := snap.Plan.EffectiveStages()
-	nodes := make([]rules.Node, len(stages))
-	for i, s := range stages {
-		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
-	}
-	dag, errs := rules.NewDAG(field.NewPath("spec", "stages"), nodes)
+	dag, errs := rules.StageDAG(field.NewPath("spec", "stages"), stages)
 	if len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
 // Node is what the graph needs to know of a stage: its name and the names it depends on.
@@ -72,6 +74,16 @@ func NewDAG(path *field.Path, nodes []Node) (*DAG, field.ErrorList) {
 	}
 	g.topo = g.kahn()
 	return g, nil
+}
+
+// StageDAG validates a plan's stages and builds their graph (see NewDAG): the one place a stage
+// becomes a node.
+func StageDAG(path *field.Path, stages []drv1.Stage) (*DAG, field.ErrorList) {
+	nodes := make([]Node, len(stages))
+	for i, s := range stages {
+		nodes[i] = Node{Name: s.Name, DependsOn: s.DependsOn}
+	}
+	return NewDAG(path, nodes)
 }
 
 func unknownStage(name string, known []string) string {

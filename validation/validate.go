@@ -201,11 +201,7 @@ func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) P
 		stagesPath = spec // the shorthand: errors point at spec.workflowRef
 	}
 	stages := plan.Spec.EffectiveStages()
-	nodes := make([]rules.Node, len(stages))
-	for i, s := range stages {
-		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
-	}
-	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
+	r.DAG, r.Errors = rules.StageDAG(stagesPath, stages)
 	for i, s := range plan.Spec.Stages {
 		r.Errors = append(r.Errors, validateGuard(env, stagesPath.Index(i).Child("when"), s.When, nil)...)
 		for j, sw := range s.Workflows {
