@@ -94,7 +94,7 @@ func (b *preparation) workflow(where string, sw drv1.StageWorkflow) (rules.RunWo
 	if !ok {
 		return rules.RunWorkflow{}, fmt.Errorf("%s: not in the snapshot", where)
 	}
-	resolved, err := rules.ResolveParams(wf.Parameters, b.read, b.snap.Plan.GlobalParams, sw.Params, b.exec.Spec.Params)
+	resolved, err := rules.ResolveParams(wf.Parameters, b.read, rules.SourcesOf(&b.snap.Plan, sw, b.exec.Spec.Params))
 	if err != nil {
 		return rules.RunWorkflow{}, fmt.Errorf("%s: %w", where, err)
 	}
