@@ -383,8 +383,10 @@ func (c *Controller) labelExecution(ctx context.Context, exec *drv1.DRPlanExecut
 	return err
 }
 
-// statusMatches checks that a status read back has the shape of the run prepared from its
-// snapshot, so resuming cannot index out of range.
+// statusMatches checks that a status read back lists the run prepared from its snapshot, stage
+// by stage, workflow by workflow and action by action, so that resuming cannot index out of range
+// nor record one action's result as another's (a Revert begun by a controller that ordered it
+// otherwise).
 func statusMatches(p *runplan.Prepared, st *drv1.DRPlanExecutionStatus) bool {
 	if len(st.ActionStatuses) != len(p.Actions) || len(st.StageStatuses) != len(p.Plan.Stages) {
 		return false
@@ -392,6 +394,16 @@ func statusMatches(p *runplan.Prepared, st *drv1.DRPlanExecutionStatus) bool {
 	for i, s := range p.Plan.Stages {
 		if st.StageStatuses[i].Name != s.Name || len(st.StageStatuses[i].WorkflowExecutions) != len(s.Workflows) {
 			return false
+		}
+		for wi, w := range s.Workflows {
+			if st.StageStatuses[i].WorkflowExecutions[wi].WorkflowRef != w.Ref {
+				return false
+			}
+			for ai, name := range w.Actions {
+				if a := st.ActionStatuses[w.First+ai]; a.Name != name || a.Stage != s.Name || a.WorkflowIndex != int32(wi) {
+					return false
+				}
+			}
 		}
 	}
 	return true

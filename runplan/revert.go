@@ -3,16 +3,14 @@ package runplan
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/util/validation/field"
-
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // A Revert undoes one Execute, its target: from the target's snapshot and outputs, never from
-// the live plan and workflows. Stages run in the reverse order of the DAG (a stage after every
-// stage that depended on it), a parallel stage's workflows in parallel, each workflow's actions
-// in reverse. Per action: its rollback when it has one; otherwise the object a Create made is
+// the live plan and workflows. Everything runs in reverse: stages in the reverse order of the DAG
+// (a stage after every stage that depended on it), a sequential stage's workflows last first (a
+// parallel stage's all at once), each workflow's actions last first. Per action: its rollback when it has one; otherwise the object a Create made is
 // deleted (that very object, by UID); an HTTP call or a Delete is skipped, saying why. Actions
 // that did not take effect in the target are skipped.
 
@@ -28,10 +26,7 @@ func Revert(revert string, target *drv1.DRPlanExecution, snap *Snapshot, read ru
 	if err != nil {
 		return nil, err
 	}
-	p, err := reversed(fwd, target)
-	if err != nil {
-		return nil, err
-	}
+	p := reversed(fwd, target)
 	p.Plan.ExecutionName, p.Plan.Operation = revert, drv1.OperationRevert
 	return p, nil
 }
@@ -43,13 +38,12 @@ type stepKey struct {
 	name     string
 }
 
-// reversed turns target's prepared run around: see the top of this file.
-func reversed(fwd *Prepared, target *drv1.DRPlanExecution) (*Prepared, error) {
-	tookEffect := map[stepKey]bool{}
+// effects reads what target's actions did: which took effect, and the object each one made.
+func effects(target *drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made map[stepKey]*drv1.ResourceReference) {
+	tookEffect, made = map[stepKey]bool{}, map[stepKey]*drv1.ResourceReference{}
 	for _, a := range target.Status.ActionStatuses {
 		tookEffect[stepKey{a.Stage, a.WorkflowIndex, a.Name}] = a.Phase == drv1.StepSucceeded
 	}
-	made := map[stepKey]*drv1.ResourceReference{}
 	for _, o := range target.Status.Outputs {
 		k := stepKey{o.Stage, o.WorkflowIndex, o.ActionName}
 		for _, ref := range []*drv1.ResourceReference{o.ResourceRef, o.JobRef, o.LocalizationRef, o.SubscriptionRef} {
@@ -58,26 +52,32 @@ func reversed(fwd *Prepared, target *drv1.DRPlanExecution) (*Prepared, error) {
 			}
 		}
 	}
-	dependents := map[string][]string{}
-	for _, s := range fwd.Plan.Stages {
-		for _, d := range s.DependsOn {
-			dependents[d] = append(dependents[d], s.Name)
-		}
+	return tookEffect, made
+}
+
+// reversed turns target's prepared run around (see the top of this file): its stages in the
+// order of the reversed DAG, each stage's workflows last first (a parallel stage's still all at
+// once), each workflow's actions last first.
+func reversed(fwd *Prepared, target *drv1.DRPlanExecution) *Prepared {
+	tookEffect, made := effects(target)
+	dag := fwd.Plan.DAG.Reverse()
+	index := make(map[string]int, len(fwd.Plan.Stages))
+	for si, s := range fwd.Plan.Stages {
+		index[s.Name] = si
 	}
 	p := &Prepared{PlanName: fwd.PlanName, Params: fwd.Params, Redact: fwd.Redact}
-	var stages []rules.RunStage
-	var nodes []rules.Node
-	for si := len(fwd.Plan.Stages) - 1; si >= 0; si-- {
+	stages := make([]rules.RunStage, 0, len(fwd.Plan.Stages))
+	for _, name := range dag.TopologicalOrder() {
+		si := index[name]
 		s := fwd.Plan.Stages[si]
-		rs := rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: dependents[s.Name], Params: s.Params}
-		nodes = append(nodes, rules.Node{Name: rs.Name, DependsOn: rs.DependsOn})
+		rs := rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: dag.DependsOn(name), Params: s.Params}
 		var perWorkflow []map[string]string
-		for wi, w := range s.Workflows {
+		for wi := len(s.Workflows) - 1; wi >= 0; wi-- {
+			w := s.Workflows[wi]
 			rw := rules.RunWorkflow{Ref: w.Ref, FailurePolicy: w.FailurePolicy, Params: w.Params}
 			for ai := len(w.Actions) - 1; ai >= 0; ai-- {
-				flat := w.First + ai
 				k := stepKey{s.Name, int32(wi), w.Actions[ai]}
-				a := fwd.Actions[flat]
+				a := fwd.Actions[w.First+ai]
 				body, undo, skip := undoOf(a.Body, a.Rollback, made[k], tookEffect[k], target.Name)
 				rw.Actions = append(rw.Actions, w.Actions[ai])
 				rw.ActionSkip = append(rw.ActionSkip, skip)
@@ -89,14 +89,10 @@ func reversed(fwd *Prepared, target *drv1.DRPlanExecution) (*Prepared, error) {
 		stages = append(stages, rs)
 		p.PerWorkflow = append(p.PerWorkflow, perWorkflow)
 	}
-	dag, errs := rules.NewDAG(field.NewPath("spec", "stages"), nodes)
-	if len(errs) > 0 {
-		return nil, errs.ToAggregate()
-	}
 	p.Plan = rules.NewRunPlan(fwd.Plan.FailurePolicy, dag, stages)
 	p.Plan.Rules = fwd.Plan.Rules
 	p.Plan.PlanName, p.Plan.Namespace = fwd.Plan.PlanName, fwd.Plan.Namespace
-	return p, nil
+	return p
 }
 
 // undoOf decides how one action is undone: the body to run, or the object to delete, or why it

@@ -21,7 +21,27 @@ func TestRevertOrder(t *testing.T) {
 		fail      []string
 		execute   [][]string
 		revert    [][]string
+		listed    []string // the Revert's stageStatuses, when the row says
 	}{{
+		name:    "a sequential stage's workflows last first",
+		stages:  []drv1.Stage{stg("first", false, nil, "a", "b", "c")},
+		execute: [][]string{{"first/a/a"}, {"first/b/b"}, {"first/c/c"}},
+		revert:  [][]string{{"first/c/c"}, {"first/b/b"}, {"first/a/a"}},
+	}, {
+		// first (a, b, c in turn) -> second (d): the plan
+		name:    "a later stage first, then a sequential stage's workflows last first",
+		stages:  []drv1.Stage{stg("first", false, nil, "a", "b", "c"), stg("second", false, []string{"first"}, "d")},
+		execute: [][]string{{"first/a/a"}, {"first/b/b"}, {"first/c/c"}, {"second/d/d"}},
+		revert:  [][]string{{"second/d/d"}, {"first/c/c"}, {"first/b/b"}, {"first/a/a"}},
+		listed:  []string{"second", "first"},
+	}, {
+		name:    "a sequential stage's failed workflow, under Continue, is not undone; the others are, last first",
+		policy:  drv1.FailurePolicyContinue,
+		stages:  []drv1.Stage{stg("first", false, nil, "a", "b", "c")},
+		fail:    []string{"first/b/b"},
+		execute: [][]string{{"first/a/a"}, {"first/b/b"}, {"first/c/c"}},
+		revert:  [][]string{{"first/c/c"}, {"first/a/a"}},
+	}, {
 		name:      "a workflow's actions in reverse",
 		stages:    []drv1.Stage{stg("s", false, nil, "w")},
 		workflows: []string{"w:x,y,z"},
@@ -37,6 +57,14 @@ func TestRevertOrder(t *testing.T) {
 		stages:  []drv1.Stage{stg("first", false, nil, "a"), stg("second", false, []string{"first"}, "b"), stg("third", false, []string{"second"}, "c")},
 		execute: [][]string{{"first/a/a"}, {"second/b/b"}, {"third/c/c"}},
 		revert:  [][]string{{"third/c/c"}, {"second/b/b"}, {"first/a/a"}},
+	}, {
+		// declared out of order: d depends on a, declared after it
+		//   x   a -> d
+		name:    "stages are listed in the order they are undone, whatever their declaration order",
+		stages:  []drv1.Stage{stg("d", false, []string{"a"}, "d"), stg("x", false, nil, "x"), stg("a", false, nil, "a")},
+		execute: [][]string{{"a/a/a", "x/x/x"}, {"d/d/d"}},
+		revert:  [][]string{{"d/d/d", "x/x/x"}, {"a/a/a"}},
+		listed:  []string{"d", "a", "x"},
 	}, {
 		//      top
 		//     /   \
@@ -101,6 +129,13 @@ func TestRevertOrder(t *testing.T) {
 			revert, rst := run(t, back)
 			assert.Equal(t, tc.revert, revert, "the Revert")
 			assert.Equal(t, drv1.ExecutionSucceeded, rst.Phase, rst.Message)
+			if tc.listed != nil {
+				var listed []string
+				for _, s := range rst.StageStatuses {
+					listed = append(listed, s.Name)
+				}
+				assert.Equal(t, tc.listed, listed)
+			}
 			for i, a := range rst.ActionStatuses {
 				switch a.Phase {
 				case drv1.StepSucceeded:
