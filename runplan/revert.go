@@ -10,9 +10,10 @@ import (
 // A Revert undoes one Execute, its target: from the target's snapshot and outputs, never from
 // the live plan and workflows. Everything runs in reverse: stages in the reverse order of the DAG
 // (a stage after every stage that depended on it), a sequential stage's workflows last first (a
-// parallel stage's all at once), each workflow's actions last first. Per action: its rollback when it has one; otherwise the object a Create made is
-// deleted (that very object, by UID); an HTTP call or a Delete is skipped, saying why. Actions
-// that did not take effect in the target are skipped.
+// parallel stage's all at once), each workflow's actions last first. Per action: its rollback
+// when it has one; otherwise the object a Create made is deleted (that very object, by UID); an
+// HTTP call or a Delete is skipped, saying why. Actions that did not take effect in the target
+// are skipped.
 
 // Revert prepares the Revert named revert of target, from target's snapshot snap: target's run
 // as the target ran it (its parameters and identity, so rollbacks name what it made), turned

@@ -13,9 +13,9 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
-// MaxSnapshotSize bounds a snapshot's decompressed data: a snapshot in a status is a user's input,
+// maxSnapshotSize bounds a snapshot's decompressed data: a snapshot in a status is a user's input,
 // and a small gzip stream can expand a thousandfold.
-const MaxSnapshotSize = 64 << 20
+const maxSnapshotSize = 64 << 20
 
 // Snapshot is what an execution runs: the plan's spec and the spec of every workflow it
 // references, as they were when the run started.
@@ -87,7 +87,7 @@ func ReadSnapshot(snap *drv1.ExecutionSnapshot) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, MaxSnapshotSize))
+	raw, err := io.ReadAll(io.LimitReader(zr, maxSnapshotSize))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
