@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -166,16 +165,14 @@ func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report vali
 	for _, u := range report.Unresolved {
 		errs = append(errs, field.Invalid(path, ref, "DRPlan "+ref+" cannot run: "+u))
 	}
-	var given []drv1.ParamValue
+	missing := report.MissingParams
 	if exec != nil {
-		given = exec.Spec.Params
 		errs = append(errs, d.executionParams(plan, exec)...)
+		missing = validation.MissingParams(plan, d.State, exec.Spec.Params)
 	}
-	for _, m := range report.MissingParams {
-		if !slices.ContainsFunc(given, func(p drv1.ParamValue) bool { return p.Name == m.Name }) {
-			errs = append(errs, field.Required(field.NewPath("spec", "params"),
-				fmt.Sprintf("required parameter %s has no value: give it one in the execution's spec.params (or the plan's globalParams)", m)))
-		}
+	for _, m := range missing {
+		errs = append(errs, field.Required(field.NewPath("spec", "params"),
+			fmt.Sprintf("required parameter %s has no value: give it one in the execution's spec.params (or the plan's globalParams)", m)))
 	}
 	if len(errs) > 0 {
 		return invalid(kind, name, errs)

@@ -17,6 +17,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/metrics"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/runplan"
 )
 
 // actionKey is one unit of work on the action queue: one action of one running execution. The
@@ -79,7 +80,7 @@ type run struct {
 	e        *engine
 	key      types.NamespacedName
 	exec     *drv1.DRPlanExecution // as it was when the run started: spec and UID
-	prep     *prepared
+	prep     *runplan.Prepared
 	identity string // "namespace/name" of the ServiceAccount to act as, or ""
 	writer   *statusWriter
 	// gate, when not nil, holds the run's actions until open: the run's first status is
@@ -173,7 +174,7 @@ func (e *engine) forget(key types.NamespacedName) {
 
 // start takes over an execution whose status is laid out (fresh or read back after a restart)
 // and drives it to its end.
-func (e *engine) start(exec *drv1.DRPlanExecution, prep *prepared, status drv1.DRPlanExecutionStatus, identity string, gated, resumed bool) (*run, error) {
+func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, status drv1.DRPlanExecutionStatus, identity string, gated, resumed bool) (*run, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}
@@ -242,7 +243,7 @@ func (r *run) advance(mustPersist bool) {
 		_ = r.writer.Flush(r.ctx)
 		return
 	}
-	start := rules.Advance(r.prep.plan, &r.status, metav1.NewTime(r.e.host.now()), r.cancelled)
+	start := rules.Advance(r.prep.Plan, &r.status, metav1.NewTime(r.e.host.now()), r.cancelled)
 	over := rules.ExecutionEnded(&r.status)
 	if over {
 		r.ended = true
@@ -258,7 +259,7 @@ func (r *run) advance(mustPersist bool) {
 		// Write-ahead: a call that must not be repeated is recorded as started before it is
 		// made, so a restart finds it in flight and reports it instead of calling again. One
 		// write covers the result that led here and every start.
-		mustPersist = mustPersist || !actions.Idempotent(r.prep.bodies[a.Flat])
+		mustPersist = mustPersist || !actions.Idempotent(r.prep.Actions[a.Flat].Body)
 	}
 	switch {
 	case mustPersist && len(start) > 0:
@@ -284,7 +285,7 @@ func (r *run) advance(mustPersist bool) {
 		if r.resumed {
 			r.e.host.event(r.exec, true, "ExecutionResumed", "Execution resumed after a controller restart")
 		} else {
-			r.e.host.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", r.prep.planName))
+			r.e.host.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", r.prep.PlanName))
 		}
 	})
 	for _, a := range start {
@@ -324,10 +325,11 @@ func (e *engine) deleteCreated(ctx context.Context, identity string, ref drv1.Re
 // runAction runs one action: it is the action queue's process function.
 func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	r := e.running(k.exec)
-	if r == nil || r.exec.UID != k.uid || k.index >= len(r.prep.bodies) {
+	if r == nil || r.exec.UID != k.uid || k.index >= len(r.prep.Actions) {
 		return nil // the run ended, or its execution was deleted or replaced
 	}
-	body := r.prep.bodies[k.index]
+	act := r.prep.Actions[k.index]
+	body := act.Body
 	r.mu.Lock()
 	as := r.status.ActionStatuses[k.index]
 	if as.Phase == drv1.StepRunning && (r.cancelled || e.draining.Load() || qctx.Err() != nil) {
@@ -352,40 +354,40 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 		err error
 	)
 	started := time.Now()
-	if ref := r.prep.undo[k.index]; ref != nil {
+	if ref := act.Undo; ref != nil {
 		// A Revert deletes exactly the object the reverted run made.
 		res, err = e.deleteCreated(ctx, r.identity, *ref)
 	} else if !ok {
 		err = fmt.Errorf("action type %s is not supported by this controller yet", body.Type)
 	} else {
 		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
-			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.planName},
+			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.PlanName},
 			ServiceAccount: r.identity})
 	}
-	if w := r.prep.waits[k.index]; err == nil && w != nil && res.ResourceRef != nil {
-		_, err = e.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.cond, w.params, w.timeout, func(msg string) {
+	if w := act.Wait; err == nil && w != nil && res.ResourceRef != nil {
+		_, err = e.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.Cond, w.Params, w.Timeout, func(msg string) {
 			r.mu.Lock()
 			r.status.ActionStatuses[k.index].Message = truncate(msg)
 			r.mu.Unlock()
 			r.writer.Changed()
 		})
 		if err == nil {
-			res.Message += fmt.Sprintf("; %q is true", w.cond.Expression)
+			res.Message += fmt.Sprintf("; %q is true", w.Cond.Expression)
 		}
 	}
 	if ctx.Err() != nil {
 		return nil // shutting down or dropped: the action stays Running and a restart decides
 	}
 	kind := string(body.Type)
-	if r.prep.undo[k.index] != nil {
+	if act.Undo != nil {
 		kind = "Undo"
 	}
 	e.metrics.ActionDone(kind, time.Since(started), err)
 	took := rules.FormatDuration(time.Since(started))
 	r.complete(k.index, res, err)
 	if err != nil {
-		logger.Info("Action failed", "err", r.prep.redact.Replace(err.Error()))
-		e.host.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.redact.Replace(err.Error())))
+		logger.Info("Action failed", "err", r.prep.Redact.Replace(err.Error()))
+		e.host.event(r.exec, false, "ActionFailed", fmt.Sprintf("Action %s failed after %s: %s", as.Name, took, r.prep.Redact.Replace(err.Error())))
 	} else {
 		r.actionEvent("ActionSucceeded", fmt.Sprintf("Action %s completed successfully in %s", as.Name, took))
 	}
@@ -404,14 +406,14 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	a := &r.status.ActionStatuses[index]
 	a.CompletionTime, a.RetryCount = &now, a.RetryCount+res.Retries
 	if err != nil {
-		a.Phase, a.Message = drv1.StepFailed, truncate(r.prep.redact.Replace(err.Error()))
+		a.Phase, a.Message = drv1.StepFailed, truncate(r.prep.Redact.Replace(err.Error()))
 	} else {
-		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.redact.Replace(res.Message))
+		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.Redact.Replace(res.Message))
 	}
-	if out := outputOf(*a, r.prep.bodies[index].Type, res, r.prep.redact); out != nil {
+	if out := outputOf(*a, r.prep.Actions[index].Body.Type, res, r.prep.Redact); out != nil {
 		r.status.Outputs = append(r.status.Outputs, *out)
 	}
-	r.durable = r.durable || !actions.Idempotent(r.prep.bodies[index])
+	r.durable = r.durable || !actions.Idempotent(r.prep.Actions[index].Body)
 	r.mu.Unlock()
 	r.advance(false)
 }

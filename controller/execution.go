@@ -14,6 +14,7 @@ import (
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/runplan"
 )
 
 // syncExecution starts, resumes, holds back or closes one execution. Running executions are
@@ -171,7 +172,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	now := metav1.NewTime(c.now().Truncate(time.Second))
 	var (
 		snap *drv1.ExecutionSnapshot
-		prep *prepared
+		prep *runplan.Prepared
 		who  string
 	)
 	if exec.Spec.Operation == drv1.OperationRevert {
@@ -182,7 +183,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		if refused != "" {
 			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
 		}
-		prep, _, who, err = c.prepareRevertOf(ctx, exec, target)
+		prep, who, err = c.prepareRevertOf(ctx, exec, target)
 		if transient(err) {
 			return nil, err
 		}
@@ -192,13 +193,13 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		snap = target.Status.Snapshot.DeepCopy()
 		snap.RevertOf = target.Name
 	} else {
-		var data *snapshotData
+		var data *runplan.Snapshot
 		var err error
-		if snap, data, err = takeSnapshot(plan, c.inf); err != nil {
+		if snap, data, err = runplan.TakeSnapshot(plan, c.inf); err != nil {
 			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 		}
 		who = identity(plan.Namespace, &data.Plan)
-		prep, err = prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.UTC().Format(time.RFC3339), c.rules)
+		prep, err = runplan.Prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.Time, c.rules)
 		if transient(err) {
 			return nil, err
 		}
@@ -207,11 +208,11 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		}
 	}
 	st := drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning, ObservedGeneration: exec.Generation,
-		StartTime: &now, Snapshot: snap, ResolvedParams: prep.params}
-	st.StageStatuses, st.ActionStatuses = prep.plan.InitialStatus()
+		StartTime: &now, Snapshot: snap, ResolvedParams: prep.Params}
+	st.StageStatuses, st.ActionStatuses = prep.Plan.InitialStatus()
 	for si := range st.StageStatuses {
 		for wi := range st.StageStatuses[si].WorkflowExecutions {
-			st.StageStatuses[si].WorkflowExecutions[wi].ResolvedParams = prep.perWorkflow[si][wi]
+			st.StageStatuses[si].WorkflowExecutions[wi].ResolvedParams = prep.PerWorkflow[si][wi]
 		}
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
@@ -220,7 +221,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	if err != nil {
 		return nil, err
 	}
-	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.bodies))
+	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.Actions))
 	return r, nil
 }
 
@@ -245,11 +246,11 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 		if a.Phase != drv1.StepRunning {
 			continue
 		}
-		if actions.Idempotent(prep.bodies[i]) {
+		if actions.Idempotent(prep.Actions[i].Body) {
 			a.Phase, a.RetryCount = drv1.StepPending, a.RetryCount+1 // runs again; retryCount says so
 		} else {
 			a.Phase, a.CompletionTime = drv1.StepFailed, &now
-			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.bodies[i].HTTP) + " call)"
+			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.Actions[i].Body.HTTP) + " call)"
 		}
 	}
 	if _, err := c.engine.start(exec, prep, *st, who, false, true); err != nil {
@@ -261,7 +262,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 
 // prepareResume prepares an interrupted run again from what its status recorded: its snapshot,
 // and for a Revert the execution it undoes.
-func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecution) (*prepared, string, error) {
+func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecution) (*runplan.Prepared, string, error) {
 	if snap := exec.Status.Snapshot; snap != nil && snap.RevertOf != "" {
 		target, err := c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Get(ctx, snap.RevertOf, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -270,15 +271,14 @@ func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecuti
 		if err != nil {
 			return nil, "", err
 		}
-		prep, _, who, err := c.prepareRevertOf(ctx, exec, target)
-		return prep, who, err
+		return c.prepareRevertOf(ctx, exec, target)
 	}
-	data, err := readSnapshot(exec.Status.Snapshot)
+	data, err := runplan.ReadSnapshot(exec.Status.Snapshot)
 	if err != nil {
 		return nil, "", err
 	}
 	who := identity(data.Namespace, &data.Plan)
-	prep, err := prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.UTC().Format(time.RFC3339), c.rules)
+	prep, err := runplan.Prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.Time, c.rules)
 	return prep, who, err
 }
 
@@ -383,15 +383,27 @@ func (c *Controller) labelExecution(ctx context.Context, exec *drv1.DRPlanExecut
 	return err
 }
 
-// statusMatches checks that a status read back has the shape of the run prepared from its
-// snapshot, so resuming cannot index out of range.
-func statusMatches(p *prepared, st *drv1.DRPlanExecutionStatus) bool {
-	if len(st.ActionStatuses) != len(p.bodies) || len(st.StageStatuses) != len(p.plan.Stages) {
+// statusMatches checks that a status read back lists the run prepared from its snapshot, stage
+// by stage, workflow by workflow and action by action, so that resuming cannot index out of range
+// nor record one action's result as another's (a Revert begun by a controller that ordered it
+// otherwise).
+func statusMatches(p *runplan.Prepared, st *drv1.DRPlanExecutionStatus) bool {
+	if len(st.ActionStatuses) != len(p.Actions) || len(st.StageStatuses) != len(p.Plan.Stages) {
 		return false
 	}
-	for i, s := range p.plan.Stages {
+	for i, s := range p.Plan.Stages {
 		if st.StageStatuses[i].Name != s.Name || len(st.StageStatuses[i].WorkflowExecutions) != len(s.Workflows) {
 			return false
+		}
+		for wi, w := range s.Workflows {
+			if st.StageStatuses[i].WorkflowExecutions[wi].WorkflowRef != w.Ref {
+				return false
+			}
+			for ai, name := range w.Actions {
+				if a := st.ActionStatuses[w.First+ai]; a.Name != name || a.Stage != s.Name || a.WorkflowIndex != int32(wi) {
+					return false
+				}
+			}
 		}
 	}
 	return true

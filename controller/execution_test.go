@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +12,8 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/runplan"
 )
 
 func TestRequireServiceAccountRefusesPlansWithoutOne(t *testing.T) {
@@ -47,4 +50,34 @@ func TestRequireServiceAccountRefusesPlansWithoutOne(t *testing.T) {
 	for _, a := range f.client.Actions() {
 		assert.NotEqual(t, "configmaps", a.GetResource().Resource, "no side effect")
 	}
+}
+
+// TestStatusMatches: a status is resumed only if it lists the prepared run, action by action.
+func TestStatusMatches(t *testing.T) {
+	call := func(name string) drv1.Action {
+		return drv1.Action{Name: name, ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/" + name}}}
+	}
+	snap := &runplan.Snapshot{PlanName: "p", Namespace: "prod", Plan: drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "s", Workflows: []drv1.StageWorkflow{
+		{WorkflowRef: drv1.ObjectReference{Name: "a"}}, {WorkflowRef: drv1.ObjectReference{Name: "b"}}}}}},
+		Workflows: map[string]drv1.DRWorkflowSpec{"prod/a": {Actions: []drv1.Action{call("x")}}, "prod/b": {Actions: []drv1.Action{call("y")}}}}
+	exec := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "prod"}}
+	env, err := rules.NewEnv()
+	require.NoError(t, err)
+	decide, err := rules.NewRules(env)
+	require.NoError(t, err)
+	p, err := runplan.Prepare(exec, snap, nil, time.Now(), decide)
+	require.NoError(t, err)
+	var st drv1.DRPlanExecutionStatus
+	st.StageStatuses, st.ActionStatuses = p.Plan.InitialStatus()
+	assert.True(t, statusMatches(p, &st))
+
+	swapped := st.DeepCopy() // the same shape, the workflows in the other order
+	ws := swapped.StageStatuses[0].WorkflowExecutions
+	ws[0], ws[1] = ws[1], ws[0]
+	swapped.ActionStatuses[0].Name, swapped.ActionStatuses[1].Name = "y", "x"
+	assert.False(t, statusMatches(p, swapped))
+
+	renamed := st.DeepCopy()
+	renamed.ActionStatuses[1].Name = "z"
+	assert.False(t, statusMatches(p, renamed))
 }

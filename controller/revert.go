@@ -3,24 +3,19 @@ package controller
 import (
 	"context"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/util/retry"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/runplan"
 )
 
-// A Revert undoes one Execute, its target: from the target's snapshot and outputs, never from
-// the live plan and workflows. Stages run in the reverse order of the DAG (a stage after every
-// stage that depended on it), a parallel stage's workflows in parallel, each workflow's actions
-// in reverse. Per action: its rollback when it has one; otherwise the object a Create made is
-// deleted (that very object, by UID); an HTTP call or a Delete is skipped, saying why. Actions
-// that did not take effect in the target are skipped.
+// A Revert undoes one Execute, its target (runplan.Revert plans how). Here is what reads and
+// writes the API: finding the target, and marking it reverted once the Revert succeeded.
 
 // revertTarget finds the execution a Revert undoes and asks RevertEligible whether it may.
 func (c *Controller) revertTarget(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan) (*drv1.DRPlanExecution, string, error) {
@@ -49,133 +44,16 @@ func (c *Controller) revertTarget(ctx context.Context, exec *drv1.DRPlanExecutio
 	return target, "", nil
 }
 
-// prepareRevertOf prepares a Revert of target: the target's run, as the target ran it (its
-// parameters and identity, so rollbacks name what it made), turned around.
-func (c *Controller) prepareRevertOf(ctx context.Context, exec, target *drv1.DRPlanExecution) (*prepared, *snapshotData, string, error) {
-	data, err := readSnapshot(target.Status.Snapshot)
+// prepareRevertOf prepares the Revert exec of target (runplan.Revert), reading target's
+// snapshot and the Secrets its parameters name as the plan's ServiceAccount.
+func (c *Controller) prepareRevertOf(ctx context.Context, exec, target *drv1.DRPlanExecution) (*runplan.Prepared, string, error) {
+	data, err := runplan.ReadSnapshot(target.Status.Snapshot)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("execution %s: %w", target.Name, err)
+		return nil, "", fmt.Errorf("execution %s: %w", target.Name, err)
 	}
 	who := identity(data.Namespace, &data.Plan)
-	start := target.CreationTimestamp.Time
-	if target.Status.StartTime != nil {
-		start = target.Status.StartTime.Time
-	}
-	fwd, err := prepare(target, data, c.secretReader(ctx, data.Namespace, who), start.UTC().Format(time.RFC3339), c.rules)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	prep, err := reversed(fwd, target)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	prep.plan.ExecutionName, prep.plan.Operation = exec.Name, drv1.OperationRevert
-	return prep, data, who, nil
-}
-
-// stepKey identifies an action of a run across its status and outputs.
-type stepKey struct {
-	stage    string
-	workflow int32
-	name     string
-}
-
-// reversed turns target's prepared run around: see the top of this file.
-func reversed(fwd *prepared, target *drv1.DRPlanExecution) (*prepared, error) {
-	tookEffect := map[stepKey]bool{}
-	for _, a := range target.Status.ActionStatuses {
-		tookEffect[stepKey{a.Stage, a.WorkflowIndex, a.Name}] = a.Phase == drv1.StepSucceeded
-	}
-	made := map[stepKey]*drv1.ResourceReference{}
-	for _, o := range target.Status.Outputs {
-		k := stepKey{o.Stage, o.WorkflowIndex, o.ActionName}
-		for _, ref := range []*drv1.ResourceReference{o.ResourceRef, o.JobRef, o.LocalizationRef, o.SubscriptionRef} {
-			if ref != nil {
-				made[k] = ref
-			}
-		}
-	}
-	dependents := map[string][]string{}
-	for _, s := range fwd.plan.Stages {
-		for _, d := range s.DependsOn {
-			dependents[d] = append(dependents[d], s.Name)
-		}
-	}
-	p := &prepared{planName: fwd.planName, params: fwd.params, redact: fwd.redact}
-	var stages []rules.RunStage
-	var nodes []rules.Node
-	for si := len(fwd.plan.Stages) - 1; si >= 0; si-- {
-		s := fwd.plan.Stages[si]
-		rs := rules.RunStage{Name: s.Name, Parallel: s.Parallel, DependsOn: dependents[s.Name], Params: s.Params}
-		nodes = append(nodes, rules.Node{Name: rs.Name, DependsOn: rs.DependsOn})
-		var perWorkflow []map[string]string
-		for wi, w := range s.Workflows {
-			rw := rules.RunWorkflow{Ref: w.Ref, FailurePolicy: w.FailurePolicy, Params: w.Params}
-			for ai := len(w.Actions) - 1; ai >= 0; ai-- {
-				flat := w.First + ai
-				k := stepKey{s.Name, int32(wi), w.Actions[ai]}
-				body, undo, skip := undoOf(fwd.bodies[flat], fwd.rollbacks[flat], made[k], tookEffect[k], target.Name)
-				rw.Actions = append(rw.Actions, w.Actions[ai])
-				rw.ActionSkip = append(rw.ActionSkip, skip)
-				p.bodies = append(p.bodies, body)
-				p.undo = append(p.undo, undo)
-				p.waits = append(p.waits, nil)
-				p.rollbacks = append(p.rollbacks, nil)
-			}
-			rs.Workflows = append(rs.Workflows, rw)
-			perWorkflow = append(perWorkflow, fwd.perWorkflow[si][wi])
-		}
-		stages = append(stages, rs)
-		p.perWorkflow = append(p.perWorkflow, perWorkflow)
-	}
-	dag, errs := rules.NewDAG(field.NewPath("spec", "stages"), nodes)
-	if len(errs) > 0 {
-		return nil, errs.ToAggregate()
-	}
-	p.plan = rules.NewRunPlan(fwd.plan.FailurePolicy, dag, stages)
-	p.plan.Rules = fwd.plan.Rules
-	p.plan.PlanName, p.plan.Namespace = fwd.plan.PlanName, fwd.plan.Namespace
-	return p, nil
-}
-
-// undoOf decides how one action is undone: the body to run, or the object to delete, or why it
-// is skipped.
-func undoOf(body drv1.ActionBody, rollback *drv1.ActionBody, made *drv1.ResourceReference, tookEffect bool, target string) (drv1.ActionBody, *drv1.ResourceReference, string) {
-	switch {
-	case !tookEffect:
-		return body, nil, fmt.Sprintf("Nothing to undo: it did not take effect in execution %s", target)
-	case rollback != nil:
-		return *rollback, nil, ""
-	case body.Type == drv1.ActionTypeHTTP:
-		return body, nil, "An HTTP call cannot be undone automatically (define a rollback to undo it)"
-	}
-	switch operationOf(body) {
-	case "Delete":
-		return body, nil, "A Delete cannot be undone (define a rollback to undo it)"
-	case "Create":
-		if made == nil {
-			return body, nil, fmt.Sprintf("Nothing to undo: execution %s recorded no object made by it", target)
-		}
-		del := drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationDelete,
-			Manifest: fmt.Sprintf("apiVersion: %s\nkind: %s\nmetadata: {name: %s, namespace: %s}\n", made.APIVersion, made.Kind, made.Name, made.Namespace)}}
-		return del, made, ""
-	}
-	return body, nil, fmt.Sprintf("A %s without a rollback cannot be undone", operationOf(body))
-}
-
-// operationOf is an action's operation: Create, Apply, Patch or Delete (a Job always creates).
-func operationOf(b drv1.ActionBody) string {
-	switch {
-	case b.Resource != nil:
-		return string(b.Resource.Operation)
-	case b.Localization != nil:
-		return string(b.Localization.Operation)
-	case b.Subscription != nil:
-		return string(b.Subscription.Operation)
-	case b.Job != nil:
-		return "Create"
-	}
-	return ""
+	prep, err := runplan.Revert(exec.Name, target, data, c.secretReader(ctx, data.Namespace, who), c.rules)
+	return prep, who, err
 }
 
 // markReverted records on a Revert's target that it was reverted, and by which execution, so

@@ -73,9 +73,6 @@ func (i *Informers) WaitForCacheSync(stop <-chan struct{}) bool {
 // Shutdown waits for the informers' goroutines after stop was closed.
 func (i *Informers) Shutdown() { i.factory.Shutdown() }
 
-// RefKey is the index key of a namespaced reference.
-func RefKey(namespace, name string) string { return namespace + "/" + name }
-
 func plansByWorkflow(obj any) ([]string, error) {
 	p, ok := obj.(*drv1.DRPlan)
 	if !ok {
@@ -85,7 +82,7 @@ func plansByWorkflow(obj any) ([]string, error) {
 	seen := map[string]bool{}
 	for _, s := range p.Spec.EffectiveStages() {
 		for _, w := range s.Workflows {
-			k := RefKey(w.WorkflowRef.NamespaceOr(p.Namespace), w.WorkflowRef.Name)
+			k := drv1.RefKey(w.WorkflowRef.NamespaceOr(p.Namespace), w.WorkflowRef.Name)
 			if !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)
@@ -100,12 +97,12 @@ func executionsByPlan(obj any) ([]string, error) {
 	if !ok {
 		return nil, nil
 	}
-	return []string{RefKey(e.Spec.PlanRef.NamespaceOr(e.Namespace), e.Spec.PlanRef.Name)}, nil
+	return []string{drv1.RefKey(e.Spec.PlanRef.NamespaceOr(e.Namespace), e.Spec.PlanRef.Name)}, nil
 }
 
 // PlansForWorkflow lists the plans that reference the workflow namespace/name.
 func (i *Informers) PlansForWorkflow(namespace, name string) ([]*drv1.DRPlan, error) {
-	objs, err := i.Plans.GetIndexer().ByIndex(IndexPlansByWorkflow, RefKey(namespace, name))
+	objs, err := i.Plans.GetIndexer().ByIndex(IndexPlansByWorkflow, drv1.RefKey(namespace, name))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +115,7 @@ func (i *Informers) PlansForWorkflow(namespace, name string) ([]*drv1.DRPlan, er
 
 // ExecutionsForPlan lists the executions of the plan namespace/name.
 func (i *Informers) ExecutionsForPlan(namespace, name string) ([]*drv1.DRPlanExecution, error) {
-	objs, err := i.Executions.GetIndexer().ByIndex(IndexExecutionsByPlan, RefKey(namespace, name))
+	objs, err := i.Executions.GetIndexer().ByIndex(IndexExecutionsByPlan, drv1.RefKey(namespace, name))
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
 // Node is what the graph needs to know of a stage: its name and the names it depends on.
@@ -72,6 +74,16 @@ func NewDAG(path *field.Path, nodes []Node) (*DAG, field.ErrorList) {
 	}
 	g.topo = g.kahn()
 	return g, nil
+}
+
+// StageDAG validates a plan's stages and builds their graph (see NewDAG): the one place a stage
+// becomes a node.
+func StageDAG(path *field.Path, stages []drv1.Stage) (*DAG, field.ErrorList) {
+	nodes := make([]Node, len(stages))
+	for i, s := range stages {
+		nodes[i] = Node{Name: s.Name, DependsOn: s.DependsOn}
+	}
+	return NewDAG(path, nodes)
 }
 
 func unknownStage(name string, known []string) string {
@@ -156,9 +168,6 @@ func (g *DAG) kahn() []string {
 	return out
 }
 
-// Len is the number of stages.
-func (g *DAG) Len() int { return len(g.names) }
-
 // TopologicalOrder lists every stage after all of its dependencies.
 func (g *DAG) TopologicalOrder() []string { return append([]string(nil), g.topo...) }
 
@@ -170,6 +179,26 @@ func (g *DAG) ReverseTopologicalOrder() []string {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out
+}
+
+// Reverse is the graph with every edge turned around: each stage depends on the stages that
+// depended on it. Its topological order is ReverseTopologicalOrder: the order a Revert undoes the
+// stages in.
+func (g *DAG) Reverse() *DAG {
+	order := g.ReverseTopologicalOrder()
+	r := &DAG{
+		names:      order,
+		index:      make(map[string]int, len(order)),
+		deps:       make(map[string][]string, len(order)),
+		dependents: make(map[string][]string, len(order)),
+		topo:       append([]string(nil), order...),
+	}
+	for i, name := range order {
+		r.index[name] = i
+		r.deps[name] = g.Dependents(name)
+		r.dependents[name] = g.DependsOn(name)
+	}
+	return r
 }
 
 // DependsOn lists the stages name depends on, in declaration order of its dependsOn.

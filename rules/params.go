@@ -73,12 +73,52 @@ type ResolvedParams struct {
 	Secrets []string
 }
 
-// ResolveParams resolves a workflow's declared parameters. Each layer overrides the ones before
-// it: the declared default, then the plan's globalParams, the stage workflow's params and the
-// execution's params. Values of names the workflow does not declare are ignored (globalParams
-// are shared by every workflow). A required parameter without a value, a value that does not
-// convert to its type and an unreadable Secret are errors naming the parameter.
-func ResolveParams(decls []drv1.Parameter, read SecretReader, layers ...[]drv1.ParamValue) (ResolvedParams, error) {
+// ParamLayer is a source of a workflow entry's parameter values. Each overrides the ones before
+// it, and all of them the declared default: default < globalParams < stage params < execution
+// params.
+type ParamLayer int
+
+const (
+	LayerGlobal    ParamLayer = iota // the plan's spec.globalParams
+	LayerStage                       // the stage workflow's params
+	LayerExecution                   // the execution's spec.params
+	paramLayers
+)
+
+// ParamSources are the values one workflow entry's parameters may take, by layer.
+type ParamSources [paramLayers][]drv1.ParamValue
+
+// SourcesOf gathers the values of the workflow entry sw of plan, with the execution's own (nil
+// before there is an execution).
+func SourcesOf(plan *drv1.DRPlanSpec, sw drv1.StageWorkflow, exec []drv1.ParamValue) ParamSources {
+	return ParamSources{LayerGlobal: plan.GlobalParams, LayerStage: sw.Params, LayerExecution: exec}
+}
+
+// ParamSource says where a value comes from: its layer, and its index in that layer's list.
+type ParamSource struct {
+	Layer ParamLayer
+	Index int
+}
+
+// Lookup returns the value a parameter takes and where it comes from: the highest layer that
+// sets it (within a layer, its last entry). ok is false when no layer sets it: the declared
+// default applies, if there is one.
+func (s ParamSources) Lookup(name string) (v drv1.ParamValue, from ParamSource, ok bool) {
+	for l := paramLayers - 1; l >= 0; l-- {
+		for i := len(s[l]) - 1; i >= 0; i-- {
+			if s[l][i].Name == name {
+				return s[l][i], ParamSource{Layer: l, Index: i}, true
+			}
+		}
+	}
+	return drv1.ParamValue{}, ParamSource{}, false
+}
+
+// ResolveParams resolves a workflow's declared parameters from their sources (see ParamLayer).
+// Values of names the workflow does not declare are ignored (globalParams are shared by every
+// workflow). A required parameter without a value, a value that does not convert to its type
+// and an unreadable Secret are errors naming the parameter.
+func ResolveParams(decls []drv1.Parameter, read SecretReader, src ParamSources) (ResolvedParams, error) {
 	r := ResolvedParams{Values: map[string]any{}, Display: map[string]string{}}
 	for _, d := range decls {
 		var (
@@ -93,20 +133,15 @@ func ResolveParams(decls []drv1.Parameter, read SecretReader, layers ...[]drv1.P
 			}
 			text, set = s, true
 		}
-		for _, layer := range layers {
-			for _, v := range layer {
-				if v.Name != d.Name {
-					continue
+		if v, _, ok := src.Lookup(d.Name); ok {
+			text, set = v.Value, true
+			if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
+				ref := v.ValueFrom.SecretKeyRef
+				s, err := read(ref.Name, ref.Key)
+				if err != nil {
+					return r, fmt.Errorf("parameter %s: reading Secret %s key %s: %w", d.Name, ref.Name, ref.Key, err)
 				}
-				text, set, secret = v.Value, true, false
-				if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
-					ref := v.ValueFrom.SecretKeyRef
-					s, err := read(ref.Name, ref.Key)
-					if err != nil {
-						return r, fmt.Errorf("parameter %s: reading Secret %s key %s: %w", d.Name, ref.Name, ref.Key, err)
-					}
-					text, secret = s, true
-				}
+				text, secret = s, true
 			}
 		}
 		if !set {

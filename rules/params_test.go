@@ -63,13 +63,20 @@ func TestResolveParams(t *testing.T) {
 		layers: [][]drv1.ParamValue{global, {{Name: "replicas", Value: "five"}}},
 		err:    `parameter replicas: "five" is not an int`,
 	}, {
+		name:    "a Secret overridden by a higher layer is not read",
+		layers:  [][]drv1.ParamValue{secretRef("missing", "token"), nil, {{Name: "token", Value: "given"}}},
+		values:  map[string]any{"replicas": int64(3), "port": "3306", "enabled": false, "token": "given", "event": ""},
+		display: map[string]string{"replicas": "3", "port": "3306", "token": "given"},
+	}, {
 		name:   "an unreadable Secret",
 		layers: [][]drv1.ParamValue{secretRef("missing", "token")},
 		err:    `parameter token: reading Secret missing key token: secrets "missing" not found`,
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := rules.ResolveParams(decls, read, tc.layers...)
+			var src rules.ParamSources // the layers in order: global, stage, execution
+			copy(src[:], tc.layers)
+			r, err := rules.ResolveParams(decls, read, src)
 			if tc.err != "" {
 				require.EqualError(t, err, tc.err)
 				return
@@ -80,6 +87,34 @@ func TestResolveParams(t *testing.T) {
 			assert.Equal(t, tc.secrets, r.Secrets)
 		})
 	}
+}
+
+func TestParamSourcesLookup(t *testing.T) {
+	plan := &drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{{Name: "a", Value: "g"}, {Name: "b", Value: "g"}, {Name: "c", Value: "g"}}}
+	entry := drv1.StageWorkflow{Params: []drv1.ParamValue{{Name: "b", Value: "s"}, {Name: "c", Value: "s"}}}
+	exec := []drv1.ParamValue{{Name: "c", Value: "e"}}
+	src := rules.SourcesOf(plan, entry, exec)
+	tests := []struct {
+		name  string
+		value string
+		from  rules.ParamSource
+		set   bool
+	}{
+		{"a", "g", rules.ParamSource{Layer: rules.LayerGlobal, Index: 0}, true},
+		{"b", "s", rules.ParamSource{Layer: rules.LayerStage, Index: 0}, true},
+		{"c", "e", rules.ParamSource{Layer: rules.LayerExecution, Index: 0}, true},
+		{"d", "", rules.ParamSource{}, false},
+	}
+	for _, tc := range tests {
+		v, from, set := src.Lookup(tc.name)
+		assert.Equal(t, tc.value, v.Value, tc.name)
+		assert.Equal(t, tc.from, from, tc.name)
+		assert.Equal(t, tc.set, set, tc.name)
+	}
+	withoutExec := rules.SourcesOf(plan, entry, nil)
+	v, from, _ := withoutExec.Lookup("c")
+	assert.Equal(t, "s", v.Value, "before there is an execution, the stage's value wins")
+	assert.Equal(t, rules.LayerStage, from.Layer)
 }
 
 func TestTypeName(t *testing.T) {

@@ -201,11 +201,7 @@ func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) P
 		stagesPath = spec // the shorthand: errors point at spec.workflowRef
 	}
 	stages := plan.Spec.EffectiveStages()
-	nodes := make([]rules.Node, len(stages))
-	for i, s := range stages {
-		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
-	}
-	r.DAG, r.Errors = rules.NewDAG(stagesPath, nodes)
+	r.DAG, r.Errors = rules.StageDAG(stagesPath, stages)
 	for i, s := range plan.Spec.Stages {
 		r.Errors = append(r.Errors, validateGuard(env, stagesPath.Index(i).Child("when"), s.When, nil)...)
 		for j, sw := range s.Workflows {
@@ -217,70 +213,96 @@ func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) P
 		}
 	}
 
-	global := map[string]string{}
-	for _, p := range plan.Spec.GlobalParams {
-		global[p.Name] = p.Value
-	}
 	for i, s := range stages {
 		for j, sw := range s.Workflows {
 			wfPath := stagesPath.Index(i).Child("workflows").Index(j)
 			if stagesPath == spec {
 				wfPath = spec.Child("workflowRef")
 			}
-			ref := sw.WorkflowRef
-			ns := ref.NamespaceOr(plan.Namespace)
-			wf, ok := workflows.GetWorkflow(ns, ref.Name)
-			switch {
-			case !ok:
-				r.Unresolved = append(r.Unresolved, fmt.Sprintf("DRWorkflow %s/%s not found", ns, ref.Name))
-				continue
-			case wf.Status.Phase == drv1.WorkflowInvalid:
-				r.Unresolved = append(r.Unresolved, fmt.Sprintf("DRWorkflow %s/%s is Invalid: %s", ns, ref.Name, wf.Status.Message))
+			wf, unresolved := resolveWorkflow(workflows, plan.Namespace, sw.WorkflowRef)
+			if unresolved != "" {
+				r.Unresolved = append(r.Unresolved, unresolved)
 				continue
 			}
-			decl := map[string]drv1.Parameter{}
+			r.Errors = append(r.Errors, entryParams(plan, sw, wf, wfPath)...)
+		}
+	}
+	r.MissingParams = MissingParams(plan, workflows, nil)
+	// A workflow used several times, or a global value it refuses, is reported once.
+	r.Errors = dedupe(r.Errors, func(e *field.Error) string { return e.Error() })
+	r.Unresolved = dedupe(r.Unresolved, func(s string) string { return s })
+	return r
+}
+
+// resolveWorkflow finds a workflow entry's workflow, or says why it cannot run: it is missing or
+// Invalid.
+func resolveWorkflow(workflows WorkflowGetter, planNamespace string, ref drv1.ObjectReference) (*drv1.DRWorkflow, string) {
+	ns := ref.NamespaceOr(planNamespace)
+	wf, ok := workflows.GetWorkflow(ns, ref.Name)
+	switch {
+	case !ok:
+		return nil, fmt.Sprintf("DRWorkflow %s/%s not found", ns, ref.Name)
+	case wf.Status.Phase == drv1.WorkflowInvalid:
+		return nil, fmt.Sprintf("DRWorkflow %s/%s is Invalid: %s", ns, ref.Name, wf.Status.Message)
+	}
+	return wf, ""
+}
+
+// entryParams checks the values of a workflow entry (at wfPath) against wf's declarations: its
+// params must be declared and convert to their types, and so must the globalParams it takes.
+func entryParams(plan *drv1.DRPlan, sw drv1.StageWorkflow, wf *drv1.DRWorkflow, wfPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	ref := drv1.RefKey(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name)
+	decl := map[string]drv1.Parameter{}
+	for _, p := range wf.Spec.Parameters {
+		decl[p.Name] = p
+	}
+	for k, p := range sw.Params {
+		pp := wfPath.Child("params").Index(k)
+		d, known := decl[p.Name]
+		if !known {
+			errs = append(errs, field.Invalid(pp.Child("name"), p.Name, fmt.Sprintf(
+				"DRWorkflow %s declares no parameter %q%s", ref, p.Name, rules.DidYouMean(p.Name, wf.Spec.ParameterNames()))))
+			continue
+		}
+		if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil { // a Secret's value is checked when read
+			errs = append(errs, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+rules.TypeName(d.Type)+")"))
+		}
+	}
+	src := rules.SourcesOf(&plan.Spec, sw, nil)
+	for k, p := range plan.Spec.GlobalParams {
+		d, known := decl[p.Name]
+		if _, from, _ := src.Lookup(p.Name); !known || p.ValueFrom != nil || from != (rules.ParamSource{Layer: rules.LayerGlobal, Index: k}) {
+			continue // not this workflow's, a Secret's (checked when read), or overridden
+		}
+		if _, err := rules.ConvertParam(d.Type, p.Value); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "globalParams").Index(k).Child("value"), p.Value,
+				fmt.Sprintf("%s (DRWorkflow %s declares %s as %s)", err, ref, p.Name, rules.TypeName(d.Type))))
+		}
+	}
+	return errs
+}
+
+// MissingParams lists the required parameters that no layer of values (rules.ParamLayer) and no
+// default sets, for each workflow entry of plan whose workflow is found and not Invalid, given
+// the execution's own values (nil: before there is an execution).
+func MissingParams(plan *drv1.DRPlan, workflows WorkflowGetter, execParams []drv1.ParamValue) []MissingParam {
+	var missing []MissingParam
+	for _, s := range plan.Spec.EffectiveStages() {
+		for _, sw := range s.Workflows {
+			wf, unresolved := resolveWorkflow(workflows, plan.Namespace, sw.WorkflowRef)
+			if unresolved != "" {
+				continue
+			}
+			src := rules.SourcesOf(&plan.Spec, sw, execParams)
 			for _, p := range wf.Spec.Parameters {
-				decl[p.Name] = p
-			}
-			names := wf.Spec.ParameterNames()
-			local := map[string]string{}
-			for k, p := range sw.Params {
-				pp := wfPath.Child("params").Index(k)
-				d, known := decl[p.Name]
-				if !known {
-					r.Errors = append(r.Errors, field.Invalid(pp.Child("name"), p.Name, fmt.Sprintf(
-						"DRWorkflow %s/%s declares no parameter %q%s", ns, ref.Name, p.Name, rules.DidYouMean(p.Name, names))))
-					continue
-				}
-				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil { // a Secret's value is checked when read
-					r.Errors = append(r.Errors, field.Invalid(pp.Child("value"), p.Value, err.Error()+" (parameter "+p.Name+" is declared "+rules.TypeName(d.Type)+")"))
-				}
-				local[p.Name] = p.Value
-			}
-			for k, p := range plan.Spec.GlobalParams {
-				d, known := decl[p.Name]
-				if _, overridden := local[p.Name]; !known || overridden {
-					continue
-				}
-				if _, err := rules.ConvertParam(d.Type, p.Value); p.ValueFrom == nil && err != nil {
-					r.Errors = append(r.Errors, field.Invalid(spec.Child("globalParams").Index(k).Child("value"), p.Value,
-						fmt.Sprintf("%s (DRWorkflow %s/%s declares %s as %s)", err, ns, ref.Name, p.Name, rules.TypeName(d.Type))))
-				}
-			}
-			for _, p := range wf.Spec.Parameters {
-				_, inLocal := local[p.Name]
-				_, inGlobal := global[p.Name]
-				if p.Required && p.Default == nil && !inLocal && !inGlobal {
-					r.MissingParams = append(r.MissingParams, MissingParam{Name: p.Name, Stage: s.Name, Workflow: ns + "/" + ref.Name})
+				if _, _, set := src.Lookup(p.Name); p.Required && p.Default == nil && !set {
+					missing = append(missing, MissingParam{Name: p.Name, Stage: s.Name, Workflow: drv1.RefKey(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name)})
 				}
 			}
 		}
 	}
-	// A workflow used several times, or a global value it refuses, is reported once.
-	r.Errors = dedupe(r.Errors, func(e *field.Error) string { return e.Error() })
-	r.Unresolved = dedupe(r.Unresolved, func(s string) string { return s })
-	r.MissingParams = dedupe(r.MissingParams, MissingParam.String)
-	return r
+	return dedupe(missing, MissingParam.String)
 }
 
 func dedupe[T any](items []T, key func(T) string) []T {

@@ -247,3 +247,50 @@ func TestValidatePlan(t *testing.T) {
 		})
 	}
 }
+
+func TestMissingParams(t *testing.T) {
+	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "prod"},
+		Spec: drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
+			{Name: "region", Required: true}, {Name: "replicas", Required: true}, {Name: "optional"}, param("port", "int", "80")}},
+		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowReady}}
+	all := workflows{"prod/wf": wf}
+	pv := func(n, v string) drv1.ParamValue { return drv1.ParamValue{Name: n, Value: v} }
+	tests := []struct {
+		name    string
+		spec    drv1.DRPlanSpec
+		exec    []drv1.ParamValue
+		missing []string
+	}{{
+		name:    "nothing set",
+		spec:    drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},
+		missing: []string{`region (stage "default", DRWorkflow prod/wf)`, `replicas (stage "default", DRWorkflow prod/wf)`},
+	}, {
+		name:    "the plan's globalParams",
+		spec:    drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}, GlobalParams: []drv1.ParamValue{pv("region", "dr")}},
+		missing: []string{`replicas (stage "default", DRWorkflow prod/wf)`},
+	}, {
+		name: "a stage's params cover its entry only",
+		spec: drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{pv("region", "dr")}, Stages: []drv1.Stage{
+			{Name: "a", Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "wf"}, Params: []drv1.ParamValue{pv("replicas", "2")}}}},
+			{Name: "b", Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "wf"}}}},
+		}},
+		missing: []string{`replicas (stage "b", DRWorkflow prod/wf)`},
+	}, {
+		name: "the execution's params cover every entry",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},
+		exec: []drv1.ParamValue{pv("region", "dr"), pv("replicas", "2")},
+	}, {
+		name: "a missing workflow is unresolved, not missing parameters",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "nope"}},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}, Spec: tc.spec}
+			var missing []string
+			for _, m := range validation.MissingParams(plan, all, tc.exec) {
+				missing = append(missing, m.String())
+			}
+			assert.Equal(t, tc.missing, missing)
+		})
+	}
+}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -158,4 +160,65 @@ spec:
 	_, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "first", metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err))
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+}
+
+// TestRevertUndoesASequentialStageLastFirst is the issue's plan, tried as a new user would: stage
+// first runs workflows a, b, c one after another and stage second runs d after it, each an HTTP
+// call with an HTTP rollback. The Revert undoes d, then c, b, a.
+func TestRevertUndoesASequentialStageLastFirst(t *testing.T) {
+	ns := newNamespace(t, "revert-order")
+	rec := newRecorder(t)
+	var manifests []string
+	for _, w := range []string{"a", "b", "c", "d"} {
+		manifests = append(manifests, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  actions:
+  - name: call-%[1]s
+    type: HTTP
+    http: {url: %[3]q}
+    rollback:
+      type: HTTP
+      http: {url: %[4]q}
+`, w, ns, rec.URL("/"+w), rec.URL("/"+w+"/back")))
+	}
+	manifests = append(manifests, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRPlan
+metadata: {name: p, namespace: %s}
+spec:
+  stages:
+  - name: first
+    workflows: [{workflowRef: {name: a}}, {workflowRef: {name: b}}, {workflowRef: {name: c}}]
+  - name: second
+    dependsOn: [first]
+    workflows: [{workflowRef: {name: d}}]
+`, ns))
+	kubectlApply(t, strings.Join(manifests, "---\n"))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "failover", "p")
+	waitExecution(t, ns, "failover", drv1.ExecutionSucceeded)
+	assert.Equal(t, []string{"/a", "/b", "/c", "/d"}, arrivalOrder(rec), "the Execute")
+
+	createRevert(t, ns, "back", "p", "failover")
+	e := waitExecution(t, ns, "back", drv1.ExecutionSucceeded)
+	assert.Equal(t, []string{"/a", "/b", "/c", "/d", "/d/back", "/c/back", "/b/back", "/a/back"}, arrivalOrder(rec),
+		"the Revert undoes the later stage first, then the sequential stage's workflows last first")
+	var listed []string
+	for _, a := range e.Status.ActionStatuses {
+		listed = append(listed, fmt.Sprintf("%s/%d/%s", a.Stage, a.WorkflowIndex, a.Name))
+	}
+	assert.Equal(t, []string{"second/0/call-d", "first/0/call-c", "first/1/call-b", "first/2/call-a"}, listed,
+		"the Revert's status lists its actions in the order they ran")
+}
+
+// arrivalOrder lists the paths the recorder was called on, in the order the calls arrived.
+func arrivalOrder(rec *recorder) []string {
+	calls := rec.Calls()
+	sort.SliceStable(calls, func(i, j int) bool { return calls[i].Start.Before(calls[j].Start) })
+	paths := make([]string, len(calls))
+	for i, c := range calls {
+		paths[i] = c.Path
+	}
+	return paths
 }

@@ -22,6 +22,10 @@ func (r ObjectReference) NamespaceOr(def string) string {
 	return r.Namespace
 }
 
+// RefKey is the key of a namespaced reference, "namespace/name": the index key of the informers
+// and the key of a snapshot's workflows (stored in executions' status: it must not change).
+func RefKey(namespace, name string) string { return namespace + "/" + name }
+
 // Parse returns the duration; an empty Duration is zero.
 func (d Duration) Parse() (time.Duration, error) {
 	if d == "" {

@@ -1,4 +1,4 @@
-package controller
+package runplan
 
 import (
 	"bytes"
@@ -11,35 +11,38 @@ import (
 	"sort"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
-	"github.com/bkbcs/drplan-controller/informers"
 )
 
-// snapshotData is what an execution runs: the plan's spec and the spec of every workflow it
+// maxSnapshotSize bounds a snapshot's decompressed data: a snapshot in a status is a user's input,
+// and a small gzip stream can expand a thousandfold.
+const maxSnapshotSize = 64 << 20
+
+// Snapshot is what an execution runs: the plan's spec and the spec of every workflow it
 // references, as they were when the run started.
-type snapshotData struct {
+type Snapshot struct {
 	PlanName  string                         `json:"planName"`
 	Namespace string                         `json:"namespace"`
 	Plan      drv1.DRPlanSpec                `json:"plan"`
-	Workflows map[string]drv1.DRWorkflowSpec `json:"workflows"` // by "namespace/name"
+	Workflows map[string]drv1.DRWorkflowSpec `json:"workflows"` // by drv1.RefKey
 }
 
-// workflow returns the snapshot's spec of the workflow ref points to.
-func (s *snapshotData) workflow(ref drv1.ObjectReference) (drv1.DRWorkflowSpec, bool) {
-	w, ok := s.Workflows[informers.RefKey(ref.NamespaceOr(s.Namespace), ref.Name)]
+// Workflow returns the snapshot's spec of the workflow ref points to.
+func (s *Snapshot) Workflow(ref drv1.ObjectReference) (drv1.DRWorkflowSpec, bool) {
+	w, ok := s.Workflows[drv1.RefKey(ref.NamespaceOr(s.Namespace), ref.Name)]
 	return w, ok
 }
 
-// takeSnapshot records plan and the workflows it references, compressed, with their generations
+// TakeSnapshot records plan and the workflows it references, compressed, with their generations
 // and a hash. A workflow that is missing or Invalid is an error: the run cannot start.
-func takeSnapshot(plan *drv1.DRPlan, workflows interface {
+func TakeSnapshot(plan *drv1.DRPlan, workflows interface {
 	GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool)
-}) (*drv1.ExecutionSnapshot, *snapshotData, error) {
-	data := &snapshotData{PlanName: plan.Name, Namespace: plan.Namespace, Plan: plan.Spec, Workflows: map[string]drv1.DRWorkflowSpec{}}
+}) (*drv1.ExecutionSnapshot, *Snapshot, error) {
+	data := &Snapshot{PlanName: plan.Name, Namespace: plan.Namespace, Plan: plan.Spec, Workflows: map[string]drv1.DRWorkflowSpec{}}
 	snap := &drv1.ExecutionSnapshot{PlanGeneration: plan.Generation, PlanUID: string(plan.UID)}
 	for _, s := range plan.Spec.EffectiveStages() {
 		for _, sw := range s.Workflows {
 			ns := sw.WorkflowRef.NamespaceOr(plan.Namespace)
-			key := informers.RefKey(ns, sw.WorkflowRef.Name)
+			key := drv1.RefKey(ns, sw.WorkflowRef.Name)
 			if _, done := data.Workflows[key]; done {
 				continue
 			}
@@ -55,7 +58,7 @@ func takeSnapshot(plan *drv1.DRPlan, workflows interface {
 		}
 	}
 	sort.Slice(snap.Workflows, func(i, j int) bool {
-		return snap.Workflows[i].Namespace+"/"+snap.Workflows[i].Name < snap.Workflows[j].Namespace+"/"+snap.Workflows[j].Name
+		return drv1.RefKey(snap.Workflows[i].Namespace, snap.Workflows[i].Name) < drv1.RefKey(snap.Workflows[j].Namespace, snap.Workflows[j].Name)
 	})
 	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
 	if err != nil {
@@ -75,8 +78,8 @@ func takeSnapshot(plan *drv1.DRPlan, workflows interface {
 	return snap, data, nil
 }
 
-// readSnapshot decodes a snapshot and checks its hash.
-func readSnapshot(snap *drv1.ExecutionSnapshot) (*snapshotData, error) {
+// ReadSnapshot decodes a snapshot and checks its hash.
+func ReadSnapshot(snap *drv1.ExecutionSnapshot) (*Snapshot, error) {
 	if snap == nil {
 		return nil, fmt.Errorf("the execution has no snapshot")
 	}
@@ -84,14 +87,14 @@ func readSnapshot(snap *drv1.ExecutionSnapshot) (*snapshotData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	raw, err := io.ReadAll(io.LimitReader(zr, maxSnapshotSize))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != snap.Hash {
 		return nil, fmt.Errorf("snapshot: hash mismatch (the status was edited)")
 	}
-	data := &snapshotData{}
+	data := &Snapshot{}
 	if err := json.Unmarshal(raw, data); err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}

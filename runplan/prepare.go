@@ -1,4 +1,4 @@
-package controller
+package runplan
 
 import (
 	"fmt"
@@ -12,42 +12,53 @@ import (
 	"github.com/bkbcs/drplan-controller/templates"
 )
 
-// prepared is a run ready to go: its plan of stages, every action rendered, and the parameter
-// values to show.
-type prepared struct {
-	planName string
-	plan     *rules.RunPlan
-	// bodies are the rendered actions, by flat index.
-	bodies []drv1.ActionBody
-	// waits are the actions' waitFor conditions, by flat index (nil: none).
-	waits []*waitSpec
-	// rollbacks are the actions' rendered rollbacks, by flat index (nil: none); a Revert runs them.
-	rollbacks []*drv1.ActionBody
-	// undo, in a Revert, names by flat index the object to delete instead of running the body:
-	// exactly the one the reverted execution created (nil: run the body).
-	undo []*drv1.ResourceReference
-	// params shows the values common to every workflow entry; perWorkflow[stage][workflow]
-	// shows the values of an entry that differ from params.
-	params      map[string]string
-	perWorkflow [][]map[string]string
-	redact      *strings.Replacer
+// Prepared is a run ready to go: its plan of stages, every action rendered, and the parameter
+// values to show. Nothing in it changes during the run.
+type Prepared struct {
+	PlanName string
+	Plan     *rules.RunPlan
+	// Actions are the run's actions, by flat index (as in the status's actionStatuses).
+	Actions []Action
+	// Params shows the values common to every workflow entry; PerWorkflow[stage][workflow]
+	// shows the values of an entry that differ from Params.
+	Params      map[string]string
+	PerWorkflow [][]map[string]string
+	// Redact scrubs the Secret-sourced values from messages and outputs.
+	Redact *strings.Replacer
 }
 
-// prepare resolves the parameters of every workflow entry of the snapshot and renders every
-// action, before any side effect: a missing required parameter or a template error fails the
-// run with a message naming the stage, the workflow and the field.
-func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretReader, timestamp string, decide *rules.Rules) (*prepared, error) {
+// Action is one action of a run, ready to go.
+type Action struct {
+	// Body is the rendered action.
+	Body drv1.ActionBody
+	// Wait is its waitFor condition (nil: none).
+	Wait *WaitSpec
+	// Rollback is its rendered rollback (nil: none); a Revert runs it.
+	Rollback *drv1.ActionBody
+	// Undo, in a Revert, is the object to delete instead of running Body: exactly the one the
+	// reverted execution created (nil: run Body).
+	Undo *drv1.ResourceReference
+}
+
+// WaitSpec is an action's compiled waitFor, with the parameters its condition sees.
+type WaitSpec struct {
+	Cond    *rules.Program
+	Timeout time.Duration
+	Params  map[string]any
+}
+
+// Prepare resolves the parameters of every workflow entry of the snapshot and renders every
+// action of exec, before any side effect: a missing required parameter or a template error fails
+// the run with a message naming the stage, the workflow and the field. start is the run's start,
+// its templates' .timestamp.
+func Prepare(exec *drv1.DRPlanExecution, snap *Snapshot, read rules.SecretReader, start time.Time, decide *rules.Rules) (*Prepared, error) {
 	stages := snap.Plan.EffectiveStages()
-	nodes := make([]rules.Node, len(stages))
-	for i, s := range stages {
-		nodes[i] = rules.Node{Name: s.Name, DependsOn: s.DependsOn}
-	}
-	dag, errs := rules.NewDAG(field.NewPath("spec", "stages"), nodes)
+	dag, errs := rules.StageDAG(field.NewPath("spec", "stages"), stages)
 	if len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}
-	b := &preparation{exec: exec, snap: snap, read: read, timestamp: timestamp, decide: decide,
-		p: &prepared{planName: snap.PlanName}}
+	b := &preparation{exec: exec, snap: snap, read: read, timestamp: start.UTC().Format(time.RFC3339), decide: decide,
+		p: &Prepared{PlanName: snap.PlanName}}
 	runStages := make([]rules.RunStage, len(stages))
 	for si, s := range stages {
 		var err error
@@ -58,16 +69,16 @@ func prepare(exec *drv1.DRPlanExecution, snap *snapshotData, read rules.SecretRe
 	return b.finish(dag, runStages), nil
 }
 
-// preparation is prepare's state while it goes through the stages: the run taking shape, and
+// preparation is Prepare's state while it goes through the stages: the run taking shape, and
 // what every workflow entry resolved, in order.
 type preparation struct {
 	exec      *drv1.DRPlanExecution
-	snap      *snapshotData
+	snap      *Snapshot
 	read      rules.SecretReader
 	timestamp string
 	decide    *rules.Rules
 
-	p        *prepared
+	p        *Prepared
 	displays []map[string]string // per workflow entry
 	values   []map[string]any    // per workflow entry
 	secrets  []string
@@ -80,7 +91,7 @@ func (b *preparation) stage(s drv1.Stage) (rules.RunStage, error) {
 	if rs.When, err = b.guard(fmt.Sprintf("stage %q", s.Name), s.When, nil); err != nil {
 		return rs, err
 	}
-	b.p.perWorkflow = append(b.p.perWorkflow, make([]map[string]string, len(s.Workflows)))
+	b.p.PerWorkflow = append(b.p.PerWorkflow, make([]map[string]string, len(s.Workflows)))
 	for wi, sw := range s.Workflows {
 		where := fmt.Sprintf("stage %q, workflow %d (DRWorkflow %s/%s)", s.Name, wi, sw.WorkflowRef.NamespaceOr(b.snap.Namespace), sw.WorkflowRef.Name)
 		rw, err := b.workflow(where, sw)
@@ -94,11 +105,11 @@ func (b *preparation) stage(s drv1.Stage) (rules.RunStage, error) {
 
 // workflow resolves a workflow entry's parameters and prepares its actions.
 func (b *preparation) workflow(where string, sw drv1.StageWorkflow) (rules.RunWorkflow, error) {
-	wf, ok := b.snap.workflow(sw.WorkflowRef)
+	wf, ok := b.snap.Workflow(sw.WorkflowRef)
 	if !ok {
 		return rules.RunWorkflow{}, fmt.Errorf("%s: not in the snapshot", where)
 	}
-	resolved, err := rules.ResolveParams(wf.Parameters, b.read, b.snap.Plan.GlobalParams, sw.Params, b.exec.Spec.Params)
+	resolved, err := rules.ResolveParams(wf.Parameters, b.read, rules.SourcesOf(&b.snap.Plan, sw, b.exec.Spec.Params))
 	if err != nil {
 		return rules.RunWorkflow{}, fmt.Errorf("%s: %w", where, err)
 	}
@@ -145,10 +156,7 @@ func (b *preparation) action(where string, a drv1.Action, data templates.Templat
 		}
 		rollback = &rb
 	}
-	b.p.bodies = append(b.p.bodies, body)
-	b.p.waits = append(b.p.waits, wait)
-	b.p.rollbacks = append(b.p.rollbacks, rollback)
-	b.p.undo = append(b.p.undo, nil)
+	b.p.Actions = append(b.p.Actions, Action{Body: body, Wait: wait, Rollback: rollback})
 	return when, nil
 }
 
@@ -166,20 +174,20 @@ func (b *preparation) guard(where, expr string, declared []drv1.Parameter) (*rul
 
 // finish builds the run's plan of stages and the parameters to show, and the redaction of the
 // Secret-sourced values.
-func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *prepared {
+func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *Prepared {
 	p, exec, snap := b.p, b.exec, b.snap
 	common := agreed(b.values)
 	for si := range runStages {
 		runStages[si].Params = common
 	}
-	p.plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
-	p.plan.Rules = b.decide
-	p.plan.PlanName, p.plan.ExecutionName, p.plan.Namespace, p.plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
-	p.params = agreed(b.displays)
+	p.Plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
+	p.Plan.Rules = b.decide
+	p.Plan.PlanName, p.Plan.ExecutionName, p.Plan.Namespace, p.Plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
+	p.Params = agreed(b.displays)
 	i := 0
-	for si := range p.perWorkflow {
-		for wi := range p.perWorkflow[si] {
-			p.perWorkflow[si][wi] = differing(b.displays[i], p.params)
+	for si := range p.PerWorkflow {
+		for wi := range p.PerWorkflow[si] {
+			p.PerWorkflow[si][wi] = differing(b.displays[i], p.Params)
 			i++
 		}
 	}
@@ -187,7 +195,7 @@ func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *prepar
 	for _, s := range b.secrets {
 		pairs = append(pairs, s, rules.Redacted)
 	}
-	p.redact = strings.NewReplacer(pairs...)
+	p.Redact = strings.NewReplacer(pairs...)
 	return p
 }
 
@@ -224,14 +232,7 @@ func differing(d, common map[string]string) map[string]string {
 	return out
 }
 
-// waitSpec is an action's compiled waitFor, with the parameters its condition sees.
-type waitSpec struct {
-	cond    *rules.Program
-	timeout time.Duration
-	params  map[string]any
-}
-
-func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any, declared []drv1.Parameter) (*waitSpec, error) {
+func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[string]any, declared []drv1.Parameter) (*WaitSpec, error) {
 	if w == nil {
 		return nil, nil
 	}
@@ -243,5 +244,5 @@ func newWaitSpec(where string, w *drv1.WaitFor, decide *rules.Rules, params map[
 	if err != nil {
 		return nil, fmt.Errorf("%s: waitFor.timeout: %w", where, err)
 	}
-	return &waitSpec{cond: cond, timeout: timeout, params: params}, nil
+	return &WaitSpec{Cond: cond, Timeout: timeout, Params: params}, nil
 }

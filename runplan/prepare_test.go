@@ -1,0 +1,169 @@
+package runplan_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/runplan"
+)
+
+// svc calls https://dr.example/<name>/<replicas>, with a required region and an int replicas
+// that defaults to 3.
+func svc() drv1.DRWorkflowSpec {
+	a := call("scale")
+	a.HTTP.URL = "https://dr.example/{{ .params.name }}/{{ .params.replicas }}"
+	return drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
+		{Name: "region", Required: true}, {Name: "name"},
+		{Name: "replicas", Type: drv1.ParameterTypeInt, Default: &apiextensionsv1.JSON{Raw: []byte("3")}},
+	}, Actions: []drv1.Action{a}}
+}
+
+func pv(name, value string) drv1.ParamValue { return drv1.ParamValue{Name: name, Value: value} }
+
+func entry(workflow string, params ...drv1.ParamValue) drv1.StageWorkflow {
+	return drv1.StageWorkflow{WorkflowRef: drv1.ObjectReference{Name: workflow}, Params: params}
+}
+
+func TestPrepare(t *testing.T) {
+	secret := drv1.ParamValue{Name: "region", ValueFrom: &drv1.ParamValueSource{SecretKeyRef: &drv1.SecretKeySelector{Name: "dr", Key: "region"}}}
+	identity := call("who")
+	identity.HTTP.URL = "https://dr.example/{{ .planName }}/{{ .executionName }}/{{ .namespace }}/{{ .timestamp }}"
+	waiting := create("cm")
+	waiting.WaitFor = &drv1.WaitFor{Condition: `params.region == "dr"`, Timeout: "30s"}
+	guarded := call("guarded")
+	guarded.When = `params.region == "dr"`
+	tests := []struct {
+		name      string
+		spec      drv1.DRPlanSpec
+		workflows map[string]drv1.DRWorkflowSpec
+		exec      []drv1.ParamValue
+		err       string
+		check     func(t *testing.T, p *runplan.Prepared)
+	}{{
+		name: "parameters: default < globalParams < stage params < execution params",
+		spec: drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{pv("region", "dr"), pv("name", "global")},
+			Stages: []drv1.Stage{{Name: "apps", Workflows: []drv1.StageWorkflow{entry("svc", pv("name", "order")), entry("svc", pv("name", "pay"), pv("replicas", "5"))}}}},
+		workflows: map[string]drv1.DRWorkflowSpec{"svc": svc()},
+		check: func(t *testing.T, p *runplan.Prepared) {
+			assert.Equal(t, "https://dr.example/order/3", p.Actions[0].Body.HTTP.URL)
+			assert.Equal(t, "https://dr.example/pay/5", p.Actions[1].Body.HTTP.URL)
+			assert.Equal(t, "https://dr.example/scale/back", p.Actions[0].Rollback.HTTP.URL, "the rollback is rendered too")
+			assert.Equal(t, map[string]string{"region": "dr"}, p.Params, "what every entry agrees on")
+			assert.Equal(t, [][]map[string]string{{{"name": "order", "replicas": "3"}, {"name": "pay", "replicas": "5"}}}, p.PerWorkflow)
+			assert.Equal(t, map[string]any{"region": "dr"}, p.Plan.Stages[0].Params, "stage guards see the agreed values")
+			assert.Equal(t, map[string]any{"region": "dr", "name": "pay", "replicas": int64(5)}, p.Plan.Stages[0].Workflows[1].Params)
+		},
+	}, {
+		name: "the execution's params win over every layer",
+		spec: drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{pv("region", "dr")},
+			Stages: []drv1.Stage{{Name: "apps", Workflows: []drv1.StageWorkflow{entry("svc", pv("name", "order"), pv("replicas", "5"))}}}},
+		workflows: map[string]drv1.DRWorkflowSpec{"svc": svc()},
+		exec:      []drv1.ParamValue{pv("replicas", "9")},
+		check: func(t *testing.T, p *runplan.Prepared) {
+			assert.Equal(t, "https://dr.example/order/9", p.Actions[0].Body.HTTP.URL)
+		},
+	}, {
+		name:      "a Secret's value is used, shown redacted and scrubbed",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "svc"}, GlobalParams: []drv1.ParamValue{secret}},
+		workflows: map[string]drv1.DRWorkflowSpec{"svc": svc()},
+		check: func(t *testing.T, p *runplan.Prepared) {
+			assert.Equal(t, "(redacted)", p.Params["region"])
+			assert.Equal(t, "region (redacted) failed", p.Redact.Replace("region s3cr3t failed"))
+		},
+	}, {
+		name:      "templates see the run's identity and start",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},
+		workflows: map[string]drv1.DRWorkflowSpec{"wf": {Actions: []drv1.Action{identity}}},
+		check: func(t *testing.T, p *runplan.Prepared) {
+			assert.Equal(t, "https://dr.example/p/failover/prod/2026-01-30T10:00:00Z", p.Actions[0].Body.HTTP.URL)
+			assert.Equal(t, "failover", p.Plan.ExecutionName)
+			assert.Equal(t, drv1.OperationExecute, p.Plan.Operation)
+		},
+	}, {
+		name: "guards and waitFor are compiled; the flat index numbers every action",
+		spec: drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{pv("region", "dr")}, Stages: []drv1.Stage{
+			{Name: "a", When: `operation == "Execute"`, Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "wf"}, When: "true"}}},
+			{Name: "b", DependsOn: []string{"a"}, Workflows: []drv1.StageWorkflow{entry("wf")}}}},
+		workflows: map[string]drv1.DRWorkflowSpec{"wf": {Parameters: []drv1.Parameter{{Name: "region"}}, Actions: []drv1.Action{waiting, guarded}}},
+		check: func(t *testing.T, p *runplan.Prepared) {
+			require.Len(t, p.Actions, 4)
+			assert.Equal(t, `operation == "Execute"`, p.Plan.Stages[0].When.Expression)
+			assert.Equal(t, "true", p.Plan.Stages[0].Workflows[0].When.Expression)
+			assert.Nil(t, p.Plan.Stages[1].When)
+			w := p.Plan.Stages[1].Workflows[0]
+			assert.Equal(t, 2, w.First)
+			assert.Equal(t, []string{"cm", "guarded"}, w.Actions)
+			assert.Nil(t, w.ActionWhen[0])
+			assert.Equal(t, `params.region == "dr"`, w.ActionWhen[1].Expression)
+			wait := p.Actions[2].Wait
+			require.NotNil(t, wait)
+			assert.Equal(t, `params.region == "dr"`, wait.Cond.Expression)
+			assert.Equal(t, 30*time.Second, wait.Timeout)
+			assert.Equal(t, map[string]any{"region": "dr"}, wait.Params)
+			assert.Nil(t, p.Actions[3].Wait)
+		},
+	}, {
+		name:      "a required parameter without a value",
+		spec:      drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "apps", Workflows: []drv1.StageWorkflow{entry("svc")}}}},
+		workflows: map[string]drv1.DRWorkflowSpec{"svc": svc()},
+		err:       `stage "apps", workflow 0 (DRWorkflow prod/svc): required parameter region has no value: set it in the plan's globalParams, the stage's params or the execution's spec.params`,
+	}, {
+		name:      "a value that does not convert",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "svc"}, GlobalParams: []drv1.ParamValue{pv("region", "dr")}},
+		workflows: map[string]drv1.DRWorkflowSpec{"svc": svc()},
+		exec:      []drv1.ParamValue{pv("replicas", "many")},
+		err:       `stage "default", workflow 0 (DRWorkflow prod/svc): parameter replicas: "many" is not an int`,
+	}, {
+		name:      "an unreadable Secret",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "svc"}, GlobalParams: []drv1.ParamValue{{Name: "region", ValueFrom: &drv1.ParamValueSource{SecretKeyRef: &drv1.SecretKeySelector{Name: "gone", Key: "k"}}}}},
+		workflows: map[string]drv1.DRWorkflowSpec{"svc": svc()},
+		err:       `stage "default", workflow 0 (DRWorkflow prod/svc): parameter region: reading Secret gone key k: secrets "gone" not found`,
+	}, {
+		name:      "a workflow missing from the snapshot",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "gone"}},
+		workflows: map[string]drv1.DRWorkflowSpec{},
+		err:       `stage "default", workflow 0 (DRWorkflow prod/gone): not in the snapshot`,
+	}, {
+		name:      "a template naming an undeclared parameter",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},
+		workflows: map[string]drv1.DRWorkflowSpec{"wf": {Actions: []drv1.Action{{Name: "x", ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/{{ .params.nope }}"}}}}}},
+		err:       `stage "default", workflow 0 (DRWorkflow prod/wf): spec.actions[0] (x): http.url: template: :1:20: executing "" at <.params.nope>: map has no entry for key "nope"`,
+	}, {
+		name:      "a guard that does not compile",
+		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},
+		workflows: map[string]drv1.DRWorkflowSpec{"wf": {Actions: []drv1.Action{{Name: "x", When: "params.nope", ActionBody: call("x").ActionBody}}}},
+		err:       `stage "default", workflow 0 (DRWorkflow prod/wf): spec.actions[0] (x): when: params.nope is not a parameter of the workflow`,
+	}, {
+		name: "a dependency cycle",
+		spec: drv1.DRPlanSpec{Stages: []drv1.Stage{
+			{Name: "a", DependsOn: []string{"b"}, Workflows: []drv1.StageWorkflow{entry("wf")}},
+			{Name: "b", DependsOn: []string{"a"}, Workflows: []drv1.StageWorkflow{entry("wf")}}}},
+		workflows: workflowsOf("wf"),
+		err:       `spec.stages[0].dependsOn: Invalid value: ["b"]: dependency cycle: a -> b -> a`,
+	}}
+	read := func(name, key string) (string, error) {
+		if name == "dr" && key == "region" {
+			return "s3cr3t", nil
+		}
+		return "", errors.New(`secrets "` + name + `" not found`)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			exec := execution("failover", drv1.OperationExecute)
+			exec.Spec.Params = tc.exec
+			p, err := runplan.Prepare(exec, snapshotOf(tc.spec, tc.workflows), read, started, newRules(t))
+			if tc.err != "" {
+				require.EqualError(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, p)
+		})
+	}
+}
