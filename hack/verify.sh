@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks that no tracked file is build output (over 1 MiB or a compiled binary), that generated
+# Checks that no tracked file is build output (over 1 MiB or a compiled binary), that the imports
+# follow docs/architecture.md (hack/check-imports.sh), that generated
 # code is current (regenerating into a scratch copy of the repository and comparing), that every
 # Go file is gofmt'ed, that go vet is clean and that go.mod files are tidy.
 set -euo pipefail
@@ -7,6 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 ./hack/check-files.sh
+./hack/check-imports.sh
 
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then
