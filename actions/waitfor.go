@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
@@ -28,82 +29,103 @@ func (f *ClientFactory) WaitFor(ctx context.Context, serviceAccount string, ref 
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
 	}
-	client, mapper, err := f.Clients(serviceAccount)
+	client, resource, err := f.resourceOf(serviceAccount, ref)
 	if err != nil {
 		return nil, err
 	}
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	if err != nil {
-		return nil, fmt.Errorf("waitFor: %w", err)
-	}
-	mapping, err := mapper.RESTMapping(gv.WithKind(ref.Kind).GroupKind(), gv.Version)
-	if err != nil {
-		return nil, fmt.Errorf("waitFor: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-
-	var (
-		mu    sync.Mutex
-		last  = "the object was not seen yet"
-		final *unstructured.Unstructured
-	)
-	done := make(chan struct{})
-	var once sync.Once
-	evaluate := func(obj any) {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return
-		}
-		ok, err := cond.Eval(ctx, map[string]any{rules.VarObject: u.UnstructuredContent(), rules.VarParams: params})
-		mu.Lock()
-		switch {
-		case err != nil:
-			last = "cannot be evaluated yet: " + err.Error()
-		default:
-			last = fmt.Sprint(ok)
-		}
-		msg := last
-		mu.Unlock()
-		if ok && err == nil {
-			once.Do(func() {
-				mu.Lock()
-				final = u
-				mu.Unlock()
-				close(done)
-			})
-			return
-		}
-		progress(fmt.Sprintf("Waiting for %q: %s", cond.Expression, msg))
-	}
-	informer := dynamicinformer.NewFilteredDynamicInformer(client, mapping.Resource, ref.Namespace, 0, cache.Indexers{},
+	w := &waiter{cond: cond, params: params, progress: progress, last: "the object was not seen yet", done: make(chan struct{})}
+	informer := dynamicinformer.NewFilteredDynamicInformer(client, resource, ref.Namespace, 0, cache.Indexers{},
 		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ref.Name).String()
 		}).Informer()
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    evaluate,
-		UpdateFunc: func(_, obj any) { evaluate(obj) },
+		AddFunc:    func(obj any) { w.evaluate(ctx, obj) },
+		UpdateFunc: func(_, obj any) { w.evaluate(ctx, obj) },
 	}); err != nil {
 		return nil, err
 	}
 	go informer.RunWithContext(ctx)
+	return w.result(ctx, timeout)
+}
+
+// resourceOf returns the client acting as serviceAccount and the resource of ref's kind.
+func (f *ClientFactory) resourceOf(serviceAccount string, ref drv1.ResourceReference) (dynamic.Interface, schema.GroupVersionResource, error) {
+	client, mapper, err := f.Clients(serviceAccount)
+	if err != nil {
+		return nil, schema.GroupVersionResource{}, err
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil {
+		return nil, schema.GroupVersionResource{}, fmt.Errorf("waitFor: %w", err)
+	}
+	mapping, err := mapper.RESTMapping(gv.WithKind(ref.Kind).GroupKind(), gv.Version)
+	if err != nil {
+		return nil, schema.GroupVersionResource{}, fmt.Errorf("waitFor: %w", err)
+	}
+	return client, mapping.Resource, nil
+}
+
+// waiter is one WaitFor's state: the last value seen, and the object once cond is true.
+type waiter struct {
+	cond     *rules.Program
+	params   map[string]any
+	progress func(string)
+
+	mu    sync.Mutex
+	last  string
+	final *unstructured.Unstructured
+	once  sync.Once
+	done  chan struct{} // closed once cond is true
+}
+
+// evaluate judges one version of the object.
+func (w *waiter) evaluate(ctx context.Context, obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	ok, err := w.cond.Eval(ctx, map[string]any{rules.VarObject: u.UnstructuredContent(), rules.VarParams: w.params})
+	w.mu.Lock()
+	if err != nil {
+		w.last = "cannot be evaluated yet: " + err.Error()
+	} else {
+		w.last = fmt.Sprint(ok)
+	}
+	msg := w.last
+	w.mu.Unlock()
+	if ok && err == nil {
+		w.once.Do(func() {
+			w.mu.Lock()
+			w.final = u
+			w.mu.Unlock()
+			close(w.done)
+		})
+		return
+	}
+	w.progress(fmt.Sprintf("Waiting for %q: %s", w.cond.Expression, msg))
+}
+
+// result waits until cond is true or ctx ends (timeout: a WaitTimeout with the last value seen).
+func (w *waiter) result(ctx context.Context, timeout time.Duration) (*unstructured.Unstructured, error) {
 	select {
-	case <-done:
+	case <-w.done:
 	case <-ctx.Done():
 		select {
-		case <-done: // true at the last moment
+		case <-w.done: // true at the last moment
 		default:
-			mu.Lock()
-			defer mu.Unlock()
+			w.mu.Lock()
+			defer w.mu.Unlock()
 			if ctx.Err() == context.DeadlineExceeded {
-				return nil, &WaitTimeout{fmt.Sprintf("waitFor %q still not true after %s (last: %s)", cond.Expression, timeout, last)}
+				return nil, &WaitTimeout{fmt.Sprintf("waitFor %q still not true after %s (last: %s)", w.cond.Expression, timeout, w.last)}
 			}
 			return nil, ctx.Err()
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return final, nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.final, nil
 }
 
 // WaitTimeout is WaitFor's error when the condition is still not true at the timeout.

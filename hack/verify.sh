@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks that no tracked file is build output (over 1 MiB or a compiled binary), that the imports
-# follow docs/architecture.md (hack/check-imports.sh), that generated
+# follow docs/architecture.md (hack/check-imports.sh), that no function is over 80 lines
+# (hack/funclen), that generated
 # code is current (regenerating into a scratch copy of the repository and comparing), that every
 # Go file is gofmt'ed, that go vet is clean and that go.mod files are tidy.
 set -euo pipefail
@@ -9,6 +10,7 @@ cd "$root"
 
 ./hack/check-files.sh
 ./hack/check-imports.sh
+go run ./hack/funclen -max 80 .
 
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then

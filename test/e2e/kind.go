@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
@@ -44,6 +45,8 @@ const kindImage = "drplan-controller:e2e"
 
 func (b *kindBackend) Name() string { return "kind" }
 
+// Start creates a kind cluster, loads the controller's image into its nodes, installs
+// Clusternet's CRDs and the chart, and points the suite's recorders at the kind network's gateway.
 func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, error) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		return nil, errors.New("E2E_BACKEND=kind needs Docker (and a registry serving " + kindNodeImage + "); this machine has none: use E2E_BACKEND=local")
@@ -56,72 +59,14 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 	if _, err := os.Stat(b.imageTar); err != nil {
 		return nil, fmt.Errorf("E2E_BACKEND=kind loads %s: build it first with `make image IMAGE=%s`", b.imageTar, kindImage)
 	}
-	if b.dir, err = os.MkdirTemp("", "drplan-kind-"); err != nil {
+	if err := b.createCluster(progress); err != nil {
 		return nil, err
 	}
-	b.name, b.kubeconfig = "drplan-e2e", filepath.Join(b.dir, "kubeconfig")
-	b.provider = cluster.NewProvider(cluster.ProviderWithDocker())
-	fmt.Fprintf(progress, "kind: creating cluster %s (%s)\n", b.name, kindNodeImage)
-	if err := b.provider.Create(b.name, cluster.CreateWithNodeImage(kindNodeImage), cluster.CreateWithWaitForReady(3*time.Minute),
-		cluster.CreateWithKubeconfigPath(b.kubeconfig)); err != nil {
-		return nil, fmt.Errorf("create the kind cluster: %w", err)
+	cfg, err := b.connect(ctx, progress)
+	if err == nil {
+		err = b.installAll(ctx)
 	}
-	nodes, err := b.provider.ListInternalNodes(b.name)
 	if err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
-	for _, n := range nodes {
-		f, err := os.Open(b.imageTar)
-		if err != nil {
-			return nil, errors.Join(err, b.Stop())
-		}
-		err = nodeutils.LoadImageArchive(n, f)
-		f.Close()
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("load the image into %s: %w", n, err), b.Stop())
-		}
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", b.kubeconfig)
-	if err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
-	cfg.QPS, cfg.Burst = 200, 400
-	if b.dr, err = versioned.NewForConfig(cfg); err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
-	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
-	repo, tag, _ := strings.Cut(kindImage, ":")
-	b.values = map[string]any{"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}}
-	bins, err := controlplane.EnsureBinaries(ctx, progress)
-	if err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
-	b.kubectl = func(ctx context.Context, stdin string, args ...string) (string, string, error) {
-		return controlplane.RunKubectl(ctx, bins.Kubectl, b.kubeconfig, filepath.Join(b.dir, "kubectl-cache"), stdin, args...)
-	}
-	var clusternet strings.Builder
-	for _, doc := range crds.ClusternetYAML() {
-		clusternet.WriteString("---\n")
-		clusternet.Write(doc)
-	}
-	// The suite's HTTP recorder must be reachable from the pods: it listens on the kind
-	// network's gateway, which is this host.
-	gw, err := exec.CommandContext(ctx, "docker", "network", "inspect", "kind", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").Output()
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("the kind network's gateway: %w", err), b.Stop())
-	}
-	for _, ip := range strings.Fields(string(gw)) {
-		if !strings.Contains(ip, ":") {
-			os.Setenv(recorderHostEnv, ip)
-			break
-		}
-	}
-	if _, _, err := b.kubectl(ctx, clusternet.String(), "apply", "--server-side", "-f", "-"); err != nil {
-		return nil, errors.Join(err, b.Stop())
-	}
-	if err := b.install(ctx, defaultGrace); err != nil {
 		return nil, errors.Join(err, b.Stop())
 	}
 	e := b.env("kind", cfg, root)
@@ -131,6 +76,86 @@ func (b *kindBackend) Start(ctx context.Context, progress io.Writer) (*Env, erro
 		return b.kube.CoreV1().Pods(chartNamespace).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	}
 	return e, nil
+}
+
+// createCluster creates the cluster and loads the controller's image into every node.
+func (b *kindBackend) createCluster(progress io.Writer) error {
+	var err error
+	if b.dir, err = os.MkdirTemp("", "drplan-kind-"); err != nil {
+		return err
+	}
+	b.name, b.kubeconfig = "drplan-e2e", filepath.Join(b.dir, "kubeconfig")
+	b.provider = cluster.NewProvider(cluster.ProviderWithDocker())
+	fmt.Fprintf(progress, "kind: creating cluster %s (%s)\n", b.name, kindNodeImage)
+	if err := b.provider.Create(b.name, cluster.CreateWithNodeImage(kindNodeImage), cluster.CreateWithWaitForReady(3*time.Minute),
+		cluster.CreateWithKubeconfigPath(b.kubeconfig)); err != nil {
+		return fmt.Errorf("create the kind cluster: %w", err)
+	}
+	nodes, err := b.provider.ListInternalNodes(b.name)
+	if err != nil {
+		return errors.Join(err, b.Stop())
+	}
+	for _, n := range nodes {
+		f, err := os.Open(b.imageTar)
+		if err != nil {
+			return errors.Join(err, b.Stop())
+		}
+		err = nodeutils.LoadImageArchive(n, f)
+		f.Close()
+		if err != nil {
+			return errors.Join(fmt.Errorf("load the image into %s: %w", n, err), b.Stop())
+		}
+	}
+	return nil
+}
+
+// connect builds the suite's clients and kubectl for the cluster, and the chart's values.
+func (b *kindBackend) connect(ctx context.Context, progress io.Writer) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", b.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	if b.dr, err = versioned.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	repo, tag, _ := strings.Cut(kindImage, ":")
+	b.values = map[string]any{"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "Never"}}
+	bins, err := controlplane.EnsureBinaries(ctx, progress)
+	if err != nil {
+		return nil, err
+	}
+	b.kubectl = func(ctx context.Context, stdin string, args ...string) (string, string, error) {
+		return controlplane.RunKubectl(ctx, bins.Kubectl, b.kubeconfig, filepath.Join(b.dir, "kubectl-cache"), stdin, args...)
+	}
+	return cfg, nil
+}
+
+// installAll points the recorders at the kind network's gateway (the pods reach this host
+// there), and installs Clusternet's CRDs and the chart.
+func (b *kindBackend) installAll(ctx context.Context) error {
+	gw, err := exec.CommandContext(ctx, "docker", "network", "inspect", "kind", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").Output()
+	if err != nil {
+		return fmt.Errorf("the kind network's gateway: %w", err)
+	}
+	for _, ip := range strings.Fields(string(gw)) {
+		if !strings.Contains(ip, ":") {
+			os.Setenv(recorderHostEnv, ip)
+			break
+		}
+	}
+	var clusternet strings.Builder
+	for _, doc := range crds.ClusternetYAML() {
+		clusternet.WriteString("---\n")
+		clusternet.Write(doc)
+	}
+	if _, _, err := b.kubectl(ctx, clusternet.String(), "apply", "--server-side", "-f", "-"); err != nil {
+		return err
+	}
+	return b.install(ctx, defaultGrace)
 }
 
 func (b *kindBackend) Stop() error {
