@@ -158,7 +158,7 @@ func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
 // newController builds the controller, with leader election when opts ask for it, and exports
 // its queues' counters.
 func newController(cl *clients, opts Options, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
-	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions),
+	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions, opts.Rules.Env),
 		Rules: opts.Rules, Metrics: m, Ready: opts.Ready, RequireServiceAccount: opts.RequireServiceAccount, ShutdownGrace: opts.ShutdownGrace}
 	if le := opts.LeaderElection; le != nil {
 		cfg.Elect = leaderElection(cl.kube, *le, m)
@@ -169,14 +169,14 @@ func newController(cl *clients, opts Options, recorder record.EventRecorder, m *
 	return c
 }
 
-// newRunners returns a runner for every action type.
-func newRunners(f *actions.ClientFactory) map[drv1.ActionType]actions.Runner {
+// newRunners returns a runner for every action type; those that evaluate CEL do it in env.
+func newRunners(f *actions.ClientFactory, env *rules.Env) map[drv1.ActionType]actions.Runner {
 	resources := actions.NewResourceRunner(f)
 	clusternet := actions.NewClusternetRunner(resources)
 	return map[drv1.ActionType]actions.Runner{
-		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(nil),
+		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(env, nil),
 		drv1.ActionTypeKubernetesResource: resources,
-		drv1.ActionTypeJob:                actions.NewJobRunner(resources),
+		drv1.ActionTypeJob:                actions.NewJobRunner(env, resources),
 		drv1.ActionTypeLocalization:       clusternet,
 		drv1.ActionTypeSubscription:       clusternet,
 	}
