@@ -172,7 +172,7 @@ func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *prepar
 	for si := range runStages {
 		runStages[si].Params = common
 	}
-	p.plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
+	p.plan = rules.NewRunPlan(b.decide, snap.Plan.FailurePolicy, dag, runStages)
 	p.plan.Rules = b.decide
 	p.plan.PlanName, p.plan.ExecutionName, p.plan.Namespace, p.plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
 	p.params = agreed(b.displays)

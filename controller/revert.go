@@ -132,7 +132,7 @@ func reversed(fwd *prepared, target *drv1.DRPlanExecution) (*prepared, error) {
 	if len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}
-	p.plan = rules.NewRunPlan(fwd.plan.FailurePolicy, dag, stages)
+	p.plan = rules.NewRunPlan(fwd.plan.Rules, fwd.plan.FailurePolicy, dag, stages)
 	p.plan.Rules = fwd.plan.Rules
 	p.plan.PlanName, p.plan.Namespace = fwd.plan.PlanName, fwd.plan.Namespace
 	return p, nil
