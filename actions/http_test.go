@@ -73,7 +73,7 @@ func (s *recordedSleeps) get() []time.Duration {
 
 // newTestEnv is a CEL environment of the test's own, as the process builds one at start-up.
 func newTestEnv(t testing.TB) *rules.Env {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	return env
 }

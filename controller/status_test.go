@@ -51,9 +51,7 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 // newRules are the built-in rules in a CEL environment of the test's own, as the process builds
 // them once at start-up.
 func newRules(t testing.TB) *rules.Rules {
-	env, err := rules.NewEnv()
-	require.NoError(t, err)
-	r, err := rules.NewRules(env)
+	r, err := rules.New(rules.Options{})
 	require.NoError(t, err)
 	return r
 }

@@ -24,7 +24,7 @@ func stagesVars(deps []string, phases map[string]string) map[string]any {
 }
 
 func TestBuiltinStageRules(t *testing.T) {
-	r := rules.DefaultRules()
+	r := newRules(t)
 	tests := []struct {
 		name       string
 		deps       []string
@@ -62,7 +62,7 @@ func TestBuiltinStageRules(t *testing.T) {
 }
 
 func TestBuiltinPlanLock(t *testing.T) {
-	r := rules.DefaultRules()
+	r := newRules(t)
 	me := map[string]any{"name": "run-2", "namespace": "prod"}
 	held := func(name string) map[string]any {
 		return map[string]any{"currentExecution": map[string]any{"name": name, "namespace": "prod"}}
@@ -93,7 +93,7 @@ func TestBuiltinPlanLock(t *testing.T) {
 }
 
 func TestBuiltinRevertEligible(t *testing.T) {
-	r := rules.DefaultRules()
+	r := newRules(t)
 	plan := map[string]any{"name": "failover", "namespace": "prod"}
 	me := map[string]any{"name": "revert-1", "namespace": "prod", "operation": "Revert"}
 	target := func(change func(map[string]any)) map[string]any {
@@ -137,7 +137,7 @@ func TestBuiltinRevertEligible(t *testing.T) {
 }
 
 func TestRuleOverridesAndErrors(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	tests := []struct {
 		name string
@@ -171,7 +171,7 @@ func TestRuleOverridesAndErrors(t *testing.T) {
 }
 
 func TestRuleCostLimit(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	// Matching long strings costs in proportion to their length: a few large values exceed the
 	// per-call cost limit at once.
@@ -194,7 +194,7 @@ func TestRuleCostLimit(t *testing.T) {
 }
 
 func BenchmarkStageReadyCached(b *testing.B) {
-	r := rules.DefaultRules()
+	r := newRules(b)
 	vars := stagesVars([]string{"infrastructure", "applications"}, map[string]string{"infrastructure": "Succeeded", "applications": "Succeeded"})
 	ctx, cancel := context.WithTimeout(context.Background(), rules.EvalTimeout)
 	defer cancel()
@@ -209,7 +209,7 @@ func BenchmarkStageReadyCached(b *testing.B) {
 func BenchmarkCompileCold(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		env, err := rules.NewEnv()
+		env, err := rules.NewEnv(rules.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func TestLoadRules(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := write(strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.content)
-			r, err := rules.LoadRules(path)
+			r, err := rules.LoadRules(path, rules.Options{})
 			if tc.err != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "rules file "+path)
@@ -267,7 +267,7 @@ func TestLoadRules(t *testing.T) {
 }
 
 func TestCompileGuard(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	declared := []drv1.Parameter{
 		{Name: "replicas", Type: drv1.ParameterTypeInt},
@@ -321,7 +321,7 @@ func guardVars() map[string]any {
 }
 
 func TestGuardEval(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	declared := []drv1.Parameter{
 		{Name: "replicas", Type: drv1.ParameterTypeInt},
@@ -366,7 +366,7 @@ func TestGuardEval(t *testing.T) {
 }
 
 func BenchmarkGuardCached(b *testing.B) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(b, err)
 	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
 	const expr = "actions.probe.outputs.httpResponse.statusCode == 200 && params.replicas >= 3"
@@ -387,7 +387,7 @@ func BenchmarkGuardCached(b *testing.B) {
 
 func BenchmarkGuardCompileCold(b *testing.B) {
 	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(b, err)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -402,7 +402,7 @@ func BenchmarkGuardCompileCold(b *testing.B) {
 func TestDocsGuardExamplesCompile(t *testing.T) {
 	doc, err := os.ReadFile("../docs/rules.md")
 	require.NoError(t, err)
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	found := regexp.MustCompile(`(?m)^\s*-?\s*(when|condition|successCondition): "(.+)"\s*(#.*)?$`).FindAllStringSubmatch(string(doc), -1)
 	require.GreaterOrEqual(t, len(found), 6, "the examples were found")
@@ -412,4 +412,37 @@ func TestDocsGuardExamplesCompile(t *testing.T) {
 			assert.NoError(t, err)
 		})
 	}
+}
+
+// TestObserverIsTheEnvironments: each environment tells its own observer, and only it, of its
+// evaluations (no process-wide observer).
+func TestObserverIsTheEnvironments(t *testing.T) {
+	type seen struct {
+		kind string
+		cost uint64
+		err  bool
+	}
+	var got []seen
+	observed, err := rules.New(rules.Options{Observer: func(kind string, cost uint64, err error) {
+		got = append(got, seen{kind, cost, err != nil})
+	}})
+	require.NoError(t, err)
+	other := newRules(t)
+
+	vars := stagesVars([]string{"a"}, map[string]string{"a": "Succeeded"})
+	_, _, err = other.StageReady.Decide(context.Background(), vars, false)
+	require.NoError(t, err)
+	assert.Empty(t, got, "another environment's evaluations are not observed")
+
+	_, _, err = observed.StageReady.Decide(context.Background(), vars, false)
+	require.NoError(t, err)
+	guard, err := observed.Env.CompileGuard("params.x == 1", nil)
+	require.NoError(t, err)
+	_, err = guard.Eval(context.Background(), map[string]any{"params": map[string]any{}})
+	require.Error(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, "rule", got[0].kind)
+	assert.NotZero(t, got[0].cost)
+	assert.False(t, got[0].err)
+	assert.Equal(t, seen{kind: "guard", err: true}, seen{kind: got[1].kind, err: got[1].err})
 }

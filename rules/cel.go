@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -47,11 +46,19 @@ const (
 	VarTarget     = "target"     // the execution a Revert undoes (RevertEligible)
 )
 
-// Env is the one CEL environment of the controller, built once. Programs are compiled once per
-// expression text and cached.
+// Options configure the CEL environment of a process.
+type Options struct {
+	// Observer, when set, is told of every evaluation of a rule or guard: its kind ("rule" or
+	// "guard"), its cost and its error (the controller's metrics).
+	Observer func(kind string, cost uint64, err error)
+}
+
+// Env is the one CEL environment of a process, built once at start-up and handed to everything
+// that compiles or evaluates CEL. Programs are compiled once per expression text and cached.
 type Env struct {
-	base *cel.Env // every variable but params
-	env  *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
+	base     *cel.Env // every variable but params
+	env      *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
+	observer func(kind string, cost uint64, err error)
 
 	mu       sync.RWMutex
 	programs map[string]*Program
@@ -60,7 +67,7 @@ type Env struct {
 
 // NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
 // in runbooks (lists, strings, regex, URLs, quantities).
-func NewEnv() (*Env, error) {
+func NewEnv(opts Options) (*Env, error) {
 	mapOfDyn := cel.MapType(cel.StringType, cel.DynType)
 	base, err := cel.NewEnv(
 		cel.Variable(VarPlan, mapOfDyn),
@@ -90,7 +97,7 @@ func NewEnv() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return &Env{base: base, env: env, programs: map[string]*Program{}, typed: map[string]*cel.Env{}}, nil
+	return &Env{base: base, env: env, observer: opts.Observer, programs: map[string]*Program{}, typed: map[string]*cel.Env{}}, nil
 }
 
 // Program is a compiled, type-checked boolean expression.
@@ -98,24 +105,20 @@ type Program struct {
 	Expression string
 	prg        cel.Program
 	kind       string // "rule" or "guard", for the evaluation observer
+	// observer is the environment's Options.Observer (nil: none).
+	observer func(kind string, cost uint64, err error)
 }
 
-// observer, when set, is told of every evaluation: its kind, its cost and its error.
-var observer atomic.Pointer[func(kind string, cost uint64, err error)]
-
-// SetObserver makes f see every evaluation from now on (the controller's metrics).
-func SetObserver(f func(kind string, cost uint64, err error)) { observer.Store(&f) }
-
-func observe(kind string, details *cel.EvalDetails, err error) {
-	f := observer.Load()
-	if f == nil {
+// observe tells the observer, if any, of one evaluation.
+func (p *Program) observe(details *cel.EvalDetails, err error) {
+	if p.observer == nil {
 		return
 	}
 	var cost uint64
 	if details != nil && details.ActualCost() != nil {
 		cost = *details.ActualCost()
 	}
-	(*f)(kind, cost, err)
+	p.observer(p.kind, cost, err)
 }
 
 // Compile type-checks expression (it must be a bool) and returns its program, compiled once per
@@ -242,7 +245,7 @@ func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkPar
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	p = &Program{Expression: expression, prg: prg, kind: kind}
+	p = &Program{Expression: expression, prg: prg, kind: kind, observer: e.observer}
 	e.mu.Lock()
 	e.programs[key] = p
 	e.mu.Unlock()
@@ -282,7 +285,7 @@ func (p *Program) Eval(ctx context.Context, vars map[string]any) (bool, error) {
 		defer cancel()
 	}
 	out, details, err := p.prg.ContextEval(ctx, vars)
-	observe(p.kind, details, err)
+	p.observe(details, err)
 	if err != nil {
 		return false, err
 	}

@@ -35,9 +35,7 @@ func stage(name string, parallel bool, deps []string, workflows ...string) rules
 // newRules are the built-in rules in a CEL environment of the test's own, as a process builds
 // them once at start-up.
 func newRules(t testing.TB) *rules.Rules {
-	env, err := rules.NewEnv()
-	require.NoError(t, err)
-	r, err := rules.NewRules(env)
+	r, err := rules.New(rules.Options{})
 	require.NoError(t, err)
 	return r
 }
