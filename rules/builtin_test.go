@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -445,4 +446,85 @@ func TestObserverIsTheEnvironments(t *testing.T) {
 	assert.NotZero(t, got[0].cost)
 	assert.False(t, got[0].err)
 	assert.Equal(t, seen{kind: "guard", err: true}, seen{kind: got[1].kind, err: got[1].err})
+}
+
+// TestProgramCacheEvictsLeastRecentlyUsed: an environment keeps at most CacheSize programs. Past
+// the bound the least recently used is forgotten (compiled again, as a new program, on its next
+// use) and the most recently used are kept (the same program comes back).
+func TestProgramCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	const bound = 3
+	env, err := rules.NewEnv(rules.Options{CacheSize: bound})
+	require.NoError(t, err)
+	compile := func(i int) *rules.Program {
+		p, err := env.CompileGuard(fmt.Sprintf("params.replicas >= %d", i), []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}})
+		require.NoError(t, err)
+		return p
+	}
+
+	first := compile(0)
+	assert.Same(t, first, compile(0), "a cached program is compiled once")
+	for i := 1; i < bound; i++ {
+		compile(i)
+	}
+	assert.Equal(t, bound, env.CachedPrograms())
+	last := compile(bound) // bound+1 distinct expressions: the first one goes
+	assert.Equal(t, bound, env.CachedPrograms(), "the cache keeps its bound")
+	assert.Same(t, last, compile(bound), "the most recently used is kept")
+	ok, err := first.Eval(context.Background(), map[string]any{"params": map[string]any{"replicas": int64(1)}})
+	require.NoError(t, err)
+	assert.True(t, ok, "an evicted program still evaluates for whoever holds it")
+	assert.NotSame(t, first, compile(0), "the first was evicted: its next use compiles it again")
+
+	// Least recently used, not first in: using 1 again makes 2 the next to go.
+	env, err = rules.NewEnv(rules.Options{CacheSize: bound})
+	require.NoError(t, err)
+	p := make([]*rules.Program, bound)
+	for i := range p {
+		p[i] = compile(i)
+	}
+	compile(0) // 0 is the most recently used now: 1 is the least
+	compile(bound)
+	assert.Same(t, p[0], compile(0), "used again, the first is kept")
+	assert.Same(t, p[2], compile(2))
+	assert.NotSame(t, p[1], compile(1), "the least recently used was evicted")
+	assert.Equal(t, bound, env.CachedPrograms())
+}
+
+func TestProgramCacheDefaultBound(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{})
+	require.NoError(t, err)
+	for i := range rules.DefaultCacheSize + 10 {
+		_, err := env.Compile(fmt.Sprintf("%d > 0", i))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, rules.DefaultCacheSize, env.CachedPrograms())
+}
+
+// TestProgramCacheConcurrent compiles and evaluates from many goroutines through a cache smaller
+// than the expressions in use, so that hits, adds and evictions interleave (run it with -race).
+func TestProgramCacheConcurrent(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{CacheSize: 4})
+	require.NoError(t, err)
+	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}}
+	vars := map[string]any{"params": map[string]any{"replicas": int64(5)}}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				n := (w + i) % 10
+				p, err := env.CompileGuard(fmt.Sprintf("params.replicas >= %d", n), declared)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok, err := p.Eval(context.Background(), vars); err != nil || ok != (5 >= n) {
+					t.Errorf("params.replicas >= %d with 5: %v, %v", n, ok, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, env.CachedPrograms(), 4)
 }

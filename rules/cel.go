@@ -27,6 +27,10 @@ const (
 	// interruptEvery is how often (in comprehension iterations) an evaluation checks its
 	// context.
 	interruptEvery = 100
+	// DefaultCacheSize bounds the compiled programs an environment keeps (Options.CacheSize):
+	// room for every guard and condition of a few hundred workflows. Past it, the least recently
+	// used program is forgotten, and compiled again if it is needed again.
+	DefaultCacheSize = 4096
 )
 
 // Variables every expression may use. Values are maps built from the run's snapshot and status.
@@ -51,18 +55,23 @@ type Options struct {
 	// Observer, when set, is told of every evaluation of a rule or guard: its kind ("rule" or
 	// "guard"), its cost and its error (the controller's metrics).
 	Observer func(kind string, cost uint64, err error)
+	// CacheSize bounds the compiled programs kept, the least recently used forgotten first;
+	// 0 means DefaultCacheSize.
+	CacheSize int
 }
 
 // Env is the one CEL environment of a process, built once at start-up and handed to everything
-// that compiles or evaluates CEL. Programs are compiled once per expression text and cached.
+// that compiles or evaluates CEL. Programs are compiled once per expression text and kept in a
+// cache of at most Options.CacheSize programs.
 type Env struct {
 	base     *cel.Env // every variable but params
 	env      *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
 	observer func(kind string, cost uint64, err error)
 
-	mu       sync.RWMutex
-	programs map[string]*Program
-	typed    map[string]*cel.Env // base, with params typed from a workflow's declarations, by signature
+	programs *lru[string, *Program] // by expression (rules), or signature and expression (guards)
+
+	mu    sync.RWMutex
+	typed map[string]*cel.Env // base, with params typed from a workflow's declarations, by signature
 }
 
 // NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
@@ -97,7 +106,12 @@ func NewEnv(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return &Env{base: base, env: env, observer: opts.Observer, programs: map[string]*Program{}, typed: map[string]*cel.Env{}}, nil
+	size := opts.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	return &Env{base: base, env: env, observer: opts.Observer, programs: newLRU[string, *Program](size),
+		typed: map[string]*cel.Env{}}, nil
 }
 
 // Program is a compiled, type-checked boolean expression.
@@ -214,12 +228,10 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 }
 
 // cached returns the program cached under key, or compiles expression in env, checks it (parsed,
-// then type-checked) and caches it.
+// then type-checked) and caches it. An expression that does not compile is not cached: it is
+// refused again, with the same error, each time it is asked for.
 func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkParsed, checkTyped func(*cel.Ast) error) (*Program, error) {
-	e.mu.RLock()
-	p, ok := e.programs[key]
-	e.mu.RUnlock()
-	if ok {
+	if p, ok := e.programs.get(key); ok {
 		return p, nil
 	}
 	parsed, issues := env.Parse(expression)
@@ -245,11 +257,7 @@ func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkPar
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	p = &Program{Expression: expression, prg: prg, kind: kind, observer: e.observer}
-	e.mu.Lock()
-	e.programs[key] = p
-	e.mu.Unlock()
-	return p, nil
+	return e.programs.add(key, &Program{Expression: expression, prg: prg, kind: kind, observer: e.observer}), nil
 }
 
 // paramsRead lists the parameter names an expression reads as params.x, and those it reads as
