@@ -528,3 +528,23 @@ func TestProgramCacheConcurrent(t *testing.T) {
 	wg.Wait()
 	assert.LessOrEqual(t, env.CachedPrograms(), 4)
 }
+
+// TestTypedParamsCacheIsBounded: the environments typed from workflows' parameter declarations
+// are kept under the same bound as the programs; one forgotten is built again when needed.
+func TestTypedParamsCacheIsBounded(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{CacheSize: 2})
+	require.NoError(t, err)
+	guard := func(param string) error {
+		_, err := env.CompileGuard("params."+param+" > 0", []drv1.Parameter{{Name: param, Type: drv1.ParameterTypeInt}})
+		return err
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		require.NoError(t, guard(p))
+	}
+	assert.Equal(t, 2, env.TypedEnvs())
+	require.NoError(t, guard("a"), "a forgotten signature is typed again")
+	_, err = env.CompileGuard("params.b > 'x'", []drv1.Parameter{{Name: "b", Type: drv1.ParameterTypeInt}})
+	require.Error(t, err, "typed again (b was the least recently used), the parameter keeps its type")
+	assert.Contains(t, err.Error(), "found no matching overload")
+	assert.Equal(t, 2, env.TypedEnvs())
+}

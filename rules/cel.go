@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -55,8 +54,8 @@ type Options struct {
 	// Observer, when set, is told of every evaluation of a rule or guard: its kind ("rule" or
 	// "guard"), its cost and its error (the controller's metrics).
 	Observer func(kind string, cost uint64, err error)
-	// CacheSize bounds the compiled programs kept, the least recently used forgotten first;
-	// 0 means DefaultCacheSize.
+	// CacheSize bounds the compiled programs kept, and the environments typed from a workflow's
+	// parameter declarations, the least recently used forgotten first; 0 means DefaultCacheSize.
 	CacheSize int
 }
 
@@ -69,9 +68,7 @@ type Env struct {
 	observer func(kind string, cost uint64, err error)
 
 	programs *lru[string, *Program] // by expression (rules), or signature and expression (guards)
-
-	mu    sync.RWMutex
-	typed map[string]*cel.Env // base, with params typed from a workflow's declarations, by signature
+	typed    *lru[string, *cel.Env] // base, with params typed from a workflow's declarations, by signature
 }
 
 // NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
@@ -111,7 +108,7 @@ func NewEnv(opts Options) (*Env, error) {
 		size = DefaultCacheSize
 	}
 	return &Env{base: base, env: env, observer: opts.Observer, programs: newLRU[string, *Program](size),
-		typed: map[string]*cel.Env{}}, nil
+		typed: newLRU[string, *cel.Env](size)}, nil
 }
 
 // Program is a compiled, type-checked boolean expression.
@@ -189,17 +186,14 @@ func (e *Env) CompileGuard(expression string, declared []drv1.Parameter) (*Progr
 }
 
 // paramsEnv is the environment whose params is an object with one field a declared parameter,
-// of its declared type; built once per signature.
+// of its declared type; built once per signature and cached as the programs are.
 func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 	var sig strings.Builder
 	for _, p := range declared {
 		fmt.Fprintf(&sig, "%s:%s,", p.Name, p.Type)
 	}
 	signature := sig.String()
-	e.mu.RLock()
-	env, ok := e.typed[signature]
-	e.mu.RUnlock()
-	if ok {
+	if env, ok := e.typed.get(signature); ok {
 		return env, signature, nil
 	}
 	fields := make(map[string]*apiservercel.DeclField, len(declared))
@@ -214,6 +208,7 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 		fields[p.Name] = apiservercel.NewDeclField(p.Name, t, p.Required, nil, nil)
 	}
 	object := apiservercel.NewObjectType("drplan.Parameters", fields)
+	var env *cel.Env
 	opts, err := apiservercel.NewDeclTypeProvider(object).EnvOptions(e.base.CELTypeProvider())
 	if err == nil {
 		env, err = e.base.Extend(append(opts, cel.Variable(VarParams, object.CelType()))...)
@@ -221,10 +216,7 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("typing the parameters %s: %w", strings.TrimSuffix(signature, ","), err)
 	}
-	e.mu.Lock()
-	e.typed[signature] = env
-	e.mu.Unlock()
-	return env, signature, nil
+	return e.typed.add(signature, env), signature, nil
 }
 
 // cached returns the program cached under key, or compiles expression in env, checks it (parsed,
