@@ -46,21 +46,24 @@ const (
 // URL passwords or query values, which may hold tokens.
 type HTTPRunner struct {
 	client *http.Client
+	// env compiles successConditions: the process's CEL environment, with its cache and limits.
+	env *rules.Env
 	// sleep waits between attempts and returns early with ctx's error; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
 var _ Runner = (*HTTPRunner)(nil)
 
-// NewHTTPRunner returns a runner that sends requests with client. A nil client gets a transport
+// NewHTTPRunner returns a runner that sends requests with client and compiles successConditions
+// in env. A nil client gets a transport
 // of its own (proxy from the environment, bounded dial and TLS handshake, HTTP/2) that follows a
 // redirect only if it keeps the method: a POST answered by 301, 302 or 303 is not silently turned
 // into a GET, it fails with the 3xx status instead.
-func NewHTTPRunner(client *http.Client) *HTTPRunner {
+func NewHTTPRunner(env *rules.Env, client *http.Client) *HTTPRunner {
 	if client == nil {
 		client = newHTTPClient()
 	}
-	return &HTTPRunner{client: client, sleep: backoff.Sleep}
+	return &HTTPRunner{client: client, env: env, sleep: backoff.Sleep}
 }
 
 func newHTTPClient() *http.Client {
@@ -100,7 +103,7 @@ func (r *HTTPRunner) Run(ctx context.Context, req Request) (Result, error) {
 	if req.Body.HTTP == nil {
 		return Result{}, errors.New("type HTTP needs an http block")
 	}
-	call, err := newHTTPCall(req.Body.HTTP)
+	call, err := newHTTPCall(r.env, req.Body.HTTP)
 	if err != nil {
 		return Result{}, err
 	}
@@ -152,7 +155,7 @@ type httpCall struct {
 	retry    *httpRetryPolicy // nil: a single attempt
 }
 
-func newHTTPCall(spec *drv1.HTTPAction) (*httpCall, error) {
+func newHTTPCall(env *rules.Env, spec *drv1.HTTPAction) (*httpCall, error) {
 	u, err := url.Parse(spec.URL)
 	if err != nil {
 		var uerr *url.Error
@@ -181,7 +184,7 @@ func newHTTPCall(spec *drv1.HTTPAction) (*httpCall, error) {
 		}
 	}
 	if spec.SuccessCondition != "" {
-		if c.success, err = rules.DefaultRules().Env.CompileGuard(spec.SuccessCondition, []drv1.Parameter{}); err != nil {
+		if c.success, err = env.CompileGuard(spec.SuccessCondition, []drv1.Parameter{}); err != nil {
 			return nil, fmt.Errorf("http.successCondition: %w", err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // httpWaitLong bounds a wait that should end early; it only matters when the test is broken.
@@ -70,8 +71,15 @@ func (s *recordedSleeps) get() []time.Duration {
 	return s.waits
 }
 
-func newTestHTTPRunner() (*HTTPRunner, *recordedSleeps) {
-	r := NewHTTPRunner(nil)
+// newTestEnv is a CEL environment of the test's own, as the process builds one at start-up.
+func newTestEnv(t testing.TB) *rules.Env {
+	env, err := rules.NewEnv(rules.Options{})
+	require.NoError(t, err)
+	return env
+}
+
+func newTestHTTPRunner(t testing.TB) (*HTTPRunner, *recordedSleeps) {
+	r := NewHTTPRunner(newTestEnv(t), nil)
 	s := &recordedSleeps{}
 	r.sleep = s.sleep
 	return r, s
@@ -235,7 +243,7 @@ func TestHTTPRunnerOutcomes(t *testing.T) {
 			if tc.down {
 				srv.Close()
 			}
-			runner, sleeps := newTestHTTPRunner()
+			runner, sleeps := newTestHTTPRunner(t)
 			action := tc.action
 			action.URL = srv.URL + "/hook"
 
@@ -285,7 +293,7 @@ func TestHTTPRunnerSendsMethodHeadersAndBody(t *testing.T) {
 				got <- seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, string(b), r.Header}
 			}))
 			t.Cleanup(srv.Close)
-			runner, _ := newTestHTTPRunner()
+			runner, _ := newTestHTTPRunner(t)
 
 			res, err := runner.Run(context.Background(), httpRequest(drv1.HTTPAction{
 				URL:    srv.URL + "/v1/notify?plan=dr-1",
@@ -317,7 +325,7 @@ func TestHTTPRunnerSendsMethodHeadersAndBody(t *testing.T) {
 
 func TestHTTPRunnerMessagesHideSecrets(t *testing.T) {
 	srv, _ := scriptedHTTPServer(t, httpReply{status: 500, body: "nope"})
-	runner, _ := newTestHTTPRunner()
+	runner, _ := newTestHTTPRunner(t)
 	u := strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1) + "/hook?token=s3cret#s3cret"
 
 	_, err := runner.Run(context.Background(), httpRequest(drv1.HTTPAction{
@@ -349,7 +357,7 @@ func TestHTTPRunnerRecordsBodyCutOnUTF8Boundary(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _ := scriptedHTTPServer(t, httpReply{status: 200, body: tc.body})
-			runner, _ := newTestHTTPRunner()
+			runner, _ := newTestHTTPRunner(t)
 
 			res, err := runner.Run(context.Background(), httpRequest(drv1.HTTPAction{URL: srv.URL}))
 			require.NoError(t, err)
@@ -416,7 +424,7 @@ func TestHTTPRunnerCancel(t *testing.T) {
 			<-r.Context().Done()
 		}))
 		t.Cleanup(srv.Close)
-		runner, _ := newTestHTTPRunner()
+		runner, _ := newTestHTTPRunner(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
 			<-arrived
@@ -432,7 +440,7 @@ func TestHTTPRunnerCancel(t *testing.T) {
 
 	t.Run("while waiting to retry", func(t *testing.T) {
 		srv, served := scriptedHTTPServer(t, httpReply{status: 503})
-		runner := NewHTTPRunner(srv.Client()) // the real sleep
+		runner := NewHTTPRunner(newTestEnv(t), srv.Client()) // the real sleep
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -456,7 +464,7 @@ func TestHTTPRunnerCancel(t *testing.T) {
 
 	t.Run("before the call", func(t *testing.T) {
 		srv, served := scriptedHTTPServer(t, httpReply{status: 200})
-		runner, _ := newTestHTTPRunner()
+		runner, _ := newTestHTTPRunner(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 
@@ -480,7 +488,7 @@ func TestHTTPRunnerRedirects(t *testing.T) {
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	runner, _ := newTestHTTPRunner()
+	runner, _ := newTestHTTPRunner(t)
 
 	// A 307 keeps the method and the body: followed.
 	res, err := runner.Run(context.Background(), httpRequest(drv1.HTTPAction{URL: srv.URL + "/temporary", Body: "hi"}))
@@ -500,7 +508,7 @@ func TestHTTPRunnerRedirects(t *testing.T) {
 }
 
 func TestHTTPRunnerRejectsBadInput(t *testing.T) {
-	runner, _ := newTestHTTPRunner()
+	runner, _ := newTestHTTPRunner(t)
 	tests := []struct {
 		name    string
 		body    drv1.ActionBody
@@ -529,18 +537,18 @@ func TestHTTPRunnerRejectsBadInput(t *testing.T) {
 }
 
 func TestHTTPRunnerDefaultClientSettings(t *testing.T) {
-	r := NewHTTPRunner(nil)
+	r := NewHTTPRunner(newTestEnv(t), nil)
 	require.NotNil(t, r.client.Transport)
 	require.Zero(t, r.client.Timeout, "the action's timeout bounds each attempt")
 	custom := &http.Client{}
-	require.Same(t, custom, NewHTTPRunner(custom).client)
+	require.Same(t, custom, NewHTTPRunner(newTestEnv(t), custom).client)
 	require.True(t, errors.Is(redirectKeepingMethod(
 		&http.Request{Method: "GET"}, []*http.Request{{Method: "POST"}}), http.ErrUseLastResponse))
 }
 
 func BenchmarkHTTPRunner(b *testing.B) {
 	srv, _ := scriptedHTTPServer(b, httpReply{status: 200, body: `{"ok":true}`})
-	runner := NewHTTPRunner(nil)
+	runner := NewHTTPRunner(newTestEnv(b), nil)
 	req := httpRequest(drv1.HTTPAction{
 		URL:     srv.URL + "/hook",
 		Headers: map[string]string{"Content-Type": "application/json"},
@@ -581,7 +589,7 @@ func TestHTTPRunnerSuccessCondition(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewHTTPRunner(nil)
+			r := NewHTTPRunner(newTestEnv(t), nil)
 			_, err := r.Run(context.Background(), Request{Body: drv1.ActionBody{Type: drv1.ActionTypeHTTP,
 				HTTP: &drv1.HTTPAction{URL: srv.URL + tc.path, Method: "GET", SuccessCondition: tc.cond}}})
 			if tc.err == "" {

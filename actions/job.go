@@ -32,9 +32,9 @@ const jobFinished = `has(object.status.conditions) && object.status.conditions.e
 // noTimeout stands for a Job action without a timeout: wait as long as the run lasts.
 const noTimeout = 100 * 365 * 24 * time.Hour
 
-// NewJobRunner runs Job actions through resources.
-func NewJobRunner(resources *ResourceRunner) *JobRunner {
-	finished, err := rules.DefaultRules().Env.Compile(jobFinished)
+// NewJobRunner runs Job actions through resources; env compiles its wait for the Job's end.
+func NewJobRunner(env *rules.Env, resources *ResourceRunner) *JobRunner {
+	finished, err := env.Compile(jobFinished)
 	if err != nil {
 		panic(err) // a constant expression: caught by the tests
 	}

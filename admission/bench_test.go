@@ -21,7 +21,7 @@ import (
 // benchReview measures one AdmissionReview at a time through the webhook's HTTP handler (JSON
 // in and out included) and reports the median and 99th percentile.
 func benchReview(b *testing.B, kind string, obj any) {
-	d := fixture()
+	d := fixture(b)
 	d.State.(*state).workflows[key("prod", "big")] = fixtures.Workflow("prod", "big", 50)
 	h := &admission.Webhook{Decider: d, Ready: func() bool { return true }}
 	raw, err := json.Marshal(obj)

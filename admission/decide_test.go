@@ -85,7 +85,7 @@ func execution(name string, op drv1.Operation, phase drv1.ExecutionPhase, change
 }
 
 // fixture: workflow wf (region required), plan p of it, and the executions given.
-func fixture(execs ...*drv1.DRPlanExecution) *admission.Decider {
+func fixture(t testing.TB, execs ...*drv1.DRPlanExecution) *admission.Decider {
 	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "prod"}, Spec: drv1.DRWorkflowSpec{
 		Parameters: []drv1.Parameter{{Name: "region", Required: true}, param("replicas", "int", "2")},
 		Actions:    []drv1.Action{httpAction("call", "https://x/{{ .params.region }}", "")},
@@ -97,7 +97,9 @@ func fixture(execs ...*drv1.DRPlanExecution) *admission.Decider {
 	for _, e := range execs {
 		s.executions[key(e.Namespace, e.Name)] = e
 	}
-	return &admission.Decider{State: s, Rules: rules.DefaultRules()}
+	decide, err := rules.New(rules.Options{}) // as the process builds them, once
+	require.NoError(t, err)
+	return &admission.Decider{State: s, Rules: decide}
 }
 
 func TestDecideExecution(t *testing.T) {
@@ -154,7 +156,7 @@ func TestDecideExecution(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := fixture(tc.existing...).Execution(context.Background(), tc.exec, nil)
+			d := fixture(t, tc.existing...).Execution(context.Background(), tc.exec, nil)
 			if tc.want == "" {
 				assert.True(t, d.Allowed(), "refused: %v", d.Err)
 				return
@@ -173,7 +175,7 @@ func TestDecideUpdates(t *testing.T) {
 		e.Annotations = map[string]string{drv1.AnnotationCancel: v}
 		return e
 	}
-	d := fixture()
+	d := fixture(t)
 	assert.True(t, d.Execution(context.Background(), annotated(running, "true"), running).Allowed(), "cancel a running one")
 	assert.Contains(t, d.Execution(context.Background(), annotated(done, "true"), done).Err.Error(),
 		"Forbidden: execution run-1 has already finished (Succeeded): only a Pending or Running execution can be cancelled")
@@ -188,21 +190,21 @@ func TestDecideUpdates(t *testing.T) {
 		}
 		return p
 	}
-	busy := fixture(execution("run-1", drv1.OperationExecute, drv1.ExecutionRunning, nil))
+	busy := fixture(t, execution("run-1", drv1.OperationExecute, drv1.ExecutionRunning, nil))
 	tests := []struct {
 		name     string
 		d        *admission.Decider
 		new, old *drv1.DRPlan
 		want     string
 	}{
-		{name: "execute", d: fixture(), new: plan("execute"), old: plan("")},
+		{name: "execute", d: fixture(t), new: plan("execute"), old: plan("")},
 		{name: "execute while one runs", d: busy, new: plan("execute"), old: plan(""), want: "Plan has an execution in progress: run-1"},
 		{name: "the controller clearing the trigger", d: busy, new: plan(""), old: plan("execute")},
-		{name: "cancel is always admitted", d: fixture(), new: plan("cancel"), old: plan("")},
-		{name: "an unknown trigger", d: fixture(), new: plan("go"), old: plan(""),
+		{name: "cancel is always admitted", d: fixture(t), new: plan("cancel"), old: plan("")},
+		{name: "an unknown trigger", d: fixture(t), new: plan("go"), old: plan(""),
 			want: `metadata.annotations[dr.bkbcs.tencent.com/trigger]: Unsupported value: "go": supported values: "execute", "revert", "cancel"`},
-		{name: "revert with something to revert", d: fixture(done), new: plan("revert"), old: plan("")},
-		{name: "revert with nothing to revert", d: fixture(), new: plan("revert"), old: plan(""), want: "cannot revert: nothing to revert"},
+		{name: "revert with something to revert", d: fixture(t, done), new: plan("revert"), old: plan("")},
+		{name: "revert with nothing to revert", d: fixture(t), new: plan("revert"), old: plan(""), want: "cannot revert: nothing to revert"},
 		{name: "a plan created with the trigger", d: busy, new: plan("execute"), want: "Plan has an execution in progress: run-1"},
 	}
 	for _, tc := range tests {
@@ -241,7 +243,7 @@ func raw(t *testing.T, obj any) runtime.RawExtension {
 
 func TestWebhookServesReviews(t *testing.T) {
 	ready := false
-	h := &admission.Webhook{Decider: fixture(), Ready: func() bool { return ready }}
+	h := &admission.Webhook{Decider: fixture(t), Ready: func() bool { return ready }}
 	kind := func(k string) metav1.GroupVersionKind {
 		return metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: k}
 	}
@@ -277,7 +279,7 @@ func TestWebhookServesReviews(t *testing.T) {
 }
 
 func TestDecidePlanUpdatesKeepWorking(t *testing.T) {
-	d := fixture()
+	d := fixture(t)
 	// The workflow renamed its parameter since: the plan's value names nothing now.
 	bad := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}, Spec: drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "s",
 		Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "wf"}, Params: []drv1.ParamValue{{Name: "regoin", Value: "x"}}}}}}}}
@@ -306,7 +308,7 @@ func TestDecideExecutionOfAnotherNamespacesPlan(t *testing.T) {
 		e.Namespace = "team-a"
 		e.Spec.PlanRef.Namespace = "prod"
 	})
-	got := fixture().Execution(context.Background(), e, nil)
+	got := fixture(t).Execution(context.Background(), e, nil)
 	require.False(t, got.Allowed())
 	assert.Contains(t, got.Err.Error(), "spec.planRef.namespace: Forbidden: an execution runs a plan of its own namespace (team-a); create it in prod")
 }

@@ -86,8 +86,8 @@ type Controller struct {
 // lead's abandon is closed when the lead is lost (the runs may be another replica's now).
 type Elect func(ctx context.Context, lead func(ctx context.Context, abandon <-chan struct{})) error
 
-// Config is what a controller is made of. DR and Informers are required; the others may be left
-// zero (without Clients and Runners no action runs, as in unit tests).
+// Config is what a controller is made of. DR, Informers and Rules are required; the others may
+// be left zero (without Clients and Runners no action runs, as in unit tests).
 type Config struct {
 	// Clients are the actions' API clients; the controller also reads Secret-sourced parameters
 	// and waits for waitFor conditions through them.
@@ -100,7 +100,8 @@ type Config struct {
 	Recorder record.EventRecorder
 	// Runners run the actions, by type.
 	Runners map[drv1.ActionType]actions.Runner
-	// Rules take the plan-lock and revert decisions; nil means rules.DefaultRules().
+	// Rules take the plan-lock, stage and revert decisions, and their Env compiles the users'
+	// guards: the process's one set, built at start-up (rules.New).
 	Rules *rules.Rules
 	// Metrics record executions and actions; nil records nothing.
 	Metrics *metrics.Metrics
@@ -121,6 +122,9 @@ const DefaultShutdownGrace = 20 * time.Second
 
 // New builds a controller over the given informers (not started yet).
 func New(cfg Config) *Controller {
+	if cfg.Rules == nil {
+		panic("controller.New: Config.Rules is required (rules.New builds them)")
+	}
 	c := &Controller{
 		clients:               cfg.Clients,
 		dr:                    cfg.DR,
@@ -137,9 +141,6 @@ func New(cfg Config) *Controller {
 	}
 	if c.shutdownGrace <= 0 {
 		c.shutdownGrace = DefaultShutdownGrace
-	}
-	if c.rules == nil {
-		c.rules = rules.DefaultRules()
 	}
 	c.engine = newEngine(c, cfg.Runners, cfg.Clients, cfg.Metrics)
 	return c

@@ -61,7 +61,7 @@ func TestStatusMatches(t *testing.T) {
 		{WorkflowRef: drv1.ObjectReference{Name: "a"}}, {WorkflowRef: drv1.ObjectReference{Name: "b"}}}}}},
 		Workflows: map[string]drv1.DRWorkflowSpec{"prod/a": {Actions: []drv1.Action{call("x")}}, "prod/b": {Actions: []drv1.Action{call("y")}}}}
 	exec := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "prod"}}
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	decide, err := rules.NewRules(env)
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned/fake"
 	"github.com/bkbcs/drplan-controller/informers"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 // fixture seeds the listers directly (no informer runs) and records what the sync writes.
@@ -43,7 +44,16 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	}
 	events := record.NewFakeRecorder(10)
 	client.ClearActions()
-	return &fixture{t: t, client: client, inf: inf, events: events, c: New(Config{DR: client, Informers: inf, Recorder: events})}
+	return &fixture{t: t, client: client, inf: inf, events: events,
+		c: New(Config{DR: client, Informers: inf, Recorder: events, Rules: newRules(t)})}
+}
+
+// newRules are the built-in rules in a CEL environment of the test's own, as the process builds
+// them once at start-up.
+func newRules(t testing.TB) *rules.Rules {
+	r, err := rules.New(rules.Options{})
+	require.NoError(t, err)
+	return r
 }
 
 // statusUpdates returns the objects written through the status subresource.

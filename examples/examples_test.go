@@ -30,6 +30,8 @@ func TestGuideExamplesDecodeStrictly(t *testing.T) {
 	node, err := filepath.Glob("node/*/*.yaml") // the node mode's copies
 	require.NoError(t, err)
 	files = append(files, node...)
+	env, err := rules.NewEnv(rules.Options{}) // as the process builds it, once
+	require.NoError(t, err)
 	kinds := map[string]int{}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
@@ -42,7 +44,7 @@ func TestGuideExamplesDecodeStrictly(t *testing.T) {
 			case "DRWorkflow":
 				var wf drv1.DRWorkflow
 				require.NoError(t, yaml.UnmarshalStrict(raw, &wf), "unknown or mistyped field")
-				errs := validation.ValidateWorkflow(rules.DefaultRules().Env, &wf)
+				errs := validation.ValidateWorkflow(env, &wf)
 				if want, ok := invalidWorkflows[f]; ok {
 					require.NotEmpty(t, errs)
 					assert.Contains(t, errs.ToAggregate().Error(), want)

@@ -108,7 +108,7 @@ func (m *Metrics) WebhookDecided(kind string, allowed bool, took time.Duration) 
 	m.webhookDecision.WithLabelValues(kind, a).Inc()
 }
 
-// CELEvaluated is the rules package's evaluation observer (rules.SetObserver).
+// CELEvaluated is the CEL environment's evaluation observer (rules.Options.Observer).
 func (m *Metrics) CELEvaluated(kind string, cost uint64, err error) {
 	result := "ok"
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -143,28 +142,20 @@ func (e *Env) compileString(expression string) (cel.Program, error) {
 	return e.env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
 }
 
-// DefaultRules are the built-in rules, compiled once per process; they always compile.
-func DefaultRules() *Rules {
-	defaultRulesOnce.Do(func() {
-		env, err := NewEnv()
-		if err != nil {
-			panic(err)
-		}
-		if defaultRulesSet, err = NewRules(env); err != nil {
-			panic(err) // a built-in rule that does not compile is a bug caught by the tests
-		}
-	})
-	return defaultRulesSet
+// New builds a process's CEL environment with opts and compiles the rules in it: the built-in
+// ones, each replaced by the override of the same name. The process does this once, at start-up,
+// and hands the result to everything that decides or compiles CEL.
+func New(opts Options, overrides ...RuleSpec) (*Rules, error) {
+	env, err := NewEnv(opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewRules(env, overrides...)
 }
 
-var (
-	defaultRulesOnce sync.Once
-	defaultRulesSet  *Rules
-)
-
-// LoadRules reads rule overrides (a YAML or JSON list of {name, expression, message}) and
-// compiles the rules with them. Every error names the file and the rule.
-func LoadRules(path string) (*Rules, error) {
+// LoadRules reads rule overrides (a YAML or JSON list of {name, expression, message}) and builds
+// the rules with them, as New does. Every error names the file and the rule.
+func LoadRules(path string, opts Options) (*Rules, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("rules file: %w", err)
@@ -173,11 +164,7 @@ func LoadRules(path string) (*Rules, error) {
 	if err := yaml.UnmarshalStrict(raw, &specs); err != nil {
 		return nil, fmt.Errorf("rules file %s: %w", path, err)
 	}
-	env, err := NewEnv()
-	if err != nil {
-		return nil, err
-	}
-	r, err := NewRules(env, specs...)
+	r, err := New(opts, specs...)
 	if err != nil {
 		return nil, fmt.Errorf("rules file %s: %w", path, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -24,7 +25,7 @@ func stagesVars(deps []string, phases map[string]string) map[string]any {
 }
 
 func TestBuiltinStageRules(t *testing.T) {
-	r := rules.DefaultRules()
+	r := newRules(t)
 	tests := []struct {
 		name       string
 		deps       []string
@@ -62,7 +63,7 @@ func TestBuiltinStageRules(t *testing.T) {
 }
 
 func TestBuiltinPlanLock(t *testing.T) {
-	r := rules.DefaultRules()
+	r := newRules(t)
 	me := map[string]any{"name": "run-2", "namespace": "prod"}
 	held := func(name string) map[string]any {
 		return map[string]any{"currentExecution": map[string]any{"name": name, "namespace": "prod"}}
@@ -93,7 +94,7 @@ func TestBuiltinPlanLock(t *testing.T) {
 }
 
 func TestBuiltinRevertEligible(t *testing.T) {
-	r := rules.DefaultRules()
+	r := newRules(t)
 	plan := map[string]any{"name": "failover", "namespace": "prod"}
 	me := map[string]any{"name": "revert-1", "namespace": "prod", "operation": "Revert"}
 	target := func(change func(map[string]any)) map[string]any {
@@ -137,7 +138,7 @@ func TestBuiltinRevertEligible(t *testing.T) {
 }
 
 func TestRuleOverridesAndErrors(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	tests := []struct {
 		name string
@@ -171,7 +172,7 @@ func TestRuleOverridesAndErrors(t *testing.T) {
 }
 
 func TestRuleCostLimit(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	// Matching long strings costs in proportion to their length: a few large values exceed the
 	// per-call cost limit at once.
@@ -194,11 +195,12 @@ func TestRuleCostLimit(t *testing.T) {
 }
 
 func BenchmarkStageReadyCached(b *testing.B) {
-	r := rules.DefaultRules()
+	r := newRules(b)
 	vars := stagesVars([]string{"infrastructure", "applications"}, map[string]string{"infrastructure": "Succeeded", "applications": "Succeeded"})
 	ctx, cancel := context.WithTimeout(context.Background(), rules.EvalTimeout)
 	defer cancel()
 	b.ReportAllocs()
+	b.ResetTimer() // building the rules is not what is measured
 	for i := 0; i < b.N; i++ {
 		if _, _, err := r.StageReady.Decide(ctx, vars, false); err != nil {
 			b.Fatal(err)
@@ -209,7 +211,7 @@ func BenchmarkStageReadyCached(b *testing.B) {
 func BenchmarkCompileCold(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		env, err := rules.NewEnv()
+		env, err := rules.NewEnv(rules.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -248,7 +250,7 @@ func TestLoadRules(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := write(strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.content)
-			r, err := rules.LoadRules(path)
+			r, err := rules.LoadRules(path, rules.Options{})
 			if tc.err != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "rules file "+path)
@@ -267,7 +269,7 @@ func TestLoadRules(t *testing.T) {
 }
 
 func TestCompileGuard(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	declared := []drv1.Parameter{
 		{Name: "replicas", Type: drv1.ParameterTypeInt},
@@ -321,7 +323,7 @@ func guardVars() map[string]any {
 }
 
 func TestGuardEval(t *testing.T) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	declared := []drv1.Parameter{
 		{Name: "replicas", Type: drv1.ParameterTypeInt},
@@ -366,7 +368,7 @@ func TestGuardEval(t *testing.T) {
 }
 
 func BenchmarkGuardCached(b *testing.B) {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(b, err)
 	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
 	const expr = "actions.probe.outputs.httpResponse.statusCode == 200 && params.replicas >= 3"
@@ -385,9 +387,36 @@ func BenchmarkGuardCached(b *testing.B) {
 	}
 }
 
+// BenchmarkGuardCacheHit is the cache's own share of a cached guard: the lookup alone, from one
+// goroutine and from all at once.
+func BenchmarkGuardCacheHit(b *testing.B) {
+	env, err := rules.NewEnv(rules.Options{})
+	require.NoError(b, err)
+	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
+	const expr = "actions.probe.outputs.httpResponse.statusCode == 200 && params.replicas >= 3"
+	b.ReportAllocs()
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := env.CompileGuard(expr, declared); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := env.CompileGuard(expr, declared); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
 func BenchmarkGuardCompileCold(b *testing.B) {
 	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}, {Name: "region"}}
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(b, err)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -402,7 +431,7 @@ func BenchmarkGuardCompileCold(b *testing.B) {
 func TestDocsGuardExamplesCompile(t *testing.T) {
 	doc, err := os.ReadFile("../docs/rules.md")
 	require.NoError(t, err)
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	found := regexp.MustCompile(`(?m)^\s*-?\s*(when|condition|successCondition): "(.+)"\s*(#.*)?$`).FindAllStringSubmatch(string(doc), -1)
 	require.GreaterOrEqual(t, len(found), 6, "the examples were found")
@@ -412,4 +441,138 @@ func TestDocsGuardExamplesCompile(t *testing.T) {
 			assert.NoError(t, err)
 		})
 	}
+}
+
+// TestObserverIsTheEnvironments: each environment tells its own observer, and only it, of its
+// evaluations (no process-wide observer).
+func TestObserverIsTheEnvironments(t *testing.T) {
+	type seen struct {
+		kind string
+		cost uint64
+		err  bool
+	}
+	var got []seen
+	observed, err := rules.New(rules.Options{Observer: func(kind string, cost uint64, err error) {
+		got = append(got, seen{kind, cost, err != nil})
+	}})
+	require.NoError(t, err)
+	other := newRules(t)
+
+	vars := stagesVars([]string{"a"}, map[string]string{"a": "Succeeded"})
+	_, _, err = other.StageReady.Decide(context.Background(), vars, false)
+	require.NoError(t, err)
+	assert.Empty(t, got, "another environment's evaluations are not observed")
+
+	_, _, err = observed.StageReady.Decide(context.Background(), vars, false)
+	require.NoError(t, err)
+	guard, err := observed.Env.CompileGuard("params.x == 1", nil)
+	require.NoError(t, err)
+	_, err = guard.Eval(context.Background(), map[string]any{"params": map[string]any{}})
+	require.Error(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, "rule", got[0].kind)
+	assert.NotZero(t, got[0].cost)
+	assert.False(t, got[0].err)
+	assert.Equal(t, seen{kind: "guard", err: true}, seen{kind: got[1].kind, err: got[1].err})
+}
+
+// TestProgramCacheEvictsLeastRecentlyUsed: an environment keeps at most CacheSize programs. Past
+// the bound the least recently used is forgotten (compiled again, as a new program, on its next
+// use) and the most recently used are kept (the same program comes back).
+func TestProgramCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	const bound = 3
+	env, err := rules.NewEnv(rules.Options{CacheSize: bound})
+	require.NoError(t, err)
+	compile := func(i int) *rules.Program {
+		p, err := env.CompileGuard(fmt.Sprintf("params.replicas >= %d", i), []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}})
+		require.NoError(t, err)
+		return p
+	}
+
+	first := compile(0)
+	assert.Same(t, first, compile(0), "a cached program is compiled once")
+	for i := 1; i < bound; i++ {
+		compile(i)
+	}
+	assert.Equal(t, bound, env.CachedPrograms())
+	last := compile(bound) // bound+1 distinct expressions: the first one goes
+	assert.Equal(t, bound, env.CachedPrograms(), "the cache keeps its bound")
+	assert.Same(t, last, compile(bound), "the most recently used is kept")
+	ok, err := first.Eval(context.Background(), map[string]any{"params": map[string]any{"replicas": int64(1)}})
+	require.NoError(t, err)
+	assert.True(t, ok, "an evicted program still evaluates for whoever holds it")
+	assert.NotSame(t, first, compile(0), "the first was evicted: its next use compiles it again")
+
+	// Least recently used, not first in: using 1 again makes 2 the next to go.
+	env, err = rules.NewEnv(rules.Options{CacheSize: bound})
+	require.NoError(t, err)
+	p := make([]*rules.Program, bound)
+	for i := range p {
+		p[i] = compile(i)
+	}
+	compile(0) // 0 is the most recently used now: 1 is the least
+	compile(bound)
+	assert.Same(t, p[0], compile(0), "used again, the first is kept")
+	assert.Same(t, p[2], compile(2))
+	assert.NotSame(t, p[1], compile(1), "the least recently used was evicted")
+	assert.Equal(t, bound, env.CachedPrograms())
+}
+
+func TestProgramCacheDefaultBound(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{})
+	require.NoError(t, err)
+	for i := range rules.DefaultCacheSize + 10 {
+		_, err := env.Compile(fmt.Sprintf("%d > 0", i))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, rules.DefaultCacheSize, env.CachedPrograms())
+}
+
+// TestProgramCacheConcurrent compiles and evaluates from many goroutines through a cache smaller
+// than the expressions in use, so that hits, adds and evictions interleave (run it with -race).
+func TestProgramCacheConcurrent(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{CacheSize: 4})
+	require.NoError(t, err)
+	declared := []drv1.Parameter{{Name: "replicas", Type: drv1.ParameterTypeInt}}
+	vars := map[string]any{"params": map[string]any{"replicas": int64(5)}}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				n := (w + i) % 10
+				p, err := env.CompileGuard(fmt.Sprintf("params.replicas >= %d", n), declared)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok, err := p.Eval(context.Background(), vars); err != nil || ok != (5 >= n) {
+					t.Errorf("params.replicas >= %d with 5: %v, %v", n, ok, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, env.CachedPrograms(), 4)
+}
+
+// TestTypedParamsCacheIsBounded: the environments typed from workflows' parameter declarations
+// are kept under the same bound as the programs; one forgotten is built again when needed.
+func TestTypedParamsCacheIsBounded(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{CacheSize: 2})
+	require.NoError(t, err)
+	guard := func(param string) error {
+		_, err := env.CompileGuard("params."+param+" > 0", []drv1.Parameter{{Name: param, Type: drv1.ParameterTypeInt}})
+		return err
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		require.NoError(t, guard(p))
+	}
+	assert.Equal(t, 2, env.TypedEnvs())
+	require.NoError(t, guard("a"), "a forgotten signature is typed again")
+	_, err = env.CompileGuard("params.b > 'x'", []drv1.Parameter{{Name: "b", Type: drv1.ParameterTypeInt}})
+	require.Error(t, err, "typed again (b was the least recently used), the parameter keeps its type")
+	assert.Contains(t, err.Error(), "found no matching overload")
+	assert.Equal(t, 2, env.TypedEnvs())
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -28,6 +26,10 @@ const (
 	// interruptEvery is how often (in comprehension iterations) an evaluation checks its
 	// context.
 	interruptEvery = 100
+	// DefaultCacheSize bounds the compiled programs an environment keeps (Options.CacheSize):
+	// room for every guard and condition of a few hundred workflows. Past it, the least recently
+	// used program is forgotten, and compiled again if it is needed again.
+	DefaultCacheSize = 4096
 )
 
 // Variables every expression may use. Values are maps built from the run's snapshot and status.
@@ -47,20 +49,31 @@ const (
 	VarTarget     = "target"     // the execution a Revert undoes (RevertEligible)
 )
 
-// Env is the one CEL environment of the controller, built once. Programs are compiled once per
-// expression text and cached.
-type Env struct {
-	base *cel.Env // every variable but params
-	env  *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
+// Options configure the CEL environment of a process.
+type Options struct {
+	// Observer, when set, is told of every evaluation of a rule or guard: its kind ("rule" or
+	// "guard"), its cost and its error (the controller's metrics).
+	Observer func(kind string, cost uint64, err error)
+	// CacheSize bounds the compiled programs kept, and the environments typed from a workflow's
+	// parameter declarations, the least recently used forgotten first; 0 means DefaultCacheSize.
+	CacheSize int
+}
 
-	mu       sync.RWMutex
-	programs map[string]*Program
-	typed    map[string]*cel.Env // base, with params typed from a workflow's declarations, by signature
+// Env is the one CEL environment of a process, built once at start-up and handed to everything
+// that compiles or evaluates CEL. Programs are compiled once per expression text and kept in a
+// cache of at most Options.CacheSize programs.
+type Env struct {
+	base     *cel.Env // every variable but params
+	env      *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
+	observer func(kind string, cost uint64, err error)
+
+	programs *lru[string, *Program] // by expression (rules), or signature and expression (guards)
+	typed    *lru[string, *cel.Env] // base, with params typed from a workflow's declarations, by signature
 }
 
 // NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
 // in runbooks (lists, strings, regex, URLs, quantities).
-func NewEnv() (*Env, error) {
+func NewEnv(opts Options) (*Env, error) {
 	mapOfDyn := cel.MapType(cel.StringType, cel.DynType)
 	base, err := cel.NewEnv(
 		cel.Variable(VarPlan, mapOfDyn),
@@ -90,7 +103,12 @@ func NewEnv() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return &Env{base: base, env: env, programs: map[string]*Program{}, typed: map[string]*cel.Env{}}, nil
+	size := opts.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	return &Env{base: base, env: env, observer: opts.Observer, programs: newLRU[string, *Program](size),
+		typed: newLRU[string, *cel.Env](size)}, nil
 }
 
 // Program is a compiled, type-checked boolean expression.
@@ -98,24 +116,20 @@ type Program struct {
 	Expression string
 	prg        cel.Program
 	kind       string // "rule" or "guard", for the evaluation observer
+	// observer is the environment's Options.Observer (nil: none).
+	observer func(kind string, cost uint64, err error)
 }
 
-// observer, when set, is told of every evaluation: its kind, its cost and its error.
-var observer atomic.Pointer[func(kind string, cost uint64, err error)]
-
-// SetObserver makes f see every evaluation from now on (the controller's metrics).
-func SetObserver(f func(kind string, cost uint64, err error)) { observer.Store(&f) }
-
-func observe(kind string, details *cel.EvalDetails, err error) {
-	f := observer.Load()
-	if f == nil {
+// observe tells the observer, if any, of one evaluation.
+func (p *Program) observe(details *cel.EvalDetails, err error) {
+	if p.observer == nil {
 		return
 	}
 	var cost uint64
 	if details != nil && details.ActualCost() != nil {
 		cost = *details.ActualCost()
 	}
-	(*f)(kind, cost, err)
+	p.observer(p.kind, cost, err)
 }
 
 // Compile type-checks expression (it must be a bool) and returns its program, compiled once per
@@ -172,17 +186,14 @@ func (e *Env) CompileGuard(expression string, declared []drv1.Parameter) (*Progr
 }
 
 // paramsEnv is the environment whose params is an object with one field a declared parameter,
-// of its declared type; built once per signature.
+// of its declared type; built once per signature and cached as the programs are.
 func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 	var sig strings.Builder
 	for _, p := range declared {
 		fmt.Fprintf(&sig, "%s:%s,", p.Name, p.Type)
 	}
 	signature := sig.String()
-	e.mu.RLock()
-	env, ok := e.typed[signature]
-	e.mu.RUnlock()
-	if ok {
+	if env, ok := e.typed.get(signature); ok {
 		return env, signature, nil
 	}
 	fields := make(map[string]*apiservercel.DeclField, len(declared))
@@ -197,6 +208,7 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 		fields[p.Name] = apiservercel.NewDeclField(p.Name, t, p.Required, nil, nil)
 	}
 	object := apiservercel.NewObjectType("drplan.Parameters", fields)
+	var env *cel.Env
 	opts, err := apiservercel.NewDeclTypeProvider(object).EnvOptions(e.base.CELTypeProvider())
 	if err == nil {
 		env, err = e.base.Extend(append(opts, cel.Variable(VarParams, object.CelType()))...)
@@ -204,19 +216,14 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("typing the parameters %s: %w", strings.TrimSuffix(signature, ","), err)
 	}
-	e.mu.Lock()
-	e.typed[signature] = env
-	e.mu.Unlock()
-	return env, signature, nil
+	return e.typed.add(signature, env), signature, nil
 }
 
 // cached returns the program cached under key, or compiles expression in env, checks it (parsed,
-// then type-checked) and caches it.
+// then type-checked) and caches it. An expression that does not compile is not cached: it is
+// refused again, with the same error, each time it is asked for.
 func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkParsed, checkTyped func(*cel.Ast) error) (*Program, error) {
-	e.mu.RLock()
-	p, ok := e.programs[key]
-	e.mu.RUnlock()
-	if ok {
+	if p, ok := e.programs.get(key); ok {
 		return p, nil
 	}
 	parsed, issues := env.Parse(expression)
@@ -242,11 +249,7 @@ func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkPar
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	p = &Program{Expression: expression, prg: prg, kind: kind}
-	e.mu.Lock()
-	e.programs[key] = p
-	e.mu.Unlock()
-	return p, nil
+	return e.programs.add(key, &Program{Expression: expression, prg: prg, kind: kind, observer: e.observer}), nil
 }
 
 // paramsRead lists the parameter names an expression reads as params.x, and those it reads as
@@ -282,7 +285,7 @@ func (p *Program) Eval(ctx context.Context, vars map[string]any) (bool, error) {
 		defer cancel()
 	}
 	out, details, err := p.prg.ContextEval(ctx, vars)
-	observe(p.kind, details, err)
+	p.observe(details, err)
 	if err != nil {
 		return false, err
 	}

@@ -18,7 +18,7 @@ type RunPlan struct {
 	FailurePolicy drv1.FailurePolicy
 	Stages        []RunStage
 	DAG           *DAG
-	// Rules decide when a stage is ready or blocked (the built-in rules unless replaced).
+	// Rules decide when a stage is ready or blocked: the process's rules.
 	Rules *Rules
 	// Identity of the run, for guards: plan and execution names, namespace, operation.
 	PlanName, ExecutionName, Namespace string
@@ -63,9 +63,10 @@ type ActionAddr struct {
 	Stage, Workflow, Action, Flat int
 }
 
-// NewRunPlan indexes stages (whose DAG must already be valid) and numbers the actions.
-func NewRunPlan(policy drv1.FailurePolicy, dag *DAG, stages []RunStage) *RunPlan {
-	p := &RunPlan{FailurePolicy: policy, Stages: stages, DAG: dag, Rules: DefaultRules(), stageIndex: map[string]int{}}
+// NewRunPlan indexes stages (whose DAG must already be valid) and numbers the actions; decide
+// are the rules its stages are decided by.
+func NewRunPlan(decide *Rules, policy drv1.FailurePolicy, dag *DAG, stages []RunStage) *RunPlan {
+	p := &RunPlan{FailurePolicy: policy, Stages: stages, DAG: dag, Rules: decide, stageIndex: map[string]int{}}
 	flat := 0
 	for i := range p.Stages {
 		p.stageIndex[p.Stages[i].Name] = i

@@ -32,6 +32,14 @@ func stage(name string, parallel bool, deps []string, workflows ...string) rules
 	return s
 }
 
+// newRules are the built-in rules in a CEL environment of the test's own, as a process builds
+// them once at start-up.
+func newRules(t testing.TB) *rules.Rules {
+	r, err := rules.New(rules.Options{})
+	require.NoError(t, err)
+	return r
+}
+
 func newRun(t *testing.T, policy drv1.FailurePolicy, stages ...rules.RunStage) (*rules.RunPlan, *drv1.DRPlanExecutionStatus) {
 	nodes := make([]rules.Node, len(stages))
 	for i, s := range stages {
@@ -39,7 +47,7 @@ func newRun(t *testing.T, policy drv1.FailurePolicy, stages ...rules.RunStage) (
 	}
 	dag, errs := rules.NewDAG(field.NewPath("spec", "stages"), nodes)
 	require.Empty(t, errs)
-	p := rules.NewRunPlan(policy, dag, stages)
+	p := rules.NewRunPlan(newRules(t), policy, dag, stages)
 	st := &drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning}
 	st.StageStatuses, st.ActionStatuses = p.InitialStatus()
 	return p, st
@@ -247,7 +255,7 @@ func TestCloseRunning(t *testing.T) {
 }
 
 func TestAdvanceGuards(t *testing.T) {
-	env := rules.DefaultRules().Env
+	env := newRules(t).Env
 	compile := func(expr string) *rules.Program {
 		p, err := env.Compile(expr)
 		require.NoError(t, err)

@@ -21,7 +21,7 @@ var started = time.Date(2026, 1, 30, 10, 0, 0, 0, time.UTC)
 
 func newRules(t testing.TB) *rules.Rules {
 	t.Helper()
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	r, err := rules.NewRules(env)
 	require.NoError(t, err)

@@ -180,8 +180,7 @@ func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *Prepar
 	for si := range runStages {
 		runStages[si].Params = common
 	}
-	p.Plan = rules.NewRunPlan(snap.Plan.FailurePolicy, dag, runStages)
-	p.Plan.Rules = b.decide
+	p.Plan = rules.NewRunPlan(b.decide, snap.Plan.FailurePolicy, dag, runStages)
 	p.Plan.PlanName, p.Plan.ExecutionName, p.Plan.Namespace, p.Plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
 	p.Params = agreed(b.displays)
 	i := 0

@@ -90,8 +90,7 @@ func reversed(fwd *Prepared, target *drv1.DRPlanExecution) *Prepared {
 		stages = append(stages, rs)
 		p.PerWorkflow = append(p.PerWorkflow, perWorkflow)
 	}
-	p.Plan = rules.NewRunPlan(fwd.Plan.FailurePolicy, dag, stages)
-	p.Plan.Rules = fwd.Plan.Rules
+	p.Plan = rules.NewRunPlan(fwd.Plan.Rules, fwd.Plan.FailurePolicy, dag, stages)
 	p.Plan.PlanName, p.Plan.Namespace = fwd.Plan.PlanName, fwd.Plan.Namespace
 	return p
 }

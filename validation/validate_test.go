@@ -38,7 +38,7 @@ func param(name string, t drv1.ParameterType, def string) drv1.Parameter {
 
 // newEnv is a CEL environment of the test's own: the checks use the one they are given.
 func newEnv(t *testing.T) *rules.Env {
-	env, err := rules.NewEnv()
+	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
 	return env
 }

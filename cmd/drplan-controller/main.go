@@ -22,7 +22,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
-	"github.com/bkbcs/drplan-controller/rules"
 )
 
 func main() {
@@ -117,13 +116,7 @@ func setLogFormat(format string) error {
 func (f *flags) options() (*rest.Config, app.Options, error) {
 	opts := app.Options{
 		Workers: f.workers, ActionWorkers: f.actionWorkers, RequireServiceAccount: f.requireSA, ShutdownGrace: f.grace,
-		QPS: float32(f.qps), Burst: f.burst,
-	}
-	var err error
-	if f.rulesFile != "" {
-		if opts.Rules, err = rules.LoadRules(f.rulesFile); err != nil {
-			return nil, opts, err
-		}
+		QPS: float32(f.qps), Burst: f.burst, RulesFile: f.rulesFile,
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
 	if err != nil {

@@ -69,7 +69,11 @@ func TestQuickstartRuns(t *testing.T) {
 	a := e.Status.ActionStatuses[0]
 	assert.Equal(t, drv1.StepSucceeded, a.Phase)
 	assert.Equal(t, "HTTP request completed with status 200", a.Message)
-	assert.Equal(t, "my-first-plan", e.Labels[drv1.LabelPlan])
+	// The plan label is added by its own write, which may land after the run ended.
+	eventually(t, "the execution to carry its plan's label", func() (bool, string) {
+		l := getExecution(t, ns, "my-first-execution").Labels[drv1.LabelPlan]
+		return l == "my-first-plan", l
+	})
 	require.Len(t, e.Status.Outputs, 1)
 	assert.EqualValues(t, 200, e.Status.Outputs[0].HTTPResponse.StatusCode)
 	assert.NotNil(t, e.Status.Snapshot)

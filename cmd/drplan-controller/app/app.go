@@ -46,8 +46,10 @@ type Options struct {
 	// ShutdownGrace is how long actions in flight may finish once ctx ends (default 20s); then
 	// they are abandoned and a restart decides.
 	ShutdownGrace time.Duration
-	// Rules replace the built-in CEL rules (rules.LoadRules); nil keeps them.
-	Rules *rules.Rules
+	// RulesFile, when set, names a YAML list of rules replacing built-in CEL rules by name
+	// (docs/rules.md); it is read once, at start-up, and a rule that does not compile stops the
+	// process.
+	RulesFile string
 	// Webhook, when set, serves the validating admission webhook from this process: it decides
 	// from the controller's own caches and rules.
 	Webhook *WebhookOptions
@@ -77,15 +79,18 @@ type WebhookOptions struct {
 // listed in one place.
 func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	opts = opts.withDefaults()
+	m := metrics.NewMetrics()
+	decide, err := newRules(opts.RulesFile, m)
+	if err != nil {
+		return err
+	}
 	cl, err := newClients(cfg, opts.QPS, opts.Burst)
 	if err != nil {
 		return err
 	}
 	recorder, stopRecorder := controller.NewRecorder(ctx, cl.kube)
 	defer stopRecorder()
-	m := metrics.NewMetrics()
-	rules.SetObserver(m.CELEvaluated)
-	c := newController(cl, opts, recorder, m)
+	c := newController(cl, opts, decide, recorder, m)
 	// The servers stop with ctx; an error return before c.Run must stop them too, or the
 	// deferred waits would hang the process instead of letting it exit with the error.
 	ctx, cancel := context.WithCancel(ctx)
@@ -98,7 +103,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("the webhook's certificate: %w", err)
 		}
-		hook := newWebhook(cl, opts.Rules, c.Synced, m)
+		hook := newWebhook(cl, decide, c.Synced, m)
 		defer serve(ctx, cancel, "The admission webhook", func(ctx context.Context) error {
 			return admission.Serve(ctx, w.Listener, hook, getCert)
 		})()
@@ -117,10 +122,18 @@ func (opts Options) withDefaults() Options {
 	if opts.ActionWorkers < 1 {
 		opts.ActionWorkers = 64
 	}
-	if opts.Rules == nil {
-		opts.Rules = rules.DefaultRules()
-	}
 	return opts
+}
+
+// newRules builds the process's one CEL environment and its rules, the built-in ones or those
+// of rulesFile, with m observing every evaluation. Everything that decides or compiles CEL is
+// handed these: the controller, its runs, the runners and the webhook.
+func newRules(rulesFile string, m *metrics.Metrics) (*rules.Rules, error) {
+	opts := rules.Options{Observer: m.CELEvaluated}
+	if rulesFile != "" {
+		return rules.LoadRules(rulesFile, opts)
+	}
+	return rules.New(opts)
 }
 
 // clients are the process's API clients and informers, all from one rest.Config.
@@ -157,9 +170,9 @@ func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
 
 // newController builds the controller, with leader election when opts ask for it, and exports
 // its queues' counters.
-func newController(cl *clients, opts Options, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
-	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions),
-		Rules: opts.Rules, Metrics: m, Ready: opts.Ready, RequireServiceAccount: opts.RequireServiceAccount, ShutdownGrace: opts.ShutdownGrace}
+func newController(cl *clients, opts Options, decide *rules.Rules, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
+	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions, decide.Env),
+		Rules: decide, Metrics: m, Ready: opts.Ready, RequireServiceAccount: opts.RequireServiceAccount, ShutdownGrace: opts.ShutdownGrace}
 	if le := opts.LeaderElection; le != nil {
 		cfg.Elect = leaderElection(cl.kube, *le, m)
 	}
@@ -169,14 +182,14 @@ func newController(cl *clients, opts Options, recorder record.EventRecorder, m *
 	return c
 }
 
-// newRunners returns a runner for every action type.
-func newRunners(f *actions.ClientFactory) map[drv1.ActionType]actions.Runner {
+// newRunners returns a runner for every action type; those that evaluate CEL do it in env.
+func newRunners(f *actions.ClientFactory, env *rules.Env) map[drv1.ActionType]actions.Runner {
 	resources := actions.NewResourceRunner(f)
 	clusternet := actions.NewClusternetRunner(resources)
 	return map[drv1.ActionType]actions.Runner{
-		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(nil),
+		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(env, nil),
 		drv1.ActionTypeKubernetesResource: resources,
-		drv1.ActionTypeJob:                actions.NewJobRunner(resources),
+		drv1.ActionTypeJob:                actions.NewJobRunner(env, resources),
 		drv1.ActionTypeLocalization:       clusternet,
 		drv1.ActionTypeSubscription:       clusternet,
 	}
