@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,20 +19,8 @@ import (
 	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/test/fixtures"
 )
-
-func httpAction(name, url, body string) drv1.Action {
-	return drv1.Action{Name: name, ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP,
-		HTTP: &drv1.HTTPAction{URL: url, Body: body}}}
-}
-
-func param(name string, t drv1.ParameterType, def string) drv1.Parameter {
-	p := drv1.Parameter{Name: name, Type: t}
-	if def != "" {
-		p.Default = &apiextensionsv1.JSON{Raw: []byte(def)}
-	}
-	return p
-}
 
 // state is an in-memory admission.State.
 type state struct {
@@ -87,8 +74,8 @@ func execution(name string, op drv1.Operation, phase drv1.ExecutionPhase, change
 // fixture: workflow wf (region required), plan p of it, and the executions given.
 func fixture(t testing.TB, execs ...*drv1.DRPlanExecution) *admission.Decider {
 	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "prod"}, Spec: drv1.DRWorkflowSpec{
-		Parameters: []drv1.Parameter{{Name: "region", Required: true}, param("replicas", "int", "2")},
-		Actions:    []drv1.Action{httpAction("call", "https://x/{{ .params.region }}", "")},
+		Parameters: []drv1.Parameter{{Name: "region", Required: true}, fixtures.Param("replicas", "int", "2")},
+		Actions:    []drv1.Action{fixtures.HTTPAction("call", "https://x/{{ .params.region }}", "")},
 	}}
 	p := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"},
 		Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}}}
@@ -262,7 +249,7 @@ func TestWebhookServesReviews(t *testing.T) {
 	require.NotNil(t, resp.Result.Details)
 	assert.Equal(t, "spec.planRef", resp.Result.Details.Causes[0].Field)
 
-	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: "prod"}, Spec: drv1.DRWorkflowSpec{Actions: []drv1.Action{httpAction("n", "https://x", "")}}}
+	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: "prod"}, Spec: drv1.DRWorkflowSpec{Actions: []drv1.Action{fixtures.HTTPAction("n", "https://x", "")}}}
 	resp = review(t, h, &admissionv1.AdmissionRequest{UID: "u2", Kind: kind("DRWorkflow"), Operation: admissionv1.Create, Object: raw(t, wf)})
 	assert.True(t, resp.Allowed)
 	assert.Equal(t, []string{"spec.actions[0] (n): an HTTP call without a rollback is skipped on Revert; add a rollback to undo it"}, resp.Warnings)

@@ -37,11 +37,11 @@ import (
 )
 
 const (
-	etcdReadyTimeout              = 30 * time.Second
-	apiServerReadyTimeout         = 90 * time.Second
-	controllerManagerReadyTimeout = 60 * time.Second
-	crdReadyTimeout               = 30 * time.Second
-	pollInterval                  = 100 * time.Millisecond
+	etcdReadyTimeout      = 30 * time.Second
+	apiServerReadyTimeout = 90 * time.Second
+	componentReadyTimeout = 60 * time.Second
+	crdReadyTimeout       = 30 * time.Second
+	pollInterval          = 100 * time.Millisecond
 
 	serviceClusterIPRange = "10.0.0.0/24"
 	serviceAccountIssuer  = "https://kubernetes.default.svc.cluster.local"
@@ -277,10 +277,23 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, files pkiFiles, etcd
 // it is healthy.
 func (cp *ControlPlane) startControllerManager(ctx context.Context, files pkiFiles, host string, port int) error {
 	kubeconfig := filepath.Join(cp.Dir, "controller-manager.kubeconfig")
-	if _, err := writeKubeconfig(kubeconfig, host, files, files.controllerCert, files.controllerKey); err != nil {
+	return cp.startClient(ctx, files, host, port, clientComponent{procControllerManager, cp.Binaries.KubeControllerManager,
+		kubeconfig, files.controllerCert, files.controllerKey, controllerManagerArgs(files, kubeconfig, port)})
+}
+
+// clientComponent is a component that reaches kube-apiserver through a kubeconfig of its own
+// (a client certificate) and serves /healthz over TLS: kube-controller-manager, kube-scheduler.
+type clientComponent struct {
+	proc, binary, kubeconfig, cert, key string
+	args                                []string
+}
+
+// startClient writes c's kubeconfig, starts c and waits until its /healthz on port answers.
+func (cp *ControlPlane) startClient(ctx context.Context, files pkiFiles, host string, port int, c clientComponent) error {
+	if _, err := writeKubeconfig(c.kubeconfig, host, files, c.cert, c.key); err != nil {
 		return err
 	}
-	kcm, err := startProcess(cp.Dir, procControllerManager, cp.Binaries.KubeControllerManager, controllerManagerArgs(files, kubeconfig, port))
+	p, err := startProcess(cp.Dir, c.proc, c.binary, c.args)
 	if err != nil {
 		return err
 	}
@@ -288,7 +301,7 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, files pkiFil
 	if err != nil {
 		return err
 	}
-	return waitReady(ctx, kcm, controllerManagerReadyTimeout, httpCheck(caOnly, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
+	return waitReady(ctx, p, componentReadyTimeout, httpCheck(caOnly, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
 }
 
 // Stop stops kube-controller-manager, kube-apiserver and etcd (in that order) and removes Dir

@@ -295,18 +295,8 @@ func startContainerd(ctx context.Context, dir string) error {
 // startScheduler starts kube-scheduler with its own kubeconfig and waits until it is healthy.
 func (cp *ControlPlane) startScheduler(ctx context.Context, files pkiFiles, host string, port int) error {
 	kubeconfig := filepath.Join(nodeDir(cp.Dir), "scheduler.kubeconfig")
-	if _, err := writeKubeconfig(kubeconfig, host, files, files.schedulerCert, files.schedulerKey); err != nil {
-		return err
-	}
-	scheduler, err := startProcess(cp.Dir, procScheduler, cp.Binaries.KubeScheduler, schedulerArgs(files, kubeconfig, port))
-	if err != nil {
-		return err
-	}
-	caOnly, err := tlsClient(files.caCert, "", "")
-	if err != nil {
-		return err
-	}
-	return waitReady(ctx, scheduler, controllerManagerReadyTimeout, httpCheck(caOnly, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz"))
+	return cp.startClient(ctx, files, host, port, clientComponent{procScheduler, cp.Binaries.KubeScheduler,
+		kubeconfig, files.schedulerCert, files.schedulerKey, schedulerArgs(files, kubeconfig, port)})
 }
 
 func schedulerArgs(files pkiFiles, kubeconfig string, port int) []string {

@@ -5,13 +5,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/test/fixtures"
 	"github.com/bkbcs/drplan-controller/validation"
 )
 
@@ -21,19 +21,6 @@ func errStrings(errs field.ErrorList) []string {
 		out = append(out, e.Error())
 	}
 	return out
-}
-
-func httpAction(name, url, body string) drv1.Action {
-	return drv1.Action{Name: name, ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP,
-		HTTP: &drv1.HTTPAction{URL: url, Body: body}}}
-}
-
-func param(name string, t drv1.ParameterType, def string) drv1.Parameter {
-	p := drv1.Parameter{Name: name, Type: t}
-	if def != "" {
-		p.Default = &apiextensionsv1.JSON{Raw: []byte(def)}
-	}
-	return p
 }
 
 // newEnv is a CEL environment of the test's own: the checks use the one they are given.
@@ -52,22 +39,22 @@ func TestValidateWorkflow(t *testing.T) {
 		want   []string
 	}{{
 		name:   "valid: int default written as number and as string, bool, url",
-		params: []drv1.Parameter{param("replicas", "int", `3`), param("port", "int", `"3306"`), param("on", "bool", `true`), param("url", "string", `"https://x"`)},
-		acts:   []drv1.Action{httpAction("a", "{{ .params.url }}", `{"r": {{ .params.replicas }}, "p": {{ toJson .params.port }}}`)},
+		params: []drv1.Parameter{fixtures.Param("replicas", "int", `3`), fixtures.Param("port", "int", `"3306"`), fixtures.Param("on", "bool", `true`), fixtures.Param("url", "string", `"https://x"`)},
+		acts:   []drv1.Action{fixtures.HTTPAction("a", "{{ .params.url }}", `{"r": {{ .params.replicas }}, "p": {{ toJson .params.port }}}`)},
 	}, {
 		name:   "default that is not an int",
-		params: []drv1.Parameter{param("replicas", "int", `"three"`)},
-		acts:   []drv1.Action{httpAction("a", "https://x", "")},
+		params: []drv1.Parameter{fixtures.Param("replicas", "int", `"three"`)},
+		acts:   []drv1.Action{fixtures.HTTPAction("a", "https://x", "")},
 		want:   []string{`spec.parameters[0].default: Invalid value: "\"three\"": "three" is not an int: give a default of type int or change the parameter's type`},
 	}, {
 		name:   "default that is a map",
-		params: []drv1.Parameter{param("x", "string", `{"a":1}`)},
-		acts:   []drv1.Action{httpAction("a", "https://x", "")},
+		params: []drv1.Parameter{fixtures.Param("x", "string", `{"a":1}`)},
+		acts:   []drv1.Action{fixtures.HTTPAction("a", "https://x", "")},
 		want:   []string{`spec.parameters[0].default: Invalid value: "{\"a\":1}": must be a scalar (string, number or bool), not a list or map: give a default of type string or change the parameter's type`},
 	}, {
 		name:   "template naming an undeclared parameter, with the exact field",
-		acts:   []drv1.Action{httpAction("a", "https://x", `{"m": "{{ .params.mesage }}"}`)},
-		params: []drv1.Parameter{param("message", "string", "")},
+		acts:   []drv1.Action{fixtures.HTTPAction("a", "https://x", `{"m": "{{ .params.mesage }}"}`)},
+		params: []drv1.Parameter{fixtures.Param("message", "string", "")},
 		want:   []string{`spec.actions[0].http.body: Invalid value: "{\"m\": \"{{ .params.mesage }}\"}": template uses .params.mesage, which the workflow does not declare (did you mean "message"?)`},
 	}, {
 		name: "template that does not parse, in a rollback",
@@ -135,7 +122,7 @@ func TestValidateWorkflow(t *testing.T) {
 			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n"}}}},
 	}, {
 		name:   "manifest with templated values renders and parses",
-		params: []drv1.Parameter{param("ns", "string", "")},
+		params: []drv1.Parameter{fixtures.Param("ns", "string", "")},
 		acts: []drv1.Action{{Name: "r", ActionBody: drv1.ActionBody{Type: "KubernetesResource",
 			Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"dr-{{ .planName }}\"\n  namespace: \"{{ .params.ns }}\"\n"}}}},
 	}, {
@@ -148,7 +135,7 @@ func TestValidateWorkflow(t *testing.T) {
 		want: []string{`spec.actions[0].when: Invalid value: "'yes'": must evaluate to bool, but evaluates to string`},
 	}, {
 		name:   "guard reading an undeclared parameter, in a waitFor",
-		params: []drv1.Parameter{param("replicas", "int", "3")},
+		params: []drv1.Parameter{fixtures.Param("replicas", "int", "3")},
 		acts: []drv1.Action{{Name: "a", WaitFor: &drv1.WaitFor{Condition: "object.status.readyReplicas >= params.replica"},
 			ActionBody: drv1.ActionBody{Type: "KubernetesResource", Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}}}},
 		want: []string{`spec.actions[0].waitFor.condition: Invalid value: "object.status.readyReplicas >= params.replica": params.replica is not a parameter of the workflow (did you mean "replicas"?)`},
@@ -183,7 +170,7 @@ func TestValidatePlan(t *testing.T) {
 		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowReady}}
 	svc := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: "prod"},
 		Spec: drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
-			{Name: "serviceName", Required: true}, param("replicas", "int", "3")}},
+			{Name: "serviceName", Required: true}, fixtures.Param("replicas", "int", "3")}},
 		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowReady}}
 	broken := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "broken", Namespace: "prod"},
 		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowInvalid, Message: "spec.actions[0]: bad"}}
@@ -251,7 +238,7 @@ func TestValidatePlan(t *testing.T) {
 func TestMissingParams(t *testing.T) {
 	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "prod"},
 		Spec: drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{
-			{Name: "region", Required: true}, {Name: "replicas", Required: true}, {Name: "optional"}, param("port", "int", "80")}},
+			{Name: "region", Required: true}, {Name: "replicas", Required: true}, {Name: "optional"}, fixtures.Param("port", "int", "80")}},
 		Status: drv1.DRWorkflowStatus{Phase: drv1.WorkflowReady}}
 	all := workflows{"prod/wf": wf}
 	pv := func(n, v string) drv1.ParamValue { return drv1.ParamValue{Name: n, Value: v} }
