@@ -13,6 +13,7 @@ import (
 // +kubebuilder:printcolumn:name="Operation",type=string,JSONPath=`.spec.operation`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+// +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.metadata.annotations.dr\.bkbcs\.tencent\.com/requester`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // DRPlanExecution is one run of a DRPlan: Execute runs the plan's actions stage by stage, Revert
