@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -73,13 +74,14 @@ const (
 
 // CertManager keeps the webhook's serving certificate in a cluster, with no cert-manager
 // required: a CA and a certificate for the Service's names live in a Secret; the CA bundle of the
-// ValidatingWebhookConfiguration is kept equal to the CAs in use; both are renewed well before
-// they expire. Every replica runs it and serves from the Secret; writes use optimistic
+// validating and the mutating webhook configuration is kept equal to the CAs in use; both are
+// renewed well before they expire. Every replica runs it and serves from the Secret; writes use optimistic
 // concurrency, so replicas racing converge on one certificate.
 type CertManager struct {
 	Client kubernetes.Interface
 	// Namespace and SecretName locate the Secret; ServiceName is the webhook's Service in the
-	// same namespace; WebhookConfigName names the ValidatingWebhookConfiguration.
+	// same namespace; WebhookConfigName names the ValidatingWebhookConfiguration and the
+	// MutatingWebhookConfiguration.
 	Namespace, SecretName, ServiceName, WebhookConfigName string
 	// CAValidity and CertValidity default to 5 years and 1 year; a certificate (or the CA) is
 	// renewed once less than a third of its validity is left.
@@ -114,7 +116,7 @@ func (m *CertManager) validity() (ca, cert time.Duration) {
 }
 
 // Start ensures the certificate now, then keeps it so in the background until ctx ends: every
-// interval, and at once whenever the webhook configuration is created or changed (an upgrade or
+// interval, and at once whenever a webhook configuration is created or changed (an upgrade or
 // a re-applied manifest brings it back without the caBundle, and with failurePolicy Fail every
 // write of our kinds would fail until the next check). Its error is the first Ensure's: a
 // controller that cannot serve its webhook fails at start.
@@ -142,24 +144,30 @@ func (m *CertManager) Start(ctx context.Context, interval time.Duration) error {
 	return nil
 }
 
-// watchConfig signals changed when the webhook configuration is added or updated. It watches
-// that one object (a metadata.name field selector, which RBAC's resourceNames can allow).
+// watchConfig signals changed when one of the webhook configurations is added or updated. It
+// watches those objects only (a metadata.name field selector, which RBAC's resourceNames can
+// allow).
 func (m *CertManager) watchConfig(ctx context.Context, changed chan<- struct{}) {
 	selector := fields.OneTermEqualSelector("metadata.name", m.WebhookConfigName).String()
-	lw := cache.NewFilteredListWatchFromClient(m.Client.AdmissionregistrationV1().RESTClient(), "validatingwebhookconfigurations",
-		metav1.NamespaceAll, func(o *metav1.ListOptions) { o.FieldSelector = selector })
 	notify := func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
 	}
-	inf := cache.NewSharedIndexInformer(lw, &admissionregistrationv1.ValidatingWebhookConfiguration{}, 0, cache.Indexers{})
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-	})
-	go inf.Run(ctx.Done())
+	for resource, obj := range map[string]runtime.Object{
+		"validatingwebhookconfigurations": &admissionregistrationv1.ValidatingWebhookConfiguration{},
+		"mutatingwebhookconfigurations":   &admissionregistrationv1.MutatingWebhookConfiguration{},
+	} {
+		lw := cache.NewFilteredListWatchFromClient(m.Client.AdmissionregistrationV1().RESTClient(), resource,
+			metav1.NamespaceAll, func(o *metav1.ListOptions) { o.FieldSelector = selector })
+		inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { notify() },
+			UpdateFunc: func(any, any) { notify() },
+		})
+		go inf.Run(ctx.Done())
+	}
 }
 
 // Ensure makes the Secret hold a CA and a certificate with time left, the webhook configuration
@@ -289,51 +297,92 @@ func mergeBundles(have, want []byte) []byte {
 	}
 }
 
-// patchCABundle sets bundle on every webhook of the configuration that calls our Service.
+// patchCABundle sets bundle on every webhook that calls our Service in the validating and the
+// mutating configuration named WebhookConfigName.
 func (m *CertManager) patchCABundle(ctx context.Context, bundle []byte) error {
-	client := m.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	cfg, err := client.Get(ctx, m.WebhookConfigName, metav1.GetOptions{})
+	ar := m.Client.AdmissionregistrationV1()
+	validating, err := patchBundle(ctx, m, "ValidatingWebhookConfiguration", ar.ValidatingWebhookConfigurations(), bundle,
+		func(c *admissionregistrationv1.ValidatingWebhookConfiguration) (hooks []namedClient) {
+			for _, w := range c.Webhooks {
+				hooks = append(hooks, namedClient{w.Name, w.ClientConfig})
+			}
+			return hooks
+		})
+	if err != nil {
+		return err
+	}
+	mutating, err := patchBundle(ctx, m, "MutatingWebhookConfiguration", ar.MutatingWebhookConfigurations(), bundle,
+		func(c *admissionregistrationv1.MutatingWebhookConfiguration) (hooks []namedClient) {
+			for _, w := range c.Webhooks {
+				hooks = append(hooks, namedClient{w.Name, w.ClientConfig})
+			}
+			return hooks
+		})
+	if err != nil {
+		return err
+	}
+	if !validating || !mutating {
+		// Not installed yet (or removed for a while): nothing calls that webhook, so nothing
+		// needs to trust it. Once it exists the watch brings us back here.
+		klog.FromContext(ctx).Info("A webhook configuration does not exist; its caBundle is set once it does (the API server does not call that webhook meanwhile)",
+			"name", m.WebhookConfigName, "validating", validating, "mutating", mutating)
+	}
+	return nil
+}
+
+// namedClient is a webhook of a configuration: its name and where it is called.
+type namedClient struct {
+	name   string
+	client admissionregistrationv1.WebhookClientConfig
+}
+
+// configPatcher is the typed client of one kind of webhook configuration.
+type configPatcher[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
+}
+
+// patchBundle adds bundle to the caBundle of the webhooks of one configuration that call our
+// Service, and reports whether the configuration exists.
+func patchBundle[T any](ctx context.Context, m *CertManager, kind string, configs configPatcher[T], bundle []byte, webhooks func(T) []namedClient) (bool, error) {
+	cfg, err := configs.Get(ctx, m.WebhookConfigName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		// Not installed yet (or removed for a while): nothing calls the webhook, so nothing needs
-		// to trust it. Once it exists the watch brings us back here.
-		klog.FromContext(ctx).Info("The webhook configuration does not exist; its caBundle is set once it does (the API server does not call the webhook meanwhile)",
-			"validatingWebhookConfiguration", m.WebhookConfigName)
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("read ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)
+		return false, fmt.Errorf("read %s %s: %w", kind, m.WebhookConfigName, err)
 	}
 	var ops []map[string]any
 	matched := false
-	for i, w := range cfg.Webhooks {
-		svc := w.ClientConfig.Service
+	for i, w := range webhooks(cfg) {
+		svc := w.client.Service
 		if svc == nil || svc.Namespace != m.Namespace || svc.Name != m.ServiceName {
 			continue
 		}
 		matched = true
 		// Add, never drop, a CA that is still valid: a replica that read the Secret before
 		// another rotated it must not take the new CA out of the bundle.
-		merged := mergeBundles(w.ClientConfig.CABundle, bundle)
-		if bytes.Equal(w.ClientConfig.CABundle, merged) {
+		merged := mergeBundles(w.client.CABundle, bundle)
+		if bytes.Equal(w.client.CABundle, merged) {
 			continue
 		}
 		ops = append(ops,
-			map[string]any{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", i), "value": w.Name},
+			map[string]any{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", i), "value": w.name},
 			map[string]any{"op": "add", "path": fmt.Sprintf("/webhooks/%d/clientConfig/caBundle", i), "value": merged})
 	}
 	if !matched {
-		return fmt.Errorf("ValidatingWebhookConfiguration %s has no webhook calling Service %s/%s: the API server would not trust the certificate served",
-			m.WebhookConfigName, m.Namespace, m.ServiceName)
+		return true, fmt.Errorf("%s %s has no webhook calling Service %s/%s: the API server would not trust the certificate served",
+			kind, m.WebhookConfigName, m.Namespace, m.ServiceName)
 	}
 	if len(ops) == 0 {
-		return nil
+		return true, nil
 	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
-		return err
+		return true, err
 	}
-	if _, err := client.Patch(ctx, m.WebhookConfigName, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("set the CA bundle of ValidatingWebhookConfiguration %s: %w", m.WebhookConfigName, err)
+	if _, err := configs.Patch(ctx, m.WebhookConfigName, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+		return true, fmt.Errorf("set the CA bundle of %s %s: %w", kind, m.WebhookConfigName, err)
 	}
-	return nil
+	return true, nil
 }

@@ -234,8 +234,12 @@ func TestWebhookServesReviews(t *testing.T) {
 	kind := func(k string) metav1.GroupVersionKind {
 		return metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: k}
 	}
-	exec := execution("new", drv1.OperationExecute, "", func(e *drv1.DRPlanExecution) { e.Spec.PlanRef.Name = "nope" })
-	req := &admissionv1.AdmissionRequest{UID: types.UID("u1"), Kind: kind("DRPlanExecution"), Operation: admissionv1.Create, Object: raw(t, exec)}
+	exec := execution("new", drv1.OperationExecute, "", func(e *drv1.DRPlanExecution) {
+		e.Spec.PlanRef.Name = "nope"
+		e.Annotations = map[string]string{drv1.AnnotationRequester: alice.Encode()}
+	})
+	req := &admissionv1.AdmissionRequest{UID: types.UID("u1"), Kind: kind("DRPlanExecution"), Operation: admissionv1.Create, Object: raw(t, exec),
+		UserInfo: userInfo(alice)}
 
 	resp := review(t, h, req)
 	assert.False(t, resp.Allowed, "refused until the caches have synced")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -18,11 +19,13 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
-// Serve runs the webhook's HTTPS server on ln until ctx ends: the webhook at Path and /healthz.
-// getCert is asked at every handshake, so a rotated certificate is served at once.
-func Serve(ctx context.Context, ln net.Listener, webhook http.Handler, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) error {
+// Serve runs the webhook's HTTPS server on ln until ctx ends: the validating webhook at Path,
+// the mutating one at MutatePath, and /healthz. getCert is asked at every handshake, so a
+// rotated certificate is served at once.
+func Serve(ctx context.Context, ln net.Listener, validate, mutate http.Handler, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) error {
 	mux := http.NewServeMux()
-	mux.Handle(Path, webhook)
+	mux.Handle(Path, validate)
+	mux.Handle(MutatePath, mutate)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	srv := &http.Server{
 		Handler:           mux,
@@ -41,7 +44,7 @@ func Serve(ctx context.Context, ln net.Listener, webhook http.Handler, getCert f
 			klog.FromContext(ctx).Error(err, "Stopping the webhook server")
 		}
 	}()
-	klog.FromContext(ctx).Info("Serving the admission webhook", "address", ln.Addr().String(), "path", Path)
+	klog.FromContext(ctx).Info("Serving the admission webhooks", "address", ln.Addr().String(), "validate", Path, "mutate", MutatePath)
 	err := srv.ServeTLS(ln, "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		<-stopped
@@ -50,77 +53,160 @@ func Serve(ctx context.Context, ln net.Listener, webhook http.Handler, getCert f
 	return err
 }
 
-// WebhookName is the name of our webhook inside its ValidatingWebhookConfiguration.
-const WebhookName = "validate." + drv1.GroupName
+// Names of our webhooks inside their configurations.
+const (
+	WebhookName         = "validate." + drv1.GroupName
+	MutatingWebhookName = "mutate." + drv1.GroupName
+)
 
-// SystemNamespaces are never sent to the webhook: a webhook that is down must not block them.
+// SystemNamespaces are never sent to the webhooks: a webhook that is down must not block them.
+// (Executions there get no requester recorded, so they never run.)
 var SystemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
 
-// WebhookConfiguration is the registration of the webhook: CREATE and UPDATE of our three kinds,
-// failurePolicy Fail (nothing invalid slips in while the webhook is down; the controller's own
-// checks remain), no side effects (so --dry-run=server is answered), a short timeout, and the
-// system namespaces left out. client says where the API server reaches it: a URL with the CA
-// bundle in local mode, a Service in a cluster.
+// shape is what both registrations share: failurePolicy Fail (nothing unchecked or unrecorded
+// slips in while the webhook is down), no side effects (so --dry-run=server is answered), a
+// short timeout, Equivalent matching, and the system namespaces left out.
+type shape struct {
+	fail       admissionregistrationv1.FailurePolicyType
+	none       admissionregistrationv1.SideEffectClass
+	equivalent admissionregistrationv1.MatchPolicyType
+	scope      admissionregistrationv1.ScopeType
+	timeout    int32
+	namespaces *metav1.LabelSelector
+}
+
+func newShape() *shape {
+	return &shape{fail: admissionregistrationv1.Fail, none: admissionregistrationv1.SideEffectClassNone,
+		equivalent: admissionregistrationv1.Equivalent, scope: admissionregistrationv1.NamespacedScope, timeout: 5,
+		namespaces: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: SystemNamespaces,
+		}}}}
+}
+
+// rule matches CREATE and UPDATE of resources of our group.
+func (s *shape) rule(resources ...string) []admissionregistrationv1.RuleWithOperations {
+	return []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{drv1.GroupName}, APIVersions: []string{drv1.SchemeGroupVersion.Version},
+			Resources: resources, Scope: &s.scope},
+	}}
+}
+
+// at is client calling path: appended to a URL, or the Service's path.
+func at(client admissionregistrationv1.WebhookClientConfig, path string) admissionregistrationv1.WebhookClientConfig {
+	client = *client.DeepCopy()
+	switch {
+	case client.URL != nil:
+		u := strings.TrimSuffix(*client.URL, "/") + path
+		client.URL = &u
+	case client.Service != nil:
+		client.Service.Path = &path
+	}
+	return client
+}
+
+// WebhookConfiguration is the registration of the validating webhook: CREATE and UPDATE of our
+// three kinds and of their status (which only the controller writes), in the shape both
+// registrations share. client says where the API server reaches the controller (a URL with the
+// CA bundle in local mode, a Service in a cluster), without the path: Path is added.
 func WebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.ValidatingWebhookConfiguration {
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	equivalent := admissionregistrationv1.Equivalent
-	scope := admissionregistrationv1.NamespacedScope
-	timeout := int32(5)
+	s := newShape()
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:         WebhookName,
-			ClientConfig: client,
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule: admissionregistrationv1.Rule{
-					APIGroups:   []string{drv1.GroupName},
-					APIVersions: []string{drv1.SchemeGroupVersion.Version},
-					Resources:   []string{"drworkflows", "drplans", "drplanexecutions"},
-					Scope:       &scope,
-				},
-			}},
-			FailurePolicy: &fail,
-			MatchPolicy:   &equivalent,
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: SystemNamespaces,
-			}}},
-			SideEffects:             &none,
-			TimeoutSeconds:          &timeout,
-			AdmissionReviewVersions: []string{"v1"},
+			Name: WebhookName, ClientConfig: at(client, Path),
+			Rules:         s.rule("drworkflows", "drplans", "drplanexecutions", "drworkflows/status", "drplans/status", "drplanexecutions/status"),
+			FailurePolicy: &s.fail, MatchPolicy: &s.equivalent, NamespaceSelector: s.namespaces, SideEffects: &s.none,
+			TimeoutSeconds: &s.timeout, AdmissionReviewVersions: []string{"v1"},
 		}},
 	}
 }
 
-// Register creates the webhook configuration, or replaces an existing one of that name.
-func Register(ctx context.Context, client kubernetes.Interface, cfg *admissionregistrationv1.ValidatingWebhookConfiguration) error {
-	configs := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+// MutatingWebhookConfiguration is the registration of the mutating webhook, which records who
+// asks: CREATE and UPDATE of DRPlanExecutions and DRPlans, in the shape both registrations
+// share, never reinvoked (nothing another webhook changes alters who asked). client is as for
+// WebhookConfiguration; MutatePath is added.
+func MutatingWebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
+	s := newShape()
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: MutatingWebhookName, ClientConfig: at(client, MutatePath),
+			Rules:         s.rule("drplans", "drplanexecutions"),
+			FailurePolicy: &s.fail, MatchPolicy: &s.equivalent, NamespaceSelector: s.namespaces, SideEffects: &s.none,
+			TimeoutSeconds: &s.timeout, AdmissionReviewVersions: []string{"v1"}, ReinvocationPolicy: &never,
+		}},
+	}
+}
+
+// Register creates the webhook configurations, or replaces existing ones of their names; either
+// may be nil. The mutating one goes first, so that no create meets the validating webhook
+// without its records.
+func Register(ctx context.Context, client kubernetes.Interface, v *admissionregistrationv1.ValidatingWebhookConfiguration,
+	m *admissionregistrationv1.MutatingWebhookConfiguration) error {
+	if m != nil {
+		if err := register(ctx, client.AdmissionregistrationV1().MutatingWebhookConfigurations(), m); err != nil {
+			return fmt.Errorf("register MutatingWebhookConfiguration %s: %w", m.Name, err)
+		}
+	}
+	if v != nil {
+		if err := register(ctx, client.AdmissionregistrationV1().ValidatingWebhookConfigurations(), v); err != nil {
+			return fmt.Errorf("register ValidatingWebhookConfiguration %s: %w", v.Name, err)
+		}
+	}
+	return nil
+}
+
+// configClient is the typed client of one kind of webhook configuration.
+type configClient[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+func register[T interface {
+	metav1.Object
+	DeepCopy() T
+}](ctx context.Context, configs configClient[T], cfg T) error {
 	for {
-		cur, err := configs.Get(ctx, cfg.Name, metav1.GetOptions{})
+		cur, err := configs.Get(ctx, cfg.GetName(), metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			_, err = configs.Create(ctx, cfg, metav1.CreateOptions{})
 		case err == nil:
 			next := cfg.DeepCopy()
-			next.ResourceVersion = cur.ResourceVersion
+			next.SetResourceVersion(cur.GetResourceVersion())
 			_, err = configs.Update(ctx, next, metav1.UpdateOptions{})
 		}
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("register ValidatingWebhookConfiguration %s: %w", cfg.Name, err)
-		}
-		return nil
+		return err
 	}
 }
 
-// Unregister deletes the webhook configuration; one that is gone already is fine.
+// Unregister deletes the validating and the mutating configuration of that name; one that is
+// gone already is fine.
 func Unregister(ctx context.Context, client kubernetes.Interface, name string) error {
-	err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, name, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := unregister(ctx, client.AdmissionregistrationV1().ValidatingWebhookConfigurations(), name); err != nil {
 		return fmt.Errorf("unregister ValidatingWebhookConfiguration %s: %w", name, err)
+	}
+	return UnregisterMutating(ctx, client, name)
+}
+
+// UnregisterMutating deletes only the mutating configuration of that name.
+func UnregisterMutating(ctx context.Context, client kubernetes.Interface, name string) error {
+	if err := unregister(ctx, client.AdmissionregistrationV1().MutatingWebhookConfigurations(), name); err != nil {
+		return fmt.Errorf("unregister MutatingWebhookConfiguration %s: %w", name, err)
+	}
+	return nil
+}
+
+func unregister[T any](ctx context.Context, configs configClient[T], name string) error {
+	if err := configs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
-// Path is where the webhook serves AdmissionReview requests for all three kinds.
+// Path is where the validating webhook serves AdmissionReview requests for all three kinds.
 const Path = "/validate"
 
 // maxReviewBytes bounds a request body: the API server's own request limit (3 MiB) plus room for
@@ -25,6 +25,9 @@ const maxReviewBytes = 7 << 20
 // Webhook is the validating admission webhook: an http.Handler for AdmissionReview v1.
 type Webhook struct {
 	Decider *Decider
+	// Controller is the controller's own user name, as the API server authenticates it: the only
+	// user who may write a status, or records of another user than itself.
+	Controller string
 	// Ready reports whether the caches the decisions read have synced; until then every request
 	// is refused as unavailable (the API server's failurePolicy Fail turns that into a retryable
 	// error), never decided on an empty cache.
@@ -44,6 +47,13 @@ type ReadError interface {
 }
 
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	serveReview(rw, req, w.Review, w.Observe)
+}
+
+// serveReview answers one POSTed AdmissionReview with review's response; observe, when set, is
+// told of every decision on one of our kinds (metrics).
+func serveReview(rw http.ResponseWriter, req *http.Request, review func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse,
+	observe func(kind string, allowed bool, took time.Duration)) {
 	if req.Method != http.MethodPost {
 		http.Error(rw, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
@@ -57,20 +67,20 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		http.Error(rw, "the AdmissionReview is too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+	var in admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &in); err != nil || in.Request == nil {
 		http.Error(rw, fmt.Sprintf("not an AdmissionReview v1 with a request: %v", err), http.StatusBadRequest)
 		return
 	}
 	start := time.Now()
 	out := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
-		Response: w.Review(req.Context(), review.Request),
+		Response: review(req.Context(), in.Request),
 	}
-	switch k := review.Request.Kind; {
-	case w.Observe == nil || k.Group != drv1.GroupName:
+	switch k := in.Request.Kind; {
+	case observe == nil || k.Group != drv1.GroupName:
 	case k.Kind == "DRWorkflow" || k.Kind == "DRPlan" || k.Kind == "DRPlanExecution": // only ours: labels stay bounded
-		w.Observe(k.Kind, out.Response.Allowed, time.Since(start))
+		observe(k.Kind, out.Response.Allowed, time.Since(start))
 	}
 	rw.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(rw).Encode(out); err != nil {
@@ -83,6 +93,16 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
 	if req.Kind.Group != drv1.GroupName || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return resp // not ours to judge
+	}
+	// Who may do what needs no cache: decided first, also while the caches sync.
+	if req.SubResource != "" {
+		if st := statusWrite(req, w.Controller); st != nil {
+			return refuse(resp, *st)
+		}
+		return resp
+	}
+	if st := records(req, w.Controller); st != nil {
+		return refuse(resp, *st)
 	}
 	if w.Ready != nil && !w.Ready() {
 		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,

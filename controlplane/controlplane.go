@@ -335,6 +335,19 @@ func (cp *ControlPlane) SignServingCert(hosts []string) (certPEM, keyPEM []byte,
 	return cp.ca.ServingCert(hosts, certValidity)
 }
 
+// ClientConfig is a client configuration of this control plane authenticated as user, in groups,
+// by a client certificate its CA signs: another identity than the admin's, e.g. for the
+// controller, whose writes the admission webhook tells from the users'.
+func (cp *ControlPlane) ClientConfig(user string, groups ...string) (*rest.Config, error) {
+	cert, key, err := cp.ca.ClientCert(user, certValidity, groups...)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(cp.RESTConfig)
+	cfg.TLSClientConfig = rest.TLSClientConfig{CAData: cp.RESTConfig.TLSClientConfig.CAData, CertData: cert, KeyData: key}
+	return cfg, nil
+}
+
 // Kubectl runs the built kubectl against this control plane.
 func (cp *ControlPlane) Kubectl(ctx context.Context, args ...string) (stdout, stderr string, err error) {
 	return cp.KubectlInput(ctx, "", args...)

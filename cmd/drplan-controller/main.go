@@ -76,7 +76,8 @@ func parseFlags() *flags {
 		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
 			"Without it, a plan without a ServiceAccount acts with the controller's own rights.")
 	flag.StringVar(&f.webhookAddr, "webhook-bind-address", ":9443",
-		"Address the validating admission webhook listens on; empty disables it (the controller's own checks remain).")
+		"Address the admission webhooks (validating, and mutating: it records who asks) listen on; empty disables them, "+
+			"and then no execution runs (none gets a requester recorded).")
 	flag.StringVar(&f.webhookCertDir, "webhook-cert-dir", "",
 		"Directory with tls.crt and tls.key for the webhook (re-read when they change). Empty: the controller manages its own certificate in --webhook-secret.")
 	flag.StringVar(&f.namespace, "namespace", os.Getenv("POD_NAMESPACE"),
@@ -84,7 +85,7 @@ func parseFlags() *flags {
 	flag.StringVar(&f.webhookSecret, "webhook-secret", "drplan-webhook-tls", "Secret holding the self-managed webhook CA and certificate.")
 	flag.StringVar(&f.webhookService, "webhook-service", "drplan-webhook", "Service through which the API server reaches the webhook.")
 	flag.StringVar(&f.webhookConfig, "webhook-configuration", "drplan-controller",
-		"ValidatingWebhookConfiguration whose CA bundle the controller keeps current (self-managed certificate only).")
+		"Name of the ValidatingWebhookConfiguration and the MutatingWebhookConfiguration whose CA bundle the controller keeps current (self-managed certificate only).")
 	flag.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address of /metrics, /healthz and /readyz; empty disables them.")
 	flag.BoolVar(&f.leaderElect, "leader-elect", false,
 		"Run only while holding the Lease --leader-election-id in --namespace, so that several replicas can run (one leads; all serve the webhook).")

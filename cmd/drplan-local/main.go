@@ -105,8 +105,13 @@ func sink(addr string) error {
 	}))
 }
 
-// webhookConfigName is the ValidatingWebhookConfiguration of the local run.
+// webhookConfigName names the validating and mutating webhook configurations of the local run.
 const webhookConfigName = "drplan-controller"
+
+// controllerUser is the controller's own user in the local run: a master like the admin (this
+// is a single-user development cluster), but another user, so that the admission webhook tells
+// its writes from yours and records you as the requester of what you run.
+const controllerUser = "drplan-controller"
 
 // run starts the control plane and runs the controller in this process until SIGINT or SIGTERM.
 func run(dir string, kcm, node bool) error {
@@ -141,8 +146,8 @@ func run(dir string, kcm, node bool) error {
 				controlplane.NodeName, controlplane.BusyboxImage, controlplane.NodeGateway)
 		}
 	}
-	// The admission webhook, served by the controller on loopback and registered by URL.
-	ln, certDir, url, err := cp.WebhookServing(admission.Path)
+	// The admission webhooks, served by the controller on loopback and registered by URL.
+	ln, certDir, url, err := cp.WebhookServing("")
 	if err != nil {
 		return err
 	}
@@ -150,11 +155,16 @@ func run(dir string, kcm, node bool) error {
 	if err != nil {
 		return err
 	}
-	if err := admission.Register(ctx, kube, admission.WebhookConfiguration(webhookConfigName,
-		admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: cp.CACertPEM})); err != nil {
+	client := admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: cp.CACertPEM}
+	if err := admission.Register(ctx, kube, admission.WebhookConfiguration(webhookConfigName, client),
+		admission.MutatingWebhookConfiguration(webhookConfigName, client)); err != nil {
 		return err
 	}
-	err = app.RunWithConfig(klog.NewContext(ctx, klog.Background()), cp.RESTConfig, app.Options{Workers: 4, Ready: ready,
+	controller, err := cp.ClientConfig(controllerUser, "system:masters")
+	if err != nil {
+		return err
+	}
+	err = app.RunWithConfig(klog.NewContext(ctx, klog.Background()), controller, app.Options{Workers: 4, Ready: ready,
 		Webhook: &app.WebhookOptions{Listener: ln, CertDir: certDir}})
 	if errors.Is(err, context.Canceled) {
 		err = nil

@@ -168,8 +168,8 @@ spec:
 		withoutWebhook(t) // to plant executions the webhook would refuse
 		ctx := context.Background()
 		for _, e := range []*drv1.DRPlanExecution{
-			{ObjectMeta: metav1.ObjectMeta{Name: "other-plans"}, Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "orphan"}}},
-			{ObjectMeta: metav1.ObjectMeta{Name: "a-revert"}, Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationRevert}},
+			{ObjectMeta: requested(t, metav1.ObjectMeta{Name: "other-plans"}), Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "orphan"}}},
+			{ObjectMeta: requested(t, metav1.ObjectMeta{Name: "a-revert"}), Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationRevert}},
 		} {
 			_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(ctx, e, metav1.CreateOptions{})
 			require.NoError(t, err)

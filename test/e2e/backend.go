@@ -48,9 +48,14 @@ type Env struct {
 	// ServerCPU is the CPU time the API server and etcd have used so far; zero where the
 	// backend cannot see their processes.
 	ServerCPU func() time.Duration
-	// SetWebhook registers (true) or unregisters (false) the controller's admission webhook; it
-	// is registered while the suite runs unless a test turns it off.
-	SetWebhook func(on bool) error
+	// SetWebhook registers (true) or unregisters (false) the controller's admission webhooks,
+	// validating and mutating; they are registered while the suite runs unless a test turns them
+	// off. SetMutatingWebhook does it for the mutating one alone.
+	SetWebhook         func(on bool) error
+	SetMutatingWebhook func(on bool) error
+	// ControllerUser is the controller's own user: the only one the webhook lets write a status
+	// or another user's records.
+	ControllerUser string
 	// MetricsURLs are the running controller replicas' metrics endpoints (http://.../metrics);
 	// none where the backend cannot reach them.
 	MetricsURLs func() []string
@@ -124,7 +129,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 	if err != nil {
 		return nil, errors.Join(err, b.cp.Stop())
 	}
-	ln, certDir, url, err := b.cp.WebhookServing(admission.Path)
+	ln, certDir, url, err := b.cp.WebhookServing("")
 	if err != nil {
 		return nil, errors.Join(err, b.cp.Stop())
 	}
@@ -144,12 +149,14 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
 			return b.cp.KubectlInput(ctx, stdin, args...)
 		},
-		StopController:   b.stopController,
-		StartController:  b.startController,
-		ControllerWrites: b.writes.counts,
-		ServerCPU:        b.cp.CPUTime,
-		SetWebhook:       b.setWebhook,
-		MetricsURLs:      func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
+		StopController:     b.stopController,
+		StartController:    b.startController,
+		ControllerWrites:   b.writes.counts,
+		ServerCPU:          b.cp.CPUTime,
+		SetWebhook:         b.setWebhook,
+		SetMutatingWebhook: b.setMutatingWebhook,
+		ControllerUser:     chartControllerUser,
+		MetricsURLs:        func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
 	}, nil
 }
 
@@ -195,7 +202,7 @@ func (b *localBackend) startController(grace time.Duration) {
 	}
 }
 
-// webhookConfigName is the suite's ValidatingWebhookConfiguration.
+// webhookConfigName names the suite's webhook configurations (validating and mutating).
 const webhookConfigName = "drplan-e2e"
 
 func (b *localBackend) setWebhook(on bool) error {
@@ -203,9 +210,9 @@ func (b *localBackend) setWebhook(on bool) error {
 	defer cancel()
 	var err error
 	if on {
-		url := b.webhookURL
-		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName,
-			admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: b.cp.CACertPEM}))
+		client := admissionregistrationv1.WebhookClientConfig{URL: &b.webhookURL, CABundle: b.cp.CACertPEM}
+		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName, client),
+			admission.MutatingWebhookConfiguration(webhookConfigName, client))
 	} else {
 		err = admission.Unregister(ctx, b.kube, webhookConfigName)
 	}
@@ -219,26 +226,70 @@ func (b *localBackend) setWebhook(on bool) error {
 	return waitWebhook(ctx, dr, on)
 }
 
-// waitWebhook waits until the API server acts on the webhook being registered (on) or not: it
-// picks changes up from its own informer, and a registered webhook may still be starting. The
-// probe is a dry-run execution of a plan that does not exist, which only the webhook refuses.
+func (b *localBackend) setMutatingWebhook(on bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	if on {
+		err = admission.Register(ctx, b.kube, nil, admission.MutatingWebhookConfiguration(webhookConfigName,
+			admissionregistrationv1.WebhookClientConfig{URL: &b.webhookURL, CABundle: b.cp.CACertPEM}))
+	} else {
+		err = admission.UnregisterMutating(ctx, b.kube, webhookConfigName)
+	}
+	if err != nil {
+		return err
+	}
+	dr, err := versioned.NewForConfig(b.cp.RESTConfig)
+	if err != nil {
+		return err
+	}
+	return waitMutatingWebhook(ctx, dr, on)
+}
+
+// webhookProbe is a dry-run create of an execution of a plan that does not exist: the validating
+// webhook refuses it, for want of a requester when the mutating webhook is not called, else for
+// the plan.
+func webhookProbe(ctx context.Context, dr versioned.Interface) error {
+	_, err := dr.DrV1alpha1().DRPlanExecutions("default").Create(ctx, &drv1.DRPlanExecution{
+		ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
+		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "no-such-plan"}},
+	}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return err
+}
+
+// waitWebhook waits until the API server acts on the webhooks being registered (on) or not: it
+// picks changes up from its own informer, and a registered webhook may still be starting.
 func waitWebhook(ctx context.Context, dr versioned.Interface, on bool) error {
-	for {
-		_, err := dr.DrV1alpha1().DRPlanExecutions("default").Create(ctx, &drv1.DRPlanExecution{
-			ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
-			Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "no-such-plan"}},
-		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return waitProbe(ctx, dr, "the webhooks being turned "+onOff(on), func(err error) bool {
 		refused := err != nil && strings.Contains(err.Error(), "does not exist")
-		if refused == on {
+		return refused == on
+	})
+}
+
+// waitMutatingWebhook waits until the API server calls the mutating webhook (on), or no more,
+// with the validating one registered.
+func waitMutatingWebhook(ctx context.Context, dr versioned.Interface, on bool) error {
+	return waitProbe(ctx, dr, "the mutating webhook being turned "+onOff(on), func(err error) bool {
+		return err != nil && strings.Contains(err.Error(), "does not exist") == on &&
+			strings.Contains(err.Error(), drv1.NoRequesterMessage) == !on
+	})
+}
+
+func waitProbe(ctx context.Context, dr versioned.Interface, what string, done func(error) bool) error {
+	for {
+		err := webhookProbe(ctx, dr)
+		if done(err) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the API server did not act on the webhook being turned %s: last answer %v", map[bool]string{true: "on", false: "off"}[on], err)
+			return fmt.Errorf("the API server did not act on %s: last answer %v", what, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
+
+func onOff(on bool) string { return map[bool]string{true: "on", false: "off"}[on] }
 
 // stopController cancels the controller and waits for it: running actions see their context
 // end and their results are dropped, as if the process had been killed mid-run.
@@ -306,9 +357,9 @@ func repoRoot() (string, error) {
 // installChart installs the Helm chart (rendered with the Helm library, as `helm install` would)
 // and returns a client config authenticated as the chart's ServiceAccount with a TokenRequest
 // token: the suite's controller then has exactly the chart's rights, which proves them
-// sufficient. No kubelet runs here, so the chart's Deployment never starts a pod, and its
-// ValidatingWebhookConfiguration (which calls the pods' Service) is removed: the suite registers
-// the webhook of its own controller by URL.
+// sufficient. No kubelet runs here, so the chart's Deployment never starts a pod, and its webhook
+// configurations (which call the pods' Service) are removed: the suite registers the webhooks of
+// its own controller by URL.
 func installChart(ctx context.Context, cp *controlplane.ControlPlane, kube kubernetes.Interface) (*rest.Config, error) {
 	manifest, err := deploy.Render(nil)
 	if err != nil {
@@ -317,11 +368,11 @@ func installChart(ctx context.Context, cp *controlplane.ControlPlane, kube kuber
 	if _, stderr, err := cp.KubectlInput(ctx, manifest, "apply", "--server-side", "--force-conflicts", "-f", "-"); err != nil {
 		return nil, fmt.Errorf("apply the chart: %w: %s", err, stderr)
 	}
-	if err := admission.Unregister(ctx, kube, "drplan-controller"); err != nil {
+	if err := admission.Unregister(ctx, kube, chartWebhook); err != nil {
 		return nil, err
 	}
 	expiry := int64((24 * time.Hour).Seconds())
-	tr, err := kube.CoreV1().ServiceAccounts("drplan-system").CreateToken(ctx, "drplan-controller",
+	tr, err := kube.CoreV1().ServiceAccounts(chartNamespace).CreateToken(ctx, "drplan-controller",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("a token of the chart's ServiceAccount: %w", err)

@@ -33,7 +33,7 @@ func httpWorkflow(ns, name string, rec *recorder, policy string, paths ...string
 func createExecution(t *testing.T, ns, name, plan string) {
 	t.Helper()
 	_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(context.Background(), &drv1.DRPlanExecution{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: requested(t, metav1.ObjectMeta{Name: name}),
 		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan}, Operation: drv1.OperationExecute},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)

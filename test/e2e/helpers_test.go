@@ -4,16 +4,21 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
 )
 
 const waitTimeout = 30 * time.Second
@@ -177,10 +182,75 @@ func planYAML(ns, plan, workflow string) string {
 	return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", plan, ns, workflow)
 }
 
-// withoutWebhook unregisters the admission webhook until the test ends: the test checks what the
-// controller (or the CRD schema) does on its own, as when the webhook is down or not installed.
+// withoutWebhook unregisters the admission webhooks (validating and mutating) until the test
+// ends: the test checks what the controller (or the CRD schema) does on its own, as when the
+// webhook is down or not installed. Nothing records a requester meanwhile: an execution the test
+// wants to run carries the suite's own record (createExecution and createRevert write it).
 func withoutWebhook(t testing.TB) {
 	t.Helper()
 	require.NoError(t, env.SetWebhook(false))
 	t.Cleanup(func() { require.NoError(t, env.SetWebhook(true)) })
+}
+
+// requesterOf is the record of a user as the API server authenticated them.
+func requesterOf(u authenticationv1.UserInfo) drv1.Requester {
+	r := drv1.Requester{Username: u.Username, UID: u.UID, Groups: u.Groups}
+	for k, v := range u.Extra {
+		if r.Extra == nil {
+			r.Extra = map[string][]string{}
+		}
+		r.Extra[k] = v
+	}
+	return r
+}
+
+var (
+	adminOnce   sync.Once
+	adminRecord drv1.Requester
+	adminErr    error
+)
+
+// adminRequester is the suite's own user (env's), as the API server authenticates it: the
+// requester the webhook records for what the suite creates.
+func adminRequester(t testing.TB) drv1.Requester {
+	t.Helper()
+	adminOnce.Do(func() {
+		r, err := env.Kube.AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		adminRecord, adminErr = requesterOf(r.Status.UserInfo), err
+	})
+	require.NoError(t, adminErr)
+	return adminRecord
+}
+
+// requested returns meta with the suite's own requester record: what the mutating webhook writes
+// for the suite's creates, written by the suite itself for when the webhooks are off
+// (withoutWebhook). With them on, the webhook overwrites it with the same record.
+func requested(t testing.TB, meta metav1.ObjectMeta) metav1.ObjectMeta {
+	t.Helper()
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations[drv1.AnnotationRequester] = adminRequester(t).Encode()
+	return meta
+}
+
+// asUser returns clients that act as user in groups (impersonation: the suite runs as a cluster
+// admin). The API server adds system:authenticated to the groups.
+func asUser(t testing.TB, user string, groups ...string) (versioned.Interface, kubernetes.Interface) {
+	t.Helper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	dr, err := versioned.NewForConfig(cfg)
+	require.NoError(t, err)
+	kube, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return dr, kube
+}
+
+// asController returns a client acting as the controller's own user: the only one whose status
+// writes the webhook admits.
+func asController(t testing.TB) versioned.Interface {
+	t.Helper()
+	dr, _ := asUser(t, env.ControllerUser)
+	return dr
 }

@@ -29,6 +29,8 @@ const (
 	chartWebhook    = "drplan-controller"
 	chartLease      = "drplan-controller"
 	chartReplicas   = 2
+	// chartControllerUser is the controller's own user: its ServiceAccount.
+	chartControllerUser = "system:serviceaccount:" + chartNamespace + ":drplan-controller"
 )
 
 // inCluster is the controller as users run it: installed by the chart, two replicas electing a
@@ -54,11 +56,13 @@ func (c *inCluster) env(name string, cfg *rest.Config, root string) *Env {
 				fmt.Fprintf(os.Stderr, "%s: starting the controller: %v\n", name, err)
 			}
 		},
-		ControllerWrites: func() (int64, int64) { return 0, 0 }, // not observable from outside the pods
-		ServerCPU:        func() time.Duration { return 0 },
-		SetWebhook:       c.setWebhook,
-		MetricsURLs:      c.metricsURLs,
-		Leader:           c.leader,
+		ControllerWrites:   func() (int64, int64) { return 0, 0 }, // not observable from outside the pods
+		ServerCPU:          func() time.Duration { return 0 },
+		SetWebhook:         c.setWebhook,
+		SetMutatingWebhook: c.setMutatingWebhook,
+		ControllerUser:     chartControllerUser,
+		MetricsURLs:        c.metricsURLs,
+		Leader:             c.leader,
 	}
 }
 
@@ -169,7 +173,7 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// setWebhook re-applies or deletes the chart's webhook configuration, and waits until the API
+// setWebhook re-applies or deletes the chart's webhook configurations, and waits until the API
 // server acts on it.
 func (c *inCluster) setWebhook(on bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -180,10 +184,28 @@ func (c *inCluster) setWebhook(on bool) error {
 		}
 		return waitWebhook(ctx, c.dr, false)
 	}
-	if err := c.apply(ctx, defaultGrace, "kind: ValidatingWebhookConfiguration"); err != nil {
-		return err
+	for _, kind := range []string{"kind: MutatingWebhookConfiguration", "kind: ValidatingWebhookConfiguration"} {
+		if err := c.apply(ctx, defaultGrace, kind); err != nil {
+			return err
+		}
 	}
 	return waitWebhook(ctx, c.dr, true)
+}
+
+// setMutatingWebhook re-applies or deletes the chart's mutating webhook configuration alone.
+func (c *inCluster) setMutatingWebhook(on bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	if on {
+		err = c.apply(ctx, defaultGrace, "kind: MutatingWebhookConfiguration")
+	} else {
+		err = admission.UnregisterMutating(ctx, c.kube, chartWebhook)
+	}
+	if err != nil {
+		return err
+	}
+	return waitMutatingWebhook(ctx, c.dr, on)
 }
 
 // leader is the leader Lease's holder ("" if none): the pod's name (its hostname), "_" and a

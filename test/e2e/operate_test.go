@@ -202,6 +202,7 @@ spec:
 func TestInstallManifests(t *testing.T) {
 	out := kubectl(t, "apply", "--dry-run=server", "-f", filepath.Join(env.Root, "deploy", "install.yaml"))
 	for _, want := range []string{"namespace/drplan-system", "deployment.apps/drplan-controller", "validatingwebhookconfiguration.admissionregistration.k8s.io/drplan-controller",
+		"mutatingwebhookconfiguration.admissionregistration.k8s.io/drplan-controller",
 		"clusterrole.rbac.authorization.k8s.io/drplan-controller", "customresourcedefinition.apiextensions.k8s.io/drplans.dr.bkbcs.tencent.com"} {
 		assert.Contains(t, out, want)
 	}

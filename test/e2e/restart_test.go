@@ -149,7 +149,7 @@ func TestStartCutShortBeforeTheLock(t *testing.T) {
 	cut.Status = *done.Status.DeepCopy()
 	cut.Status.Phase, cut.Status.CompletionTime, cut.Status.Conditions, cut.Status.Outputs = drv1.ExecutionRunning, nil, nil, nil
 	cut.Status.ActionStatuses[0].Phase, cut.Status.ActionStatuses[0].CompletionTime = drv1.StepRunning, nil
-	_, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).UpdateStatus(ctx, cut, metav1.UpdateOptions{})
+	_, err = asController(t).DrV1alpha1().DRPlanExecutions(ns).UpdateStatus(ctx, cut, metav1.UpdateOptions{}) // as the controller left it
 	require.NoError(t, err)
 	env.StartController(defaultGrace)
 

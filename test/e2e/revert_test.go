@@ -18,7 +18,7 @@ import (
 // createRevert creates a Revert of plan, of target when it is not empty.
 func createRevert(t *testing.T, ns, name, plan, target string) {
 	t.Helper()
-	e := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: name},
+	e := &drv1.DRPlanExecution{ObjectMeta: requested(t, metav1.ObjectMeta{Name: name}),
 		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan}, Operation: drv1.OperationRevert}}
 	if target != "" {
 		e.Spec.RevertExecutionRef = &drv1.LocalReference{Name: target}

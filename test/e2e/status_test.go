@@ -162,7 +162,7 @@ func TestLargeExecutionStatus(t *testing.T) {
 			return err
 		}
 		cur.Status = st
-		e, err = dr.DRPlanExecutions(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		e, err = asController(t).DrV1alpha1().DRPlanExecutions(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{}) // as the engine would
 		return err
 	}))
 	raw, err := json.Marshal(e)

@@ -150,15 +150,17 @@ func TestTriggerOnceAcrossRestarts(t *testing.T) {
 	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
 	applyPlan(t, ns, "p", "wf")
 
-	withoutWebhook(t) // the webhook is down with the controller
+	withoutWebhook(t) // the webhook is down with the controller; the test writes its records
+	admin := adminRequester(t).Encode()
 	require.NoError(t, env.StopController())
-	kubectl(t, "annotate", "drplan", "p", "-n", ns, drv1.AnnotationTriggerPending+"=Execute/p-execute-crashed")
+	kubectl(t, "annotate", "drplan", "p", "-n", ns, drv1.AnnotationTriggerPending+"=Execute/p-execute-crashed",
+		drv1.AnnotationTriggerPendingRequester+"="+admin)
 	env.StartController(defaultGrace)
 	waitExecution(t, ns, "p-execute-crashed", drv1.ExecutionSucceeded)
 	waitLockReleased(t, ns, "p")
 
 	require.NoError(t, env.StopController())
-	kubectl(t, "annotate", "drplan", "p", "-n", ns, drv1.AnnotationTrigger+"=execute")
+	kubectl(t, "annotate", "drplan", "p", "-n", ns, drv1.AnnotationTrigger+"=execute", drv1.AnnotationRequester+"="+admin)
 	env.StartController(defaultGrace)
 	eventually(t, "exactly two executions, both done", func() (bool, string) {
 		list, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).List(ctx, metav1.ListOptions{})

@@ -27,13 +27,14 @@ import (
 func TestWebhookCertificateManager(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "webhook-cert")
-	// A configuration that calls the Service, registered like the chart does (no caBundle);
-	// its rules match nothing this suite creates.
-	path := admission.Path
-	cfg := admission.WebhookConfiguration("drplan-cert-test", admissionregistrationv1.WebhookClientConfig{
-		Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: "drplan-webhook", Path: &path}})
+	// Configurations that call the Service, registered like the chart does (no caBundle); their
+	// rules match nothing this suite creates.
+	client := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: "drplan-webhook"}}
+	cfg := admission.WebhookConfiguration("drplan-cert-test", client)
 	cfg.Webhooks[0].Rules[0].APIGroups = []string{"example.invalid"}
-	require.NoError(t, admission.Register(ctx, env.Kube, cfg))
+	mcfg := admission.MutatingWebhookConfiguration(cfg.Name, client)
+	mcfg.Webhooks[0].Rules[0].APIGroups = []string{"example.invalid"}
+	require.NoError(t, admission.Register(ctx, env.Kube, cfg, mcfg))
 	t.Cleanup(func() { _ = admission.Unregister(ctx, env.Kube, cfg.Name) })
 
 	manager := func() *admission.CertManager {
@@ -45,10 +46,20 @@ func TestWebhookCertificateManager(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	}
+	mutatingBundle := func() []byte {
+		m, err := env.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, cfg.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		return m.Webhooks[0].ClientConfig.CABundle
+	}
+	// The bundle of the validating configuration; once Ensure returns, the mutating one's is the
+	// same.
 	caBundle := func() []byte {
 		c, err := env.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, cfg.Name, metav1.GetOptions{})
 		require.NoError(t, err)
 		return c.Webhooks[0].ClientConfig.CABundle
+	}
+	sameBundles := func() {
+		assert.Equal(t, string(caBundle()), string(mutatingBundle()), "both configurations trust the same CAs")
 	}
 	served := func(m *admission.CertManager) *x509.Certificate {
 		c, err := m.GetCertificate(nil)
@@ -75,6 +86,7 @@ func TestWebhookCertificateManager(t *testing.T) {
 	assert.Equal(t, first.SerialNumber, served(b).SerialNumber, "both replicas serve the one certificate")
 	s := secret()
 	assert.Equal(t, s.Data["ca.crt"], caBundle(), "the configuration trusts the CA")
+	sameBundles()
 	assert.True(t, verifies(first, caBundle()), "the served certificate verifies for the Service's name against the bundle")
 	assert.ElementsMatch(t, []string{"drplan-webhook." + ns + ".svc", "drplan-webhook." + ns, "drplan-webhook", "drplan-webhook." + ns + ".svc.cluster.local"}, first.DNSNames)
 
@@ -89,6 +101,7 @@ func TestWebhookCertificateManager(t *testing.T) {
 	assert.NotEqual(t, first.SerialNumber, second.SerialNumber, "renewed")
 	assert.Equal(t, s.Data["ca.crt"], secret().Data["ca.crt"], "same CA")
 	assert.True(t, verifies(second, caBundle()))
+	sameBundles()
 	require.NoError(t, b.Ensure(ctx))
 	assert.Equal(t, second.SerialNumber, served(b).SerialNumber, "the other replica picks it up")
 
@@ -106,15 +119,22 @@ func TestWebhookCertificateManager(t *testing.T) {
 	third := served(a)
 	assert.True(t, verifies(third, bundle))
 	assert.True(t, verifies(second, bundle), "a connection still made with the old certificate verifies")
+	sameBundles()
 
-	// Started, a manager watches the configuration: re-created without its caBundle (a
-	// re-applied manifest), it trusts the CA again at once, not at the next hourly check.
+	// Started, a manager watches the configurations: re-created without their caBundle (a
+	// re-applied manifest), they trust the CA again at once, not at the next hourly check; the
+	// mutating one alone too.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	require.NoError(t, a.Start(runCtx, time.Hour))
 	require.NoError(t, admission.Unregister(ctx, env.Kube, cfg.Name))
-	require.NoError(t, admission.Register(ctx, env.Kube, cfg))
+	require.NoError(t, admission.Register(ctx, env.Kube, cfg, mcfg))
 	eventually(t, "the caBundle to be put back", func() (bool, string) {
 		return bytes.Contains(caBundle(), secret().Data["ca.crt"]), fmt.Sprintf("%d bytes", len(caBundle()))
+	})
+	require.NoError(t, admission.UnregisterMutating(ctx, env.Kube, cfg.Name))
+	require.NoError(t, admission.Register(ctx, env.Kube, nil, mcfg))
+	eventually(t, "the mutating configuration's caBundle to be put back", func() (bool, string) {
+		return bytes.Contains(mutatingBundle(), secret().Data["ca.crt"]), fmt.Sprintf("%d bytes", len(mutatingBundle()))
 	})
 }

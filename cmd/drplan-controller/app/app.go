@@ -50,8 +50,8 @@ type Options struct {
 	// (docs/rules.md); it is read once, at start-up, and a rule that does not compile stops the
 	// process.
 	RulesFile string
-	// Webhook, when set, serves the validating admission webhook from this process: it decides
-	// from the controller's own caches and rules.
+	// Webhook, when set, serves the admission webhooks from this process: the validating one
+	// decides from the controller's own caches and rules; the mutating one records who asks.
 	Webhook *WebhookOptions
 	// LeaderElection, when set, runs the controller only while this process holds the Lease;
 	// every replica serves the webhook and metrics.
@@ -67,7 +67,8 @@ type WebhookOptions struct {
 	// CertDir holds tls.crt and tls.key (the local run's files, or a mounted Secret), re-read when
 	// they change. When empty, the certificate is self-managed: a CA and certificate kept in the
 	// Secret SecretName of Namespace for the Service ServiceName, with the CA bundle of the
-	// ValidatingWebhookConfiguration ConfigName kept current (admission.CertManager).
+	// validating and mutating webhook configurations ConfigName kept current
+	// (admission.CertManager).
 	CertDir                                        string
 	Namespace, SecretName, ServiceName, ConfigName string
 	// RenewCheck is how often a self-managed certificate is checked for renewal (default 1h).
@@ -99,13 +100,21 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		defer serve(ctx, cancel, "The metrics server", func(ctx context.Context) error { return m.Serve(ctx, ln, c.Synced) })()
 	}
 	if w := opts.Webhook; w != nil {
+		self, err := selfUser(ctx, cl.kube, cfg)
+		if err != nil {
+			return err
+		}
+		klog.FromContext(ctx).Info("The webhook admits status writes, and records of other users, only from the controller's own user", "user", self)
 		getCert, err := webhookCertificate(ctx, cl.kube, *w)
 		if err != nil {
 			return fmt.Errorf("the webhook's certificate: %w", err)
 		}
-		hook := newWebhook(cl, decide, c.Synced, m)
-		defer serve(ctx, cancel, "The admission webhook", func(ctx context.Context) error {
-			return admission.Serve(ctx, w.Listener, hook, getCert)
+		hook, mutate := newWebhook(cl, decide, c.Synced, m, self), &admission.Mutator{Controller: self}
+		// The webhook outlives ctx until the controller has drained: the status writes of the
+		// shutdown grace pass through it.
+		hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
+		defer serve(hookCtx, stopHook, "The admission webhook", func(ctx context.Context) error {
+			return admission.Serve(ctx, w.Listener, hook, mutate, getCert)
 		})()
 	}
 	return c.Run(ctx, opts.Workers, opts.ActionWorkers)

@@ -10,9 +10,9 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// TestRunReturnsStartErrors: a start that fails after the metrics server is up (here the webhook
-// certificate, with no API server to keep it in) returns its error and stops that server,
-// rather than hanging the process on it.
+// TestRunReturnsStartErrors: a start that fails after the metrics server is up (here the
+// webhook's, with no API server to ask who the controller is) returns its error and stops that
+// server, rather than hanging the process on it.
 func TestRunReturnsStartErrors(t *testing.T) {
 	listen := func() net.Listener {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -32,7 +32,7 @@ func TestRunReturnsStartErrors(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		require.ErrorContains(t, err, "the webhook's certificate")
+		require.ErrorContains(t, err, "asking the API server who this controller is")
 	case <-time.After(30 * time.Second):
 		t.Fatal("RunWithConfig did not return after its start failed")
 	}

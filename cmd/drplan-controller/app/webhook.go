@@ -18,10 +18,11 @@ import (
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
-// newWebhook is the admission webhook: it decides with the controller's rules from the
-// controller's caches, and answers "starting, retry" until they have synced.
-func newWebhook(cl *clients, decide *rules.Rules, synced func() bool, m *metrics.Metrics) *admission.Webhook {
-	return &admission.Webhook{Decider: &admission.Decider{Rules: decide}, Ready: synced, Observe: m.WebhookDecided,
+// newWebhook is the validating admission webhook: it decides with the controller's rules from the
+// controller's caches, and answers "starting, retry" until they have synced; self is the
+// controller's own user.
+func newWebhook(cl *clients, decide *rules.Rules, synced func() bool, m *metrics.Metrics, self string) *admission.Webhook {
+	return &admission.Webhook{Decider: &admission.Decider{Rules: decide}, Controller: self, Ready: synced, Observe: m.WebhookDecided,
 		State: func(ctx context.Context) admission.State {
 			return &admissionState{Informers: cl.inf, dr: cl.dr, ctx: ctx}
 		}}

@@ -1,0 +1,179 @@
+package admission_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/bkbcs/drplan-controller/admission"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+)
+
+const controllerUser = "system:serviceaccount:drplan-system:drplan-controller"
+
+var (
+	alice      = drv1.Requester{Username: "alice", UID: "a-1", Groups: []string{"dr-operators", "system:authenticated"}, Extra: map[string][]string{"team": {"sre"}}}
+	bob        = drv1.Requester{Username: "bob", Groups: []string{"system:authenticated"}}
+	controller = drv1.Requester{Username: controllerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}}
+	decidedAt  = metav1.NewTime(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+)
+
+func userInfo(r drv1.Requester) authenticationv1.UserInfo {
+	u := authenticationv1.UserInfo{Username: r.Username, UID: r.UID, Groups: r.Groups}
+	for k, v := range r.Extra {
+		if u.Extra == nil {
+			u.Extra = map[string]authenticationv1.ExtraValue{}
+		}
+		u.Extra[k] = v
+	}
+	return u
+}
+
+// object is the JSON of an object of kind with these annotations (none: no annotations field).
+func object(t testing.TB, kind string, annotations map[string]string) []byte {
+	meta := map[string]any{"name": "x", "namespace": "prod"}
+	if annotations != nil {
+		meta["annotations"] = annotations
+	}
+	b, err := json.Marshal(map[string]any{"apiVersion": "dr.bkbcs.tencent.com/v1alpha1", "kind": kind, "metadata": meta,
+		"spec": map[string]any{"planRef": map[string]any{"name": "p"}}, "status": map[string]any{"phase": "Running"}})
+	require.NoError(t, err)
+	return b
+}
+
+func decisions(ds ...drv1.Decision) string { return drv1.EncodeDecisions(ds) }
+
+func decision(who drv1.Requester, annotation, value string) drv1.Decision {
+	return drv1.Decision{User: who, Annotation: annotation, Value: value, Time: decidedAt}
+}
+
+// TestMutatorRecordsWhoAsks: the patch computed for each case, applied as the API server applies
+// it, leaves exactly the records wanted.
+func TestMutatorRecordsWhoAsks(t *testing.T) {
+	approve := drv1.GroupName + "/approve"
+	full := make([]drv1.Decision, drv1.MaxDecisions)
+	for i := range full {
+		full[i] = decision(bob, approve, "yes")
+	}
+	tests := []struct {
+		name        string
+		kind        string
+		op          admissionv1.Operation
+		sub         string
+		user        drv1.Requester
+		obj, old    map[string]string
+		want        map[string]string // the annotations after the patch; nil: no patch at all
+		wantRefused string
+	}{
+		{name: "a create without annotations", kind: "DRPlanExecution", op: admissionv1.Create, user: alice,
+			want: map[string]string{drv1.AnnotationRequester: alice.Encode()}},
+		{name: "a create with empty annotations", kind: "DRPlanExecution", op: admissionv1.Create, user: alice, obj: map[string]string{},
+			want: map[string]string{drv1.AnnotationRequester: alice.Encode()}},
+		{name: "forged records are overwritten", kind: "DRPlanExecution", op: admissionv1.Create, user: alice,
+			obj:  map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(decision(bob, approve, "yes")), "team": "x"},
+			want: map[string]string{drv1.AnnotationRequester: alice.Encode(), "team": "x"}},
+		{name: "a create that cancels at once records it", kind: "DRPlanExecution", op: admissionv1.Create, user: alice,
+			obj: map[string]string{drv1.AnnotationCancel: "true"},
+			want: map[string]string{drv1.AnnotationRequester: alice.Encode(), drv1.AnnotationCancel: "true",
+				drv1.AnnotationDecisions: decisions(decision(alice, drv1.AnnotationCancel, "true"))}},
+		{name: "the controller keeps a trigger's requester", kind: "DRPlanExecution", op: admissionv1.Create, user: controller,
+			obj: map[string]string{drv1.AnnotationRequester: bob.Encode()}},
+		{name: "a cancel is appended", kind: "DRPlanExecution", op: admissionv1.Update, user: alice,
+			old: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(decision(bob, approve, "yes"))},
+			obj: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(decision(bob, approve, "yes")), drv1.AnnotationCancel: "true"},
+			want: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true",
+				drv1.AnnotationDecisions: decisions(decision(bob, approve, "yes"), decision(alice, drv1.AnnotationCancel, "true"))}},
+		{name: "two changes, two entries in key order", kind: "DRPlanExecution", op: admissionv1.Update, user: alice,
+			old: map[string]string{drv1.AnnotationRequester: bob.Encode()},
+			obj: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true", approve: "yes"},
+			want: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true", approve: "yes",
+				drv1.AnnotationDecisions: decisions(decision(alice, approve, "yes"), decision(alice, drv1.AnnotationCancel, "true"))}},
+		{name: "nothing recorded changes", kind: "DRPlanExecution", op: admissionv1.Update, user: alice,
+			old: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true"},
+			obj: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true", "example.com/note": "hi"}},
+		{name: "a changed requester is left for the validating webhook to refuse", kind: "DRPlanExecution", op: admissionv1.Update, user: alice,
+			old: map[string]string{drv1.AnnotationRequester: bob.Encode()}, obj: map[string]string{drv1.AnnotationRequester: alice.Encode()}},
+		{name: "a hand edit of the list", kind: "DRPlanExecution", op: admissionv1.Update, user: alice,
+			old:         map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(decision(bob, approve, "yes"))},
+			obj:         map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(decision(alice, approve, "yes"))},
+			wantRefused: "metadata.annotations[dr.bkbcs.tencent.com/decisions]: Forbidden: append-only, written by the admission webhook: it cannot be edited"},
+		{name: "a full list", kind: "DRPlanExecution", op: admissionv1.Update, user: alice,
+			old:         map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(full...)},
+			obj:         map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationDecisions: decisions(full...), drv1.AnnotationCancel: "true"},
+			wantRefused: "the execution's decisions list is full: 101 entries"},
+		{name: "the controller appends its own", kind: "DRPlanExecution", op: admissionv1.Update, user: controller,
+			old: map[string]string{drv1.AnnotationRequester: bob.Encode()},
+			obj: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true", drv1.AnnotationDecisions: decisions(decision(bob, drv1.AnnotationCancel, "true"))}},
+		{name: "a status write", kind: "DRPlanExecution", op: admissionv1.Update, sub: "status", user: alice,
+			old: map[string]string{drv1.AnnotationRequester: bob.Encode()}, obj: map[string]string{drv1.AnnotationRequester: bob.Encode(), drv1.AnnotationCancel: "true"}},
+		{name: "a trigger", kind: "DRPlan", op: admissionv1.Update, user: alice,
+			old:  map[string]string{},
+			obj:  map[string]string{drv1.AnnotationTrigger: "execute", drv1.AnnotationRequester: bob.Encode()},
+			want: map[string]string{drv1.AnnotationTrigger: "execute", drv1.AnnotationRequester: alice.Encode()}},
+		{name: "a plan created with a trigger", kind: "DRPlan", op: admissionv1.Create, user: alice,
+			obj:  map[string]string{drv1.AnnotationTrigger: "cancel"},
+			want: map[string]string{drv1.AnnotationTrigger: "cancel", drv1.AnnotationRequester: alice.Encode()}},
+		{name: "the trigger unchanged", kind: "DRPlan", op: admissionv1.Update, user: bob,
+			old: map[string]string{drv1.AnnotationTrigger: "execute", drv1.AnnotationRequester: alice.Encode()},
+			obj: map[string]string{drv1.AnnotationTrigger: "execute", drv1.AnnotationRequester: alice.Encode(), "x": "y"}},
+		{name: "the controller clearing the trigger", kind: "DRPlan", op: admissionv1.Update, user: controller,
+			old: map[string]string{drv1.AnnotationTrigger: "execute", drv1.AnnotationRequester: alice.Encode()}, obj: map[string]string{}},
+		{name: "a workflow", kind: "DRWorkflow", op: admissionv1.Create, user: alice},
+	}
+	m := &admission.Mutator{Controller: controllerUser, Now: func() time.Time { return decidedAt.Add(400 * time.Millisecond) }}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: tc.kind},
+				Operation: tc.op, SubResource: tc.sub, UserInfo: userInfo(tc.user), Object: runtime.RawExtension{Raw: object(t, tc.kind, tc.obj)}}
+			if tc.op == admissionv1.Update {
+				req.OldObject = runtime.RawExtension{Raw: object(t, tc.kind, tc.old)}
+			}
+			resp := review(t, m, req)
+			if tc.wantRefused != "" {
+				require.False(t, resp.Allowed)
+				assert.Contains(t, resp.Result.Message, tc.wantRefused)
+				return
+			}
+			require.True(t, resp.Allowed, "refused: %v", resp.Result)
+			if tc.want == nil {
+				assert.Nil(t, resp.Patch, "no patch: %s", resp.Patch)
+				return
+			}
+			require.NotNil(t, resp.PatchType)
+			assert.Equal(t, admissionv1.PatchTypeJSONPatch, *resp.PatchType)
+			patch, err := jsonpatch.DecodePatch(resp.Patch)
+			require.NoError(t, err)
+			patched, err := patch.Apply(req.Object.Raw)
+			require.NoError(t, err, "patch %s", resp.Patch)
+			var got struct {
+				Metadata metav1.ObjectMeta `json:"metadata"`
+			}
+			require.NoError(t, json.Unmarshal(patched, &got))
+			assert.Equal(t, tc.want, got.Metadata.Annotations, "patch %s", resp.Patch)
+			if tc.obj != nil {
+				assert.Contains(t, string(resp.Patch), "/metadata/annotations/dr.bkbcs.tencent.com~1", "the key's / is escaped")
+			}
+		})
+	}
+}
+
+// TestMutatorRefusesAnOversizedUser: a user whose record is over the bound cannot be recorded,
+// and so cannot create an execution.
+func TestMutatorRefusesAnOversizedUser(t *testing.T) {
+	huge := drv1.Requester{Username: "carol", Groups: []string{strings.Repeat("g", drv1.MaxRequesterBytes)}}
+	resp := (&admission.Mutator{Controller: controllerUser}).Review(context.Background(), &admissionv1.AdmissionRequest{UID: "u",
+		Kind:      metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: "DRPlanExecution"},
+		Operation: admissionv1.Create, UserInfo: userInfo(huge), Object: runtime.RawExtension{Raw: object(t, "DRPlanExecution", nil)}})
+	require.False(t, resp.Allowed)
+	assert.Contains(t, resp.Result.Message, "over the limit of 16384: it cannot be recorded")
+}
