@@ -285,7 +285,8 @@ func (r *run) advance(mustPersist bool) {
 		if r.resumed {
 			r.e.host.event(r.exec, true, "ExecutionResumed", "Execution resumed after a controller restart")
 		} else {
-			r.e.host.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s", r.prep.PlanName))
+			requester, _ := drv1.RequesterOf(r.exec.Annotations)
+			r.e.host.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s, requested by %s", r.prep.PlanName, requester.Username))
 		}
 	})
 	for _, a := range start {

@@ -34,7 +34,7 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	if err != nil {
 		return err
 	}
-	cancelled := exec.Annotations[drv1.AnnotationCancel] == "true"
+	cancelled := cancelRequested(exec)
 	if exec.Labels[drv1.LabelPlan] != drv1.LabelValue(exec.Spec.PlanRef.Name) && (exec.Status.Phase != "" || cancelled) {
 		// Labelled once the run is under way (its first status write brings us back here): the
 		// label is for people, and writing it first would delay the first action.
@@ -60,6 +60,10 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 			return nil
 		}
 		c.engine.drop(r) // a run of a deleted namesake
+	}
+	ctx, accountable := withRequester(ctx, exec)
+	if !accountable {
+		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, drv1.NoRequesterMessage)
 	}
 	if cancelled && exec.Status.Phase != drv1.ExecutionRunning {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionCancelled, "Execution cancelled by user")
@@ -90,6 +94,33 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 	}
 	_, err = c.startFresh(ctx, exec, plan, false)
 	return err
+}
+
+// withRequester checks, before any side effect, that somebody is accountable for the run: its
+// requester is recorded. A run already Running when such records came in finishes as it began
+// (logged). The logger of the context returned names the requester.
+func withRequester(ctx context.Context, exec *drv1.DRPlanExecution) (context.Context, bool) {
+	requester, ok := drv1.RequesterOf(exec.Annotations)
+	switch {
+	case ok:
+		return klog.NewContext(ctx, klog.FromContext(ctx).WithValues("requester", requester.Username)), true
+	case exec.Status.Phase == drv1.ExecutionRunning:
+		klog.FromContext(ctx).Info("Execution Running since before requesters were recorded: it finishes under the old rules (no requester; cancelled by its annotation alone)")
+		return ctx, true
+	}
+	return ctx, false
+}
+
+// cancelRequested reports whether a cancel of the execution is recorded in its decisions list
+// (AnnotationCancel=true, set by a user or by the controller for a plan's trigger=cancel). An
+// execution without a requester record, Running since before such records, keeps the old rule:
+// the annotation alone.
+func cancelRequested(exec *drv1.DRPlanExecution) bool {
+	if _, ok := drv1.RequesterOf(exec.Annotations); !ok {
+		return exec.Annotations[drv1.AnnotationCancel] == "true"
+	}
+	decisions, err := drv1.ParseDecisions(exec.Annotations[drv1.AnnotationDecisions])
+	return err == nil && drv1.Decided(decisions, drv1.AnnotationCancel, "true")
 }
 
 // startOverlapped starts a run whose actions wait for the plan's lock, and takes the lock while

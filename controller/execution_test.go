@@ -22,7 +22,7 @@ func TestRequireServiceAccountRefusesPlansWithoutOne(t *testing.T) {
 	plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"},
 		Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}}}
 	exec := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "prod", UID: "u1",
-		Labels: map[string]string{drv1.LabelPlan: "p"}},
+		Labels: map[string]string{drv1.LabelPlan: "p"}, Annotations: map[string]string{drv1.AnnotationRequester: alice.Encode()}},
 		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationExecute}}
 	f := newFixture(t, wf, plan, exec)
 	f.c.requireServiceAccount = true
