@@ -138,10 +138,12 @@ func TestTriggerRecordsItsUser(t *testing.T) {
 		out := kubectl(t, "describe", "drplan", "p", "-n", ns)
 		return strings.Contains(out, "Created DRPlanExecution "+e.Name+" (Execute) for "+drv1.AnnotationTrigger+", requested by bob"), out
 	})
-	p, err := env.DR.DrV1alpha1().DRPlans(ns).Get(ctx, "p", metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Empty(t, p.Annotations[drv1.AnnotationRequester], "the record went with the trigger")
-	assert.Empty(t, p.Annotations[drv1.AnnotationTriggerPendingRequester])
+	eventually(t, "the trigger's records to go with its pending marker", func() (bool, string) {
+		p, err := env.DR.DrV1alpha1().DRPlans(ns).Get(ctx, "p", metav1.GetOptions{})
+		require.NoError(t, err)
+		return p.Annotations[drv1.AnnotationRequester] == "" && p.Annotations[drv1.AnnotationTriggerPendingRequester] == "" &&
+			p.Annotations[drv1.AnnotationTriggerPending] == "", fmt.Sprint(p.Annotations)
+	})
 }
 
 // TestDecisionsRecordWhoCancelled: a cancel on the execution, and one through the plan's trigger,
