@@ -22,6 +22,7 @@ import (
 	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/templates"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // apiRetry bounds how a runner retries transient API errors (conflicts where a retry helps,
@@ -51,6 +52,13 @@ var _ Runner = (*ResourceRunner)(nil)
 // NewResourceRunner returns a runner that gets its clients from f.
 func NewResourceRunner(f *ClientFactory) *ResourceRunner {
 	return &ResourceRunner{clients: f, retry: defaultAPIRetry}
+}
+
+// ownGroupRefused reports whether an action may not touch an object of apiVersion: one acting as
+// the controller (no ServiceAccount) may not touch the controller's own API group, whose records of
+// who asked the admission webhooks trust the controller's user to write (validation.OwnGroup).
+func ownGroupRefused(serviceAccount, apiVersion string) bool {
+	return serviceAccount == "" && validation.OwnGroup(apiVersion)
 }
 
 // resourceTarget is a resolved manifest: the object and the client of its resource.
@@ -103,6 +111,9 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 		labels[drv1.LabelExecution] = drv1.LabelValue(req.Execution.Name)
 		obj.SetLabels(labels)
 	}
+	if ownGroupRefused(req.ServiceAccount, obj.GetAPIVersion()) {
+		return Result{}, validation.AsControllerError(req.ActionID, string(op), obj.GetKind(), objectName(obj.GetNamespace(), obj.GetName()))
+	}
 	t, err := r.target("resource.manifest", req.ServiceAccount, obj, req.Execution.Namespace)
 	if err != nil {
 		return Result{}, err
@@ -130,6 +141,9 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount string, ref drv1.ResourceReference) (Result, error) {
 	if ref.UID == "" {
 		return Result{}, fmt.Errorf("delete %s %s: the reference has no UID, so a namesake cannot be told apart; refusing to delete", ref.Kind, objectName(ref.Namespace, ref.Name))
+	}
+	if ownGroupRefused(serviceAccount, ref.APIVersion) {
+		return Result{}, validation.AsControllerError("revert", "Delete", ref.Kind, objectName(ref.Namespace, ref.Name))
 	}
 	obj := &unstructured.Unstructured{}
 	obj.SetAPIVersion(ref.APIVersion)

@@ -99,12 +99,23 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 	for _, u := range report.Unresolved {
 		warnings = append(warnings, u+": the plan stays Invalid until it is fixed")
 	}
+	if specChanged && plan.DeletionTimestamp == nil {
+		if err := d.asController(plan, "DRPlan", plan.Name); err != nil {
+			return Decision{Err: err}
+		}
+	}
 	trigger := plan.Annotations[drv1.AnnotationTrigger]
 	if old != nil && old.Annotations[drv1.AnnotationTrigger] == trigger || trigger == "" {
 		return Decision{Warnings: warnings} // not a new trigger (the controller clearing it included)
 	}
 	path := field.NewPath("metadata", "annotations").Key(drv1.AnnotationTrigger)
 	var err *apierrors.StatusError
+	switch trigger {
+	case "execute", "revert":
+		if err := d.asController(plan, "DRPlan", plan.Name); err != nil {
+			return Decision{Err: err, Warnings: warnings}
+		}
+	}
 	switch trigger {
 	case "execute":
 		if plan.DeletionTimestamp != nil {
@@ -142,6 +153,9 @@ func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 	if !ok {
 		return Decision{Err: invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "planRef"),
 			planNS+"/"+planName, fmt.Sprintf("DRPlan %s/%s does not exist", planNS, planName))})}
+	}
+	if err := d.asController(plan, "DRPlanExecution", exec.Name); err != nil {
+		return Decision{Err: err}
 	}
 	if exec.Spec.Operation == drv1.OperationRevert {
 		return Decision{Err: d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))}
@@ -318,6 +332,26 @@ func (d *Decider) cancelUpdate(exec, old *drv1.DRPlanExecution) *apierrors.Statu
 			"execution %s has already finished (%s): only a Pending or Running execution can be cancelled", exec.Name, old.Status.Phase))})
 	}
 	return nil
+}
+
+// asController refuses (as kind name) a plan without a serviceAccountName whose workflows'
+// manifests name objects of the controller's own API group: its actions would act as the
+// controller, which the records of who asked trust (validation.AsControllerActions; the runner
+// refuses them too, also when the group comes from a template).
+func (d *Decider) asController(plan *drv1.DRPlan, kind, name string) *apierrors.StatusError {
+	if plan.Spec.ServiceAccountName != "" {
+		return nil
+	}
+	found := validation.AsControllerActions(plan, d.State)
+	if len(found) == 0 {
+		return nil
+	}
+	path := field.NewPath("spec", "serviceAccountName")
+	if kind == "DRPlanExecution" {
+		path = field.NewPath("spec", "planRef")
+	}
+	return invalid(kind, name, field.ErrorList{field.Forbidden(path, fmt.Sprintf("DRPlan %s/%s has no serviceAccountName, so %s %s",
+		plan.Namespace, plan.Name, strings.Join(found, ", "), validation.AsControllerReason))})
 }
 
 // inProgress is the guide's refusal of a second execution.
