@@ -2,7 +2,10 @@ package admission
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -101,7 +104,45 @@ func executionRecords(create bool, obj, old map[string]string, user drv1.Request
 	case obj[drv1.AnnotationRequester] != old[drv1.AnnotationRequester]:
 		errs = field.ErrorList{field.Forbidden(path, "the requester is recorded when the execution is created, and never changes")}
 	}
+	errs = append(errs, executionAnnotations(obj, old, isController)...)
 	return append(errs, decisionsAppended(obj, old, user, isController)...)
+}
+
+// executionAnnotations refuses, on an execution, a dr.bkbcs.tencent.com/ annotation set or
+// changed that is neither a decision (drv1.DecisionAnnotations) nor a record; the controller's
+// own (drv1.AnnotationTriggerToken) set, changed or removed by anyone but the controller; and a
+// decision's value over drv1.MaxDecisionValueBytes. old is nil on a create.
+func executionAnnotations(obj, old map[string]string, isController bool) field.ErrorList {
+	var errs field.ErrorList
+	keys := slices.Sorted(maps.Keys(obj))
+	if _, ok := obj[drv1.AnnotationTriggerToken]; !ok {
+		if _, was := old[drv1.AnnotationTriggerToken]; was {
+			keys = append(keys, drv1.AnnotationTriggerToken)
+		}
+	}
+	for _, k := range keys {
+		v, set := obj[k]
+		if was, ok := old[k]; !drv1.OwnAnnotation(k) || ok == set && was == v {
+			continue
+		}
+		path := annotationsPath.Key(k)
+		switch {
+		case drv1.RecordedAnnotation(k):
+			if len(v) > drv1.MaxDecisionValueBytes {
+				errs = append(errs, field.TooLong(path, "", drv1.MaxDecisionValueBytes))
+			}
+		case k == drv1.AnnotationRequester || k == drv1.AnnotationDecisions:
+			// the records: checked as such
+		case k == drv1.AnnotationTriggerToken:
+			if !isController {
+				errs = append(errs, field.Forbidden(path, "written only by the drplan-controller, on the execution it creates for a plan trigger"))
+			}
+		case !isController:
+			errs = append(errs, field.Forbidden(path, fmt.Sprintf("not an annotation of executions: of %s/ annotations, a user sets only %s",
+				drv1.GroupName, strings.Join(drv1.DecisionAnnotations, ", "))))
+		}
+	}
+	return errs
 }
 
 // requesterIs checks a requester record: present, as the webhook writes it, and the user's
@@ -146,6 +187,9 @@ func decisionsAppended(obj, old map[string]string, user drv1.Requester, isContro
 		return field.ErrorList{field.Forbidden(path, "not a decisions list as the admission webhook writes it")}
 	case len(list) < len(earlier) || drv1.EncodeDecisions(list[:len(earlier)]) != drv1.EncodeDecisions(earlier):
 		return field.ErrorList{field.Forbidden(path, "append-only: the entries recorded cannot be changed or removed")}
+	}
+	if full := drv1.DecisionsFit(list, len(earlier)); full != "" && len(list) > len(earlier) {
+		return field.ErrorList{field.Forbidden(path, full)}
 	}
 	unrecorded := map[string]bool{}
 	for _, k := range changed {

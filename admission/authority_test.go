@@ -3,6 +3,7 @@ package admission_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -68,6 +69,21 @@ func TestValidatingComparesTheRecords(t *testing.T) {
 			obj: withRequester(bob, drv1.AnnotationDecisions, decisions(decision(bob, approve, "no"))), want: "append-only"},
 		{name: "the controller recording a plan trigger's cancel", kind: "DRPlanExecution", user: controller, old: withRequester(bob),
 			obj: withRequester(bob, drv1.AnnotationCancel, "true", drv1.AnnotationDecisions, decisions(decision(alice, drv1.AnnotationCancel, "true")))},
+		{name: "an unknown annotation of ours", kind: "DRPlanExecution", user: alice, old: withRequester(bob),
+			obj:  withRequester(bob, approve, "yes", drv1.AnnotationDecisions, decisions(decision(alice, approve, "yes"))),
+			want: "metadata.annotations[dr.bkbcs.tencent.com/approve]: Forbidden: not an annotation of executions: of dr.bkbcs.tencent.com/ annotations, a user sets only dr.bkbcs.tencent.com/cancel"},
+		{name: "an unknown annotation on a create", kind: "DRPlanExecution", user: alice, obj: withRequester(alice, drv1.GroupName+"/note", "x"),
+			want: "metadata.annotations[dr.bkbcs.tencent.com/note]: Forbidden: not an annotation of executions"},
+		{name: "an unknown annotation left as it was", kind: "DRPlanExecution", user: alice, old: withRequester(bob, approve, "yes"),
+			obj: withRequester(bob, approve, "yes", "example.com/x", "y")},
+		{name: "a decision's value over the bound", kind: "DRPlanExecution", user: alice, old: withRequester(bob),
+			obj:  withRequester(bob, drv1.AnnotationCancel, strings.Repeat("x", 257), drv1.AnnotationDecisions, decisions(decision(alice, drv1.AnnotationCancel, strings.Repeat("x", 257)))),
+			want: "metadata.annotations[dr.bkbcs.tencent.com/cancel]: Too long: may not be more than 256 bytes"},
+		{name: "a user's trigger token", kind: "DRPlanExecution", user: alice, obj: withRequester(alice, drv1.AnnotationTriggerToken, "uid/Execute/x"),
+			want: "metadata.annotations[dr.bkbcs.tencent.com/trigger-token]: Forbidden: written only by the drplan-controller"},
+		{name: "a trigger token changed by a user", kind: "DRPlanExecution", user: alice, old: withRequester(bob, drv1.AnnotationTriggerToken, "a"),
+			obj: withRequester(bob, drv1.AnnotationTriggerToken, "b"), want: "trigger-token]: Forbidden"},
+		{name: "the controller's trigger token", kind: "DRPlanExecution", user: controller, obj: withRequester(bob, drv1.AnnotationTriggerToken, "uid/Execute/x")},
 		{name: "a label-only update of an old execution", kind: "DRPlanExecution", user: controller, old: map[string]string{drv1.AnnotationCancel: "true"},
 			obj: map[string]string{drv1.AnnotationCancel: "true"}},
 

@@ -90,6 +90,9 @@ func (m *Mutator) execution(req *admissionv1.AdmissionRequest, obj, old map[stri
 		return nil, nil // it writes its own records: a plan trigger's requester and decisions
 	}
 	listPath := annotationsPath.Key(drv1.AnnotationDecisions)
+	if errs := executionAnnotations(obj, old, false); len(errs) > 0 {
+		return nil, errs
+	}
 	set := map[string]string{}
 	if req.Operation == admissionv1.Create {
 		requester := user.Encode()
@@ -110,16 +113,14 @@ func (m *Mutator) execution(req *admissionv1.AdmissionRequest, obj, old map[stri
 		return nil, field.ErrorList{field.Forbidden(listPath, "the recorded list is unreadable, so nothing more can be recorded: "+err.Error())}
 	}
 	now := metav1.NewTime(m.now().UTC().Truncate(time.Second))
+	earlier := len(list)
 	for _, k := range changed {
 		list = append(list, drv1.Decision{User: user, Annotation: k, Value: obj[k], Time: now})
 	}
-	encoded := drv1.EncodeDecisions(list)
-	if len(list) > drv1.MaxDecisions || len(encoded) > drv1.MaxDecisionsBytes {
-		return nil, field.ErrorList{field.Forbidden(listPath, fmt.Sprintf(
-			"the execution's decisions list is full: %d entries and %d bytes with this change, over the limit of %d entries or %d bytes; create a new execution",
-			len(list), len(encoded), drv1.MaxDecisions, drv1.MaxDecisionsBytes))}
+	if full := drv1.DecisionsFit(list, earlier); full != "" {
+		return nil, field.ErrorList{field.Forbidden(listPath, full)}
 	}
-	set[drv1.AnnotationDecisions] = encoded
+	set[drv1.AnnotationDecisions] = drv1.EncodeDecisions(list)
 	return set, nil
 }
 

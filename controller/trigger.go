@@ -74,10 +74,6 @@ func (c *Controller) clearTrigger(ctx context.Context, plan *drv1.DRPlan) error 
 	return err
 }
 
-// annotationTriggerToken on an execution a trigger created says which trigger: the plan's UID and
-// the pending marker. A restart finding the name taken checks it was its own.
-const annotationTriggerToken = drv1.GroupName + "/trigger-token"
-
 // triggeredName is "<plan>-<operation>-<time>", cut to fit a name.
 func triggeredName(plan, op, at string) string {
 	suffix := "-" + op + "-" + at
@@ -107,7 +103,7 @@ func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pen
 	token := string(plan.UID) + "/" + pending
 	exec := &drv1.DRPlanExecution{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: plan.Namespace, Labels: map[string]string{drv1.LabelPlan: drv1.LabelValue(plan.Name)},
-			Annotations: map[string]string{annotationTriggerToken: token, drv1.AnnotationRequester: requester}},
+			Annotations: map[string]string{drv1.AnnotationTriggerToken: token, drv1.AnnotationRequester: requester}},
 		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan.Name}, Operation: drv1.Operation(op)},
 	}
 	_, err = c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Create(ctx, exec, metav1.CreateOptions{FieldManager: actions.FieldManager})
@@ -120,7 +116,7 @@ func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pen
 		if getErr != nil {
 			return getErr
 		}
-		if existing.Annotations[annotationTriggerToken] != token {
+		if existing.Annotations[drv1.AnnotationTriggerToken] != token {
 			c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=%s: an execution named %s exists already; annotate again in a second",
 				drv1.AnnotationTrigger, strings.ToLower(op), name))
 		}

@@ -31,6 +31,11 @@ const (
 	// acts only on what it records.
 	AnnotationDecisions = GroupName + "/decisions"
 
+	// AnnotationTriggerToken on an execution the controller created for a plan trigger says
+	// which trigger (the plan's UID and the pending marker): a restart finding the name taken
+	// checks it was its own. Written only by the controller.
+	AnnotationTriggerToken = GroupName + "/trigger-token"
+
 	// NoRequesterMessage is the message of an execution that cannot run because no requester is
 	// recorded on it.
 	NoRequesterMessage = "no requester recorded: the admission webhook was not called"
@@ -43,7 +48,44 @@ const (
 	// MaxDecisions and MaxDecisionsBytes bound an execution's decisions list.
 	MaxDecisions      = 100
 	MaxDecisionsBytes = 64 << 10
+	// MaxDecisionValueBytes bounds the value of a decision annotation.
+	MaxDecisionValueBytes = 256
+	// DecisionReserveBytes is the room a decision other than a reserved one (cancel) must leave
+	// in the list, with one entry: a reserved decision of a user whose record has the largest
+	// size admitted (MaxRequesterBytes), its key, value, time and JSON punctuation (under 200
+	// bytes), always fits.
+	DecisionReserveBytes = MaxRequesterBytes + 1024
 )
+
+// DecisionAnnotations are the annotations of an execution whose changes are recorded in its
+// decisions list, each set by the user who asks for it: the only dr.bkbcs.tencent.com/
+// annotations a user may set on an execution. Add a decision (abort, an approval, a skip) here.
+var DecisionAnnotations = []string{AnnotationCancel}
+
+// reservedDecisions always fit in the list: the others leave room for one of them.
+var reservedDecisions = []string{AnnotationCancel}
+
+// ControllerAnnotations are the dr.bkbcs.tencent.com/ annotations of an execution besides the
+// decisions: the records (checked as such) and the controller's own bookkeeping, which only the
+// controller writes.
+var ControllerAnnotations = []string{AnnotationRequester, AnnotationDecisions, AnnotationTriggerToken}
+
+// DecisionsFit says why the list, of which the entries from index appended on are new, is over
+// its bounds, or returns "". A new entry other than a reserved decision (cancel) must leave room
+// for one more entry of DecisionReserveBytes.
+func DecisionsFit(list []Decision, appended int) string {
+	entries, size := MaxDecisions, MaxDecisionsBytes
+	for _, d := range list[appended:] {
+		if !slices.Contains(reservedDecisions, d.Annotation) {
+			entries, size = MaxDecisions-1, MaxDecisionsBytes-DecisionReserveBytes
+		}
+	}
+	if n, b := len(list), len(EncodeDecisions(list)); n > entries || b > size {
+		return fmt.Sprintf("the execution's decisions list is full: %d entries and %d bytes with this change, over the limit of %d entries or %d bytes; create a new execution",
+			n, b, entries, size)
+	}
+	return ""
+}
 
 // Requester is a user as the API server authenticated them (authentication.k8s.io/v1 UserInfo).
 type Requester struct {
@@ -140,7 +182,7 @@ func ParseDecisions(value string) ([]Decision, error) {
 		switch {
 		case d.User.Username == "":
 			return nil, fmt.Errorf("%s entry %d names no user", AnnotationDecisions, i)
-		case !RecordedAnnotation(d.Annotation):
+		case !OwnAnnotation(d.Annotation) || d.Annotation == AnnotationRequester || d.Annotation == AnnotationDecisions:
 			return nil, fmt.Errorf("%s entry %d: %q is not a recorded %s/ annotation", AnnotationDecisions, i, d.Annotation, GroupName)
 		case d.Time.IsZero():
 			return nil, fmt.Errorf("%s entry %d has no time", AnnotationDecisions, i)
@@ -155,9 +197,14 @@ func Decided(decisions []Decision, annotation, value string) bool {
 }
 
 // RecordedAnnotation reports whether a change of the annotation key is recorded in the
-// decisions list: every dr.bkbcs.tencent.com/ annotation but the records themselves.
+// decisions list: one of DecisionAnnotations.
 func RecordedAnnotation(key string) bool {
-	return strings.HasPrefix(key, GroupName+"/") && key != AnnotationRequester && key != AnnotationDecisions
+	return slices.Contains(DecisionAnnotations, key)
+}
+
+// OwnAnnotation reports whether key is a dr.bkbcs.tencent.com/ annotation.
+func OwnAnnotation(key string) bool {
+	return strings.HasPrefix(key, GroupName+"/")
 }
 
 // ChangedAnnotations are the recorded annotations that after sets or changes from before, with

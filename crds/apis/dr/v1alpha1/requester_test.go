@@ -98,7 +98,10 @@ func TestChangedAnnotations(t *testing.T) {
 	after := map[string]string{AnnotationCancel: "true", "dr.bkbcs.tencent.com/approve": "b", "dr.bkbcs.tencent.com/skip": "x",
 		"other": "2", AnnotationRequester: "r", AnnotationDecisions: "[]"}
 	got := ChangedAnnotations(before, after)
-	want := []string{"dr.bkbcs.tencent.com/approve", "dr.bkbcs.tencent.com/skip"}
+	want := []string(nil) // approve and skip are not decisions (yet)
+	if got := ChangedAnnotations(map[string]string{AnnotationCancel: "false"}, after); strings.Join(got, ",") != AnnotationCancel {
+		t.Errorf("ChangedAnnotations = %v, want the cancel", got)
+	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("ChangedAnnotations = %v, want %v (set or changed; ours only; never the records)", got, want)
 	}
@@ -130,4 +133,59 @@ func FuzzParseRecords(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecisionsFit: the bounds of the list, and the room every other decision leaves for a
+// cancel of the largest user admitted. "approve" stands for a later, non-reserved decision.
+func TestDecisionsFit(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	// The largest user record admitted (MaxRequesterBytes), and the largest decision value.
+	huge := Requester{Username: "carol", Groups: []string{""}}
+	huge.Groups[0] = strings.Repeat("g", MaxRequesterBytes-len(huge.Encode()))
+	if n := len(huge.Encode()); n != MaxRequesterBytes {
+		t.Fatalf("the huge user's record is %d bytes", n)
+	}
+	small := Requester{Username: "bob"}
+	approve := func(who Requester) Decision { // a value JSON escapes to six times its size
+		return Decision{User: who, Annotation: GroupName + "/approve", Value: strings.Repeat("\x00", MaxDecisionValueBytes), Time: at}
+	}
+	cancel := Decision{User: huge, Annotation: AnnotationCancel, Value: "true", Time: at}
+	if n := len(EncodeDecisions([]Decision{cancel})); n > DecisionReserveBytes {
+		t.Fatalf("a cancel of the largest user is %d bytes, over the reserve of %d", n, DecisionReserveBytes)
+	}
+
+	// Fill the list with other decisions, as far as they may go.
+	var list []Decision
+	for {
+		next := append(list, approve(huge))
+		if DecisionsFit(next, len(list)) != "" {
+			break
+		}
+		list = next
+	}
+	if got := DecisionsFit(append(list, approve(small)), len(list)); got == "" && len(EncodeDecisions(append(list, approve(small)))) > MaxDecisionsBytes-DecisionReserveBytes {
+		t.Errorf("another decision took the reserve")
+	}
+	// A cancel of the largest user still fits.
+	if got := DecisionsFit(append(list, cancel), len(list)); got != "" {
+		t.Errorf("a cancel after %d other decisions (%d bytes): %s", len(list), len(EncodeDecisions(list)), got)
+	}
+	// So it does after 99 small ones.
+	list = nil
+	for range MaxDecisions - 1 {
+		list = append(list, Decision{User: small, Annotation: GroupName + "/approve", Value: "yes", Time: at})
+	}
+	if got := DecisionsFit(append(list, approve(small)), len(list)); !strings.Contains(got, "over the limit of 99 entries") {
+		t.Errorf("a 100th other decision: %q", got)
+	}
+	if got := DecisionsFit(append(list, cancel), len(list)); got != "" {
+		t.Errorf("a cancel after 99 other decisions: %s", got)
+	}
+	// The hard bounds hold for a cancel too.
+	for range 2 {
+		list = append(list, cancel)
+	}
+	if got := DecisionsFit(list, len(list)-1); !strings.Contains(got, "over the limit of 100 entries or 65536 bytes") {
+		t.Errorf("a cancel over the hard bounds: %q", got)
+	}
 }
