@@ -111,12 +111,14 @@ func (c *Controller) createTriggered(ctx context.Context, plan *drv1.DRPlan, pen
 	case err == nil:
 		c.event(plan, true, "ExecutionCreated", fmt.Sprintf("Created DRPlanExecution %s (%s) for %s, requested by %s", name, op, drv1.AnnotationTrigger, who.Username))
 	case apierrors.IsAlreadyExists(err):
-		// Created by this very trigger before a restart: done. Anyone else's is a refusal.
+		// Created by this very trigger before a restart: done. Anyone else's is a refusal: the
+		// token is the controller's alone (the webhook says so), and the requester must be the
+		// trigger's too, so that an execution someone else created cannot absorb the trigger.
 		existing, getErr := c.dr.DrV1alpha1().DRPlanExecutions(plan.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if getErr != nil {
 			return getErr
 		}
-		if existing.Annotations[drv1.AnnotationTriggerToken] != token {
+		if by, ok := drv1.RequesterOf(existing.Annotations); existing.Annotations[drv1.AnnotationTriggerToken] != token || !ok || !by.Equal(who) {
 			c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=%s: an execution named %s exists already; annotate again in a second",
 				drv1.AnnotationTrigger, strings.ToLower(op), name))
 		}

@@ -91,3 +91,43 @@ func TestPlanCancelRecordsTheTriggersRequester(t *testing.T) {
 	want := append(earlier, drv1.Decision{User: bob, Annotation: drv1.AnnotationCancel, Value: "true", Time: at})
 	assert.Equal(t, drv1.EncodeDecisions(want), drv1.EncodeDecisions(decisions))
 }
+
+// TestTriggerFindsItsNameTaken: after a restart the controller finds the execution's name taken.
+// It is its own only with its token and the trigger's requester: an execution carrying the token
+// but another requester does not absorb the trigger.
+func TestTriggerFindsItsNameTaken(t *testing.T) {
+	bob := drv1.Requester{Username: "bob", Groups: []string{"system:authenticated"}}
+	for _, tc := range []struct {
+		name      string
+		token     string
+		requester drv1.Requester
+		refused   bool
+	}{
+		{name: "its own", token: "pu/Execute/p-execute-1", requester: alice},
+		{name: "another token", token: "other", requester: alice, refused: true},
+		{name: "the token, another requester", token: "pu/Execute/p-execute-1", requester: bob, refused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod", UID: "pu", Annotations: map[string]string{
+				drv1.AnnotationTriggerPending: "Execute/p-execute-1", drv1.AnnotationTriggerPendingRequester: alice.Encode()}},
+				Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}}}
+			taken := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "p-execute-1", Namespace: "prod", Annotations: map[string]string{
+				drv1.AnnotationTriggerToken: tc.token, drv1.AnnotationRequester: tc.requester.Encode()}},
+				Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}}}
+			f := newFixture(t, plan, taken)
+			p, err := f.client.DrV1alpha1().DRPlans("prod").Get(context.Background(), "p", metav1.GetOptions{})
+			require.NoError(t, err)
+			_, err = f.c.syncTrigger(context.Background(), p)
+			require.NoError(t, err)
+			ev := f.event()
+			if tc.refused {
+				assert.Contains(t, ev, "an execution named p-execute-1 exists already; annotate again in a second")
+			} else {
+				assert.NotContains(t, ev, "TriggerRefused")
+			}
+			after, err := f.client.DrV1alpha1().DRPlans("prod").Get(context.Background(), "p", metav1.GetOptions{})
+			require.NoError(t, err)
+			assert.Empty(t, after.Annotations, "the marker is cleared either way")
+		})
+	}
+}
