@@ -33,6 +33,13 @@ func TestChartRegistersTheWebhooksAsTheControllerDoes(t *testing.T) {
 	assert.Equal(t, admission.MutatingWebhookConfiguration("drplan-controller", client).Webhooks, mutating.Webhooks)
 	assert.Equal(t, "drplan-controller", validating.Name)
 	assert.Equal(t, "drplan-controller", mutating.Name)
+	ignore, err := Render(map[string]any{"webhook": map[string]any{"failurePolicy": "Ignore"}})
+	require.NoError(t, err)
+	m := strings.Index(ignore, "kind: MutatingWebhookConfiguration")
+	v := strings.Index(ignore, "kind: ValidatingWebhookConfiguration")
+	assert.Contains(t, ignore[m:v], "failurePolicy: Fail", "the mutating webhook is always Fail")
+	assert.NotContains(t, ignore[m:v], "failurePolicy: Ignore")
+	assert.Contains(t, ignore[v:], "failurePolicy: Ignore", "the validating one takes the value")
 	assert.Less(t, strings.Index(manifest, "kind: MutatingWebhookConfiguration"), strings.Index(manifest, "kind: ValidatingWebhookConfiguration"),
 		"the mutating webhook is installed first: no create meets the validating one without its records")
 }
