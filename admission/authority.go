@@ -1,10 +1,12 @@
 package admission
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -37,9 +39,40 @@ func requesterOf(u authenticationv1.UserInfo) drv1.Requester {
 // skipped.
 type metadataOf struct {
 	Metadata struct {
-		Name        string            `json:"name"`
-		Annotations map[string]string `json:"annotations"`
+		Name         string            `json:"name"`
+		GenerateName string            `json:"generateName"`
+		Annotations  map[string]string `json:"annotations"`
 	} `json:"metadata"`
+}
+
+// displayName is the name a refusal gives the object: its name, or its generateName while the API
+// server has not made one yet.
+func (m *metadataOf) displayName() string {
+	if m.Metadata.Name != "" {
+		return m.Metadata.Name
+	}
+	return m.Metadata.GenerateName
+}
+
+// decodeError is the refusal of a request whose object does not decode, naming the object as far
+// as it can be told.
+func decodeError(req *admissionv1.AdmissionRequest, err error) metav1.Status {
+	name := req.Name
+	if name == "" {
+		var m metadataOf
+		if json.Unmarshal(req.Object.Raw, &m) == nil {
+			name = m.displayName()
+		}
+	}
+	what := req.Kind.Kind
+	if name != "" {
+		what += " " + strconv.Quote(name)
+		if req.Namespace != "" {
+			what += " in namespace " + req.Namespace
+		}
+	}
+	return metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest,
+		Message: fmt.Sprintf("decoding the %s: %v", what, err)}
 }
 
 // requestMetadata decodes the name and annotations of the request's object and, on an update,
@@ -49,7 +82,7 @@ func requestMetadata(req *admissionv1.AdmissionRequest) (name string, obj, old m
 	if err := decodeBoth(req, &o, &p); err != nil {
 		return "", nil, nil, err
 	}
-	return o.Metadata.Name, o.Metadata.Annotations, p.Metadata.Annotations, nil
+	return o.displayName(), o.Metadata.Annotations, p.Metadata.Annotations, nil
 }
 
 var annotationsPath = field.NewPath("metadata", "annotations")
@@ -74,8 +107,8 @@ func records(req *admissionv1.AdmissionRequest, controller string) *metav1.Statu
 	}
 	name, obj, old, err := requestMetadata(req)
 	if err != nil {
-		return &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest,
-			Message: fmt.Sprintf("decoding the %s: %v", req.Kind.Kind, err)}
+		st := decodeError(req, err)
+		return &st
 	}
 	user := requesterOf(req.UserInfo)
 	isController := controller != "" && user.Username == controller

@@ -53,13 +53,12 @@ func (m *Mutator) Review(_ context.Context, req *admissionv1.AdmissionRequest) *
 	}
 	name, obj, old, err := requestMetadata(req)
 	if err != nil {
-		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest,
-			Reason: metav1.StatusReasonBadRequest, Message: fmt.Sprintf("decoding the %s: %v", kind, err)})
+		return refuse(resp, decodeError(req, err))
 	}
 	var set map[string]string
 	var errs field.ErrorList
 	if kind == "DRPlan" {
-		set = m.plan(req, obj, old)
+		set, errs = m.plan(req, obj, old)
 	} else {
 		set, errs = m.execution(req, obj, old)
 	}
@@ -74,11 +73,25 @@ func (m *Mutator) Review(_ context.Context, req *admissionv1.AdmissionRequest) *
 }
 
 // plan records the user setting a new trigger as its requester.
-func (m *Mutator) plan(req *admissionv1.AdmissionRequest, obj, old map[string]string) map[string]string {
+func (m *Mutator) plan(req *admissionv1.AdmissionRequest, obj, old map[string]string) (map[string]string, field.ErrorList) {
 	if t := obj[drv1.AnnotationTrigger]; t == "" || t == old[drv1.AnnotationTrigger] {
-		return nil
+		return nil, nil
 	}
-	return map[string]string{drv1.AnnotationRequester: requesterOf(req.UserInfo).Encode()}
+	requester, errs := boundedRequester(req)
+	if errs != nil {
+		return nil, errs
+	}
+	return map[string]string{drv1.AnnotationRequester: requester}, nil
+}
+
+// boundedRequester is the record of the request's user, refused over drv1.MaxRequesterBytes.
+func boundedRequester(req *admissionv1.AdmissionRequest) (string, field.ErrorList) {
+	requester := requesterOf(req.UserInfo).Encode()
+	if len(requester) > drv1.MaxRequesterBytes {
+		return "", field.ErrorList{field.Forbidden(annotationsPath.Key(drv1.AnnotationRequester), fmt.Sprintf(
+			"your user's record (name, groups and extra) is %d bytes, over the limit of %d: it cannot be recorded", len(requester), drv1.MaxRequesterBytes))}
+	}
+	return requester, nil
 }
 
 // execution returns the records to set on an execution ("" removes one): on a create the
@@ -95,10 +108,9 @@ func (m *Mutator) execution(req *admissionv1.AdmissionRequest, obj, old map[stri
 	}
 	set := map[string]string{}
 	if req.Operation == admissionv1.Create {
-		requester := user.Encode()
-		if len(requester) > drv1.MaxRequesterBytes {
-			return nil, field.ErrorList{field.Forbidden(annotationsPath.Key(drv1.AnnotationRequester), fmt.Sprintf(
-				"your user's record (name, groups and extra) is %d bytes, over the limit of %d: it cannot be recorded", len(requester), drv1.MaxRequesterBytes))}
+		requester, errs := boundedRequester(req)
+		if errs != nil {
+			return nil, errs
 		}
 		set[drv1.AnnotationRequester], set[drv1.AnnotationDecisions] = requester, "" // a client's list is no record
 	} else if obj[drv1.AnnotationDecisions] != old[drv1.AnnotationDecisions] {

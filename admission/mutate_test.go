@@ -193,3 +193,30 @@ func TestMutatorRefusesAnOversizedUser(t *testing.T) {
 	require.False(t, resp.Allowed)
 	assert.Contains(t, resp.Result.Message, "over the limit of 16384: it cannot be recorded")
 }
+
+// TestRefusalsNameTheObject: a refusal names the object by its generateName while it has no name,
+// a decode error names it too, and a plan trigger's requester is bounded as an execution's is.
+func TestRefusalsNameTheObject(t *testing.T) {
+	m := &admission.Mutator{Controller: controllerUser}
+	kind := func(k string) metav1.GroupVersionKind {
+		return metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: k}
+	}
+	generated := []byte(`{"metadata":{"generateName":"run-","namespace":"prod","annotations":{"dr.bkbcs.tencent.com/note":"x"}},"spec":{"planRef":{"name":"p"}}}`)
+	resp := m.Review(context.Background(), &admissionv1.AdmissionRequest{UID: "u", Kind: kind("DRPlanExecution"), Namespace: "prod",
+		Operation: admissionv1.Create, UserInfo: userInfo(alice), Object: runtime.RawExtension{Raw: generated}})
+	require.False(t, resp.Allowed)
+	assert.Contains(t, resp.Result.Message, `DRPlanExecution.dr.bkbcs.tencent.com "run-" is invalid`)
+
+	broken := []byte(`{"metadata":{"name":"p","namespace":"prod","annotations":{"dr.bkbcs.tencent.com/trigger":7}}}`)
+	resp = m.Review(context.Background(), &admissionv1.AdmissionRequest{UID: "u", Kind: kind("DRPlan"), Name: "p", Namespace: "prod",
+		Operation: admissionv1.Create, UserInfo: userInfo(alice), Object: runtime.RawExtension{Raw: broken}})
+	require.False(t, resp.Allowed)
+	assert.Contains(t, resp.Result.Message, `decoding the DRPlan "p" in namespace prod: `)
+
+	huge := drv1.Requester{Username: "carol", Groups: []string{strings.Repeat("g", drv1.MaxRequesterBytes)}}
+	resp = m.Review(context.Background(), &admissionv1.AdmissionRequest{UID: "u", Kind: kind("DRPlan"), Name: "x", Namespace: "prod",
+		Operation: admissionv1.Create, UserInfo: userInfo(huge), Object: runtime.RawExtension{Raw: object(t, "DRPlan", map[string]string{drv1.AnnotationTrigger: "execute"})}})
+	require.False(t, resp.Allowed)
+	assert.Contains(t, resp.Result.Message, `DRPlan.dr.bkbcs.tencent.com "x" is invalid: metadata.annotations[dr.bkbcs.tencent.com/requester]: Forbidden: your user's record`)
+	assert.Contains(t, resp.Result.Message, "over the limit of 16384: it cannot be recorded")
+}

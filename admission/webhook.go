@@ -136,8 +136,7 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return resp
 	}
 	if err != nil {
-		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest,
-			Reason: metav1.StatusReasonBadRequest, Message: fmt.Sprintf("decoding the %s: %v", req.Kind.Kind, err)})
+		return refuse(resp, decodeError(req, err))
 	}
 	if re, ok := decider.State.(ReadError); ok && re.ReadError() != nil {
 		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
