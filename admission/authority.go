@@ -85,12 +85,20 @@ func requestMetadata(req *admissionv1.AdmissionRequest) (name string, obj, old m
 	return o.displayName(), o.Metadata.Annotations, p.Metadata.Annotations, nil
 }
 
+// isControllerUser reports whether u is the controller's own user: its name and, when the process
+// learned one (SelfSubjectReview), its UID, so that impersonating the name alone (without
+// Impersonate-Uid) is not the controller. Without a UID (a server without SelfSubjectReview, or a
+// user the API server gives none), the name decides.
+func isControllerUser(u authenticationv1.UserInfo, name, uid string) bool {
+	return name != "" && u.Username == name && (uid == "" || u.UID == uid)
+}
+
 var annotationsPath = field.NewPath("metadata", "annotations")
 
 // statusWrite admits a write of a status subresource only from the controller itself: status is
 // what the controller observed and did, and the next run decides from it.
-func statusWrite(req *admissionv1.AdmissionRequest, controller string) *metav1.Status {
-	if req.SubResource != "status" || controller != "" && req.UserInfo.Username == controller {
+func statusWrite(req *admissionv1.AdmissionRequest, controller, controllerUID string) *metav1.Status {
+	if req.SubResource != "status" || isControllerUser(req.UserInfo, controller, controllerUID) {
 		return nil
 	}
 	st := apierrors.NewForbidden(schema.GroupResource{Group: drv1.GroupName, Resource: req.Resource.Resource}, req.Name,
@@ -101,7 +109,7 @@ func statusWrite(req *admissionv1.AdmissionRequest, controller string) *metav1.S
 // records refuses a DRPlanExecution or DRPlan whose records of who asked are not the ones the
 // mutating webhook writes for this request's user (the second line, should the mutating webhook
 // not have been called, and the guard of the controller's own records).
-func records(req *admissionv1.AdmissionRequest, controller string) *metav1.Status {
+func records(req *admissionv1.AdmissionRequest, controller, controllerUID string) *metav1.Status {
 	if req.Kind.Kind != "DRPlanExecution" && req.Kind.Kind != "DRPlan" {
 		return nil
 	}
@@ -111,7 +119,7 @@ func records(req *admissionv1.AdmissionRequest, controller string) *metav1.Statu
 		return &st
 	}
 	user := requesterOf(req.UserInfo)
-	isController := controller != "" && user.Username == controller
+	isController := isControllerUser(req.UserInfo, controller, controllerUID)
 	var errs field.ErrorList
 	if req.Kind.Kind == "DRPlan" {
 		errs = planRecords(obj, old, user, isController)

@@ -153,3 +153,42 @@ func TestOnlyTheControllerWritesStatus(t *testing.T) {
 	assert.False(t, nobody.Review(context.Background(), &admissionv1.AdmissionRequest{UID: "u", Operation: admissionv1.Update, SubResource: "status",
 		UserInfo: userInfo(alice), Kind: metav1.GroupVersionKind{Group: drv1.GroupName, Kind: "DRPlan"}}).Allowed, "no controller known: nobody")
 }
+
+// TestControllerKnownByItsUID: when the process learned its UID, a request naming the controller's
+// user without that UID (an impersonation without Impersonate-Uid) is not the controller's: its
+// status writes, records of another user and controller-only annotations are refused, and the
+// mutating webhook records it as itself. Without a UID learned, the name decides.
+func TestControllerKnownByItsUID(t *testing.T) {
+	const uid = "9d0e5b7e-1f3a-4c55-8a41-2c016f1d2c9e"
+	real := controller
+	real.UID = uid
+	impostor := controller // the name, no UID
+	status := func(user drv1.Requester) *admissionv1.AdmissionRequest {
+		return &admissionv1.AdmissionRequest{UID: "u", Name: "x", Operation: admissionv1.Update, SubResource: "status", UserInfo: userInfo(user),
+			Kind:     metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: "DRPlanExecution"},
+			Resource: metav1.GroupVersionResource{Group: drv1.GroupName, Version: "v1alpha1", Resource: "drplanexecutions"},
+			Object:   runtime.RawExtension{Raw: object(t, "DRPlanExecution", nil)}, OldObject: runtime.RawExtension{Raw: object(t, "DRPlanExecution", nil)}}
+	}
+	create := func(user drv1.Requester) *admissionv1.AdmissionRequest {
+		return &admissionv1.AdmissionRequest{UID: "u", Name: "x", Operation: admissionv1.Create, UserInfo: userInfo(user),
+			Kind: metav1.GroupVersionKind{Group: drv1.GroupName, Version: "v1alpha1", Kind: "DRPlanExecution"},
+			Object: runtime.RawExtension{Raw: object(t, "DRPlanExecution", map[string]string{drv1.AnnotationRequester: bob.Encode(),
+				drv1.AnnotationTriggerToken: "pu/Execute/x"})}}
+	}
+	withUID := &admission.Webhook{Decider: fixture(t), Controller: controllerUser, ControllerUID: uid, Ready: func() bool { return true }}
+	assert.True(t, withUID.Review(context.Background(), status(real)).Allowed, "the controller, name and UID")
+	resp := withUID.Review(context.Background(), status(impostor))
+	require.False(t, resp.Allowed, "the name without the UID")
+	assert.Contains(t, resp.Result.Message, "its status is written only by the drplan-controller")
+	resp = withUID.Review(context.Background(), create(impostor))
+	require.False(t, resp.Allowed)
+	assert.Contains(t, resp.Result.Message, `records "bob", not the user making this request`)
+	assert.Contains(t, resp.Result.Message, "trigger-token]: Forbidden")
+
+	m := &admission.Mutator{Controller: controllerUser, ControllerUID: uid}
+	assert.Nil(t, m.Review(context.Background(), create(real)).Patch, "the controller's own create keeps the trigger's requester")
+	assert.False(t, m.Review(context.Background(), create(impostor)).Allowed, "an impostor may not write the controller's trigger token")
+
+	byName := &admission.Webhook{Decider: fixture(t), Controller: controllerUser, Ready: func() bool { return true }}
+	assert.True(t, byName.Review(context.Background(), status(impostor)).Allowed, "no UID learned (no SelfSubjectReview): the name decides")
+}

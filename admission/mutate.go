@@ -35,6 +35,9 @@ const MutatePath = "/mutate"
 type Mutator struct {
 	// Controller is the controller's own user name, as the API server authenticates it.
 	Controller string
+	// ControllerUID is its UID, when the process learned one: then a request is the controller's
+	// only with both.
+	ControllerUID string
 	// Now is the clock of the decisions' times; nil means time.Now.
 	Now func() time.Time
 }
@@ -99,7 +102,7 @@ func boundedRequester(req *admissionv1.AdmissionRequest) (string, field.ErrorLis
 // appended.
 func (m *Mutator) execution(req *admissionv1.AdmissionRequest, obj, old map[string]string) (map[string]string, field.ErrorList) {
 	user := requesterOf(req.UserInfo)
-	if m.Controller != "" && user.Username == m.Controller {
+	if isControllerUser(req.UserInfo, m.Controller, m.ControllerUID) {
 		return nil, nil // it writes its own records: a plan trigger's requester and decisions
 	}
 	listPath := annotationsPath.Key(drv1.AnnotationDecisions)

@@ -28,6 +28,9 @@ type Webhook struct {
 	// Controller is the controller's own user name, as the API server authenticates it: the only
 	// user who may write a status, or records of another user than itself.
 	Controller string
+	// ControllerUID is its UID, when the process learned one: then a request is the controller's
+	// only with both.
+	ControllerUID string
 	// Ready reports whether the caches the decisions read have synced; until then every request
 	// is refused as unavailable (the API server's failurePolicy Fail turns that into a retryable
 	// error), never decided on an empty cache.
@@ -96,12 +99,12 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	}
 	// Who may do what needs no cache: decided first, also while the caches sync.
 	if req.SubResource != "" {
-		if st := statusWrite(req, w.Controller); st != nil {
+		if st := statusWrite(req, w.Controller, w.ControllerUID); st != nil {
 			return refuse(resp, *st)
 		}
 		return resp
 	}
-	if st := records(req, w.Controller); st != nil {
+	if st := records(req, w.Controller, w.ControllerUID); st != nil {
 		return refuse(resp, *st)
 	}
 	if w.Ready != nil && !w.Ready() {

@@ -249,8 +249,20 @@ func asUser(t testing.TB, user string, groups ...string) (versioned.Interface, k
 
 // asController returns a client acting as the controller's own user: the only one whose status
 // writes the webhook admits.
+// A ServiceAccount's UID is impersonated too: the webhooks compare the UID the controller learned
+// from SelfSubjectReview (the local backend's controller is a certificate user, without one).
 func asController(t testing.TB) versioned.Interface {
 	t.Helper()
-	dr, _ := asUser(t, env.ControllerUser)
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: env.ControllerUser}
+	if subject, ok := strings.CutPrefix(env.ControllerUser, "system:serviceaccount:"); ok {
+		ns, name, _ := strings.Cut(subject, ":")
+		sa, err := env.Kube.CoreV1().ServiceAccounts(ns).Get(context.Background(), name, metav1.GetOptions{})
+		require.NoError(t, err)
+		cfg.Impersonate.UID = string(sa.UID)
+		cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns}
+	}
+	dr, err := versioned.NewForConfig(cfg)
+	require.NoError(t, err)
 	return dr
 }

@@ -100,16 +100,16 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		defer serve(ctx, cancel, "The metrics server", func(ctx context.Context) error { return m.Serve(ctx, ln, c.Synced) })()
 	}
 	if w := opts.Webhook; w != nil {
-		self, err := selfUser(ctx, cl.kube, cfg)
+		me, err := selfUser(ctx, cl.kube, cfg)
 		if err != nil {
 			return err
 		}
-		klog.FromContext(ctx).Info("The webhook admits status writes, and records of other users, only from the controller's own user", "user", self)
+		klog.FromContext(ctx).Info("The webhook admits status writes, and records of other users, only from the controller's own user", "user", me.Username, "uid", me.UID)
 		getCert, err := webhookCertificate(ctx, cl.kube, *w)
 		if err != nil {
 			return fmt.Errorf("the webhook's certificate: %w", err)
 		}
-		hook, mutate := newWebhook(cl, decide, c.Synced, m, self), &admission.Mutator{Controller: self}
+		hook, mutate := newWebhook(cl, decide, c.Synced, m, me), &admission.Mutator{Controller: me.Username, ControllerUID: me.UID}
 		// The webhook outlives ctx until the controller has drained: the status writes of the
 		// shutdown grace pass through it.
 		hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))

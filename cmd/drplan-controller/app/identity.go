@@ -17,36 +17,44 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// selfUser is the user name this process's API requests are authenticated as: the webhook tells
-// the controller's own writes by it. The API server says who we are (SelfSubjectReview,
-// Kubernetes 1.27 and later); before that, the subject of the ServiceAccount token we present.
-func selfUser(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config) (string, error) {
+// self is who this process's API requests are authenticated as: the webhooks tell the
+// controller's own writes by it.
+type self struct {
+	Username string
+	// UID is the UID the API server gives the user (a ServiceAccount's), when SelfSubjectReview
+	// told one; "" otherwise, and then the name alone tells the controller.
+	UID string
+}
+
+// selfUser asks the API server who we are (SelfSubjectReview, Kubernetes 1.27 and later); before
+// that, it is the subject of the ServiceAccount token we present, without a UID.
+func selfUser(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config) (self, error) {
 	r, err := kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err == nil {
-		return nonEmpty(r.Status.UserInfo.Username)
+		return nonEmpty(r.Status.UserInfo.Username, r.Status.UserInfo.UID)
 	}
 	if !apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("asking the API server who this controller is (SelfSubjectReview): %w", err)
+		return self{}, fmt.Errorf("asking the API server who this controller is (SelfSubjectReview): %w", err)
 	}
 	rb, err := kube.AuthenticationV1beta1().SelfSubjectReviews().Create(ctx, &authenticationv1beta1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err == nil {
-		return nonEmpty(rb.Status.UserInfo.Username)
+		return nonEmpty(rb.Status.UserInfo.Username, rb.Status.UserInfo.UID)
 	}
 	if !apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("asking the API server who this controller is (SelfSubjectReview v1beta1): %w", err)
+		return self{}, fmt.Errorf("asking the API server who this controller is (SelfSubjectReview v1beta1): %w", err)
 	}
 	name, terr := tokenSubject(cfg)
 	if terr != nil {
-		return "", fmt.Errorf("cannot tell which user this controller is: the API server serves no SelfSubjectReview (Kubernetes 1.27+), and %w", terr)
+		return self{}, fmt.Errorf("cannot tell which user this controller is: the API server serves no SelfSubjectReview (Kubernetes 1.27+), and %w", terr)
 	}
-	return name, nil
+	return self{Username: name}, nil
 }
 
-func nonEmpty(name string) (string, error) {
+func nonEmpty(name, uid string) (self, error) {
 	if name == "" {
-		return "", errors.New("the API server says this controller has no user name")
+		return self{}, errors.New("the API server says this controller has no user name")
 	}
-	return name, nil
+	return self{Username: name, UID: uid}, nil
 }
 
 // tokenSubject is the user a ServiceAccount token authenticates as: its "sub" claim,

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/base64"
 	"os"
 	"path/filepath"
@@ -8,7 +9,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	clienttesting "k8s.io/client-go/testing"
 )
 
 // TestTokenSubject: before SelfSubjectReview (Kubernetes 1.25, 1.26) the controller knows itself
@@ -33,4 +40,30 @@ func TestTokenSubject(t *testing.T) {
 		_, err := tokenSubject(cfg)
 		assert.ErrorContains(t, err, "not a ServiceAccount token", name)
 	}
+}
+
+// TestSelfUserLearnsItsUID: with SelfSubjectReview the controller learns its name and UID (the
+// webhooks then require both); without it (1.25, 1.26) the token's subject alone, no UID.
+func TestSelfUserLearnsItsUID(t *testing.T) {
+	kube := fake.NewSimpleClientset()
+	kube.PrependReactor("create", "selfsubjectreviews", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		if a.GetResource().Version != "v1" {
+			return false, nil, nil
+		}
+		return true, &authenticationv1.SelfSubjectReview{Status: authenticationv1.SelfSubjectReviewStatus{UserInfo: authenticationv1.UserInfo{
+			Username: "system:serviceaccount:drplan-system:drplan-controller", UID: "sa-uid"}}}, nil
+	})
+	me, err := selfUser(context.Background(), kube, &rest.Config{})
+	require.NoError(t, err)
+	assert.Equal(t, self{Username: "system:serviceaccount:drplan-system:drplan-controller", UID: "sa-uid"}, me)
+
+	old := fake.NewSimpleClientset()
+	old.PrependReactor("create", "selfsubjectreviews", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: "authentication.k8s.io", Resource: "selfsubjectreviews"}, "")
+	})
+	enc := base64.RawURLEncoding.EncodeToString
+	token := enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"system:serviceaccount:drplan-system:drplan-controller"}`)) + ".c2ln"
+	me, err = selfUser(context.Background(), old, &rest.Config{BearerToken: token})
+	require.NoError(t, err)
+	assert.Equal(t, self{Username: "system:serviceaccount:drplan-system:drplan-controller"}, me, "the name alone decides then")
 }

@@ -19,10 +19,10 @@ import (
 )
 
 // newWebhook is the validating admission webhook: it decides with the controller's rules from the
-// controller's caches, and answers "starting, retry" until they have synced; self is the
+// controller's caches, and answers "starting, retry" until they have synced; me is the
 // controller's own user.
-func newWebhook(cl *clients, decide *rules.Rules, synced func() bool, m *metrics.Metrics, self string) *admission.Webhook {
-	return &admission.Webhook{Decider: &admission.Decider{Rules: decide}, Controller: self, Ready: synced, Observe: m.WebhookDecided,
+func newWebhook(cl *clients, decide *rules.Rules, synced func() bool, m *metrics.Metrics, me self) *admission.Webhook {
+	return &admission.Webhook{Decider: &admission.Decider{Rules: decide}, Controller: me.Username, ControllerUID: me.UID, Ready: synced, Observe: m.WebhookDecided,
 		State: func(ctx context.Context) admission.State {
 			return &admissionState{Informers: cl.inf, dr: cl.dr, ctx: ctx}
 		}}
