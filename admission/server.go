@@ -56,6 +56,7 @@ func Serve(ctx context.Context, ln net.Listener, validate, mutate http.Handler, 
 // Names of our webhooks inside their configurations.
 const (
 	WebhookName         = "validate." + drv1.GroupName
+	StatusWebhookName   = "validate-status." + drv1.GroupName
 	MutatingWebhookName = "mutate." + drv1.GroupName
 )
 
@@ -106,20 +107,50 @@ func at(client admissionregistrationv1.WebhookClientConfig, path string) admissi
 }
 
 // WebhookConfiguration is the registration of the validating webhook: CREATE and UPDATE of our
-// three kinds and of their status (which only the controller writes), in the shape both
-// registrations share. client says where the API server reaches the controller (a URL with the
-// CA bundle in local mode, a Service in a cluster), without the path: Path is added.
-func WebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.ValidatingWebhookConfiguration {
+// three kinds, and (a second entry, StatusWebhookName) of their status, which only the
+// controller writes; both in the shape both registrations share. client says where the API
+// server reaches the controller (a URL with the CA bundle in local mode, a Service in a
+// cluster), without the path: Path is added.
+//
+// controller is the controller's own user name. When it is set, the status entry has a
+// matchCondition (ControllerMatchCondition) that leaves the controller's own status writes out:
+// the API server does not call the webhook for them, so they pass while no webhook endpoint is
+// reachable (every replica terminating in a scale-down or a rollout, in the shutdown grace that
+// writes the results of the actions in flight). Everyone else's status writes still reach the
+// webhook, which refuses them. API servers without matchConditions (before 1.28) drop the
+// field: every status write reaches the webhook, as before.
+func WebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig, controller string) *admissionregistrationv1.ValidatingWebhookConfiguration {
 	s := newShape()
-	return &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: WebhookName, ClientConfig: at(client, Path),
-			Rules:         s.rule("drworkflows", "drplans", "drplanexecutions", "drworkflows/status", "drplans/status", "drplanexecutions/status"),
+	hook := func(name string, resources ...string) admissionregistrationv1.ValidatingWebhook {
+		return admissionregistrationv1.ValidatingWebhook{
+			Name: name, ClientConfig: at(client, Path), Rules: s.rule(resources...),
 			FailurePolicy: &s.fail, MatchPolicy: &s.equivalent, NamespaceSelector: s.namespaces, SideEffects: &s.none,
 			TimeoutSeconds: &s.timeout, AdmissionReviewVersions: []string{"v1"},
-		}},
+		}
 	}
+	status := hook(StatusWebhookName, "drworkflows/status", "drplans/status", "drplanexecutions/status")
+	if controller != "" {
+		status.MatchConditions = []admissionregistrationv1.MatchCondition{ControllerMatchCondition(controller)}
+	}
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{hook(WebhookName, "drworkflows", "drplans", "drplanexecutions"), status},
+	}
+}
+
+// ControllerMatchCondition is the status entry's matchCondition: true (call the webhook) unless
+// the request is the controller's. A ServiceAccount's requests always carry its UID, so for a
+// ServiceAccount name the condition also wants a UID: impersonating the name alone (without
+// Impersonate-Uid) still reaches the webhook, which compares the UID with the one the controller
+// learned at start. (The registration cannot know that UID in advance: the chart renders it
+// before the ServiceAccount exists.) Other users (make run's certificate user) have no UID:
+// the name decides, as in the webhook.
+func ControllerMatchCondition(controller string) admissionregistrationv1.MatchCondition {
+	expr := fmt.Sprintf("request.userInfo.username == %q", controller)
+	if strings.HasPrefix(controller, "system:serviceaccount:") {
+		expr += " && request.userInfo.uid != ''"
+	}
+	return admissionregistrationv1.MatchCondition{Name: "not-the-controller", Expression: "!(" + expr + ")"}
 }
 
 // MutatingWebhookConfiguration is the registration of the mutating webhook, which records who

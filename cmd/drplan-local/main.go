@@ -156,7 +156,9 @@ func run(dir string, kcm, node bool) error {
 		return err
 	}
 	client := admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: cp.CACertPEM}
-	if err := admission.Register(ctx, kube, admission.WebhookConfiguration(webhookConfigName, client),
+	// The controller's own status writes skip the webhook (matchConditions), so they pass while
+	// it is not serving: the shutdown grace's last writes.
+	if err := admission.Register(ctx, kube, admission.WebhookConfiguration(webhookConfigName, client, controllerUser),
 		admission.MutatingWebhookConfiguration(webhookConfigName, client)); err != nil {
 		return err
 	}

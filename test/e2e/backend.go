@@ -211,7 +211,7 @@ func (b *localBackend) setWebhook(on bool) error {
 	var err error
 	if on {
 		client := admissionregistrationv1.WebhookClientConfig{URL: &b.webhookURL, CABundle: b.cp.CACertPEM}
-		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName, client),
+		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName, client, chartControllerUser),
 			admission.MutatingWebhookConfiguration(webhookConfigName, client))
 	} else {
 		err = admission.Unregister(ctx, b.kube, webhookConfigName)

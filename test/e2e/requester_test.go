@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -220,6 +221,50 @@ func TestOnlyTheControllerWritesStatus(t *testing.T) {
 		_, err = controller.DrV1alpha1().DRPlanExecutions(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	}), "the controller's own user")
+}
+
+// TestControllerStatusWritesNeedNoWebhook: the API server does not call the webhook for the
+// controller's own status writes (the status entry's matchConditions), so they pass while no
+// replica serves it, as in the shutdown grace of a scale-down; everyone else's still need the
+// webhook, and are not admitted without it, the controller's name impersonated without its UID
+// included.
+func TestControllerStatusWritesNeedNoWebhook(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "status-no-webhook")
+	alice, _ := operators(t, ns)
+	rec := newRecorder(t)
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
+	applyPlan(t, ns, "p", "wf")
+	createExecution(t, ns, "run", "p")
+	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	waitLockReleased(t, ns, "p")
+
+	require.NoError(t, env.StopController()) // the webhooks stay registered, with nothing serving them
+	defer env.StartController(defaultGrace)
+	write := func(client versioned.Interface, message string) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := client.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "run", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Status.Message = message
+			_, err = client.DrV1alpha1().DRPlanExecutions(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
+	}
+	assert.NoError(t, write(asController(t), "written as the controller, no webhook serving"))
+	assert.Error(t, write(alice, "forged"), "alice's status write needs the webhook")
+	assert.Error(t, write(env.DR, "forged"), "the admin's too")
+	if strings.HasPrefix(env.ControllerUser, "system:serviceaccount:") {
+		cfg := rest.CopyConfig(env.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: env.ControllerUser}
+		nameOnly, err := versioned.NewForConfig(cfg)
+		require.NoError(t, err)
+		assert.Error(t, write(nameOnly, "forged"), "the controller's name without its UID is not the controller")
+	}
+	e, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "run", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "written as the controller, no webhook serving", e.Status.Message)
 }
 
 // TestNoRequesterFailsClosed: with the mutating webhook unregistered, a new execution is refused

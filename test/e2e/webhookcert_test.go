@@ -30,8 +30,10 @@ func TestWebhookCertificateManager(t *testing.T) {
 	// Configurations that call the Service, registered like the chart does (no caBundle); their
 	// rules match nothing this suite creates.
 	client := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: "drplan-webhook"}}
-	cfg := admission.WebhookConfiguration("drplan-cert-test", client)
-	cfg.Webhooks[0].Rules[0].APIGroups = []string{"example.invalid"}
+	cfg := admission.WebhookConfiguration("drplan-cert-test", client, env.ControllerUser)
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].Rules[0].APIGroups = []string{"example.invalid"}
+	}
 	mcfg := admission.MutatingWebhookConfiguration(cfg.Name, client)
 	mcfg.Webhooks[0].Rules[0].APIGroups = []string{"example.invalid"}
 	require.NoError(t, admission.Register(ctx, env.Kube, cfg, mcfg))
