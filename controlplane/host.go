@@ -93,7 +93,7 @@ func readHostState(runDir string) (hostState, error) {
 		return s, err
 	}
 	for _, m := range mounts {
-		if slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) }) {
+		if underNodeHostPath(m) {
 			s.Mounts = append(s.Mounts, m)
 		}
 	}
@@ -212,12 +212,11 @@ func kubepodsCgroups() ([]string, error) {
 			return nil
 		}
 		rel, _ := filepath.Rel(cgroupRoot, path)
-		parts := strings.Split(rel, "/")
-		if slices.ContainsFunc(parts, func(p string) bool { return strings.HasPrefix(p, "kubepods") }) {
+		if kubepodsCgroup(rel) {
 			dirs = append(dirs, rel)
 			return nil
 		}
-		if len(parts) >= 2 {
+		if strings.Count(rel, "/") >= 1 {
 			return filepath.SkipDir // below a hierarchy, not a kubepods tree
 		}
 		return nil
@@ -226,6 +225,17 @@ func kubepodsCgroups() ([]string, error) {
 		return nil, fmt.Errorf("list cgroups: %w", err)
 	}
 	return dirs, nil
+}
+
+// kubepodsCgroup reports whether a cgroup directory (relative to cgroupRoot) is in a kubepods
+// tree: one of its components is named kubepods*.
+func kubepodsCgroup(rel string) bool {
+	return slices.ContainsFunc(strings.Split(rel, "/"), func(p string) bool { return strings.HasPrefix(p, "kubepods") })
+}
+
+// underNodeHostPath reports whether a mount point is under one of the node's host paths.
+func underNodeHostPath(m string) bool {
+	return slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) })
 }
 
 // bridgeLinks lists the pod bridge, if it exists, and the interfaces attached to it.
@@ -436,7 +446,7 @@ func unmountAdded(runDir string, before hostState) {
 			if within(m, runDir) {
 				return m == runDir
 			}
-			return old[m] || !slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) })
+			return old[m] || !underNodeHostPath(m)
 		})
 		if len(ours) == 0 {
 			return
@@ -542,11 +552,9 @@ func (s hostState) inDomain() hostState {
 	keep := func(list []string, ours func(string) bool) []string {
 		return slices.DeleteFunc(slices.Clone(list), func(x string) bool { return !ours(x) })
 	}
-	s.Cgroups = keep(s.Cgroups, func(c string) bool { return strings.Contains(c, "kubepods") })
+	s.Cgroups = keep(s.Cgroups, kubepodsCgroup)
 	s.Links = keep(s.Links, func(l string) bool { return l == nodeBridge })
-	s.Mounts = keep(s.Mounts, func(m string) bool {
-		return slices.ContainsFunc(nodeHostPaths, func(p string) bool { return within(m, p) })
-	})
+	s.Mounts = keep(s.Mounts, underNodeHostPath)
 	tables := map[string][]string{}
 	for t, entries := range s.IPTables {
 		tables[t] = keep(entries, nodeIPTablesEntry)

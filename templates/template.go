@@ -94,12 +94,12 @@ func CheckTemplate(text string, declared []string) error {
 		if found != nil {
 			return
 		}
-		if !contains(templateKeys, ident[0]) {
+		if !slices.Contains(templateKeys, ident[0]) {
 			found = fmt.Errorf("template uses .%s, which does not exist%s (use %s)", ident[0],
 				rules.DidYouMean(ident[0], templateKeys), strings.Join(dotted(templateKeys), ", "))
 			return
 		}
-		if ident[0] == "params" && len(ident) > 1 && !contains(declared, ident[1]) {
+		if ident[0] == "params" && len(ident) > 1 && !slices.Contains(declared, ident[1]) {
 			found = fmt.Errorf("template uses .params.%s, which the workflow does not declare%s", ident[1],
 				rules.DidYouMean(ident[1], slices.Sorted(slices.Values(declared))))
 		}
@@ -152,15 +152,6 @@ func walkFields(node parse.Node, depth int, fn func(ident []string)) {
 	case *parse.TemplateNode:
 		walkFields(n.Pipe, depth, fn)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func dotted(names []string) []string {

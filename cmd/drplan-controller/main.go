@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
+	"github.com/bkbcs/drplan-controller/controller"
 )
 
 func main() {
@@ -70,7 +71,7 @@ func parseFlags() *flags {
 		"YAML list of {name, expression, message} replacing built-in CEL rules (StageReady, StageBlocked, PlanLock, RevertEligible) by name; see docs/rules.md.")
 	flag.Float64Var(&f.qps, "kube-api-qps", app.DefaultQPS, "Client-side limit of API requests per second.")
 	flag.IntVar(&f.burst, "kube-api-burst", app.DefaultBurst, "Client-side burst of API requests.")
-	flag.DurationVar(&f.grace, "shutdown-grace", 20*time.Second,
+	flag.DurationVar(&f.grace, "shutdown-grace", controller.DefaultShutdownGrace,
 		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
 	flag.BoolVar(&f.requireSA, "require-service-account", false,
 		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
