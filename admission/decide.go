@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/bkbcs/drplan-controller/access"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/validation"
@@ -43,6 +44,11 @@ type Decider struct {
 	State State
 	// Rules decide locks and reverts; their Env compiles the guards the static checks read.
 	Rules *rules.Rules
+	// Access, when set, checks rights: the requester's for a run, the author's for a plan, and
+	// the objects no action may touch (docs/security.md).
+	Access *access.Authorizer
+	// User is who asks: set per request.
+	User drv1.Requester
 }
 
 // TriggerValues are the values of the plan annotation dr.bkbcs.tencent.com/trigger.
@@ -52,6 +58,9 @@ var TriggerValues = []string{"execute", "revert", "cancel"}
 func (d *Decider) Workflow(wf *drv1.DRWorkflow) Decision {
 	if errs := validation.ValidateWorkflow(d.Rules.Env, wf); len(errs) > 0 {
 		return Decision{Err: invalid("DRWorkflow", wf.Name, errs)}
+	}
+	if err := d.staticRights(wf); err != nil {
+		return Decision{Err: err}
 	}
 	return Decision{Warnings: workflowWarnings(wf)}
 }
@@ -103,6 +112,9 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 		if err := d.asController(plan, "DRPlan", plan.Name); err != nil {
 			return Decision{Err: err}
 		}
+		if err := d.authorRights(ctx, plan); err != nil {
+			return Decision{Err: err, Warnings: warnings}
+		}
 	}
 	trigger := plan.Annotations[drv1.AnnotationTrigger]
 	if old != nil && old.Annotations[drv1.AnnotationTrigger] == trigger || trigger == "" {
@@ -122,12 +134,21 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 			err = invalid("DRPlan", plan.Name, field.ErrorList{field.Forbidden(path, "the plan is being deleted: it can still be reverted or cancelled, not executed")})
 			break
 		}
-		err = d.executable(ctx, plan, report, path, nil)
+		if err = d.executable(ctx, plan, report, path, nil); err == nil {
+			err = d.runRights(ctx, plan, &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
+				Spec: drv1.DRPlanExecutionSpec{Operation: drv1.OperationExecute}}, nil, "DRPlan", plan.Name)
+		}
 	case "revert":
-		err = d.revertible(ctx, plan, &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
-			Spec: drv1.DRPlanExecutionSpec{Operation: drv1.OperationRevert}}, path)
+		revert := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Namespace: plan.Namespace},
+			Spec: drv1.DRPlanExecutionSpec{Operation: drv1.OperationRevert}}
+		var target *drv1.DRPlanExecution
+		if target, err = d.revertible(ctx, plan, revert, path); err == nil {
+			err = d.runRights(ctx, plan, revert, target, "DRPlan", plan.Name)
+		}
 	case "cancel":
-		// Always admitted: with nothing running, the controller clears it with an event.
+		// Admitted from whoever may update the executions it cancels: with nothing running, the
+		// controller clears it with an event.
+		err = d.cancelRights(ctx, plan)
 	default:
 		err = invalid("DRPlan", plan.Name, field.ErrorList{field.NotSupported(path, trigger, TriggerValues)})
 	}
@@ -157,10 +178,19 @@ func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 	if err := d.asController(plan, "DRPlanExecution", exec.Name); err != nil {
 		return Decision{Err: err}
 	}
+	name := orGenerated(exec.ObjectMeta)
 	if exec.Spec.Operation == drv1.OperationRevert {
-		return Decision{Err: d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))}
+		target, err := d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))
+		if err == nil {
+			err = d.runRights(ctx, plan, exec, target, "DRPlanExecution", name)
+		}
+		return Decision{Err: err}
 	}
-	return Decision{Err: d.executable(ctx, plan, validation.ValidatePlan(d.Rules.Env, plan, d.State), field.NewPath("spec", "planRef"), exec)}
+	err := d.executable(ctx, plan, validation.ValidatePlan(d.Rules.Env, plan, d.State), field.NewPath("spec", "planRef"), exec)
+	if err == nil {
+		err = d.runRights(ctx, plan, exec, nil, "DRPlanExecution", name)
+	}
+	return Decision{Err: err}
 }
 
 // executable refuses an Execute of plan that cannot run: the plan is invalid or references a
@@ -246,10 +276,10 @@ func (d *Decider) executionParams(plan *drv1.DRPlan, exec *drv1.DRPlanExecution)
 
 // revertible refuses a Revert whose target RevertEligible rejects, or while another execution
 // is in progress.
-func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPlanExecution, path *field.Path) *apierrors.StatusError {
+func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPlanExecution, path *field.Path) (*drv1.DRPlanExecution, *apierrors.StatusError) {
 	execs, err := d.State.ExecutionsForPlan(plan.Namespace, plan.Name)
 	if err != nil {
-		return apierrors.NewInternalError(err)
+		return nil, apierrors.NewInternalError(err)
 	}
 	name, target, _ := rules.ChooseRevertTarget(exec, execs, func(name string) (*drv1.DRPlanExecution, error) {
 		t, _ := d.State.GetExecution(exec.Namespace, name)
@@ -257,7 +287,7 @@ func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.
 	})
 	ok, msg, err := d.Rules.RevertEligible.Decide(ctx, rules.RevertVars(plan, exec, name, target), false)
 	if err != nil {
-		return apierrors.NewInternalError(err)
+		return nil, apierrors.NewInternalError(err)
 	}
 	if !ok {
 		kind, objName := "DRPlanExecution", exec.Name
@@ -268,9 +298,9 @@ func (d *Decider) revertible(ctx context.Context, plan *drv1.DRPlan, exec *drv1.
 		if value == "" {
 			value = "(the latest Execute in effect)"
 		}
-		return invalid(kind, objName, field.ErrorList{field.Invalid(path, value, "cannot revert: "+msg)})
+		return nil, invalid(kind, objName, field.ErrorList{field.Invalid(path, value, "cannot revert: "+msg)})
 	}
-	return d.lockFree(ctx, plan, exec, execs)
+	return target, d.lockFree(ctx, plan, exec, execs)
 }
 
 // lockFree refuses a new execution while another of the plan is in progress: the one holding

@@ -221,10 +221,18 @@ func register[T interface {
 // Unregister deletes the validating and the mutating configuration of that name; one that is
 // gone already is fine.
 func Unregister(ctx context.Context, client kubernetes.Interface, name string) error {
+	if err := UnregisterValidating(ctx, client, name); err != nil {
+		return err
+	}
+	return UnregisterMutating(ctx, client, name)
+}
+
+// UnregisterValidating deletes only the validating configuration of that name.
+func UnregisterValidating(ctx context.Context, client kubernetes.Interface, name string) error {
 	if err := unregister(ctx, client.AdmissionregistrationV1().ValidatingWebhookConfigurations(), name); err != nil {
 		return fmt.Errorf("unregister ValidatingWebhookConfiguration %s: %w", name, err)
 	}
-	return UnregisterMutating(ctx, client, name)
+	return nil
 }
 
 // UnregisterMutating deletes only the mutating configuration of that name.

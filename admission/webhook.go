@@ -111,12 +111,12 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
 			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook is starting (its caches are not synced yet): retry in a few seconds"})
 	}
-	decider := w.Decider
+	per := *w.Decider // this request's: who asks, and what it reads
+	per.User = requesterOf(req.UserInfo)
 	if w.State != nil {
-		per := *w.Decider
 		per.State = w.State(ctx)
-		decider = &per
 	}
+	decider := &per
 	var d Decision
 	var err error
 	switch req.Kind.Kind {

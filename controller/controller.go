@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
@@ -74,8 +75,8 @@ type Controller struct {
 	elect    Elect
 	metrics  *metrics.Metrics
 	synced   atomic.Bool
-	// requireServiceAccount refuses plans without spec.serviceAccountName.
-	requireServiceAccount bool
+	// access checks rights and says how plans act (nil: no checks, as in unit tests).
+	access *access.Authorizer
 	// shutdownGrace is how long actions in flight may finish after the controller is told to stop.
 	shutdownGrace time.Duration
 	// rules take the plan-lock decision (stage decisions are taken by each run's RunPlan).
@@ -110,8 +111,10 @@ type Config struct {
 	Elect Elect
 	// Ready, when set, is called once the caches have synced.
 	Ready func()
-	// RequireServiceAccount refuses to run a plan without spec.serviceAccountName.
-	RequireServiceAccount bool
+	// Access checks every run's rights at start and before each action, and its Policy says what
+	// plans act as (docs/security.md); nil checks nothing and runs plans without a ServiceAccount
+	// as the controller (unit tests).
+	Access *access.Authorizer
 	// ShutdownGrace is how long actions in flight may finish once Run's ctx ends; 0 means 20s,
 	// which leaves room within Kubernetes' default 30 s termination grace.
 	ShutdownGrace time.Duration
@@ -126,18 +129,18 @@ func New(cfg Config) *Controller {
 		panic("controller.New: Config.Rules is required (rules.New builds them)")
 	}
 	c := &Controller{
-		clients:               cfg.Clients,
-		dr:                    cfg.DR,
-		inf:                   cfg.Informers,
-		queue:                 actions.NewQueue[key](),
-		recorder:              cfg.Recorder,
-		clock:                 time.Now,
-		ready:                 cfg.Ready,
-		elect:                 cfg.Elect,
-		metrics:               cfg.Metrics,
-		requireServiceAccount: cfg.RequireServiceAccount,
-		shutdownGrace:         cfg.ShutdownGrace,
-		rules:                 cfg.Rules,
+		clients:       cfg.Clients,
+		dr:            cfg.DR,
+		inf:           cfg.Informers,
+		queue:         actions.NewQueue[key](),
+		recorder:      cfg.Recorder,
+		clock:         time.Now,
+		ready:         cfg.Ready,
+		elect:         cfg.Elect,
+		metrics:       cfg.Metrics,
+		access:        cfg.Access,
+		shutdownGrace: cfg.ShutdownGrace,
+		rules:         cfg.Rules,
 	}
 	if c.shutdownGrace <= 0 {
 		c.shutdownGrace = DefaultShutdownGrace

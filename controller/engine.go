@@ -81,7 +81,8 @@ type run struct {
 	key      types.NamespacedName
 	exec     *drv1.DRPlanExecution // as it was when the run started: spec and UID
 	prep     *runplan.Prepared
-	identity string // "namespace/name" of the ServiceAccount to act as, or ""
+	identity string     // "namespace/name" of the ServiceAccount to act as, or ""
+	auth     *authority // checks each action before it starts (nil: nothing to check)
 	writer   *statusWriter
 	// gate, when not nil, holds the run's actions until open: the run's first status is
 	// written while the caller takes the plan's lock.
@@ -174,7 +175,7 @@ func (e *engine) forget(key types.NamespacedName) {
 
 // start takes over an execution whose status is laid out (fresh or read back after a restart)
 // and drives it to its end.
-func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, status drv1.DRPlanExecutionStatus, identity string, gated, resumed bool) (*run, error) {
+func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, status drv1.DRPlanExecutionStatus, identity string, auth *authority, gated, resumed bool) (*run, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}
@@ -185,7 +186,7 @@ func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, statu
 		return nil, fmt.Errorf("execution %s is already running", key)
 	}
 	ctx, stop := context.WithCancel(e.ctx)
-	r := &run{e: e, key: key, exec: exec, prep: prep, identity: identity, status: status, ctx: ctx, stop: stop,
+	r := &run{e: e, key: key, exec: exec, prep: prep, identity: identity, auth: auth, status: status, ctx: ctx, stop: stop,
 		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true"}
 	r.resumed = resumed
 	if gated {
@@ -355,12 +356,15 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 		err error
 	)
 	started := time.Now()
-	if ref := act.Undo; ref != nil {
+	err = r.auth.action(ctx, r.prep, k.index) // refused, or the rights could not be checked: nothing is done
+	switch {
+	case err != nil:
+	case act.Undo != nil:
 		// A Revert deletes exactly the object the reverted run made.
-		res, err = e.deleteCreated(ctx, r.identity, *ref)
-	} else if !ok {
+		res, err = e.deleteCreated(ctx, r.identity, *act.Undo)
+	case !ok:
 		err = fmt.Errorf("action type %s is not supported by this controller yet", body.Type)
-	} else {
+	default:
 		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
 			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.PlanName},
 			ServiceAccount: r.identity})

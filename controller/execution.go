@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -179,21 +180,13 @@ func (c *Controller) interrupted(ctx context.Context, exec *drv1.DRPlanExecution
 // opposed to one that fails the run (a missing Secret, a forbidden read, a bad value).
 func transient(err error) bool { return err != nil && actions.TransientAPIError(err, false) }
 
-// identity is the ServiceAccount a plan's side effects are made as, "namespace/name", or "".
-func identity(planNamespace string, spec *drv1.DRPlanSpec) string {
-	if spec.ServiceAccountName == "" {
-		return ""
-	}
-	return planNamespace + "/" + spec.ServiceAccountName
-}
-
 // startFresh starts a run from the plan as it is now. With gated, its actions wait for open
 // (the caller is taking the lock meanwhile). It returns nil, nil when the run ended before it
 // started.
 func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, gated bool) (*run, error) {
-	if c.requireServiceAccount && plan.Spec.ServiceAccountName == "" {
+	if c.policy().WithoutServiceAccount.Refuse && plan.Spec.ServiceAccountName == "" {
 		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
-			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--require-service-account)",
+			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--plans-without-service-account=refuse)",
 			plan.Namespace, plan.Name))
 	}
 	if plan.DeletionTimestamp != nil && exec.Spec.Operation != drv1.OperationRevert {
@@ -205,6 +198,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		snap *drv1.ExecutionSnapshot
 		prep *runplan.Prepared
 		who  string
+		auth *authority
 	)
 	if exec.Spec.Operation == drv1.OperationRevert {
 		target, refused, err := c.revertTarget(ctx, exec, plan)
@@ -214,7 +208,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		if refused != "" {
 			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
 		}
-		prep, who, err = c.prepareRevertOf(ctx, exec, target)
+		prep, who, auth, err = c.prepareRevertOf(ctx, exec, target)
 		if transient(err) {
 			return nil, err
 		}
@@ -229,14 +223,23 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		if snap, data, err = runplan.TakeSnapshot(plan, c.inf); err != nil {
 			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 		}
-		who = identity(plan.Namespace, &data.Plan)
-		prep, err = runplan.Prepare(exec, data, c.secretReader(ctx, plan.Namespace, who), now.Time, c.rules)
+		who = c.identity(plan.Namespace, &data.Plan)
+		if auth, err = c.authorityOf(exec, plan.Namespace, plan.Name, &data.Plan); err != nil {
+			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+		}
+		prep, err = runplan.Prepare(exec, data, c.secretReader(ctx, plan.Namespace, who, auth), now.Time, c.rules)
 		if transient(err) {
 			return nil, err
 		}
 		if err != nil {
 			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 		}
+	}
+	if err := auth.run(ctx, prep); err != nil {
+		if !access.IsRefused(err) {
+			return nil, err
+		}
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 	}
 	st := drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning, ObservedGeneration: exec.Generation,
 		StartTime: &now, Snapshot: snap, ResolvedParams: prep.Params}
@@ -248,7 +251,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
-	r, err := c.engine.start(exec, prep, st, who, gated, false)
+	r, err := c.engine.start(exec, prep, st, who, auth, gated, false)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +263,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 // status. An action that was in flight runs again only when that is safe; otherwise it is
 // reported failed, never silently repeated.
 func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) error {
-	prep, who, err := c.prepareResume(ctx, exec)
+	prep, who, auth, err := c.prepareResume(ctx, exec)
 	if transient(err) {
 		return err
 	}
@@ -284,7 +287,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.Actions[i].Body.HTTP) + " call)"
 		}
 	}
-	if _, err := c.engine.start(exec, prep, *st, who, false, true); err != nil {
+	if _, err := c.engine.start(exec, prep, *st, who, auth, false, true); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).Info("Execution resumed after a restart")
@@ -293,30 +296,37 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 
 // prepareResume prepares an interrupted run again from what its status recorded: its snapshot,
 // and for a Revert the execution it undoes.
-func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecution) (*runplan.Prepared, string, error) {
+func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecution) (*runplan.Prepared, string, *authority, error) {
 	if snap := exec.Status.Snapshot; snap != nil && snap.RevertOf != "" {
 		target, err := c.dr.DrV1alpha1().DRPlanExecutions(exec.Namespace).Get(ctx, snap.RevertOf, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, "", fmt.Errorf("execution %s, which this Revert undoes, was deleted", snap.RevertOf)
+			return nil, "", nil, fmt.Errorf("execution %s, which this Revert undoes, was deleted", snap.RevertOf)
 		}
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		return c.prepareRevertOf(ctx, exec, target)
 	}
 	data, err := runplan.ReadSnapshot(exec.Status.Snapshot)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	who := identity(data.Namespace, &data.Plan)
-	prep, err := runplan.Prepare(exec, data, c.secretReader(ctx, data.Namespace, who), exec.Status.StartTime.Time, c.rules)
-	return prep, who, err
+	who := c.identity(data.Namespace, &data.Plan)
+	auth, err := c.authorityOf(exec, data.Namespace, data.PlanName, &data.Plan)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	prep, err := runplan.Prepare(exec, data, c.secretReader(ctx, data.Namespace, who, auth), exec.Status.StartTime.Time, c.rules)
+	return prep, who, auth, err
 }
 
-// secretReader reads Secret keys in the plan's namespace, as the plan's ServiceAccount if it has
-// one.
-func (c *Controller) secretReader(ctx context.Context, namespace, identity string) rules.SecretReader {
+// secretReader reads Secret keys in the plan's namespace, as the plan's identity, once auth
+// found that the requester of a requester-checked run may read them too.
+func (c *Controller) secretReader(ctx context.Context, namespace, identity string, auth *authority) rules.SecretReader {
 	return func(name, key string) (string, error) {
+		if err := auth.readSecret(ctx, name); err != nil {
+			return "", err
+		}
 		client, err := c.clients.Kubernetes(identity)
 		if err != nil {
 			return "", err

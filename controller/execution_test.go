@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/bkbcs/drplan-controller/access"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/runplan"
@@ -25,7 +26,7 @@ func TestRequireServiceAccountRefusesPlansWithoutOne(t *testing.T) {
 		Labels: map[string]string{drv1.LabelPlan: "p"}, Annotations: map[string]string{drv1.AnnotationRequester: alice.Encode()}},
 		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationExecute}}
 	f := newFixture(t, wf, plan, exec)
-	f.c.requireServiceAccount = true
+	f.c.access = &access.Authorizer{Policy: access.Policy{WithoutServiceAccount: access.WithoutServiceAccount{Refuse: true}}}
 	require.NoError(t, f.c.syncExecution(context.Background(), "prod", "run"))
 
 	var patched bool
@@ -43,7 +44,7 @@ func TestRequireServiceAccountRefusesPlansWithoutOne(t *testing.T) {
 		var st drv1.DRPlanExecutionStatus
 		require.NoError(t, json.Unmarshal(ops[len(ops)-1].Value, &st))
 		assert.Equal(t, drv1.ExecutionFailed, st.Phase)
-		assert.Equal(t, "Cannot start: DRPlan prod/p has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--require-service-account)", st.Message)
+		assert.Equal(t, "Cannot start: DRPlan prod/p has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--plans-without-service-account=refuse)", st.Message)
 		patched = true
 	}
 	assert.True(t, patched, "the execution was failed")

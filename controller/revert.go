@@ -46,14 +46,18 @@ func (c *Controller) revertTarget(ctx context.Context, exec *drv1.DRPlanExecutio
 
 // prepareRevertOf prepares the Revert exec of target (runplan.Revert), reading target's
 // snapshot and the Secrets its parameters name as the plan's ServiceAccount.
-func (c *Controller) prepareRevertOf(ctx context.Context, exec, target *drv1.DRPlanExecution) (*runplan.Prepared, string, error) {
+func (c *Controller) prepareRevertOf(ctx context.Context, exec, target *drv1.DRPlanExecution) (*runplan.Prepared, string, *authority, error) {
 	data, err := runplan.ReadSnapshot(target.Status.Snapshot)
 	if err != nil {
-		return nil, "", fmt.Errorf("execution %s: %w", target.Name, err)
+		return nil, "", nil, fmt.Errorf("execution %s: %w", target.Name, err)
 	}
-	who := identity(data.Namespace, &data.Plan)
-	prep, err := runplan.Revert(exec.Name, target, data, c.secretReader(ctx, data.Namespace, who), c.rules)
-	return prep, who, err
+	who := c.identity(data.Namespace, &data.Plan)
+	auth, err := c.authorityOf(exec, data.Namespace, data.PlanName, &data.Plan)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	prep, err := runplan.Revert(exec.Name, target, data, c.secretReader(ctx, data.Namespace, who, auth), c.rules)
+	return prep, who, auth, err
 }
 
 // markReverted records on a Revert's target that it was reverted, and by which execution, so

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -62,6 +63,11 @@ const Redacted = "(redacted)"
 
 // SecretReader reads one key of a Secret in the plan's namespace.
 type SecretReader func(name, key string) (string, error)
+
+// ErrNotRead, returned by a SecretReader, says the value is not to be known here (the admission
+// webhook checks who may read a Secret, it does not read it): the parameter resolves to its type's
+// zero value, shown redacted.
+var ErrNotRead = errors.New("the Secret is not read here")
 
 // ResolvedParams are one workflow entry's parameter values.
 type ResolvedParams struct {
@@ -138,6 +144,10 @@ func ResolveParams(decls []drv1.Parameter, read SecretReader, src ParamSources) 
 			if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
 				ref := v.ValueFrom.SecretKeyRef
 				s, err := read(ref.Name, ref.Key)
+				if errors.Is(err, ErrNotRead) {
+					r.Values[d.Name], r.Display[d.Name] = zeroValue(d.Type), Redacted
+					continue
+				}
 				if err != nil {
 					return r, fmt.Errorf("parameter %s: reading Secret %s key %s: %w", d.Name, ref.Name, ref.Key, err)
 				}

@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,6 +28,9 @@ func TestResolveParams(t *testing.T) {
 	read := func(name, key string) (string, error) {
 		if name == "creds" && key == "token" {
 			return "s3cr3t", nil
+		}
+		if name == "unread" {
+			return "", fmt.Errorf("at admission: %w", rules.ErrNotRead)
 		}
 		return "", errors.New(`secrets "` + name + `" not found`)
 	}
@@ -67,6 +71,11 @@ func TestResolveParams(t *testing.T) {
 		layers:  [][]drv1.ParamValue{secretRef("missing", "token"), nil, {{Name: "token", Value: "given"}}},
 		values:  map[string]any{"replicas": int64(3), "port": "3306", "enabled": false, "token": "given", "event": ""},
 		display: map[string]string{"replicas": "3", "port": "3306", "token": "given"},
+	}, {
+		name:    "a Secret not read here (admission) is the zero value, redacted, and no secret",
+		layers:  [][]drv1.ParamValue{global, secretRef("unread", "token"), {{Name: "replicas", ValueFrom: &drv1.ParamValueSource{SecretKeyRef: &drv1.SecretKeySelector{Name: "unread", Key: "n"}}}}},
+		values:  map[string]any{"replicas": int64(0), "port": "3306", "enabled": false, "token": "", "event": ""},
+		display: map[string]string{"replicas": "(redacted)", "port": "3306", "token": "(redacted)"},
 	}, {
 		name:   "an unreadable Secret",
 		layers: [][]drv1.ParamValue{secretRef("missing", "token")},

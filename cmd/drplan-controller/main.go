@@ -21,6 +21,7 @@ import (
 	logsjson "k8s.io/component-base/logs/json"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/controller"
 )
@@ -54,6 +55,8 @@ type flags struct {
 	burst                  int
 	grace                  time.Duration
 	requireSA              bool
+	withoutSA, clusterRole string
+	refuseCrossNamespace   bool
 
 	webhookAddr, webhookCertDir, webhookSecret, webhookService, webhookConfig string
 	metricsAddr                                                               string
@@ -73,9 +76,15 @@ func parseFlags() *flags {
 	flag.IntVar(&f.burst, "kube-api-burst", app.DefaultBurst, "Client-side burst of API requests.")
 	flag.DurationVar(&f.grace, "shutdown-grace", controller.DefaultShutdownGrace,
 		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
-	flag.BoolVar(&f.requireSA, "require-service-account", false,
-		"Run only plans that name spec.serviceAccountName, so every side effect is bounded by that ServiceAccount's RBAC. "+
-			"Without it, a plan without a ServiceAccount acts with the controller's own rights.")
+	flag.StringVar(&f.withoutSA, "plans-without-service-account", access.RequesterChecked,
+		"What a plan without spec.serviceAccountName does (docs/security.md): requester (every action's rights are checked for "+
+			"who asked, then the controller acts), refuse (it never runs), or serviceaccount:NAME (the lockdown: checked for who asked, "+
+			"then acts as ServiceAccount NAME of the plan's namespace, so the controller's own rights never touch user objects).")
+	flag.BoolVar(&f.requireSA, "require-service-account", false, "Deprecated: --plans-without-service-account=refuse.")
+	flag.BoolVar(&f.refuseCrossNamespace, "refuse-cross-namespace-workflows", false,
+		"Refuse plans whose workflowRef names another namespace (else the plan's author, and each requester, need get on that DRWorkflow).")
+	flag.StringVar(&f.clusterRole, "cluster-role", "drplan-controller",
+		"Name of the ClusterRole and ClusterRoleBinding granting the controller its rights: off limits to actions, like everything in --namespace.")
 	flag.StringVar(&f.webhookAddr, "webhook-bind-address", ":9443",
 		"Address the admission webhooks (validating, and mutating: it records who asks) listen on; empty disables them, "+
 			"and then no execution runs (none gets a requester recorded).")
@@ -117,8 +126,12 @@ func setLogFormat(format string) error {
 // they name.
 func (f *flags) options() (*rest.Config, app.Options, error) {
 	opts := app.Options{
-		Workers: f.workers, ActionWorkers: f.actionWorkers, RequireServiceAccount: f.requireSA, ShutdownGrace: f.grace,
+		Workers: f.workers, ActionWorkers: f.actionWorkers, ShutdownGrace: f.grace,
 		QPS: float32(f.qps), Burst: f.burst, RulesFile: f.rulesFile,
+	}
+	var err error
+	if opts.Policy, err = f.policy(); err != nil {
+		return nil, opts, err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
 	if err != nil {
@@ -134,6 +147,24 @@ func (f *flags) options() (*rest.Config, app.Options, error) {
 		return nil, opts, err
 	}
 	return cfg, opts, nil
+}
+
+// policy is how plans may act: --plans-without-service-account (or the deprecated
+// --require-service-account), --refuse-cross-namespace-workflows, and the controller's own
+// objects (its namespace, webhook configurations and ClusterRole).
+func (f *flags) policy() (access.Policy, error) {
+	without, err := access.ParseWithoutServiceAccount(f.withoutSA)
+	if err != nil {
+		return access.Policy{}, fmt.Errorf("--plans-without-service-account: %w", err)
+	}
+	if f.requireSA {
+		if f.withoutSA != access.RequesterChecked && f.withoutSA != access.RefusePlans {
+			return access.Policy{}, fmt.Errorf("--require-service-account (deprecated) contradicts --plans-without-service-account=%s: give only the latter", f.withoutSA)
+		}
+		without.Refuse = true
+	}
+	return access.Policy{WithoutServiceAccount: without, RefuseCrossNamespaceWorkflows: f.refuseCrossNamespace,
+		Protected: access.Protected{Namespace: f.namespace, WebhookConfiguration: f.webhookConfig, ClusterRole: f.clusterRole}}, nil
 }
 
 // webhook is the admission webhook's options, nil when it is disabled.

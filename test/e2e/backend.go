@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/controlplane"
@@ -48,9 +49,12 @@ type Env struct {
 	// ServerCPU is the CPU time the API server and etcd have used so far; zero where the
 	// backend cannot see their processes.
 	ServerCPU func() time.Duration
-	// SetWebhook registers (true) or unregisters (false) the controller's admission webhooks,
-	// validating and mutating; they are registered while the suite runs unless a test turns them
-	// off. SetMutatingWebhook does it for the mutating one alone.
+	// SetPolicy restarts the controller under another policy (--plans-without-service-account,
+	// --refuse-cross-namespace-workflows); nil where the backend cannot (the chart's pods).
+	SetPolicy func(access.Policy) error
+	// SetWebhook registers (true: both) or unregisters (false: the validating one) the
+	// controller's admission webhooks; they are registered while the suite runs unless a test
+	// turns them off. SetMutatingWebhook does it for the mutating one alone.
 	SetWebhook         func(on bool) error
 	SetMutatingWebhook func(on bool) error
 	// ControllerUser is the controller's own user: the only one the webhook lets write a status
@@ -103,6 +107,26 @@ type localBackend struct {
 	cancel           context.CancelFunc
 	done             sync.WaitGroup
 	runErr           error
+	// custom is the policy a test set (SetPolicy); the protected objects are always the suite's.
+	custom access.Policy
+}
+
+// policy is what the suite's controller runs plans under: as the chart's (its namespace, its
+// ClusterRole), with the suite's webhook configurations, and what a test set.
+func (b *localBackend) policy() access.Policy {
+	p := b.custom
+	p.Protected = access.Protected{Namespace: chartNamespace, WebhookConfiguration: webhookConfigName, ClusterRole: "drplan-controller"}
+	return p
+}
+
+// setPolicy restarts the controller under p.
+func (b *localBackend) setPolicy(p access.Policy) error {
+	if err := b.stopController(); err != nil {
+		return err
+	}
+	b.custom = p
+	b.startController(defaultGrace)
+	return b.runErr
 }
 
 func (b *localBackend) Name() string { return "local" }
@@ -156,6 +180,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		SetWebhook:         b.setWebhook,
 		SetMutatingWebhook: b.setMutatingWebhook,
 		ControllerUser:     chartControllerUser,
+		SetPolicy:          b.setPolicy,
 		MetricsURLs:        func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
 	}, nil
 }
@@ -191,7 +216,7 @@ func (b *localBackend) startController(grace time.Duration) {
 		cfg := rest.CopyConfig(b.controllerConfig)
 		cfg.Wrap(b.writes.wrap)
 		b.runErr = app.RunWithConfig(runCtx, cfg, app.Options{Workers: 4, ShutdownGrace: grace,
-			Ready: markReady, MetricsListener: metrics,
+			Ready: markReady, MetricsListener: metrics, Policy: b.policy(),
 			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
 	}()
 	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses
@@ -214,7 +239,7 @@ func (b *localBackend) setWebhook(on bool) error {
 		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName, client, chartControllerUser),
 			admission.MutatingWebhookConfiguration(webhookConfigName, client))
 	} else {
-		err = admission.Unregister(ctx, b.kube, webhookConfigName)
+		err = admission.UnregisterValidating(ctx, b.kube, webhookConfigName)
 	}
 	if err != nil {
 		return err

@@ -30,6 +30,21 @@ func httpWorkflow(ns, name string, rec *recorder, policy string, paths ...string
 	return b.String()
 }
 
+// callThenConfigMap is a workflow "wf" of an HTTP call to url, then a ConfigMap configMap
+// created: a test holds the call to act while the run is between the two.
+func callThenConfigMap(ns, url, configMap string) string {
+	return fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  actions:
+  - {name: call, type: HTTP, http: {url: %[2]q}}
+  - name: config
+    type: KubernetesResource
+    resource: {operation: Create, manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %[3]s}\n"}
+`, ns, url, configMap)
+}
+
 func createExecution(t *testing.T, ns, name, plan string) {
 	t.Helper()
 	_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(context.Background(), &drv1.DRPlanExecution{

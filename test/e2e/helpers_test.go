@@ -182,10 +182,10 @@ func planYAML(ns, plan, workflow string) string {
 	return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  workflowRef: {name: %s}\n", plan, ns, workflow)
 }
 
-// withoutWebhook unregisters the admission webhooks (validating and mutating) until the test
-// ends: the test checks what the controller (or the CRD schema) does on its own, as when the
-// webhook is down or not installed. Nothing records a requester meanwhile: an execution the test
-// wants to run carries the suite's own record (createExecution and createRevert write it).
+// withoutWebhook unregisters the validating admission webhook until the test ends: the test
+// checks what the controller (or the CRD schema) does on its own, as when that webhook is down,
+// bypassed or older than an RBAC change. The mutating one still records who asks (a test that
+// needs it gone too says so: env.SetMutatingWebhook).
 func withoutWebhook(t testing.TB) {
 	t.Helper()
 	require.NoError(t, env.SetWebhook(false))

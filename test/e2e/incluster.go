@@ -179,7 +179,7 @@ func (c *inCluster) setWebhook(on bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if !on {
-		if err := admission.Unregister(ctx, c.kube, chartWebhook); err != nil {
+		if err := admission.UnregisterValidating(ctx, c.kube, chartWebhook); err != nil {
 			return err
 		}
 		return waitWebhook(ctx, c.dr, false)

@@ -81,16 +81,7 @@ func TestTriggers(t *testing.T) {
 	rec := newRecorder(t)
 	release := rec.hold("/held")
 	defer release()
-	kubectlApply(t, fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
-kind: DRWorkflow
-metadata: {name: wf, namespace: %[1]s}
-spec:
-  actions:
-  - {name: call, type: HTTP, http: {url: %[2]q}}
-  - name: config
-    type: KubernetesResource
-    resource: {operation: Create, manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dr-mode}\n"}
-`, ns, rec.URL("/held")))
+	kubectlApply(t, callThenConfigMap(ns, rec.URL("/held"), "dr-mode"))
 	applyPlan(t, ns, "p", "wf")
 
 	kubectl(t, "annotate", "drplan", "p", "-n", ns, drv1.AnnotationTrigger+"=execute")

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/actions"
 	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/controller"
@@ -40,9 +41,11 @@ type Options struct {
 	ActionWorkers int
 	// Ready, if set, is called once the informer caches have synced and the workers start.
 	Ready func()
-	// RequireServiceAccount refuses to run a plan without spec.serviceAccountName, so that every
-	// side effect is bounded by a ServiceAccount's RBAC rather than the controller's own rights.
-	RequireServiceAccount bool
+	// Policy says what plans without a ServiceAccount act as, whether workflows of other
+	// namespaces may be run, and the controller's own objects no action may touch
+	// (docs/security.md). Every run's rights are checked under it, by the webhook and the
+	// controller alike.
+	Policy access.Policy
 	// ShutdownGrace is how long actions in flight may finish once ctx ends (default 20s); then
 	// they are abandoned and a restart decides.
 	ShutdownGrace time.Duration
@@ -91,7 +94,11 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	recorder, stopRecorder := controller.NewRecorder(ctx, cl.kube)
 	defer stopRecorder()
-	c := newController(cl, opts, decide, recorder, m)
+	// One Authorizer, one cache of answers, for the webhook and the controller: they ask the
+	// same questions.
+	az := &access.Authorizer{Reviewer: access.NewReviewer(cl.kube.AuthorizationV1().SubjectAccessReviews(), access.DefaultTTL),
+		Mapper: cl.actions.RESTMapper(), Policy: opts.Policy}
+	c := newController(cl, opts, decide, az, recorder, m)
 	// The servers stop with ctx; an error return before c.Run must stop them too, or the
 	// deferred waits would hang the process instead of letting it exit with the error.
 	ctx, cancel := context.WithCancel(ctx)
@@ -109,7 +116,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("the webhook's certificate: %w", err)
 		}
-		hook, mutate := newWebhook(cl, decide, c.Synced, m, me), &admission.Mutator{Controller: me.Username, ControllerUID: me.UID}
+		hook, mutate := newWebhook(cl, decide, az, c.Synced, m, me), &admission.Mutator{Controller: me.Username, ControllerUID: me.UID}
 		// The webhook outlives ctx until the controller has drained: the status writes of the
 		// shutdown grace pass through it.
 		hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
@@ -179,9 +186,9 @@ func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
 
 // newController builds the controller, with leader election when opts ask for it, and exports
 // its queues' counters.
-func newController(cl *clients, opts Options, decide *rules.Rules, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
+func newController(cl *clients, opts Options, decide *rules.Rules, az *access.Authorizer, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
 	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions, decide.Env),
-		Rules: decide, Metrics: m, Ready: opts.Ready, RequireServiceAccount: opts.RequireServiceAccount, ShutdownGrace: opts.ShutdownGrace}
+		Rules: decide, Metrics: m, Ready: opts.Ready, Access: az, ShutdownGrace: opts.ShutdownGrace}
 	if le := opts.LeaderElection; le != nil {
 		cfg.Elect = leaderElection(cl.kube, *le, m)
 	}

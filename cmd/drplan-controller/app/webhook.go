@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/crds/generated/clientset/versioned"
@@ -20,9 +21,9 @@ import (
 
 // newWebhook is the validating admission webhook: it decides with the controller's rules from the
 // controller's caches, and answers "starting, retry" until they have synced; me is the
-// controller's own user.
-func newWebhook(cl *clients, decide *rules.Rules, synced func() bool, m *metrics.Metrics, me self) *admission.Webhook {
-	return &admission.Webhook{Decider: &admission.Decider{Rules: decide}, Controller: me.Username, ControllerUID: me.UID, Ready: synced, Observe: m.WebhookDecided,
+// controller's own user; az checks rights.
+func newWebhook(cl *clients, decide *rules.Rules, az *access.Authorizer, synced func() bool, m *metrics.Metrics, me self) *admission.Webhook {
+	return &admission.Webhook{Decider: &admission.Decider{Rules: decide, Access: az}, Controller: me.Username, ControllerUID: me.UID, Ready: synced, Observe: m.WebhookDecided,
 		State: func(ctx context.Context) admission.State {
 			return &admissionState{Informers: cl.inf, dr: cl.dr, ctx: ctx}
 		}}

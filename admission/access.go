@@ -1,0 +1,166 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/bkbcs/drplan-controller/access"
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/runplan"
+)
+
+// The rights checks of admission (docs/security.md): the same questions the controller asks at
+// start, answered before anything is stored. Values read from Secrets are not read here: the
+// Secret's get is checked, and what the value shapes is checked again at start.
+
+// forbidden is the refusal of kind name for err, an access refusal, or a 503 when a review could
+// not be made.
+func forbidden(kind, name string, err error) *apierrors.StatusError {
+	if !access.IsRefused(err) {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
+			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook could not check rights: " + err.Error() + "; retry"}}
+	}
+	return apierrors.NewForbidden(schema.GroupResource{Group: drv1.GroupName, Resource: strings.ToLower(kind) + "s"}, name, err)
+}
+
+// authorRights refuses a plan spec its author may not write: naming a ServiceAccount they may
+// not impersonate, referencing a workflow of another namespace they may not read (or at all,
+// where that is refused).
+func (d *Decider) authorRights(ctx context.Context, plan *drv1.DRPlan) *apierrors.StatusError {
+	if d.Access == nil {
+		return nil
+	}
+	needs, err := d.Access.PlanNeeds(plan.Namespace, plan.Name, &plan.Spec)
+	if err == nil {
+		err = d.Access.Reviewer.Check(ctx, d.User, needs)
+	}
+	if err != nil {
+		return forbidden("DRPlan", orGenerated(plan.ObjectMeta), err)
+	}
+	return nil
+}
+
+// runRights refuses a run of plan (exec: the execution, or a stand-in for a trigger) that its
+// requester may not make: the plan's own needs, the Secrets its parameters read and, for a
+// requester-checked plan, every right of every rendered action; never the controller's own
+// objects. target is a Revert's target (nil for an Execute). A run that does not prepare is left
+// to the controller, which fails it with the reason.
+func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target *drv1.DRPlanExecution, kind, name string) *apierrors.StatusError {
+	if d.Access == nil {
+		return nil
+	}
+	user := d.User
+	if rec, ok := drv1.RequesterOf(exec.Annotations); ok {
+		user = rec // the controller creating a trigger's execution: checked for the trigger's user
+	}
+	spec := &plan.Spec
+	var data *runplan.Snapshot
+	var err error
+	if target != nil {
+		data, err = runplan.ReadSnapshot(target.Status.Snapshot)
+		if err == nil {
+			spec = &data.Plan
+		}
+	} else {
+		_, data, err = runplan.TakeSnapshot(plan, d.State)
+	}
+	needs, perr := d.Access.PlanNeeds(plan.Namespace, plan.Name, spec)
+	if perr != nil {
+		return forbidden(kind, name, perr)
+	}
+	if exec.Name == "" && kind == "DRPlan" || exec.Annotations[drv1.AnnotationTriggerToken] != "" {
+		needs = append(needs, access.TriggerNeed(plan.Namespace, plan.Name)) // a trigger, or its execution
+	}
+	read := func(secret, _ string) (string, error) {
+		if access.RequesterCheckedPlan(spec) { // else its ServiceAccount reads it, whom the requester may impersonate
+			needs = append(needs, access.SecretNeed(plan.Namespace, secret))
+		}
+		return "", rules.ErrNotRead
+	}
+	var prep *runplan.Prepared
+	if err == nil {
+		if target != nil {
+			prep, err = runplan.Revert(exec.Name, target, data, read, d.Rules)
+		} else {
+			prep, err = runplan.Prepare(exec, data, read, time.Now(), d.Rules)
+		}
+	}
+	if err != nil {
+		err = d.Access.Reviewer.Check(ctx, user, needs)
+	} else {
+		err = d.Access.Run(ctx, user, plan.Namespace, spec, prep, needs)
+	}
+	if err != nil {
+		return forbidden(kind, name, err)
+	}
+	return nil
+}
+
+// cancelRights refuses a plan's trigger=cancel from a user who may not update the executions it
+// would cancel.
+func (d *Decider) cancelRights(ctx context.Context, plan *drv1.DRPlan) *apierrors.StatusError {
+	if d.Access == nil {
+		return nil
+	}
+	need := access.Need{Verb: "update", Group: drv1.GroupName, Resource: "drplanexecutions", Namespace: plan.Namespace,
+		For: "the cancel trigger of DRPlan " + plan.Namespace + "/" + plan.Name}
+	if cur := plan.Status.CurrentExecution; cur != nil {
+		need.Name = cur.Name
+	}
+	if err := d.Access.Reviewer.Check(ctx, d.User, []access.Need{need}); err != nil {
+		return forbidden("DRPlan", plan.Name, err)
+	}
+	return nil
+}
+
+// staticRights refuses a workflow whose untemplated manifests name the controller's own
+// objects: its namespace stands for the execution's.
+func (d *Decider) staticRights(wf *drv1.DRWorkflow) *apierrors.StatusError {
+	if d.Access == nil {
+		return nil
+	}
+	for i, a := range wf.Spec.Actions {
+		bodies := []drv1.ActionBody{a.ActionBody}
+		if a.Rollback != nil {
+			bodies = append(bodies, a.Rollback.ActionBody)
+		}
+		for _, b := range bodies {
+			if templated(b) {
+				continue // rendered at run time, checked then
+			}
+			needs, err := access.BodyNeeds(b, d.Access.Mapper, wf.Namespace, "action "+a.Name)
+			if err != nil {
+				continue // an unknown kind: the run says so
+			}
+			if err := d.Access.Policy.Protected.Check(needs); err != nil {
+				return invalid("DRWorkflow", orGenerated(wf.ObjectMeta), field.ErrorList{field.Forbidden(
+					field.NewPath("spec", "actions").Index(i), err.Error())})
+			}
+		}
+	}
+	return nil
+}
+
+// orGenerated names an object in a refusal: its name, or its generateName while it has none.
+func orGenerated(m metav1.ObjectMeta) string {
+	if m.Name == "" {
+		return m.GenerateName
+	}
+	return m.Name
+}
+
+// templated reports whether any string of the body is a template.
+func templated(b drv1.ActionBody) bool {
+	raw, err := json.Marshal(b)
+	return err != nil || bytes.Contains(raw, []byte("{{"))
+}
