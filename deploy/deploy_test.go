@@ -1,12 +1,14 @@
 package deploy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bkbcs/drplan-controller/admission"
@@ -42,4 +44,64 @@ func TestChartRegistersTheWebhooksAsTheControllerDoes(t *testing.T) {
 	assert.Contains(t, ignore[v:], "failurePolicy: Ignore", "the validating one takes the value")
 	assert.Less(t, strings.Index(manifest, "kind: MutatingWebhookConfiguration"), strings.Index(manifest, "kind: ValidatingWebhookConfiguration"),
 		"the mutating webhook is installed first: no create meets the validating one without its records")
+}
+
+// TestChartPlansWithoutServiceAccount: the one switch for plans without a ServiceAccount, the
+// cross-namespace refusal and the protected ClusterRole reach the controller's flags; the old
+// requireServiceAccount value and an unknown mode fail the render.
+func TestChartPlansWithoutServiceAccount(t *testing.T) {
+	manifest, err := Render(nil)
+	require.NoError(t, err)
+	assert.Contains(t, manifest, "- --plans-without-service-account=requester\n")
+	assert.Contains(t, manifest, "- --cluster-role=drplan-controller\n")
+	assert.NotContains(t, manifest, "--refuse-cross-namespace-workflows")
+	assert.NotContains(t, manifest, "--require-service-account")
+
+	locked, err := Render(map[string]any{"plansWithoutServiceAccount": "serviceaccount:drplan-runner", "refuseCrossNamespaceWorkflows": true})
+	require.NoError(t, err)
+	assert.Contains(t, locked, "- --plans-without-service-account=serviceaccount:drplan-runner\n")
+	assert.Contains(t, locked, "- --refuse-cross-namespace-workflows\n")
+
+	_, err = Render(map[string]any{"requireServiceAccount": true})
+	require.ErrorContains(t, err, "requireServiceAccount was replaced by plansWithoutServiceAccount: refuse")
+	_, err = Render(map[string]any{"requireServiceAccount": false})
+	require.NoError(t, err, "the old value set false changes nothing")
+	for _, bad := range []string{"controller", "serviceaccount:", "ServiceAccount:x"} {
+		_, err = Render(map[string]any{"plansWithoutServiceAccount": bad})
+		require.ErrorContains(t, err, "plansWithoutServiceAccount must be requester, refuse or serviceaccount:NAME", bad)
+	}
+}
+
+// TestChartRBAC: the rights the controller's checks need, and names where the object is known.
+func TestChartRBAC(t *testing.T) {
+	manifest, err := Render(nil)
+	require.NoError(t, err)
+	var role rbacv1.Role
+	var clusterRole rbacv1.ClusterRole
+	for _, doc := range strings.Split(manifest, "\n---\n") {
+		switch {
+		case strings.Contains(doc, "\nkind: ClusterRole\n"):
+			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &clusterRole))
+		case strings.Contains(doc, "\nkind: Role\n"):
+			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &role))
+		}
+	}
+	assert.Contains(t, clusterRole.Rules, rbacv1.PolicyRule{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}})
+	for _, r := range clusterRole.Rules {
+		assert.NotContains(t, r.Resources, "*")
+		assert.NotContains(t, r.Verbs, "*")
+		for _, res := range r.Resources {
+			if strings.HasSuffix(res, "webhookconfigurations") {
+				assert.Equal(t, []string{"drplan-controller"}, r.ResourceNames, "only its own webhook configurations")
+			}
+		}
+	}
+	for _, r := range role.Rules {
+		if !slices.Equal(r.Verbs, []string{"create"}) {
+			assert.NotEmpty(t, r.ResourceNames, "in its namespace, everything but a create is by name: %v", r)
+		}
+	}
+	empty, err := Render(map[string]any{"resourceRules": []any{}})
+	require.NoError(t, err)
+	assert.Contains(t, empty, "kind: ClusterRole\n")
 }
