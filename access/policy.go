@@ -118,6 +118,13 @@ func TriggerNeed(namespace, plan string) Need {
 		For: fmt.Sprintf("the trigger annotation of DRPlan %s/%s, which creates an execution", namespace, plan)}
 }
 
+// CancelNeed is the right a plan's cancel trigger stands in for: updating the execution name
+// ("" for all of them) of the plan.
+func CancelNeed(namespace, plan, name string) Need {
+	return Need{Verb: "update", Group: drv1.GroupName, Resource: "drplanexecutions", Namespace: namespace, Name: name,
+		For: fmt.Sprintf("the cancel trigger of DRPlan %s/%s", namespace, plan)}
+}
+
 // PlanNeeds are the rights whoever runs (or writes) a plan of namespace needs besides its actions':
 // impersonating its ServiceAccount, reading the workflows of other namespaces it references. A
 // cross-namespace reference where they are refused is a *RefusedError.

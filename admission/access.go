@@ -112,8 +112,7 @@ func (d *Decider) cancelRights(ctx context.Context, plan *drv1.DRPlan) *apierror
 	if d.Access == nil {
 		return nil
 	}
-	need := access.Need{Verb: "update", Group: drv1.GroupName, Resource: "drplanexecutions", Namespace: plan.Namespace,
-		For: "the cancel trigger of DRPlan " + plan.Namespace + "/" + plan.Name}
+	need := access.CancelNeed(plan.Namespace, plan.Name, "")
 	if cur := plan.Status.CurrentExecution; cur != nil {
 		need.Name = cur.Name
 	}

@@ -91,3 +91,12 @@ func (a *authority) action(ctx context.Context, prep *runplan.Prepared, i int) e
 	}
 	return nil
 }
+
+// mayCancel checks that whoever set a plan's cancel trigger may update the execution name it
+// cancels, as they would to cancel it themselves.
+func (c *Controller) mayCancel(ctx context.Context, user drv1.Requester, plan *drv1.DRPlan, name string) error {
+	if c.access == nil {
+		return nil
+	}
+	return c.access.Reviewer.Check(ctx, user, []access.Need{access.CancelNeed(plan.Namespace, plan.Name, name)})
+}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -150,8 +151,14 @@ func (c *Controller) cancelTriggered(ctx context.Context, plan *drv1.DRPlan, req
 		if rules.ExecutionEnded(&e.Status) || e.Annotations[drv1.AnnotationCancel] == "true" {
 			continue
 		}
-		err := c.recordCancel(ctx, e, requester)
+		err := c.mayCancel(ctx, requester, plan, e.Name)
+		if err == nil {
+			err = c.recordCancel(ctx, e, requester)
+		}
 		switch {
+		case access.IsRefused(err):
+			c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=cancel: not cancelling %s: %v", drv1.AnnotationTrigger, e.Name, err))
+			continue
 		case apierrors.IsInvalid(err) || apierrors.IsForbidden(err):
 			c.event(plan, false, "TriggerRefused", fmt.Sprintf("%s=cancel: could not cancel %s: %v", drv1.AnnotationTrigger, e.Name, err))
 			continue

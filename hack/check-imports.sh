@@ -24,7 +24,8 @@ forbid() {
 	done
 }
 
-forbid "k8s.io/client-go" '^k8s\.io/client-go(/|$)' ./rules ./runplan ./templates ./validation
+forbid "k8s.io/client-go" '^k8s\.io/client-go(/|$)' ./rules ./runplan ./templates ./validation ./access
+forbid "the action runners, the controller or the webhook" "^$mod/(actions|controller|admission)(/|\$)" ./access
 forbid "the controller's webhook (admission)" "^$mod/admission(/|\$)" ./controller
 forbid "the action runners (actions)" "^$mod/actions(/|\$)" ./admission/...
 forbid "test code (test/...)" "^$mod/test(/|\$)" ./cmd/...

@@ -437,3 +437,32 @@ func TestLockdownActsAsTheNamedServiceAccount(t *testing.T) {
 	createExecution(t, ns, "again", "plant")
 	waitExecution(t, ns, "again", drv1.ExecutionSucceeded)
 }
+
+// TestAttackCancelTrigger: a plan's cancel trigger stands in for updating the execution; whoever
+// may only patch plans cancels nothing.
+func TestAttackCancelTrigger(t *testing.T) {
+	ctx := context.Background()
+	tn := newTenant(t)
+	rec := newRecorder(t)
+	release := rec.hold("/hold")
+	defer release()
+	kubectlApply(t, callThenConfigMap(tn.ns, rec.URL("/hold"), "after-cancel"))
+	applyPlan(t, tn.ns, "p", "wf")
+	require.NoError(t, execute(tn.alice, tn.ns, "run", "p"))
+	eventually(t, "the first action to be called", func() (bool, string) { return rec.Arrived("/hold") > 0, "" })
+	patch := []byte(`{"metadata":{"annotations":{"` + drv1.AnnotationTrigger + `":"cancel"}}}`)
+	want := `user "carol" may not update drplanexecutions.dr.bkbcs.tencent.com "run" in namespace "` + tn.ns + `"`
+	_, err := tn.carol.DrV1alpha1().DRPlans(tn.ns).Patch(ctx, "p", types.MergePatchType, patch, metav1.PatchOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), want)
+	withoutWebhook(t)
+	_, err = tn.carol.DrV1alpha1().DRPlans(tn.ns).Patch(ctx, "p", types.MergePatchType, patch, metav1.PatchOptions{})
+	require.NoError(t, err)
+	eventually(t, "the controller's refusal", func() (bool, string) {
+		out := kubectl(t, "describe", "drplan", "p", "-n", tn.ns)
+		return strings.Contains(out, "TriggerRefused") && strings.Contains(out, "not cancelling run"), out
+	})
+	release()
+	e := waitExecution(t, tn.ns, "run", drv1.ExecutionSucceeded)
+	assert.Empty(t, e.Annotations[drv1.AnnotationCancel])
+}

@@ -207,11 +207,11 @@ func TestInstallManifests(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 	manifest, err := deploy.Render(map[string]any{"replicas": 3, "metrics": map[string]any{"enabled": false},
-		"webhook": map[string]any{"failurePolicy": "Ignore"}, "requireServiceAccount": true, "image": map[string]any{"repository": "registry.example.com/drplan", "tag": "1.2.3"}})
+		"webhook": map[string]any{"failurePolicy": "Ignore"}, "plansWithoutServiceAccount": "refuse", "image": map[string]any{"repository": "registry.example.com/drplan", "tag": "1.2.3"}})
 	require.NoError(t, err)
 	assert.Contains(t, manifest, "replicas: 3")
 	assert.Contains(t, manifest, "failurePolicy: Ignore")
-	assert.Contains(t, manifest, "- --require-service-account")
+	assert.Contains(t, manifest, "- --plans-without-service-account=refuse")
 	assert.Contains(t, manifest, `image: "registry.example.com/drplan:1.2.3"`)
 	assert.NotContains(t, manifest, "readinessProbe", "no probes without the metrics port")
 	_, stderr, err := env.Kubectl(context.Background(), manifest, "apply", "--dry-run=server", "-f", "-")

@@ -32,17 +32,56 @@ var (
 	jobs          = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
 )
 
-// applyGuide applies the guide's documents under examples/dir, in the given order, with only
-// these textual changes: the guide's namespace "production" becomes ns (tests share one control
-// plane), and each replace pair (an unreachable example.com endpoint becomes the test's
-// recorder).
-func applyGuide(t *testing.T, ns, dir string, files []string, replace ...string) {
+// guideUser is who applies a guide scenario's documents: the cluster admin, or a tenant.
+type guideUser struct {
+	ns string
+	as string // kubectl's --as; "" is the suite's own admin
+}
+
+// asAdminAndTenant runs a guide scenario twice: as the cluster admin, and as alice, who has in
+// the scenario's namespace exactly the example Roles' rights (deploy/examples/tenant-roles.yaml:
+// author, executor, and what the scenarios' actions need, with its Localizations binding in the
+// Clusternet cluster namespace, as the file's comment says).
+func asAdminAndTenant(t *testing.T, prefix string, run func(t *testing.T, u guideUser)) {
+	t.Run("admin", func(t *testing.T) {
+		u := guideUser{ns: newNamespace(t, prefix)}
+		createNamespace(t, "clusternet-dr-shanghai-"+u.ns)
+		run(t, u)
+	})
+	t.Run("tenant", func(t *testing.T) {
+		u := guideUser{ns: newNamespace(t, prefix), as: "alice"}
+		locNS := "clusternet-dr-shanghai-" + u.ns
+		createNamespace(t, locNS)
+		raw, err := os.ReadFile(filepath.Join(env.Root, "deploy", "examples", "tenant-roles.yaml"))
+		require.NoError(t, err)
+		kubectlApply(t, strings.ReplaceAll(string(raw), "tenant-a", u.ns))
+		kubectl(t, "create", "rolebinding", "alice-localizations", "-n", locNS, "--clusterrole=drplan-scenario-localizations", "--user=alice")
+		run(t, u)
+	})
+}
+
+// apply applies manifest as the user.
+func (u guideUser) apply(t *testing.T, manifest string) {
 	t.Helper()
-	r := strings.NewReplacer(append([]string{"namespace: production", "namespace: " + ns}, replace...)...)
+	args := []string{"apply", "-f", "-"}
+	if u.as != "" {
+		args = append(args, "--as="+u.as)
+	}
+	_, errOut, err := env.Kubectl(context.Background(), manifest, args...)
+	require.NoError(t, err, "kubectl apply as %q: %s", u.as, errOut)
+}
+
+// applyGuide applies the guide's documents under examples/dir, in the given order, as the user,
+// with only these textual changes: the guide's namespace "production" becomes the user's (tests
+// share one control plane), and each replace pair (an unreachable example.com endpoint becomes
+// the test's recorder).
+func (u guideUser) applyGuide(t *testing.T, dir string, files []string, replace ...string) {
+	t.Helper()
+	r := strings.NewReplacer(append([]string{"namespace: production", "namespace: " + u.ns}, replace...)...)
 	for _, f := range files {
 		raw, err := os.ReadFile(example(filepath.Join(dir, f)))
 		require.NoError(t, err)
-		kubectlApply(t, r.Replace(string(raw)))
+		u.apply(t, r.Replace(string(raw)))
 	}
 }
 
@@ -147,24 +186,25 @@ func (d *deletions) list() []string {
 // with Clusternet's CRDs: Execute creates the Localization, the Subscription and the health-check
 // Job and calls the notification hook; Revert then deletes the Job, the Subscription and the
 // Localization, in that order, and skips the HTTP calls.
-func TestScenario1(t *testing.T) {
+func TestScenario1(t *testing.T) { asAdminAndTenant(t, "scenario1", scenario1) }
+
+func scenario1(t *testing.T, u guideUser) {
 	ctx := context.Background()
-	ns := newNamespace(t, "scenario1")
-	createNamespace(t, "clusternet-dr-shanghai-"+ns)
+	ns := u.ns
 	rec := newRecorder(t)
 	clusterNS := []string{`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-` + ns + `"`}
 	if env.Pods {
 		// The health check runs for real: the node mode's copy of the guide's workflow, whose
 		// busybox wget calls this host (the recorder) instead of a Service.
-		applyGuide(t, ns, "node/scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
+		u.applyGuide(t, "node/scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
 			append([]string{"http://10.244.0.1:8080/drplan-webhook", rec.URL("/hook"), "http://10.244.0.1:8080", rec.URL("")}, clusterNS...)...)
 	} else {
 		defer playJobController(t, ns, batchv1.JobComplete)()
-		applyGuide(t, ns, "scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
+		u.applyGuide(t, "scenario1", []string{"app-failover-workflow.yaml", "app-failover-plan.yaml"},
 			append([]string{"https://oncall.example.com/drplan-webhook", rec.URL("/hook")}, clusterNS...)...)
 	}
 	waitPlanPhase(t, ns, "app-dr-plan", drv1.PlanReady)
-	applyGuide(t, ns, "scenario1", []string{"app-dr-exec.yaml"})
+	u.applyGuide(t, "scenario1", []string{"app-dr-exec.yaml"})
 	exec := "app-dr-exec-20260130-100000"
 	e := waitExecution(t, ns, exec, drv1.ExecutionSucceeded)
 	require.Len(t, rec.CallsTo("/hook"), 2, "notify-start and notify-complete")
@@ -216,7 +256,7 @@ func TestScenario1(t *testing.T) {
 	// Revert: the latest Execute in effect, in reverse.
 	gone := watchDeletions(t, "", localizations, subscriptions, jobs)
 	defer gone.stop()
-	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: app-dr-revert, namespace: %s}\nspec: {planRef: {name: app-dr-plan}, operation: Revert}\n", ns))
+	u.apply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: app-dr-revert, namespace: %s}\nspec: {planRef: {name: app-dr-plan}, operation: Revert}\n", ns))
 	r := waitExecution(t, ns, "app-dr-revert", drv1.ExecutionSucceeded)
 	eventually(t, "the three deletions to be seen", func() (bool, string) { return len(gone.list()) == 3, fmt.Sprint(gone.list()) })
 	assert.Equal(t, []string{"jobs/" + jobName, "subscriptions/app-dr-subscription-app-dr-plan", "localizations/app-dr-localization-app-dr-plan"}, gone.list(),
@@ -367,18 +407,19 @@ func getExecution(t *testing.T, ns, name string) *drv1.DRPlanExecution {
 // one workflow reused with different parameters; then reverts it, stage by stage in reverse:
 // everything a stage made is deleted before anything of the stage it depended on, the MySQL
 // switches are rolled back through their rollback calls, and the notifications are skipped.
-func TestScenario2(t *testing.T) {
-	ns := newNamespace(t, "scenario2")
-	createNamespace(t, "clusternet-dr-shanghai-"+ns)
+func TestScenario2(t *testing.T) { asAdminAndTenant(t, "scenario2", scenario2) }
+
+func scenario2(t *testing.T, u guideUser) {
+	ns := u.ns
 	rec := newRecorder(t)
 	runnable, stop := guideJobs(t, ns, rec)
 	defer stop()
-	applyGuide(t, ns, "scenario2", []string{"notification-workflow.yaml", "mysql-failover.yaml", "service-failover.yaml", "ecommerce-dr-plan-with-stages.yaml"},
+	u.applyGuide(t, "scenario2", []string{"notification-workflow.yaml", "mysql-failover.yaml", "service-failover.yaml", "ecommerce-dr-plan-with-stages.yaml"},
 		append([]string{"https://oncall.example.com/drplan-webhook", rec.URL("/hook"),
 			"https://db-admin-api.example.com", rec.URL(""),
 			`value: "clusternet-dr-shanghai"`, `value: "clusternet-dr-shanghai-` + ns + `"`}, runnable...)...)
 	waitPlanPhase(t, ns, "ecommerce-dr-plan", drv1.PlanReady)
-	applyGuide(t, ns, "scenario2", []string{"ecommerce-dr-exec.yaml"})
+	u.applyGuide(t, "scenario2", []string{"ecommerce-dr-exec.yaml"})
 	e := waitExecution(t, ns, "ecommerce-dr-exec-20260202-100000", drv1.ExecutionSucceeded)
 	require.Len(t, e.Status.StageStatuses, 5)
 	assert.EqualValues(t, 5, e.Status.Summary.CompletedStages)
@@ -402,7 +443,7 @@ func TestScenario2(t *testing.T) {
 
 	gone := watchDeletions(t, "", localizations, subscriptions, jobs)
 	defer gone.stop()
-	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: ecommerce-revert, namespace: %s}\nspec: {planRef: {name: ecommerce-dr-plan}, operation: Revert}\n", ns))
+	u.apply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: ecommerce-revert, namespace: %s}\nspec: {planRef: {name: ecommerce-dr-plan}, operation: Revert}\n", ns))
 	r := waitExecution(t, ns, "ecommerce-revert", drv1.ExecutionSucceeded)
 	var stages []string
 	for _, s := range r.Status.StageStatuses {
