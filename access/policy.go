@@ -21,6 +21,14 @@ type Policy struct {
 	// RefuseCrossNamespaceWorkflows refuses a workflowRef to another namespace outright.
 	RefuseCrossNamespaceWorkflows bool
 	Protected                     Protected
+	// UnrecordedNamespaces are the namespaces the webhooks are not called in (the chart's
+	// webhook.excludeNamespaces): no record of who asked can be trusted there, so nothing runs.
+	UnrecordedNamespaces []string
+}
+
+// Recorded reports whether the webhooks record who asks in namespace.
+func (p Policy) Recorded(namespace string) bool {
+	return !slices.Contains(p.UnrecordedNamespaces, namespace)
 }
 
 // WithoutServiceAccount is what a plan without spec.serviceAccountName does; the zero value is

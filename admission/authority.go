@@ -137,16 +137,22 @@ func records(req *admissionv1.AdmissionRequest, controller, controllerUID string
 // decisions list only grows, by one entry of this request's user for each recorded annotation
 // the request sets or changes.
 func executionRecords(create bool, obj, old map[string]string, user drv1.Requester, isController bool) field.ErrorList {
-	path := annotationsPath.Key(drv1.AnnotationRequester)
 	var errs field.ErrorList
-	switch {
-	case create:
-		errs = requesterIs(path, obj[drv1.AnnotationRequester], user, isController)
-	case obj[drv1.AnnotationRequester] != old[drv1.AnnotationRequester]:
-		errs = field.ErrorList{field.Forbidden(path, "the requester is recorded when the execution is created, and never changes")}
+	if create {
+		errs = requesterIs(annotationsPath.Key(drv1.AnnotationRequester), obj[drv1.AnnotationRequester], user, isController)
+	} else {
+		errs = requesterKept(obj, old)
 	}
 	errs = append(errs, executionAnnotations(obj, old, isController)...)
 	return append(errs, decisionsAppended(obj, old, user, isController)...)
+}
+
+// requesterKept refuses an update of an execution that changes or removes its requester.
+func requesterKept(obj, old map[string]string) field.ErrorList {
+	if obj[drv1.AnnotationRequester] == old[drv1.AnnotationRequester] {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(annotationsPath.Key(drv1.AnnotationRequester), "the requester is recorded when the execution is created, and never changes")}
 }
 
 // executionAnnotations refuses, on an execution, a dr.bkbcs.tencent.com/ annotation set or
@@ -268,6 +274,13 @@ func planRecords(obj, old map[string]string, user drv1.Requester, isController b
 	case requester != old[drv1.AnnotationRequester] && !(isController && requester == ""):
 		errs = field.ErrorList{field.Forbidden(path, "recorded by the admission webhook for the user who sets "+drv1.AnnotationTrigger+"; it cannot be set or changed otherwise")}
 	}
+	return append(errs, planMarkers(obj, old, isController)...)
+}
+
+// planMarkers refuses a change of the pending marker or its requester by anyone but the
+// controller.
+func planMarkers(obj, old map[string]string, isController bool) field.ErrorList {
+	var errs field.ErrorList
 	for _, k := range []string{drv1.AnnotationTriggerPending, drv1.AnnotationTriggerPendingRequester} {
 		if obj[k] != old[k] && !isController {
 			errs = append(errs, field.Forbidden(annotationsPath.Key(k), "written only by the drplan-controller, while it turns a trigger into an execution"))

@@ -75,10 +75,16 @@ func (m *Mutator) Review(_ context.Context, req *admissionv1.AdmissionRequest) *
 	return resp
 }
 
-// plan records the user setting a new trigger as its requester.
+// plan records the user setting a new trigger as its requester. Like the validating webhook, and
+// so also while that one is not called, it refuses a record set or changed otherwise and the
+// controller's pending marker written by anyone else.
 func (m *Mutator) plan(req *admissionv1.AdmissionRequest, obj, old map[string]string) (map[string]string, field.ErrorList) {
+	isController := isControllerUser(req.UserInfo, m.Controller, m.ControllerUID)
 	if t := obj[drv1.AnnotationTrigger]; t == "" || t == old[drv1.AnnotationTrigger] {
-		return nil, nil
+		return nil, planRecords(obj, old, requesterOf(req.UserInfo), isController)
+	}
+	if errs := planMarkers(obj, old, isController); len(errs) > 0 {
+		return nil, errs
 	}
 	requester, errs := boundedRequester(req)
 	if errs != nil {
@@ -118,6 +124,8 @@ func (m *Mutator) execution(req *admissionv1.AdmissionRequest, obj, old map[stri
 		set[drv1.AnnotationRequester], set[drv1.AnnotationDecisions] = requester, "" // a client's list is no record
 	} else if obj[drv1.AnnotationDecisions] != old[drv1.AnnotationDecisions] {
 		return nil, field.ErrorList{field.Forbidden(listPath, "append-only, written by the admission webhook: it cannot be edited")}
+	} else if errs := requesterKept(obj, old); len(errs) > 0 {
+		return nil, errs // also while the validating webhook is not called
 	}
 	changed := drv1.ChangedAnnotations(old, obj)
 	if len(changed) == 0 {

@@ -62,7 +62,7 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 		}
 		c.engine.drop(r) // a run of a deleted namesake
 	}
-	ctx, accountable := withRequester(ctx, exec)
+	ctx, accountable := c.withRequester(ctx, exec)
 	if !accountable {
 		return c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, drv1.NoRequesterMessage)
 	}
@@ -98,11 +98,14 @@ func (c *Controller) syncExecution(ctx context.Context, ns, name string) error {
 }
 
 // withRequester checks, before any side effect, that somebody is accountable for the run: its
-// requester is recorded. A run already Running when such records came in finishes as it began
+// requester is recorded, in a namespace where the webhooks record it (elsewhere a client could
+// have written it). A run already Running when such records came in finishes as it began
 // (logged). The logger of the context returned names the requester.
-func withRequester(ctx context.Context, exec *drv1.DRPlanExecution) (context.Context, bool) {
+func (c *Controller) withRequester(ctx context.Context, exec *drv1.DRPlanExecution) (context.Context, bool) {
 	requester, ok := drv1.RequesterOf(exec.Annotations)
 	switch {
+	case !c.policy().Recorded(exec.Namespace):
+		return ctx, false
 	case ok:
 		return klog.NewContext(ctx, klog.FromContext(ctx).WithValues("requester", requester.Username)), true
 	case exec.Status.Phase == drv1.ExecutionRunning:

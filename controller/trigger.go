@@ -46,6 +46,9 @@ func (c *Controller) syncTrigger(ctx context.Context, plan *drv1.DRPlan) (bool, 
 		return true, c.clearTrigger(ctx, plan)
 	}
 	requester, err := drv1.ParseRequester(plan.Annotations[drv1.AnnotationRequester])
+	if err == nil && !c.policy().Recorded(plan.Namespace) {
+		err = fmt.Errorf("the webhooks are not called in namespace %s", plan.Namespace)
+	}
 	if err != nil {
 		c.event(plan, false, "TriggerRefused", fmt.Sprintf("Ignored %s=%s: %s", drv1.AnnotationTrigger, trigger, drv1.NoRequesterMessage))
 		klog.FromContext(ctx).Info("A trigger without a requester record is ignored", "trigger", trigger, "err", err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/access"
+	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/controller"
 )
@@ -57,6 +59,7 @@ type flags struct {
 	requireSA              bool
 	withoutSA, clusterRole string
 	refuseCrossNamespace   bool
+	unrecorded             string
 
 	webhookAddr, webhookCertDir, webhookSecret, webhookService, webhookConfig string
 	metricsAddr                                                               string
@@ -83,6 +86,9 @@ func parseFlags() *flags {
 	flag.BoolVar(&f.requireSA, "require-service-account", false, "Deprecated: --plans-without-service-account=refuse.")
 	flag.BoolVar(&f.refuseCrossNamespace, "refuse-cross-namespace-workflows", false,
 		"Refuse plans whose workflowRef names another namespace (else the plan's author, and each requester, need get on that DRWorkflow).")
+	flag.StringVar(&f.unrecorded, "webhook-excluded-namespaces", strings.Join(admission.SystemNamespaces, ","),
+		"Comma-separated namespaces the webhook configurations exclude (the chart's webhook.excludeNamespaces): "+
+			"no record of who asks is made there, so no execution or trigger there runs.")
 	flag.StringVar(&f.clusterRole, "cluster-role", "drplan-controller",
 		"Name of the ClusterRole and ClusterRoleBinding granting the controller its rights: off limits to actions, like everything in --namespace.")
 	flag.StringVar(&f.webhookAddr, "webhook-bind-address", ":9443",
@@ -163,7 +169,13 @@ func (f *flags) policy() (access.Policy, error) {
 		}
 		without.Refuse = true
 	}
-	return access.Policy{WithoutServiceAccount: without, RefuseCrossNamespaceWorkflows: f.refuseCrossNamespace,
+	var unrecorded []string
+	for _, ns := range strings.Split(f.unrecorded, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			unrecorded = append(unrecorded, ns)
+		}
+	}
+	return access.Policy{WithoutServiceAccount: without, RefuseCrossNamespaceWorkflows: f.refuseCrossNamespace, UnrecordedNamespaces: unrecorded,
 		Protected: access.Protected{Namespace: f.namespace, WebhookConfiguration: f.webhookConfig, ClusterRole: f.clusterRole}}, nil
 }
 

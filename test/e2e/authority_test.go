@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -465,4 +466,57 @@ func TestAttackCancelTrigger(t *testing.T) {
 	release()
 	e := waitExecution(t, tn.ns, "run", drv1.ExecutionSucceeded)
 	assert.Empty(t, e.Annotations[drv1.AnnotationCancel])
+}
+
+// TestAttackExcludedNamespace: where the webhooks are not called (kube-system), a requester record
+// is whatever the client wrote: nothing there runs, whoever it names.
+func TestAttackExcludedNamespace(t *testing.T) {
+	rec := newRecorder(t)
+	kubectlApply(t, httpWorkflow("kube-system", "excluded", rec, "", "/excluded"))
+	kubectlApply(t, planYAML("kube-system", "excluded", "excluded"))
+	waitPlanPhase(t, "kube-system", "excluded", drv1.PlanReady)
+	_, err := env.DR.DrV1alpha1().DRPlanExecutions("kube-system").Create(context.Background(), &drv1.DRPlanExecution{
+		ObjectMeta: requested(t, metav1.ObjectMeta{Name: "forged"}), // an admin's record, written by the client
+		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "excluded"}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	e := waitExecution(t, "kube-system", "forged", drv1.ExecutionFailed)
+	assert.Equal(t, drv1.NoRequesterMessage, e.Status.Message)
+	assert.Empty(t, rec.CallsTo("/excluded"))
+}
+
+// TestAttackRecordsWithoutTheValidatingWebhook: the recording step alone (the validating webhook
+// unregistered) refuses a user's edit of the records: a plan's pending trigger naming an admin as
+// its requester, an execution's requester changed or removed.
+func TestAttackRecordsWithoutTheValidatingWebhook(t *testing.T) {
+	ctx := context.Background()
+	tn := newTenant(t)
+	rec := newRecorder(t)
+	release := rec.hold("/hold")
+	defer release()
+	kubectlApply(t, callThenConfigMap(tn.ns, rec.URL("/hold"), "records"))
+	applyPlan(t, tn.ns, "p", "wf")
+	require.NoError(t, execute(tn.alice, tn.ns, "run", "p"))
+	withoutWebhook(t)
+
+	admin := adminRequester(t).Encode()
+	pending, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		drv1.AnnotationTriggerPending: "Execute/forged", drv1.AnnotationTriggerPendingRequester: admin}}})
+	require.NoError(t, err)
+	_, err = tn.alice.DrV1alpha1().DRPlans(tn.ns).Patch(ctx, "p", types.MergePatchType, pending, metav1.PatchOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "written only by the drplan-controller, while it turns a trigger into an execution")
+
+	for _, value := range []any{admin, nil} { // changed, removed
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{drv1.AnnotationRequester: value}}})
+		require.NoError(t, err)
+		_, err = tn.alice.DrV1alpha1().DRPlanExecutions(tn.ns).Patch(ctx, "run", types.MergePatchType, patch, metav1.PatchOptions{})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "the requester is recorded when the execution is created, and never changes")
+	}
+	e, err := env.DR.DrV1alpha1().DRPlanExecutions(tn.ns).Get(ctx, "run", metav1.GetOptions{})
+	require.NoError(t, err)
+	r, _ := recorded(t, e)
+	assert.Equal(t, "alice", r.Username)
+	_, err = env.DR.DrV1alpha1().DRPlanExecutions(tn.ns).Get(ctx, "forged", metav1.GetOptions{})
+	absent(t, err, "an execution for the forged trigger")
 }

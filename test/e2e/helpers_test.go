@@ -192,6 +192,18 @@ func withoutWebhook(t testing.TB) {
 	t.Cleanup(func() { require.NoError(t, env.SetWebhook(true)) })
 }
 
+// withoutWebhooks unregisters both admission webhooks until the test ends: for a test that stops
+// the suite's controller, whose process serves them (with them registered and nothing serving
+// them, every write of our kinds would be refused), and writes what they would have recorded
+// itself (requested).
+func withoutWebhooks(t testing.TB) {
+	t.Helper()
+	// The mutating one first: turning it off is seen by the validating one's refusals.
+	require.NoError(t, env.SetMutatingWebhook(false))
+	t.Cleanup(func() { require.NoError(t, env.SetMutatingWebhook(true)) })
+	withoutWebhook(t)
+}
+
 // requesterOf is the record of a user as the API server authenticated them.
 func requesterOf(u authenticationv1.UserInfo) drv1.Requester {
 	r := drv1.Requester{Username: u.Username, UID: u.UID, Groups: u.Groups}

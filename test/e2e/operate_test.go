@@ -113,7 +113,7 @@ spec:
 // suite's own is stopped meanwhile): exactly one leads; stopping it mid-action, the other takes
 // over and finishes the run, and no action that had succeeded runs again.
 func TestLeaderElection(t *testing.T) {
-	withoutWebhook(t)
+	withoutWebhooks(t)
 	ns := newNamespace(t, "leader")
 	rec := newRecorder(t)
 	release := rec.hold("/held")

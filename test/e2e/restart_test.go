@@ -131,7 +131,7 @@ func TestGracefulStopLetsTheCallFinish(t *testing.T) {
 // free lock. Nothing ran then (actions only run under the lock), so the next controller starts
 // the run afresh instead of reporting the POST interrupted.
 func TestStartCutShortBeforeTheLock(t *testing.T) {
-	withoutWebhook(t) // the execution is created while the controller, and so its webhook, is down
+	withoutWebhooks(t) // the execution is created while the controller, and so its webhook, is down
 	ctx := context.Background()
 	ns := newNamespace(t, "cutshort")
 	rec := newRecorder(t)

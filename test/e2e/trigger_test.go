@@ -141,7 +141,7 @@ func TestTriggerOnceAcrossRestarts(t *testing.T) {
 	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
 	applyPlan(t, ns, "p", "wf")
 
-	withoutWebhook(t) // the webhook is down with the controller; the test writes its records
+	withoutWebhooks(t) // the webhook is down with the controller; the test writes its records
 	admin := adminRequester(t).Encode()
 	require.NoError(t, env.StopController())
 	kubectl(t, "annotate", "drplan", "p", "-n", ns, drv1.AnnotationTriggerPending+"=Execute/p-execute-crashed",
