@@ -80,21 +80,24 @@ var (
 
 // RunNeeds lists the rights every action of a prepared run needs (its body, its waitFor, or, in a
 // Revert, the delete of the object the reverted run created), in action order. namespace is the
-// execution's, where objects that name none are made.
-func RunNeeds(prep *runplan.Prepared, mapper Mapper, namespace string) ([]Need, error) {
+// execution's, where objects that name none are made. An action whose needs cannot be told yet
+// (a kind the API server does not serve until an earlier action installs its CRD) is left out:
+// it is checked before it starts (ActionNeeds), and fails there if it still cannot be.
+func RunNeeds(prep *runplan.Prepared, mapper Mapper, namespace string) []Need {
 	var out []Need
 	for i := range prep.Actions {
-		needs, err := ActionNeeds(prep, i, mapper, namespace)
-		if err != nil {
-			return nil, err
+		if needs, err := ActionNeeds(prep, i, mapper, namespace); err == nil {
+			out = append(out, needs...)
 		}
-		out = append(out, needs...)
 	}
-	return out, nil
+	return out
 }
 
-// ActionNeeds lists the rights the prepared run's action i needs.
+// ActionNeeds lists the rights the prepared run's action i needs: none for a step a Revert skips.
 func ActionNeeds(prep *runplan.Prepared, i int, mapper Mapper, namespace string) ([]Need, error) {
+	if skipped(prep, i) {
+		return nil, nil
+	}
 	where := Where(prep, i)
 	a := prep.Actions[i]
 	var objs []object
@@ -116,6 +119,13 @@ func ActionNeeds(prep *runplan.Prepared, i int, mapper Mapper, namespace string)
 		objs = append(objs, w)
 	}
 	return needsOf(objs, where), nil
+}
+
+// skipped reports whether action i of a prepared run is a step its Revert skips.
+func skipped(prep *runplan.Prepared, i int) bool {
+	addr := prep.Plan.Addr(i)
+	w := prep.Plan.Stages[addr.Stage].Workflows[addr.Workflow]
+	return addr.Action < len(w.ActionSkip) && w.ActionSkip[addr.Action] != ""
 }
 
 // Where names action i of a prepared run: `stage "s", workflow ns/w, action "a"`.

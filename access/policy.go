@@ -165,11 +165,7 @@ func (a *Authorizer) PlanNeeds(namespace, name string, spec *drv1.DRPlanSpec) ([
 // action needs what a review cannot decide, and user has every right the actions need. extra are
 // needs found on the way (the plan's, the Secrets its parameters read), checked in every mode.
 func (a *Authorizer) Run(ctx context.Context, user drv1.Requester, namespace string, spec *drv1.DRPlanSpec, prep *runplan.Prepared, extra []Need) error {
-	needs, err := RunNeeds(prep, a.Mapper, namespace)
-	if err != nil {
-		return err
-	}
-	return a.check(ctx, user, spec, needs, extra)
+	return a.check(ctx, user, spec, RunNeeds(prep, a.Mapper, namespace), extra)
 }
 
 // Action checks action i of a prepared run just before it starts, as Run did for the whole run

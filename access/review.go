@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,52 +70,76 @@ func (e *DeniedError) Error() string {
 	return msg
 }
 
+// MaxReviews bounds the SubjectAccessReviews one Check makes (answers kept from earlier checks
+// are free): a run whose rights take more distinct questions is refused, so no request can make
+// the webhook or the controller ask the API server without bound.
+const MaxReviews = 256
+
 // Check returns a *DeniedError for the first need, in order, that user does not have, nil when
-// they have all, or the error of a review that could not be made. A named need is first checked
-// for every object of its resource (one review covers many names), then for the name.
+// they have all, a *RefusedError when that takes more than MaxReviews reviews, or the error of a
+// review that could not be made. Needs are asked in order, a few at once, and the first denial
+// ends the check. A named need is first asked for every object of its resource (one answer covers
+// many names), then for the name.
 func (r *Reviewer) Check(ctx context.Context, user drv1.Requester, needs []Need) error {
 	who := user.Encode()
-	keys := make([]reviewKey, len(needs))
-	broad := make([]reviewKey, len(needs))
-	for i, n := range needs {
-		broad[i] = reviewKey{user: who, verb: n.Verb, group: n.Group, resource: n.Resource, sub: n.Subresource, namespace: n.Namespace}
-		keys[i] = broad[i]
-		if n.named() {
-			keys[i].name = n.Name
-		}
+	broad := func(n Need) reviewKey {
+		return reviewKey{user: who, verb: n.Verb, group: n.Group, resource: n.Resource, sub: n.Subresource, namespace: n.Namespace}
 	}
-	// Every distinct broad question at once, then the named ones the broad answer did not cover.
-	answers, err := r.answers(ctx, user, broad, nil)
-	if err != nil {
-		return err
-	}
-	var named []reviewKey
-	for i, k := range keys {
-		if k.name != "" && !answers[broad[i]].allowed {
-			named = append(named, k)
+	got := map[reviewKey]answer{}
+	asked := 0
+	for start := 0; start < len(needs); {
+		// The next needs whose broad questions are at most maxParallel new ones.
+		var batch []reviewKey
+		end := start
+		for ; end < len(needs); end++ {
+			k := broad(needs[end])
+			if _, ok := got[k]; ok || slices.Contains(batch, k) {
+				continue
+			}
+			if len(batch) == maxParallel {
+				break
+			}
+			batch = append(batch, k)
 		}
-	}
-	if answers, err = r.answers(ctx, user, named, answers); err != nil {
-		return err
-	}
-	for i, k := range keys {
-		a := answers[broad[i]]
-		if !a.allowed && k.name != "" {
-			a = answers[k]
+		var named []reviewKey
+		n, err := r.answers(ctx, user, batch, got)
+		if err != nil {
+			return err
 		}
-		if !a.allowed {
-			return &DeniedError{User: user.Username, Need: needs[i], Reason: a.reason}
+		asked += n
+		for _, need := range needs[start:end] {
+			if !got[broad(need)].allowed && need.named() {
+				k := broad(need)
+				k.name = need.Name
+				named = append(named, k)
+			}
 		}
+		if n, err = r.answers(ctx, user, named, got); err != nil {
+			return err
+		}
+		if asked += n; asked > MaxReviews {
+			return &RefusedError{Msg: fmt.Sprintf("checking the rights of user %q takes more than %d SubjectAccessReviews: the run needs too many distinct rights (split it, or give the plan a serviceAccountName)",
+				user.Username, MaxReviews)}
+		}
+		for _, need := range needs[start:end] {
+			a := got[broad(need)]
+			if !a.allowed && need.named() {
+				k := broad(need)
+				k.name = need.Name
+				a = got[k]
+			}
+			if !a.allowed {
+				return &DeniedError{User: user.Username, Need: need, Reason: a.reason}
+			}
+		}
+		start = end
 	}
 	return nil
 }
 
-// answers adds to got (made if nil) an answer for every key: a cached one younger than the TTL,
-// or a fresh one, asking at most maxParallel at once.
-func (r *Reviewer) answers(ctx context.Context, user drv1.Requester, keys []reviewKey, got map[reviewKey]answer) (map[reviewKey]answer, error) {
-	if got == nil {
-		got = map[reviewKey]answer{}
-	}
+// answers adds to got an answer for every key: a cached one younger than the TTL, or a fresh one,
+// asking at most maxParallel at once. It returns how many it asked.
+func (r *Reviewer) answers(ctx context.Context, user drv1.Requester, keys []reviewKey, got map[reviewKey]answer) (int, error) {
 	now := r.now()
 	var todo []reviewKey
 	r.mu.Lock()
@@ -144,11 +169,11 @@ func (r *Reviewer) answers(ctx context.Context, user drv1.Requester, keys []revi
 	wg.Wait()
 	for i, k := range todo {
 		if errs[i] != nil {
-			return nil, errs[i]
+			return 0, errs[i]
 		}
 		got[k] = fresh[i]
 	}
-	return got, nil
+	return len(todo), nil
 }
 
 // ask makes one SubjectAccessReview and keeps its answer.
@@ -172,13 +197,17 @@ func (r *Reviewer) ask(ctx context.Context, user drv1.Requester, k reviewKey) (a
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cache) >= maxCached {
+		// The expired answers go; if too few have, arbitrary ones until a quarter is free.
 		for key, old := range r.cache {
 			if a.at.Sub(old.at) >= r.ttl {
 				delete(r.cache, key)
 			}
 		}
-		if len(r.cache) >= maxCached {
-			clear(r.cache)
+		for key := range r.cache {
+			if len(r.cache) < maxCached*3/4 {
+				break
+			}
+			delete(r.cache, key)
 		}
 	}
 	r.cache[k] = a

@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -93,4 +94,26 @@ func TestReviewerCacheBounded(t *testing.T) {
 			[]Need{{Verb: "get", Resource: "configmaps", Namespace: "a"}}))
 	}
 	assert.LessOrEqual(t, len(r.cache), maxCached)
+}
+
+func TestReviewerStopsAtTheFirstDenialAndIsBounded(t *testing.T) {
+	sar := &fakeSAR{allow: func(_ string, a authorizationv1.ResourceAttributes) bool { return a.Namespace != "denied" }}
+	r := NewReviewer(sar, time.Minute)
+	ctx := context.Background()
+	bob := drv1.Requester{Username: "bob"}
+	var many []Need
+	for i := range 1000 {
+		many = append(many, Need{Verb: "create", Resource: "configmaps", Namespace: fmt.Sprintf("ns-%d", i), For: "x"})
+	}
+	err := r.Check(ctx, bob, append([]Need{{Verb: "create", Resource: "configmaps", Namespace: "denied", For: "first"}}, many...))
+	var denied *DeniedError
+	require.ErrorAs(t, err, &denied)
+	assert.Equal(t, "first", denied.Need.For)
+	assert.LessOrEqual(t, sar.count(), maxParallel, "no more than one batch is asked once the first need is denied")
+
+	err = r.Check(ctx, bob, many)
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	assert.Contains(t, err.Error(), fmt.Sprintf("takes more than %d SubjectAccessReviews", MaxReviews))
+	assert.LessOrEqual(t, sar.count(), maxParallel+MaxReviews+2*maxParallel, "bounded")
 }

@@ -369,8 +369,8 @@ func (d *Decider) cancelUpdate(exec, old *drv1.DRPlanExecution) *apierrors.Statu
 // controller, which the records of who asked trust (validation.AsControllerActions; the runner
 // refuses them too, also when the group comes from a template).
 func (d *Decider) asController(plan *drv1.DRPlan, kind, name string) *apierrors.StatusError {
-	if plan.Spec.ServiceAccountName != "" {
-		return nil
+	if d.Access != nil && d.Access.Policy.Identity(plan.Namespace, &plan.Spec) != "" || plan.Spec.ServiceAccountName != "" {
+		return nil // it acts as a ServiceAccount (its own, or the lockdown's), as the runner judges
 	}
 	found := validation.AsControllerActions(plan, d.State)
 	if len(found) == 0 {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/bkbcs/drplan-controller/access"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -66,7 +67,9 @@ func (a *authority) readSecret(ctx context.Context, name string) error {
 	if err := a.az.Reviewer.Check(ctx, a.user, []access.Need{need}); err != nil {
 		return err
 	}
-	a.needs = append(a.needs, need)
+	if !slices.Contains(a.needs, need) { // read by every workflow entry that sets it: one need
+		a.needs = append(a.needs, need)
+	}
 	return nil
 }
 

@@ -187,11 +187,6 @@ func transient(err error) bool { return err != nil && actions.TransientAPIError(
 // (the caller is taking the lock meanwhile). It returns nil, nil when the run ended before it
 // started.
 func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, gated bool) (*run, error) {
-	if c.policy().WithoutServiceAccount.Refuse && plan.Spec.ServiceAccountName == "" {
-		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
-			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--plans-without-service-account=refuse)",
-			plan.Namespace, plan.Name))
-	}
 	if plan.DeletionTimestamp != nil && exec.Spec.Operation != drv1.OperationRevert {
 		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
 			"Cannot start: DRPlan %s/%s is being deleted (it can still be reverted)", plan.Namespace, plan.Name))
@@ -237,6 +232,12 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 		if err != nil {
 			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 		}
+	}
+	if c.policy().WithoutServiceAccount.Refuse && who == "" {
+		// Judged on what the run would act as: a Revert acts as its target's snapshot says.
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
+			"Cannot start: DRPlan %s/%s has no spec.serviceAccountName, and this controller runs plans only as a ServiceAccount (--plans-without-service-account=refuse)",
+			plan.Namespace, plan.Name))
 	}
 	if err := auth.run(ctx, prep); err != nil {
 		if !access.IsRefused(err) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -96,7 +97,7 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	defer stopRecorder()
 	// One Authorizer, one cache of answers, for the webhook and the controller: they ask the
 	// same questions.
-	az := &access.Authorizer{Reviewer: access.NewReviewer(cl.kube.AuthorizationV1().SubjectAccessReviews(), access.DefaultTTL),
+	az := &access.Authorizer{Reviewer: access.NewReviewer(cl.reviews, access.DefaultTTL),
 		Mapper: cl.actions.RESTMapper(), Policy: opts.Policy}
 	c := newController(cl, opts, decide, az, recorder, m)
 	// The servers stop with ctx; an error return before c.Run must stop them too, or the
@@ -152,10 +153,17 @@ func newRules(rulesFile string, m *metrics.Metrics) (*rules.Rules, error) {
 	return rules.New(opts)
 }
 
+// reviewQPS limits the SubjectAccessReviews of the process (docs/security.md).
+const reviewQPS = 100
+
 // clients are the process's API clients and informers, all from one rest.Config.
 type clients struct {
-	dr      versioned.Interface
-	kube    kubernetes.Interface
+	dr   versioned.Interface
+	kube kubernetes.Interface
+	// reviews asks SubjectAccessReviews, with a rate limit of its own: however many rights a
+	// tenant's runs make the webhook and the controller check, the controller's other requests
+	// (leader election, status) keep theirs.
+	reviews authorizationv1.SubjectAccessReviewInterface
 	actions *actions.ClientFactory
 	inf     *informers.Informers
 }
@@ -175,6 +183,13 @@ func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
 	if cl.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
+	reviewCfg := rest.CopyConfig(cfg)
+	reviewCfg.QPS, reviewCfg.Burst = reviewQPS, 2*reviewQPS
+	reviews, err := kubernetes.NewForConfig(reviewCfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the SubjectAccessReview client: %w", err)
+	}
+	cl.reviews = reviews.AuthorizationV1().SubjectAccessReviews()
 	if cl.inf, err = informers.New(cl.dr, 0); err != nil {
 		return nil, err
 	}
