@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,6 +77,15 @@ func grant(t *testing.T, ns, user string, rules []rbacv1.PolicyRule) {
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}, metav1.CreateOptions{})
 	require.NoError(t, err)
+	// The API server's authorizer sees a new binding a moment later: wait for it, so that no
+	// check (and no answer the controller keeps for a few seconds) comes before it.
+	r := rules[0]
+	eventually(t, "the grant to "+user+" to take effect", func() (bool, string) {
+		sar, err := env.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: r.Verbs[0], Group: r.APIGroups[0], Resource: r.Resources[0], Namespace: ns,
+				Name: strings.Join(r.ResourceNames, "")}}}, metav1.CreateOptions{})
+		return err == nil && sar.Status.Allowed, fmt.Sprint(err)
+	})
 }
 
 // resourceWorkflow is a workflow (and a plan of it, named the same) of one KubernetesResource
@@ -159,6 +169,17 @@ func authorRefusedTwice(t *testing.T, tn *tenant, plan *drv1.DRPlan, want string
 	t.Logf("the controller: %s", e.Status.Message)
 }
 
+// succeedsForAdmin: the cluster admin, who has every right, runs the plan with the validating
+// webhook unregistered, and it succeeds.
+func succeedsForAdmin(t *testing.T, ns, plan string, params ...drv1.ParamValue) {
+	t.Helper()
+	withoutWebhook(t)
+	name := plan + "-admin"
+	require.NoError(t, execute(env.DR, ns, name, plan, params...))
+	waitExecution(t, ns, name, drv1.ExecutionSucceeded)
+	require.NoError(t, env.SetWebhook(true))
+}
+
 func absent(t *testing.T, err error, what string) {
 	t.Helper()
 	assert.True(t, apierrors.IsNotFound(err), "%s must not exist: %v", what, err)
@@ -218,6 +239,7 @@ spec: {workflowRef: {name: job}}
 		got, err := env.Kube.CoreV1().Secrets(other).Get(ctx, "db", metav1.GetOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, secret.ResourceVersion, got.ResourceVersion, "unchanged")
+		succeedsForAdmin(t, tn.ns, "patch")
 	})
 
 	t.Run("a ClusterRoleBinding", func(t *testing.T) {
@@ -236,6 +258,7 @@ spec: {workflowRef: {name: job}}
 		assert.NotContains(t, fmt.Sprint(e.Status), "s3cr3t-value")
 		_, err := env.Kube.CoreV1().ConfigMaps(tn.ns).Get(ctx, "leak-leak-unchecked", metav1.GetOptions{})
 		absent(t, err, "the ConfigMap carrying the Secret")
+		succeedsForAdmin(t, tn.ns, "leak", params)
 	})
 
 	t.Run("bob cannot delete what his Revert would", func(t *testing.T) {
@@ -257,6 +280,10 @@ spec: {workflowRef: {name: job}}
 		assert.Contains(t, e.Status.Message, want)
 		_, err = env.Kube.CoreV1().ConfigMaps(tn.ns).Get(ctx, "made-first", metav1.GetOptions{})
 		require.NoError(t, err, "still there")
+		createRevert(t, tn.ns, "admin-undo", "made", "first") // the cluster admin may
+		waitExecution(t, tn.ns, "admin-undo", drv1.ExecutionSucceeded)
+		_, err = env.Kube.CoreV1().ConfigMaps(tn.ns).Get(ctx, "made-first", metav1.GetOptions{})
+		absent(t, err, "the reverted ConfigMap")
 	})
 }
 
@@ -519,4 +546,43 @@ func TestAttackRecordsWithoutTheValidatingWebhook(t *testing.T) {
 	assert.Equal(t, "alice", r.Username)
 	_, err = env.DR.DrV1alpha1().DRPlanExecutions(tn.ns).Get(ctx, "forged", metav1.GetOptions{})
 	absent(t, err, "an execution for the forged trigger")
+}
+
+// TestAttackForgedOutputs: the outputs a Revert deletes cannot be forged through a status write
+// (only the controller writes status); and with the validating webhook unregistered, a forged
+// output is deleted only for a requester who may delete that object.
+func TestAttackForgedOutputs(t *testing.T) {
+	ctx := context.Background()
+	tn := newTenant(t)
+	grant(t, tn.ns, "alice-status", []rbacv1.PolicyRule{{APIGroups: []string{drv1.GroupName}, Resources: []string{"*"}, Verbs: []string{"*"}}}) // the issue's resources: ["*"]
+	aliceStatus, _ := asUser(t, "alice-status")
+	victim, err := env.Kube.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "victim-"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	resourceWorkflow(t, tn.ns, "made", drv1.OperationCreate, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: made-{{ .executionName }}}\n", "")
+	createExecution(t, tn.ns, "first", "made")
+	waitExecution(t, tn.ns, "first", drv1.ExecutionSucceeded)
+	forge := func() error {
+		e, err := aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).Get(ctx, "first", metav1.GetOptions{})
+		require.NoError(t, err)
+		for i := range e.Status.Outputs {
+			if r := e.Status.Outputs[i].ResourceRef; r != nil {
+				r.Namespace, r.Name, r.UID = "kube-system", victim.Name, string(victim.UID)
+			}
+		}
+		_, err = aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).UpdateStatus(ctx, e, metav1.UpdateOptions{})
+		return err
+	}
+	err = forge()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "its status is written only by the drplan-controller")
+
+	withoutWebhook(t)
+	require.NoError(t, forge(), "RBAC allows it; only the validating webhook refused")
+	_, err = aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).Create(ctx, &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "undo"},
+		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "made"}, Operation: drv1.OperationRevert}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	e := waitExecution(t, tn.ns, "undo", drv1.ExecutionFailed)
+	assert.Contains(t, e.Status.Message, `user "alice-status" may not delete configmaps "`+victim.Name+`" in namespace "kube-system"`)
+	_, err = env.Kube.CoreV1().ConfigMaps("kube-system").Get(ctx, victim.Name, metav1.GetOptions{})
+	require.NoError(t, err, "the victim is still there")
 }
