@@ -20,7 +20,8 @@ type SubjectAccessReviews interface {
 }
 
 // Reviewer asks the API server whether a user has rights, with SubjectAccessReview, and keeps
-// each answer for at most TTL: a right revoked is noticed within TTL. Safe for concurrent use.
+// each yes for at most TTL: a right revoked is noticed within TTL, one granted at once. Safe for
+// concurrent use.
 type Reviewer struct {
 	sar SubjectAccessReviews
 	ttl time.Duration
@@ -194,6 +195,9 @@ func (r *Reviewer) ask(ctx context.Context, user drv1.Requester, k reviewKey) (a
 		return answer{}, fmt.Errorf("checking the rights of user %q: %w", user.Username, err)
 	}
 	a := answer{allowed: got.Status.Allowed && !got.Status.Denied, reason: got.Status.Reason, at: r.now()}
+	if !a.allowed {
+		return a, nil // a denial is not kept: a right granted since is seen at once
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.cache) >= maxCached {

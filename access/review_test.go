@@ -70,11 +70,13 @@ func TestReviewerCheck(t *testing.T) {
 	assert.EqualError(t, err, `user "alice" may not create configmaps in namespace "kube-system" (stage "s", workflow tenant-a/esc, action "plant")`)
 
 	asked := sar.count()
+	require.NoError(t, r.Check(ctx, alice, own))
+	assert.Equal(t, asked, sar.count(), "a yes is kept")
 	require.Error(t, r.Check(ctx, alice, []Need{{Verb: "create", Resource: "configmaps", Namespace: "kube-system", For: "x"}}))
-	assert.Equal(t, asked, sar.count(), "answers are kept")
+	assert.Equal(t, asked+1, sar.count(), "a no is asked again: a right granted since counts at once")
 	now = now.Add(10 * time.Second)
 	require.NoError(t, r.Check(ctx, alice, own[:1]))
-	assert.Equal(t, asked+1, sar.count(), "and asked again after the TTL")
+	assert.Equal(t, asked+2, sar.count(), "and a yes asked again after the TTL")
 
 	bob := drv1.Requester{Username: "bob"}
 	require.Error(t, r.Check(ctx, bob, own[:1]), "answers are per user")
