@@ -26,6 +26,8 @@ type Reviewer struct {
 	sar SubjectAccessReviews
 	ttl time.Duration
 	now func() time.Time
+	// Observe, when set, is told of every review asked: allowed, or the error.
+	Observe func(allowed bool, err error)
 
 	mu    sync.Mutex
 	cache map[reviewKey]answer
@@ -177,6 +179,12 @@ func (r *Reviewer) answers(ctx context.Context, user drv1.Requester, keys []revi
 	return len(todo), nil
 }
 
+func (r *Reviewer) observe(allowed bool, err error) {
+	if r.Observe != nil {
+		r.Observe(allowed, err)
+	}
+}
+
 // ask makes one SubjectAccessReview and keeps its answer.
 func (r *Reviewer) ask(ctx context.Context, user drv1.Requester, k reviewKey) (answer, error) {
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
@@ -192,9 +200,11 @@ func (r *Reviewer) ask(ctx context.Context, user drv1.Requester, k reviewKey) (a
 	}
 	got, err := r.sar.Create(ctx, sar, metav1.CreateOptions{})
 	if err != nil {
+		r.observe(false, err)
 		return answer{}, fmt.Errorf("checking the rights of user %q: %w", user.Username, err)
 	}
 	a := answer{allowed: got.Status.Allowed && !got.Status.Denied, reason: got.Status.Reason, at: r.now()}
+	r.observe(a.allowed, nil)
 	if !a.allowed {
 		return a, nil // a denial is not kept: a right granted since is seen at once
 	}

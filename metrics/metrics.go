@@ -23,6 +23,7 @@ type Metrics struct {
 	webhookDecision *prometheus.CounterVec
 	celEvaluations  *prometheus.CounterVec
 	celCost         *prometheus.HistogramVec
+	reviews         *prometheus.CounterVec
 	leader          prometheus.Gauge
 }
 
@@ -46,9 +47,11 @@ func NewMetrics() *Metrics {
 	m.celCost = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "cel_evaluation_cost",
 		Help:    "Cost of a CEL evaluation in CEL's cost units (the per-evaluation limit is 1,000,000).",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 11)}, []string{"kind"})
+	m.reviews = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "subject_access_reviews_total",
+		Help: "SubjectAccessReviews asked to check a requester's or an author's rights (answers kept are not counted), by result (allowed, denied, error)."}, []string{"result"})
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
 		Help: "1 while this replica is the leader (reconciles and runs actions), else 0. Every replica serves the webhook."})
-	m.Registry.MustRegister(m.executions, m.actionDuration, m.webhookLatency, m.webhookDecision, m.celEvaluations, m.celCost, m.leader,
+	m.Registry.MustRegister(m.executions, m.actionDuration, m.webhookLatency, m.webhookDecision, m.celEvaluations, m.celCost, m.reviews, m.leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +119,21 @@ func (m *Metrics) CELEvaluated(kind string, cost uint64, err error) {
 	}
 	m.celEvaluations.WithLabelValues(kind, result).Inc()
 	m.celCost.WithLabelValues(kind).Observe(float64(cost))
+}
+
+// Reviewed records one SubjectAccessReview (access.Reviewer's Observe hook).
+func (m *Metrics) Reviewed(allowed bool, err error) {
+	if m == nil {
+		return
+	}
+	result := "denied"
+	switch {
+	case err != nil:
+		result = "error"
+	case allowed:
+		result = "allowed"
+	}
+	m.reviews.WithLabelValues(result).Inc()
 }
 
 // SetLeader says whether this replica leads.

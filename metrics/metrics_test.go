@@ -42,6 +42,8 @@ func TestHandler(t *testing.T) {
 	m.ActionDone("HTTP", time.Second, errors.New("refused"))
 	m.WebhookDecided("DRPlan", false, time.Millisecond)
 	m.CELEvaluated("rule", 3, nil)
+	m.Reviewed(false, nil)
+	m.Reviewed(true, errors.New("timeout"))
 	m.SetLeader(true)
 	m.WatchQueue("sync", func() actions.Stats { return actions.Stats{Depth: 2} })
 	code, body := get(t, h, "/metrics")
@@ -51,6 +53,8 @@ func TestHandler(t *testing.T) {
 		`drplan_action_duration_seconds_count{result="failed",type="HTTP"} 1`,
 		`drplan_webhook_decisions_total{allowed="false",kind="DRPlan"} 1`,
 		`drplan_cel_evaluations_total{kind="rule",result="ok"} 1`,
+		`drplan_subject_access_reviews_total{result="denied"} 1`,
+		`drplan_subject_access_reviews_total{result="error"} 1`,
 		`drplan_leader 1`,
 		`drplan_queue_depth{queue="sync"} 2`,
 		`go_goroutines`,
@@ -64,5 +68,6 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.ExecutionEnded(drv1.OperationRevert, drv1.ExecutionFailed)
 	m.ActionDone("Job", time.Second, nil)
 	m.WebhookDecided("DRWorkflow", true, time.Millisecond)
+	m.Reviewed(true, nil)
 	m.SetLeader(false)
 }

@@ -97,7 +97,9 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	defer stopRecorder()
 	// One Authorizer, one cache of answers, for the webhook and the controller: they ask the
 	// same questions.
-	az := &access.Authorizer{Reviewer: access.NewReviewer(cl.reviews, access.DefaultTTL),
+	reviewer := access.NewReviewer(cl.reviews, access.DefaultTTL)
+	reviewer.Observe = m.Reviewed
+	az := &access.Authorizer{Reviewer: reviewer,
 		Mapper: cl.actions.RESTMapper(), Policy: opts.Policy}
 	c := newController(cl, opts, decide, az, recorder, m)
 	// The servers stop with ctx; an error return before c.Run must stop them too, or the
