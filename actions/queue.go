@@ -106,6 +106,18 @@ func (q *Queue[K]) Add(key K) {
 	q.addLocked(key)
 }
 
+// TryAdd is Add that reports whether the key was taken: false once the queue is shutting down
+// (Add then drops the key silently), so the caller can undo what it did for the key.
+func (q *Queue[K]) TryAdd(key K) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.shuttingDown {
+		return false
+	}
+	q.addLocked(key)
+	return true
+}
+
 func (q *Queue[K]) addLocked(key K) {
 	if q.shuttingDown {
 		return

@@ -165,6 +165,24 @@ func TestAddAfterShutDownIsDropped(t *testing.T) {
 	requireNoLeftovers(t, q)
 }
 
+// TestTryAddSaysWhetherTheKeyWasTaken: a key is taken until the queue shuts down, then dropped
+// and TryAdd says so.
+func TestTryAddSaysWhetherTheKeyWasTaken(t *testing.T) {
+	q := newTestQueue[string](t)
+	require.True(t, q.TryAdd("a"))
+	require.True(t, q.TryAdd("a"), "taken, collapsed with the one waiting")
+	require.Equal(t, 1, q.Len())
+	q.ShutDown()
+	require.False(t, q.TryAdd("b"))
+	key, ok := q.Get()
+	require.True(t, ok)
+	require.Equal(t, "a", key)
+	q.Done(key)
+	_, ok = q.Get()
+	require.False(t, ok, "b was dropped")
+	requireNoLeftovers(t, q)
+}
+
 func TestAddAfterOrdering(t *testing.T) {
 	q := newTestQueue[string](t)
 	start := time.Now()

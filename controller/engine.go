@@ -141,6 +141,12 @@ func (e *engine) Run(ctx context.Context, workers int) {
 	actions.Run(ctx, e.queue, workers, e.runAction)
 }
 
+// stopping reports whether the controller is stopping: nothing new may start. The action queue
+// shuts down when the engine's context ends, possibly before draining is set.
+func (e *engine) stopping() bool {
+	return e.draining.Load() || e.queue.ShuttingDown()
+}
+
 func (e *engine) running(key types.NamespacedName) *run {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -237,7 +243,7 @@ func (r *run) advance(mustPersist bool) {
 		r.mu.Unlock()
 		return
 	}
-	if r.e.draining.Load() {
+	if r.e.stopping() {
 		// Stopping: keep what finished, start nothing; a restart carries on from here.
 		r.mu.Unlock()
 		r.writer.Changed()
@@ -290,12 +296,35 @@ func (r *run) advance(mustPersist bool) {
 			r.e.host.event(r.exec, true, "ExecutionStarted", fmt.Sprintf("Execution started for plan %s, requested by %s", r.prep.PlanName, requester.Username))
 		}
 	})
-	for _, a := range start {
-		r.e.queue.Add(actionKey{exec: r.key, uid: r.exec.UID, index: a.Flat})
-	}
+	r.enqueue(start)
 	if over {
 		r.finish()
 	}
+}
+
+// enqueue hands the actions advance started to the action queue's workers. One the queue does
+// not take (it is shut down: the controller began stopping after advance decided) never starts,
+// and a restart starts it afresh: it is written back Pending, else a restart would take a call
+// not safe to repeat for one interrupted in flight.
+func (r *run) enqueue(start []rules.ActionAddr) {
+	var dropped []int
+	for _, a := range start {
+		if !r.e.queue.TryAdd(actionKey{exec: r.key, uid: r.exec.UID, index: a.Flat}) {
+			dropped = append(dropped, a.Flat)
+		}
+	}
+	if len(dropped) == 0 {
+		return
+	}
+	r.e.draining.Store(true)
+	r.mu.Lock()
+	for _, i := range dropped {
+		a := &r.status.ActionStatuses[i]
+		a.Phase, a.StartTime = drv1.StepPending, nil
+	}
+	r.mu.Unlock()
+	r.writer.Changed()
+	_ = r.writer.Flush(r.ctx)
 }
 
 // flushAll writes every run's latest status, so that what finished before a stop is not done

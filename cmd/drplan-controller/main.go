@@ -64,7 +64,7 @@ type flags struct {
 	webhookAddr, webhookCertDir, webhookSecret, webhookService, webhookConfig string
 	metricsAddr                                                               string
 	leaderElect                                                               bool
-	leaderID                                                                  string
+	leaderID, podName                                                         string
 }
 
 func parseFlags() *flags {
@@ -106,6 +106,8 @@ func parseFlags() *flags {
 	flag.BoolVar(&f.leaderElect, "leader-elect", false,
 		"Run only while holding the Lease --leader-election-id in --namespace, so that several replicas can run (one leads; all serve the webhook).")
 	flag.StringVar(&f.leaderID, "leader-election-id", "drplan-controller", "Name of the leader election Lease.")
+	flag.StringVar(&f.podName, "pod-name", os.Getenv("POD_NAME"),
+		"Name of this replica's Pod in --namespace (default $POD_NAME): with --leader-elect, a replica whose Pod is being deleted does not take the lead. Empty: not checked.")
 	flag.StringVar(&f.logFormat, "log-format", "text", "Log format: text (klog's key=value) or json.")
 	flag.Parse()
 	return f
@@ -203,7 +205,7 @@ func (f *flags) leaderElection() (*app.LeaderElectionOptions, error) {
 	if f.namespace == "" {
 		return nil, errors.New("--leader-elect needs --namespace (or $POD_NAMESPACE) for its Lease")
 	}
-	return &app.LeaderElectionOptions{Namespace: f.namespace, Name: f.leaderID}, nil
+	return &app.LeaderElectionOptions{Namespace: f.namespace, Name: f.leaderID, Pod: f.podName}, nil
 }
 
 // listen opens a TCP listener on addr; an empty addr means none (nil).

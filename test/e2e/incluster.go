@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -125,6 +128,7 @@ func (c *inCluster) start(grace time.Duration) error {
 func (c *inCluster) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	c.followLogs()
 	if _, err := c.kube.AppsV1().Deployments(chartNamespace).Patch(ctx, chartDeployment, "application/merge-patch+json",
 		[]byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("stop the controller: %w", err)
@@ -242,3 +246,39 @@ func chartDocument(manifest, marker string) (string, error) {
 	}
 	return "", errors.New("the chart has no document with " + marker)
 }
+
+// followLogs keeps the logs of the controller pods about to be stopped: a stopped pod's logs are
+// gone with it. Each pod's log, to the end of its process, goes to a file in stoppedLogsDir.
+func (c *inCluster) followLogs() {
+	pods, err := c.kube.CoreV1().Pods(chartNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: chartSelector})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		f, err := os.Create(filepath.Join(stoppedLogsDir(), p.Name+".log"))
+		if err != nil {
+			return
+		}
+		stream, err := c.kube.CoreV1().Pods(chartNamespace).GetLogs(p.Name, &corev1.PodLogOptions{Follow: true}).Stream(context.Background())
+		if err != nil {
+			f.Close()
+			continue
+		}
+		go func() {
+			defer f.Close()
+			defer stream.Close()
+			_, _ = io.Copy(f, stream)
+		}()
+	}
+}
+
+var stoppedLogs = sync.OnceValue(func() string {
+	dir, err := os.MkdirTemp("", "drplan-e2e-stopped-pods-")
+	if err != nil {
+		return os.TempDir()
+	}
+	fmt.Println("e2e: the logs of the controller pods stopped during the suite are in", dir)
+	return dir
+})
+
+func stoppedLogsDir() string { return stoppedLogs() }

@@ -10,8 +10,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
@@ -122,6 +126,106 @@ func TestGracefulStopLetsTheCallFinish(t *testing.T) {
 
 	env.StartController(10 * time.Second)
 	e = waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	assert.Len(t, rec.CallsTo("/held"), 1)
+	assert.Len(t, rec.CallsTo("/after"), 1)
+}
+
+// TestScaleDownStartsNothingNew plays a scale-down whose SIGTERMs come apart (another node, a busy
+// kubelet): both replicas' Pods are being deleted, the leader gets its SIGTERM first, lets the
+// call in flight finish and releases the lease while the standby has not got its own yet. The
+// standby takes the lease and hands it back without leading: nothing new starts, and the next
+// controller carries on. The replicas run in this process, each naming a Pod object that only
+// stands for its Pod (it never runs, and a finalizer keeps it while it is being deleted).
+func TestScaleDownStartsNothingNew(t *testing.T) {
+	withoutWebhook(t) // the replicas in this process serve no webhook
+	ctx := context.Background()
+	ns := newNamespace(t, "scaledown")
+	rec := newRecorder(t)
+	release := rec.hold("/held")
+	defer release()
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/held", "/after"))
+	applyPlan(t, ns, "p", "wf")
+	require.NoError(t, env.StopController())
+	t.Cleanup(func() { env.StartController(defaultGrace) }) // once the replicas below have stopped
+
+	const finalizer = "dr.bkbcs.tencent.com/e2e-stands-for-a-replica"
+	// The Pods' ServiceAccount (the local backend runs no controller to make it).
+	_, err := env.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	require.True(t, err == nil || apierrors.IsAlreadyExists(err), "%v", err)
+	for _, pod := range []string{"replica-a", "replica-b"} {
+		_, err := env.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: pod, Finalizers: []string{finalizer}},
+			Spec: corev1.PodSpec{SchedulerName: "drplan-e2e-none", // never scheduled: it only stands for a replica's Pod
+				Containers: []corev1.Container{{Name: "controller", Image: nodeImage}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_, _ = env.Kube.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+		})
+	}
+	type replica struct {
+		stop context.CancelFunc
+		done chan struct{}
+		err  error
+	}
+	start := func(name, pod string) *replica {
+		ctx, cancel := context.WithCancel(ctx)
+		r := &replica{stop: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(r.done)
+			r.err = app.RunWithConfig(ctx, env.Config, app.Options{Workers: 2, ShutdownGrace: 10 * time.Second,
+				LeaderElection: &app.LeaderElectionOptions{Namespace: ns, Name: "drplan-leader", Identity: name, Pod: pod,
+					LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond}})
+		}()
+		t.Cleanup(func() { cancel(); <-r.done })
+		return r
+	}
+	// stop plays the replica's SIGTERM and waits until it has drained and ended.
+	stop := func(r *replica) {
+		r.stop()
+		<-r.done
+		require.NoError(t, r.err)
+	}
+	lease := func() (holder string, transitions int32) {
+		l, err := env.Kube.CoordinationV1().Leases(ns).Get(ctx, "drplan-leader", metav1.GetOptions{})
+		if err != nil {
+			return "", -1
+		}
+		if l.Spec.HolderIdentity != nil {
+			holder = *l.Spec.HolderIdentity
+		}
+		if l.Spec.LeaseTransitions != nil {
+			transitions = *l.Spec.LeaseTransitions
+		}
+		return holder, transitions
+	}
+	a := start("a", "replica-a")
+	eventually(t, "a to lead", func() (bool, string) { h, _ := lease(); return h == "a", h })
+	b := start("b", "replica-b")
+	createExecution(t, ns, "run", "p")
+	eventually(t, "the held call to arrive", func() (bool, string) { return rec.Arrived("/held") == 1, "" })
+	_, transitions := lease()
+
+	// The scale-down: both Pods are being deleted; a gets its SIGTERM, b not yet.
+	for _, pod := range []string{"replica-a", "replica-b"} {
+		require.NoError(t, env.Kube.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{}))
+	}
+	a.stop()
+	release()
+	stop(a)
+	eventually(t, "b to take the released lease and hand it back (or to start what follows)", func() (bool, string) {
+		h, n := lease()
+		return h == "" && n > transitions || rec.Arrived("/after") > 0, fmt.Sprintf("holder %q, %d transitions", h, n)
+	})
+	stop(b)
+	assert.Empty(t, rec.CallsTo("/after"), "nothing new starts while stopping")
+	e := waitExecution(t, ns, "run", drv1.ExecutionRunning)
+	assert.Equal(t, drv1.StepSucceeded, e.Status.ActionStatuses[0].Phase, "the result of the call in flight was written")
+	assert.Equal(t, drv1.StepPending, e.Status.ActionStatuses[1].Phase)
+
+	c := start("c", "") // the next controller, after the scale-down
+	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	stop(c)
 	assert.Len(t, rec.CallsTo("/held"), 1)
 	assert.Len(t, rec.CallsTo("/after"), 1)
 }

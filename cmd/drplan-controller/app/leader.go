@@ -30,6 +30,9 @@ type LeaderElectionOptions struct {
 	// LeaseDuration, RenewDeadline, RetryPeriod: client-go's (defaults 15s, 10s, 2s). A standby
 	// takes over at most LeaseDuration after the leader stopped renewing.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Pod is the name of this replica's Pod in Namespace, when it runs in one: a replica whose
+	// Pod is being deleted never starts to lead (see elect). Empty: not checked.
+	Pod string
 }
 
 // ErrLostLeadership ends a controller whose lease was taken over: it stops at once (another
@@ -44,9 +47,25 @@ func leaderElection(kube kubernetes.Interface, o LeaderElectionOptions, m *metri
 		Client:     kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
 	}
-	return func(ctx context.Context, lead func(context.Context, <-chan struct{})) error {
-		return elect(ctx, lock, o, m, lead)
+	deleting := func(context.Context) bool { return false }
+	if o.Pod != "" {
+		deleting = func(ctx context.Context) bool { return podDeleting(ctx, kube, o.Namespace, o.Pod) }
 	}
+	return func(ctx context.Context, lead func(context.Context, <-chan struct{})) error {
+		return elect(ctx, lock, o, m, deleting, lead)
+	}
+}
+
+// podDeleting reports whether the Pod is being deleted: its deletionTimestamp is set, though its
+// kubelet may not have sent the SIGTERM yet. When that cannot be told, it is not (the replica
+// leads, as without the check).
+func podDeleting(ctx context.Context, kube kubernetes.Interface, namespace, name string) bool {
+	p, err := kube.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		klog.FromContext(ctx).Info("Could not tell whether this replica's pod is being deleted; leading", "pod", namespace+"/"+name, "err", err)
+		return false
+	}
+	return p.DeletionTimestamp != nil
 }
 
 // withDefaults fills in what o leaves zero.
@@ -63,13 +82,20 @@ func (o LeaderElectionOptions) withDefaults() LeaderElectionOptions {
 
 // elect runs lead while this replica holds the lease, and returns once ctx ends (a leader first
 // lets its workers drain, then releases the lease) or the lease is lost (ErrLostLeadership).
-func elect(ctx context.Context, lock resourcelock.Interface, o LeaderElectionOptions, m *metrics.Metrics, lead func(context.Context, <-chan struct{})) error {
+//
+// A replica that gets the lease while its Pod is being deleted (deleting says so) does not lead:
+// it hands the lease back and waits for its SIGTERM. Its kubelet has not sent it yet, but will: in a
+// scale-down or a rollout every replica's Pod is deleted at once, their SIGTERMs come apart
+// (another node, a busy kubelet), and the leader that got its own first releases the lease as
+// soon as it has drained. Without this, a replica about to stop would take the lease then, resume
+// the runs and start their next actions while the controller is being stopped.
+func elect(ctx context.Context, lock resourcelock.Interface, o LeaderElectionOptions, m *metrics.Metrics, deleting func(context.Context) bool, lead func(context.Context, <-chan struct{})) error {
 	logger := klog.FromContext(ctx)
 	// The lease is released only after the workers have drained, so a standby never resumes
 	// a run while this replica still has its actions in flight.
 	electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElecting()
-	var lostLease, started atomic.Bool
+	var lostLease, started, declined atomic.Bool
 	workersDone := make(chan struct{})
 	abandon := make(chan struct{})
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -77,6 +103,12 @@ func elect(ctx context.Context, lock resourcelock.Interface, o LeaderElectionOpt
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(leadCtx context.Context) {
+				if deleting(leadCtx) {
+					declined.Store(true)
+					logger.Info("This replica's pod is being deleted: not leading; releasing the lease", "lease", o.Namespace+"/"+o.Name, "identity", o.Identity)
+					stopElecting()
+					return
+				}
 				started.Store(true)
 				m.SetLeader(true)
 				logger.Info("Became the leader", "lease", o.Namespace+"/"+o.Name, "identity", o.Identity)
@@ -120,6 +152,9 @@ func elect(ctx context.Context, lock resourcelock.Interface, o LeaderElectionOpt
 	le.Run(electCtx)
 	if started.Load() {
 		<-workersDone
+	}
+	if declined.Load() {
+		<-ctx.Done() // a standby again, until the SIGTERM on its way
 	}
 	if lostLease.Load() {
 		return ErrLostLeadership
