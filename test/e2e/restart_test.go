@@ -137,7 +137,7 @@ func TestGracefulStopLetsTheCallFinish(t *testing.T) {
 // controller carries on. The replicas run in this process, each naming a Pod object that only
 // stands for its Pod (it never runs, and a finalizer keeps it while it is being deleted).
 func TestScaleDownStartsNothingNew(t *testing.T) {
-	withoutWebhook(t) // the replicas in this process serve no webhook
+	withoutWebhooks(t) // the replicas in this process serve no webhook
 	ctx := context.Background()
 	ns := newNamespace(t, "scaledown")
 	rec := newRecorder(t)
