@@ -1,6 +1,7 @@
 package access
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/lru"
 	"github.com/bkbcs/drplan-controller/runplan"
 	"github.com/bkbcs/drplan-controller/templates"
 )
@@ -85,6 +87,7 @@ var (
 // it is checked before it starts (ActionNeeds), and fails there if it still cannot be.
 func RunNeeds(prep *runplan.Prepared, mapper Mapper, namespace string) []Need {
 	var out []Need
+	mapper = &memoMapper{Mapper: mapper, seen: map[schema.GroupVersionKind]*meta.RESTMapping{}}
 	for i := range prep.Actions {
 		if needs, err := ActionNeeds(prep, i, mapper, namespace); err == nil {
 			out = append(out, needs...)
@@ -128,6 +131,27 @@ func skipped(prep *runplan.Prepared, i int) bool {
 	return addr.Action < len(w.ActionSkip) && w.ActionSkip[addr.Action] != ""
 }
 
+// memoMapper remembers the mappings of one RunNeeds: a run's actions name few kinds.
+type memoMapper struct {
+	Mapper
+	seen map[schema.GroupVersionKind]*meta.RESTMapping
+}
+
+func (m *memoMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {
+	if len(versions) != 1 {
+		return m.Mapper.RESTMapping(gk, versions...)
+	}
+	gvk := gk.WithVersion(versions[0])
+	if r, ok := m.seen[gvk]; ok {
+		return r, nil
+	}
+	r, err := m.Mapper.RESTMapping(gk, versions...)
+	if err == nil {
+		m.seen[gvk] = r
+	}
+	return r, err
+}
+
 // Where names action i of a prepared run: `stage "s", workflow ns/w, action "a"`.
 func Where(prep *runplan.Prepared, i int) string {
 	addr := prep.Plan.Addr(i)
@@ -147,15 +171,11 @@ func bodyObjects(b drv1.ActionBody, mapper Mapper, namespace string) ([]object, 
 	switch {
 	case b.Type == drv1.ActionTypeKubernetesResource && b.Resource != nil:
 		op := b.Resource.Operation
-		obj, ferr := templates.CheckManifest(field.NewPath("resource", "manifest"), b.Resource.Manifest, op)
-		if ferr != nil {
-			return nil, fmt.Errorf("%s: %s", ferr.Field, ferr.Detail)
-		}
-		gv, err := schema.ParseGroupVersion(obj.GetAPIVersion())
+		id, err := identify(b.Resource.Manifest, op)
 		if err != nil {
 			return nil, err
 		}
-		o, err := mapped(mapper, gv.WithKind(obj.GetKind()), obj.GetNamespace(), obj.GetName(), namespace)
+		o, err := mapped(mapper, id.gvk, id.namespace, id.name, namespace)
 		o.verbs = opVerbs[string(op)]
 		return []object{o}, err
 	case b.Type == drv1.ActionTypeJob && b.Job != nil:
@@ -191,6 +211,36 @@ func needsOf(objs []object, why string) []Need {
 		}
 	}
 	return out
+}
+
+// identity is what names the object of a manifest: its kind, namespace and name.
+type identity struct {
+	gvk             schema.GroupVersionKind
+	namespace, name string
+}
+
+// identities keeps the identities of the manifests read, by the SHA-256 of operation and
+// manifest: a run's manifests are read at admission, at start and before each action, as the
+// runner reads them (templates.CheckManifest).
+var identities = lru.New[[sha256.Size]byte, identity](4096)
+
+// identify reads a rendered manifest as the runner does, for its identity.
+func identify(manifest string, op drv1.ResourceOperation) (identity, error) {
+	key := sha256.Sum256([]byte(string(op) + "\x00" + manifest))
+	if id, ok := identities.Get(key); ok {
+		return id, nil
+	}
+	obj, ferr := templates.CheckManifest(field.NewPath("resource", "manifest"), manifest, op)
+	if ferr != nil {
+		return identity{}, fmt.Errorf("%s: %s", ferr.Field, ferr.Detail)
+	}
+	gv, err := schema.ParseGroupVersion(obj.GetAPIVersion())
+	if err != nil {
+		return identity{}, err
+	}
+	id := identity{gvk: gv.WithKind(obj.GetKind()), namespace: obj.GetNamespace(), name: obj.GetName()}
+	identities.Add(key, id)
+	return id, nil
 }
 
 // clusternetGroup is the API group of Localization and Subscription actions' objects.

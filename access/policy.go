@@ -7,10 +7,11 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/runplan"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // Policy is how this cluster lets plans act: what a plan without a ServiceAccount does, whether a
@@ -58,7 +59,7 @@ func ParseWithoutServiceAccount(s string) (WithoutServiceAccount, error) {
 		return WithoutServiceAccount{Refuse: true}, nil
 	case strings.HasPrefix(s, serviceAccountPrefix):
 		name := strings.TrimPrefix(s, serviceAccountPrefix)
-		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		if errs := utilvalidation.IsDNS1123Subdomain(name); len(errs) > 0 {
 			return WithoutServiceAccount{}, fmt.Errorf("%q: not a ServiceAccount name: %s", s, strings.Join(errs, "; "))
 		}
 		return WithoutServiceAccount{ActAs: name}, nil
@@ -91,6 +92,18 @@ func (p Policy) Identity(namespace string, spec *drv1.DRPlanSpec) string {
 // RequesterCheckedPlan reports whether a plan's actions are checked for its requester: it names no
 // ServiceAccount (what it acts as then is the controller, or the lockdown's ServiceAccount).
 func RequesterCheckedPlan(spec *drv1.DRPlanSpec) bool { return spec.ServiceAccountName == "" }
+
+// ownGroupWrite returns the first need that writes an object of the controller's own API group:
+// acting as the controller, whom the webhooks trust to write the records of who asked, no action
+// may (validation.AsControllerReason).
+func ownGroupWrite(needs []Need) (Need, bool) {
+	for _, n := range needs {
+		if n.Group == drv1.GroupName && n.Verb != "get" && n.Verb != "list" && n.Verb != "watch" {
+			return n, true
+		}
+	}
+	return Need{}, false
+}
 
 // RefusedError is a run refused for a reason no SubjectAccessReview decides: an RBAC kind for a
 // requester-checked plan, one of the controller's own objects, a cross-namespace workflow where
@@ -165,7 +178,7 @@ func (a *Authorizer) PlanNeeds(namespace, name string, spec *drv1.DRPlanSpec) ([
 // action needs what a review cannot decide, and user has every right the actions need. extra are
 // needs found on the way (the plan's, the Secrets its parameters read), checked in every mode.
 func (a *Authorizer) Run(ctx context.Context, user drv1.Requester, namespace string, spec *drv1.DRPlanSpec, prep *runplan.Prepared, extra []Need) error {
-	return a.check(ctx, user, spec, RunNeeds(prep, a.Mapper, namespace), extra)
+	return a.check(ctx, user, namespace, spec, RunNeeds(prep, a.Mapper, namespace), extra)
 }
 
 // Action checks action i of a prepared run just before it starts, as Run did for the whole run
@@ -175,12 +188,17 @@ func (a *Authorizer) Action(ctx context.Context, user drv1.Requester, namespace 
 	if err != nil {
 		return err
 	}
-	return a.check(ctx, user, spec, needs, extra)
+	return a.check(ctx, user, namespace, spec, needs, extra)
 }
 
-func (a *Authorizer) check(ctx context.Context, user drv1.Requester, spec *drv1.DRPlanSpec, needs, extra []Need) error {
+func (a *Authorizer) check(ctx context.Context, user drv1.Requester, namespace string, spec *drv1.DRPlanSpec, needs, extra []Need) error {
 	if err := a.Policy.Protected.Check(needs); err != nil {
 		return &RefusedError{Msg: err.Error()}
+	}
+	if a.Policy.Identity(namespace, spec) == "" {
+		if n, ok := ownGroupWrite(needs); ok {
+			return &RefusedError{Msg: fmt.Sprintf("%s (%s %s) %s", n.For, n.Verb, n.resourceName(), validation.AsControllerReason)}
+		}
 	}
 	if !RequesterCheckedPlan(spec) {
 		return a.Reviewer.Check(ctx, user, extra)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apiserver/pkg/cel/library"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/lru"
 )
 
 // Limits of one CEL evaluation, in one place.
@@ -67,8 +68,8 @@ type Env struct {
 	env      *cel.Env // base, with params a map of dyn (rules, and guards whose workflow is unknown)
 	observer func(kind string, cost uint64, err error)
 
-	programs *lru[string, *Program] // by expression (rules), or signature and expression (guards)
-	typed    *lru[string, *cel.Env] // base, with params typed from a workflow's declarations, by signature
+	programs *lru.Cache[string, *Program] // by expression (rules), or signature and expression (guards)
+	typed    *lru.Cache[string, *cel.Env] // base, with params typed from a workflow's declarations, by signature
 }
 
 // NewEnv builds the environment: the variables above and the Kubernetes CEL libraries that help
@@ -107,8 +108,8 @@ func NewEnv(opts Options) (*Env, error) {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	return &Env{base: base, env: env, observer: opts.Observer, programs: newLRU[string, *Program](size),
-		typed: newLRU[string, *cel.Env](size)}, nil
+	return &Env{base: base, env: env, observer: opts.Observer, programs: lru.New[string, *Program](size),
+		typed: lru.New[string, *cel.Env](size)}, nil
 }
 
 // Program is a compiled, type-checked boolean expression.
@@ -193,7 +194,7 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 		fmt.Fprintf(&sig, "%s:%s,", p.Name, p.Type)
 	}
 	signature := sig.String()
-	if env, ok := e.typed.get(signature); ok {
+	if env, ok := e.typed.Get(signature); ok {
 		return env, signature, nil
 	}
 	fields := make(map[string]*apiservercel.DeclField, len(declared))
@@ -216,14 +217,14 @@ func (e *Env) paramsEnv(declared []drv1.Parameter) (*cel.Env, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("typing the parameters %s: %w", strings.TrimSuffix(signature, ","), err)
 	}
-	return e.typed.add(signature, env), signature, nil
+	return e.typed.Add(signature, env), signature, nil
 }
 
 // cached returns the program cached under key, or compiles expression in env, checks it (parsed,
 // then type-checked) and caches it. An expression that does not compile is not cached: it is
 // refused again, with the same error, each time it is asked for.
 func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkParsed, checkTyped func(*cel.Ast) error) (*Program, error) {
-	if p, ok := e.programs.get(key); ok {
+	if p, ok := e.programs.Get(key); ok {
 		return p, nil
 	}
 	parsed, issues := env.Parse(expression)
@@ -249,7 +250,7 @@ func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkPar
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}
-	return e.programs.add(key, &Program{Expression: expression, prg: prg, kind: kind, observer: e.observer}), nil
+	return e.programs.Add(key, &Program{Expression: expression, prg: prg, kind: kind, observer: e.observer}), nil
 }
 
 // paramsRead lists the parameter names an expression reads as params.x, and those it reads as

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/lru"
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
@@ -62,14 +63,31 @@ func ParseTemplate(text string) (*template.Template, error) {
 	return template.New("").Option("missingkey=error").Funcs(templateFuncs).Parse(text)
 }
 
+// parsed keeps the templates Render parsed, by text: a run renders the same texts at admission,
+// at start and in every execution of the plan. A parsed template is safe to execute at once from
+// many goroutines. Texts over maxCachedTemplate bytes are parsed each time, so the cache holds at
+// most parsedTemplates × maxCachedTemplate bytes of text.
+var parsed = lru.New[string, *template.Template](parsedTemplates)
+
+const (
+	parsedTemplates   = 2048
+	maxCachedTemplate = 4 << 10
+)
+
 // Render renders text with data.
 func Render(text string, data TemplateData) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil
 	}
-	t, err := ParseTemplate(text)
-	if err != nil {
-		return "", err
+	t, ok := parsed.Get(text)
+	if !ok {
+		var err error
+		if t, err = ParseTemplate(text); err != nil {
+			return "", err
+		}
+		if len(text) <= maxCachedTemplate {
+			t = parsed.Add(text, t)
+		}
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, data.asMap()); err != nil {

@@ -65,16 +65,23 @@ spec:
 	assert.Contains(t, stderr, `The DRPlan "static-2" is invalid: spec.serviceAccountName: Forbidden: DRPlan `+ns+`/static-2 `+want)
 	stderr = kubectlFails(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: refused, namespace: %s}\nspec: {planRef: {name: static}}\n", ns),
 		"apply", "-f", "-")
-	assert.Contains(t, stderr, `The DRPlanExecution "refused" is invalid: spec.planRef: Forbidden: DRPlan `+ns+`/static `+want)
+	// An execution: its rendered actions are judged (docs/security.md), the same way at start.
+	asController := `action "forge" (create drplanexecutions.dr.bkbcs.tencent.com) acts as the controller, which may not create, change or delete dr.bkbcs.tencent.com objects for a plan; give the plan a serviceAccountName`
+	assert.Contains(t, stderr, `drplanexecutions.dr.bkbcs.tencent.com "refused" is forbidden: stage "default", workflow `+ns+`/static, `+asController)
 
-	// A parameter names it: the runner refuses the action.
+	// A parameter names it: refused once rendered, at admission and at start (the runner refuses it
+	// too, a last line).
 	kubectlApply(t, workflow("templated", "'{{ .params.api }}'"))
 	waitWorkflowPhase(t, ns, "templated", drv1.WorkflowReady)
 	kubectlApply(t, planYAML(ns, "templated", "templated")+"  globalParams:\n  - {name: api, value: dr.bkbcs.tencent.com/v1alpha1}\n")
 	waitPlanPhase(t, ns, "templated", drv1.PlanReady)
+	err := execute(env.DR, ns, "refused-too", "templated")
+	require.Error(t, err, "rendered at admission: the parameter's value is known")
+	assert.Contains(t, err.Error(), `stage "default", workflow `+ns+`/templated, `+asController)
+	withoutWebhook(t)
 	createExecution(t, ns, "run", "templated")
 	e := waitExecution(t, ns, "run", drv1.ExecutionFailed)
-	assert.Contains(t, e.Status.Message, `(Create DRPlanExecution `+victim+`/forged) acts as the controller, which may not create, change or delete dr.bkbcs.tencent.com objects for a plan; give the plan a serviceAccountName`)
+	assert.Contains(t, e.Status.Message, `Cannot start: stage "default", workflow `+ns+`/templated, `+asController)
 
 	list, err := env.DR.DrV1alpha1().DRPlanExecutions(victim).List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)

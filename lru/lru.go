@@ -1,14 +1,14 @@
-package rules
+package lru
 
 import (
 	"container/list"
 	"sync"
 )
 
-// lru caches at most size values by key; to make room it forgets the least recently used. It is
+// Cache caches at most size values by key; to make room it forgets the least recently used. It is
 // safe for concurrent use: one mutex guards the map and the order, and both a hit (which moves
 // the entry to the front) and an add take it.
-type lru[K comparable, V any] struct {
+type Cache[K comparable, V any] struct {
 	mu    sync.Mutex
 	size  int
 	order *list.List // of *lruEntry[K, V], the most recently used first
@@ -20,13 +20,13 @@ type lruEntry[K comparable, V any] struct {
 	value V
 }
 
-// newLRU returns an empty cache of at most size values (at least one).
-func newLRU[K comparable, V any](size int) *lru[K, V] {
-	return &lru[K, V]{size: max(size, 1), order: list.New(), items: map[K]*list.Element{}}
+// New returns an empty cache of at most size values (at least one).
+func New[K comparable, V any](size int) *Cache[K, V] {
+	return &Cache[K, V]{size: max(size, 1), order: list.New(), items: map[K]*list.Element{}}
 }
 
-// get returns the value cached under key and makes it the most recently used.
-func (c *lru[K, V]) get(key K) (V, bool) {
+// Get returns the value cached under key and makes it the most recently used.
+func (c *Cache[K, V]) Get(key K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
@@ -38,11 +38,11 @@ func (c *lru[K, V]) get(key K) (V, bool) {
 	return el.Value.(*lruEntry[K, V]).value, true
 }
 
-// add caches value under key as the most recently used, forgetting the least recently used
+// Add caches value under key as the most recently used, forgetting the least recently used
 // value if the cache is full, and returns the value now cached under key: if another caller
 // added one first (both compiled the same expression at once), that one is kept and returned, so
 // that every caller shares it.
-func (c *lru[K, V]) add(key K, value V) V {
+func (c *Cache[K, V]) Add(key K, value V) V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
@@ -58,8 +58,8 @@ func (c *lru[K, V]) add(key K, value V) V {
 	return value
 }
 
-// len is the number of values cached.
-func (c *lru[K, V]) len() int {
+// Len is the number of values cached.
+func (c *Cache[K, V]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.order.Len()
