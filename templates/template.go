@@ -1,13 +1,17 @@
 package templates
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -79,6 +83,11 @@ func Render(text string, data TemplateData) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil
 	}
+	return render(text, data.asMap())
+}
+
+// render renders text with the values of a TemplateData (asMap).
+func render(text string, values map[string]any) (string, error) {
 	t, ok := parsed.Get(text)
 	if !ok {
 		var err error
@@ -90,7 +99,7 @@ func Render(text string, data TemplateData) (string, error) {
 		}
 	}
 	var b strings.Builder
-	if err := t.Execute(&b, data.asMap()); err != nil {
+	if err := t.Execute(&b, values); err != nil {
 		return "", err
 	}
 	return b.String(), nil
@@ -183,30 +192,149 @@ func dotted(names []string) []string {
 // RenderBody renders every string of an action body (URL, headers, body, names, manifest, the
 // strings of a Job's pod template...) one by one, so that a value is never spliced into JSON or
 // YAML syntax by accident. The error names the field.
+//
+// It walks the typed body (fields in the order of their JSON names, as the JSON tree's walk goes)
+// rather than a JSON tree of it: a run renders every action at admission and at start, and the
+// round trips through JSON were most of the cost. Raw JSON fields (a Job's pod template) are
+// rendered through their tree.
 func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
-	tree, err := bodyTree(&b)
-	if err != nil {
-		return b, err
-	}
-	err = eachString(nil, tree, func(p *field.Path, s string) (string, error) {
-		out, err := Render(s, data)
+	out := *b.DeepCopy()
+	values := data.asMap()
+	err := renderFields(nil, reflect.ValueOf(&out).Elem(), func(p func() *field.Path, s string) (string, error) {
+		out, err := render(s, values)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", p, err)
+			return "", fmt.Errorf("%s: %w", p(), err)
 		}
 		return out, nil
 	})
 	if err != nil {
 		return b, err
 	}
-	raw, err := json.Marshal(tree)
-	if err != nil {
-		return b, err
-	}
-	var out drv1.ActionBody
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return b, err
-	}
 	return out, nil
+}
+
+// renderFields puts fn's result in the place of every string reachable from v (addressable):
+// strings, and the strings of structs, pointers, slices, maps and raw JSON, each with the path of
+// its JSON field (made only when asked for).
+func renderFields(path func() *field.Path, v reflect.Value, fn func(func() *field.Path, string) (string, error)) error {
+	switch v.Kind() {
+	case reflect.String:
+		s := v.String()
+		if !strings.Contains(s, "{{") {
+			return nil
+		}
+		out, err := fn(path, s)
+		if err == nil {
+			v.SetString(out)
+		}
+		return err
+	case reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return renderFields(path, v.Elem(), fn)
+	case reflect.Slice:
+		for i := range v.Len() {
+			if err := renderFields(index(path, i), v.Index(i), fn); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(k))
+			if err := renderFields(child(path, k.String()), e, fn); err != nil {
+				return err
+			}
+			v.SetMapIndex(k, e)
+		}
+	case reflect.Struct:
+		if raw, ok := v.Addr().Interface().(*runtime.RawExtension); ok {
+			return renderRaw(path, &raw.Raw, fn)
+		}
+		for _, f := range jsonFields(v.Type()) {
+			if err := renderFields(child(path, f.name), v.Field(f.index), fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// renderRaw renders the strings of raw JSON through its tree.
+func renderRaw(path func() *field.Path, raw *[]byte, fn func(func() *field.Path, string) (string, error)) error {
+	if len(*raw) == 0 || !bytes.Contains(*raw, []byte("{{")) {
+		return nil
+	}
+	var tree any
+	if err := json.Unmarshal(*raw, &tree); err != nil {
+		return err
+	}
+	var at *field.Path
+	if path != nil {
+		at = path()
+	}
+	err := eachString(at, tree, func(p *field.Path, s string) (string, error) {
+		return fn(func() *field.Path { return p }, s)
+	})
+	if err != nil {
+		return err
+	}
+	out, err := json.Marshal(tree)
+	if err == nil {
+		*raw = out
+	}
+	return err
+}
+
+func child(path func() *field.Path, name string) func() *field.Path {
+	return func() *field.Path {
+		if path == nil {
+			return field.NewPath(name)
+		}
+		return path().Child(name)
+	}
+}
+
+func index(path func() *field.Path, i int) func() *field.Path {
+	return func() *field.Path {
+		if path == nil {
+			return field.NewPath("").Index(i)
+		}
+		return path().Index(i)
+	}
+}
+
+// jsonField is a struct field that JSON encodes: its index and name.
+type jsonField struct {
+	index int
+	name  string
+}
+
+var fieldsOf sync.Map // reflect.Type: []jsonField
+
+// jsonFields are the JSON-encoded fields of a struct type, by name.
+func jsonFields(t reflect.Type) []jsonField {
+	if fs, ok := fieldsOf.Load(t); ok {
+		return fs.([]jsonField)
+	}
+	var fs []jsonField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fs = append(fs, jsonField{index: i, name: name})
+	}
+	slices.SortFunc(fs, func(a, b jsonField) int { return strings.Compare(a.name, b.name) })
+	fieldsOf.Store(t, fs)
+	return fs
 }
 
 // CheckBody checks every string of an action body as a template (CheckTemplate), each error at
