@@ -52,7 +52,7 @@ func TestRenderBodyAsTheJSONTreeWalk(t *testing.T) {
 		{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{Name: tpl("j"), Namespace: "{{ .params.ns }}", Timeout: "5m",
 			Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"c","args":["{{ .params.q }}","{{ .executionName }}"]}]}}`)}}},
 		{Type: drv1.ActionTypeLocalization, Localization: &drv1.LocalizationAction{Name: tpl("l"), ClusterNamespace: tpl("cn"), Operation: "Create",
-			Feed: &drv1.Feed{APIVersion: "apps/v1", Kind: "Deployment", Name: tpl("f"), Namespace: "{{ .namespace }}"},
+			Feed:      &drv1.Feed{APIVersion: "apps/v1", Kind: "Deployment", Name: tpl("f"), Namespace: "{{ .namespace }}"},
 			Overrides: []drv1.Override{{Name: "o", Type: "JSONPatch", Value: tpl(`[{"op":"replace","path":"/x","value":`) + `1}]`}}}},
 		{Type: drv1.ActionTypeSubscription, Subscription: &drv1.SubscriptionAction{Name: tpl("s"), Namespace: "default", Operation: "Create",
 			Feeds: []drv1.Feed{{APIVersion: "v1", Kind: "Service", Name: tpl("svc")}},
