@@ -73,7 +73,7 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 			spec = &data.Plan
 		}
 	} else {
-		_, data, err = runplan.TakeSnapshot(plan, d.State)
+		data, err = runplan.SnapshotData(plan, d.State)
 	}
 	needs, perr := d.Access.PlanNeeds(plan.Namespace, plan.Name, spec)
 	if perr != nil {

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/admission"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/test/fixtures"
@@ -120,4 +121,19 @@ func BenchmarkMutateCancel(b *testing.B) {
 	e := old.DeepCopy()
 	e.Annotations[drv1.AnnotationCancel] = "true"
 	benchReview(b, &admission.Mutator{Controller: controllerUser}, request(b, "DRPlanExecution", admissionv1.Update, alice, e, old))
+}
+
+// BenchmarkReviewExecution150Actions: admitting an execution of a 3-stage plan of the 50-action
+// workflow checks its requester's rights on every rendered action (docs/security.md); the
+// answers are kept, as between the requests of a busy tenant.
+func BenchmarkReviewExecution150Actions(b *testing.B) {
+	h := validating(b)
+	h.Decider.State.(*state).plans[key("prod", "chain")] = fixtures.ChainPlan("prod", "chain", "big", 3)
+	h.Decider.Access = &access.Authorizer{Reviewer: access.NewReviewer(rbac{grants: []string{
+		"alice create configmaps prod", "alice get configmaps prod", "alice patch deployments prod", "alice create deployments prod",
+		"alice list deployments prod", "alice watch deployments prod"}}, time.Minute), Mapper: mapper()}
+	e := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "prod",
+		Annotations: map[string]string{drv1.AnnotationRequester: alice.Encode()}}, // as the mutating webhook recorded it
+		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "chain"}, Operation: drv1.OperationExecute}}
+	benchReview(b, h, request(b, "DRPlanExecution", admissionv1.Create, alice, e, nil))
 }

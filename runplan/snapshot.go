@@ -34,9 +34,43 @@ func (s *Snapshot) Workflow(ref drv1.ObjectReference) (drv1.DRWorkflowSpec, bool
 
 // TakeSnapshot records plan and the workflows it references, compressed, with their generations
 // and a hash. A workflow that is missing or Invalid is an error: the run cannot start.
-func TakeSnapshot(plan *drv1.DRPlan, workflows interface {
+func TakeSnapshot(plan *drv1.DRPlan, workflows Workflows) (*drv1.ExecutionSnapshot, *Snapshot, error) {
+	data, snap, err := gather(plan, workflows)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(raw)
+	snap.Hash = hex.EncodeToString(sum[:])
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(raw); err != nil {
+		return nil, nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, nil, err
+	}
+	snap.Data = buf.Bytes()
+	return snap, data, nil
+}
+
+// Workflows finds the workflows a plan references (the informers' cache).
+type Workflows interface {
 	GetWorkflow(namespace, name string) (*drv1.DRWorkflow, bool)
-}) (*drv1.ExecutionSnapshot, *Snapshot, error) {
+}
+
+// SnapshotData is what a run of the plan would run now (TakeSnapshot's data, without the record):
+// the admission webhook prepares it to check the run's rights, and keeps nothing.
+func SnapshotData(plan *drv1.DRPlan, workflows Workflows) (*Snapshot, error) {
+	data, _, err := gather(plan, workflows)
+	return data, err
+}
+
+// gather collects the plan's spec and its workflows' specs, and the record of which.
+func gather(plan *drv1.DRPlan, workflows Workflows) (*Snapshot, *drv1.ExecutionSnapshot, error) {
 	data := &Snapshot{PlanName: plan.Name, Namespace: plan.Namespace, Plan: plan.Spec, Workflows: map[string]drv1.DRWorkflowSpec{}}
 	snap := &drv1.ExecutionSnapshot{PlanGeneration: plan.Generation, PlanUID: string(plan.UID)}
 	for _, s := range plan.Spec.EffectiveStages() {
@@ -60,22 +94,7 @@ func TakeSnapshot(plan *drv1.DRPlan, workflows interface {
 	sort.Slice(snap.Workflows, func(i, j int) bool {
 		return drv1.RefKey(snap.Workflows[i].Namespace, snap.Workflows[i].Name) < drv1.RefKey(snap.Workflows[j].Namespace, snap.Workflows[j].Name)
 	})
-	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
-	if err != nil {
-		return nil, nil, err
-	}
-	sum := sha256.Sum256(raw)
-	snap.Hash = hex.EncodeToString(sum[:])
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(raw); err != nil {
-		return nil, nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, nil, err
-	}
-	snap.Data = buf.Bytes()
-	return snap, data, nil
+	return data, snap, nil
 }
 
 // ReadSnapshot decodes a snapshot and checks its hash.
