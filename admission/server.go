@@ -157,17 +157,25 @@ func ControllerMatchCondition(controller string) admissionregistrationv1.MatchCo
 // asks: CREATE and UPDATE of DRPlanExecutions and DRPlans, in the shape both registrations
 // share, never reinvoked (nothing another webhook changes alters who asked). client is as for
 // WebhookConfiguration; MutatePath is added.
-func MutatingWebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig) *admissionregistrationv1.MutatingWebhookConfiguration {
+//
+// controller, when set, leaves the controller's own writes out, as for the validating status
+// entry: the webhook records nothing for them (the controller writes its own records), so the API
+// server need not call it.
+func MutatingWebhookConfiguration(name string, client admissionregistrationv1.WebhookClientConfig, controller string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	s := newShape()
 	never := admissionregistrationv1.NeverReinvocationPolicy
+	hook := admissionregistrationv1.MutatingWebhook{
+		Name: MutatingWebhookName, ClientConfig: at(client, MutatePath),
+		Rules:         s.rule("drplans", "drplanexecutions"),
+		FailurePolicy: &s.fail, MatchPolicy: &s.equivalent, NamespaceSelector: s.namespaces, SideEffects: &s.none,
+		TimeoutSeconds: &s.timeout, AdmissionReviewVersions: []string{"v1"}, ReinvocationPolicy: &never,
+	}
+	if controller != "" {
+		hook.MatchConditions = []admissionregistrationv1.MatchCondition{ControllerMatchCondition(controller)}
+	}
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: MutatingWebhookName, ClientConfig: at(client, MutatePath),
-			Rules:         s.rule("drplans", "drplanexecutions"),
-			FailurePolicy: &s.fail, MatchPolicy: &s.equivalent, NamespaceSelector: s.namespaces, SideEffects: &s.none,
-			TimeoutSeconds: &s.timeout, AdmissionReviewVersions: []string{"v1"}, ReinvocationPolicy: &never,
-		}},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{hook},
 	}
 }
 

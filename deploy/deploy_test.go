@@ -32,7 +32,7 @@ func TestChartRegistersTheWebhooksAsTheControllerDoes(t *testing.T) {
 	}
 	client := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "drplan-system", Name: "drplan-webhook"}}
 	assert.Equal(t, admission.WebhookConfiguration("drplan-controller", client, "system:serviceaccount:drplan-system:drplan-controller").Webhooks, validating.Webhooks)
-	assert.Equal(t, admission.MutatingWebhookConfiguration("drplan-controller", client).Webhooks, mutating.Webhooks)
+	assert.Equal(t, admission.MutatingWebhookConfiguration("drplan-controller", client, "system:serviceaccount:drplan-system:drplan-controller").Webhooks, mutating.Webhooks)
 	assert.Equal(t, "drplan-controller", validating.Name)
 	assert.Equal(t, "drplan-controller", mutating.Name)
 	ignore, err := Render(map[string]any{"webhook": map[string]any{"failurePolicy": "Ignore"}})

@@ -159,7 +159,7 @@ func run(dir string, kcm, node bool) error {
 	// The controller's own status writes skip the webhook (matchConditions), so they pass while
 	// it is not serving: the shutdown grace's last writes.
 	if err := admission.Register(ctx, kube, admission.WebhookConfiguration(webhookConfigName, client, controllerUser),
-		admission.MutatingWebhookConfiguration(webhookConfigName, client)); err != nil {
+		admission.MutatingWebhookConfiguration(webhookConfigName, client, controllerUser)); err != nil {
 		return err
 	}
 	controller, err := cp.ClientConfig(controllerUser, "system:masters")

@@ -238,7 +238,7 @@ func (b *localBackend) setWebhook(on bool) error {
 	if on {
 		client := admissionregistrationv1.WebhookClientConfig{URL: &b.webhookURL, CABundle: b.cp.CACertPEM}
 		err = admission.Register(ctx, b.kube, admission.WebhookConfiguration(webhookConfigName, client, chartControllerUser),
-			admission.MutatingWebhookConfiguration(webhookConfigName, client))
+			admission.MutatingWebhookConfiguration(webhookConfigName, client, chartControllerUser))
 	} else {
 		err = admission.UnregisterValidating(ctx, b.kube, webhookConfigName)
 	}
@@ -258,7 +258,7 @@ func (b *localBackend) setMutatingWebhook(on bool) error {
 	var err error
 	if on {
 		err = admission.Register(ctx, b.kube, nil, admission.MutatingWebhookConfiguration(webhookConfigName,
-			admissionregistrationv1.WebhookClientConfig{URL: &b.webhookURL, CABundle: b.cp.CACertPEM}))
+			admissionregistrationv1.WebhookClientConfig{URL: &b.webhookURL, CABundle: b.cp.CACertPEM}, chartControllerUser))
 	} else {
 		err = admission.UnregisterMutating(ctx, b.kube, webhookConfigName)
 	}

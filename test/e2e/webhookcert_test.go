@@ -34,7 +34,7 @@ func TestWebhookCertificateManager(t *testing.T) {
 	for i := range cfg.Webhooks {
 		cfg.Webhooks[i].Rules[0].APIGroups = []string{"example.invalid"}
 	}
-	mcfg := admission.MutatingWebhookConfiguration(cfg.Name, client)
+	mcfg := admission.MutatingWebhookConfiguration(cfg.Name, client, env.ControllerUser)
 	mcfg.Webhooks[0].Rules[0].APIGroups = []string{"example.invalid"}
 	require.NoError(t, admission.Register(ctx, env.Kube, cfg, mcfg))
 	t.Cleanup(func() { _ = admission.Unregister(ctx, env.Kube, cfg.Name) })
