@@ -3,9 +3,13 @@ package admission
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 
 	"github.com/bkbcs/drplan-controller/access"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/lru"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/runplan"
 )
@@ -75,11 +80,16 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 	} else {
 		data, err = runplan.SnapshotData(plan, d.State)
 	}
+	trigger := exec.Name == "" && kind == "DRPlan" || exec.Annotations[drv1.AnnotationTriggerToken] != ""
+	key, known := d.admittedKey(user, plan, exec, target, data, trigger)
+	if at, ok := admitted.Get(key); known && ok && time.Since(at) < access.DefaultTTL {
+		return nil
+	}
 	needs, perr := d.Access.PlanNeeds(plan.Namespace, plan.Name, spec)
 	if perr != nil {
 		return forbidden(kind, name, perr)
 	}
-	if exec.Name == "" && kind == "DRPlan" || exec.Annotations[drv1.AnnotationTriggerToken] != "" {
+	if trigger {
 		needs = append(needs, access.TriggerNeed(plan.Namespace, plan.Name)) // a trigger, or its execution
 	}
 	read := func(secret, _ string) (string, error) {
@@ -107,7 +117,66 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 	if err != nil {
 		return forbidden(kind, name, err)
 	}
+	if known && prep != nil {
+		admitted.Add(key, time.Now())
+	}
 	return nil
+}
+
+// admitted remembers for access.DefaultTTL (as long as the SubjectAccessReviews' yes) the runs
+// whose rights were all found: another execution of the same plan and workflows (the same
+// resourceVersions), with the same spec, for the same user, renders to the same rights, unless
+// its templates read the execution's name (then the name is part of the key) or the time (then
+// it is not remembered). Many executions of one plan at once (a drill) are checked once.
+var admitted = lru.New[[sha256.Size]byte, time.Time](4096)
+
+// templateReads says which of the execution's own values a workflow's templates read, by the
+// workflow's UID and resourceVersion.
+var templateReads = lru.New[string, [2]bool](4096)
+
+// admittedKey is the key of a run in admitted, and whether it has one.
+func (d *Decider) admittedKey(user drv1.Requester, plan *drv1.DRPlan, exec, target *drv1.DRPlanExecution, data *runplan.Snapshot, trigger bool) ([sha256.Size]byte, bool) {
+	if data == nil || plan.UID == "" {
+		return [sha256.Size]byte{}, false
+	}
+	h := sha256.New()
+	spec, err := json.Marshal(exec.Spec)
+	if err != nil {
+		return [sha256.Size]byte{}, false
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%v\x00%s\x00", user.Encode(), plan.UID, plan.ResourceVersion, exec.Namespace, trigger, spec)
+	if target != nil {
+		fmt.Fprintf(h, "%s\x00%s\x00", target.UID, target.ResourceVersion)
+	}
+	readsName := false
+	for _, k := range slices.Sorted(maps.Keys(data.Workflows)) {
+		ns, name, _ := strings.Cut(k, "/")
+		wf, ok := d.State.GetWorkflow(ns, name)
+		if !ok {
+			return [sha256.Size]byte{}, false
+		}
+		id := string(wf.UID) + "/" + wf.ResourceVersion
+		reads, ok := templateReads.Get(id)
+		if !ok {
+			raw, err := json.Marshal(wf.Spec)
+			if err != nil {
+				return [sha256.Size]byte{}, false
+			}
+			reads = [2]bool{bytes.Contains(raw, []byte("executionName")), bytes.Contains(raw, []byte("timestamp"))}
+			templateReads.Add(id, reads)
+		}
+		if reads[1] {
+			return [sha256.Size]byte{}, false // the time: not the same rendering twice
+		}
+		readsName = readsName || reads[0]
+		fmt.Fprintf(h, "%s\x00%s\x00", k, id)
+	}
+	if readsName {
+		fmt.Fprintf(h, "%s\x00", exec.Name)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key, true
 }
 
 // MaxCheckedActions bounds the run the webhook renders to check its actions' rights: a larger one

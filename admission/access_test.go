@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bkbcs/drplan-controller/access"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -146,4 +147,60 @@ func TestDecidePlanAuthor(t *testing.T) {
 	got = d.Plan(context.Background(), plan, nil)
 	require.False(t, got.Allowed())
 	assert.Contains(t, got.Err.Error(), "this controller refuses cross-namespace workflows (--refuse-cross-namespace-workflows)")
+}
+
+// counting counts the reviews asked of an rbac.
+type counting struct {
+	rbac
+	n *int
+}
+
+func (c counting) Create(ctx context.Context, sar *authorizationv1.SubjectAccessReview, o metav1.CreateOptions) (*authorizationv1.SubjectAccessReview, error) {
+	*c.n++
+	return c.rbac.Create(ctx, sar, o)
+}
+
+func TestDecideRightsRemembersARunFound(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		manifest string
+		again    bool // the second execution is admitted without a review
+	}{
+		{"the same rendering", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", true},
+		{"the execution's name read: another name is another run", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c-{{ .executionName }}}\n", false},
+		{"the time read: never remembered", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {at: \"{{ .timestamp }}\"}\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := fixture(t)
+			wf, _ := d.State.GetWorkflow("prod", "wf")
+			wf.UID, wf.ResourceVersion = types.UID("wf-"+tc.name), "1"
+			wf.Spec.Actions = append(wf.Spec.Actions, configMapAction("plant", tc.manifest))
+			plan, _ := d.State.GetPlan("prod", "p")
+			plan.UID, plan.ResourceVersion = "p-uid", "1"
+			asked := 0
+			d.Access = &access.Authorizer{Reviewer: access.NewReviewer(counting{rbac{grants: []string{"alice create configmaps prod", "alice get configmaps prod"}}, &asked}, 0),
+				Mapper: mapper()}
+			d.User = drv1.Requester{Username: "alice"}
+			run := func(name string) {
+				got := d.Execution(context.Background(), &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "prod"},
+					Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationExecute,
+						Params: []drv1.ParamValue{{Name: "region", Value: "east"}}}}, nil)
+				require.True(t, got.Allowed(), "%v", got.Err)
+			}
+			run("one")
+			first := asked
+			require.NotZero(t, first)
+			run("two")
+			if tc.again {
+				assert.Equal(t, first, asked, "remembered (the reviewer keeps nothing here: TTL 0)")
+			} else {
+				assert.Greater(t, asked, first, "checked again")
+			}
+			d.User = drv1.Requester{Username: "bob"}
+			got := d.Execution(context.Background(), &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: "prod"},
+				Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationExecute,
+					Params: []drv1.ParamValue{{Name: "region", Value: "east"}}}}, nil)
+			assert.False(t, got.Allowed(), "another user is checked")
+		})
+	}
 }
