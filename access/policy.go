@@ -2,14 +2,18 @@ package access
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/lru"
 	"github.com/bkbcs/drplan-controller/runplan"
 	"github.com/bkbcs/drplan-controller/validation"
 )
@@ -125,6 +129,24 @@ type Authorizer struct {
 	Reviewer *Reviewer
 	Mapper   Mapper
 	Policy   Policy
+
+	foundOnce sync.Once
+	found     *lru.Cache[[sha256.Size]byte, time.Time]
+}
+
+// Remember keeps, for DefaultTTL (as long as a review's yes), that the run under key had every
+// right it needs; Found says so until then. The key is the caller's: the admission webhook's
+// digest of what a run renders from.
+func (a *Authorizer) Remember(key [sha256.Size]byte) {
+	a.foundOnce.Do(func() { a.found = lru.New[[sha256.Size]byte, time.Time](4096) })
+	a.found.Set(key, time.Now())
+}
+
+// Found reports whether the run under key was found to have its rights within DefaultTTL.
+func (a *Authorizer) Found(key [sha256.Size]byte) bool {
+	a.foundOnce.Do(func() { a.found = lru.New[[sha256.Size]byte, time.Time](4096) })
+	at, ok := a.found.Get(key)
+	return ok && time.Since(at) < DefaultTTL
 }
 
 // SecretNeed is the right to read the Secret a parameter's valueFrom names.

@@ -82,7 +82,7 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 	}
 	trigger := exec.Name == "" && kind == "DRPlan" || exec.Annotations[drv1.AnnotationTriggerToken] != ""
 	key, known := d.admittedKey(user, plan, exec, target, data, trigger)
-	if at, ok := admitted.Get(key); known && ok && time.Since(at) < access.DefaultTTL {
+	if known && d.Access.Found(key) {
 		return nil
 	}
 	needs, perr := d.Access.PlanNeeds(plan.Namespace, plan.Name, spec)
@@ -118,23 +118,22 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 		return forbidden(kind, name, err)
 	}
 	if known && prep != nil {
-		admitted.Add(key, time.Now())
+		d.Access.Remember(key)
 	}
 	return nil
 }
 
-// admitted remembers for access.DefaultTTL (as long as the SubjectAccessReviews' yes) the runs
-// whose rights were all found: another execution of the same plan and workflows (the same
+// A run whose rights were all found is remembered (access.Authorizer.Remember) under a key of
+// what it renders from: another execution of the same plan and workflows (the same
 // resourceVersions), with the same spec, for the same user, renders to the same rights, unless
-// its templates read the execution's name (then the name is part of the key) or the time (then
-// it is not remembered). Many executions of one plan at once (a drill) are checked once.
-var admitted = lru.New[[sha256.Size]byte, time.Time](4096)
+// its templates read the execution's name (then the name is part of the key) or the time (then it
+// is not remembered). Many executions of one plan at once (a drill) are checked once.
 
 // templateReads says which of the execution's own values a workflow's templates read, by the
 // workflow's UID and resourceVersion.
 var templateReads = lru.New[string, [2]bool](4096)
 
-// admittedKey is the key of a run in admitted, and whether it has one.
+// admittedKey is the key under which a run is remembered, and whether it has one.
 func (d *Decider) admittedKey(user drv1.Requester, plan *drv1.DRPlan, exec, target *drv1.DRPlanExecution, data *runplan.Snapshot, trigger bool) ([sha256.Size]byte, bool) {
 	if data == nil || plan.UID == "" {
 		return [sha256.Size]byte{}, false

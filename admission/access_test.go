@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,11 +153,11 @@ func TestDecidePlanAuthor(t *testing.T) {
 // counting counts the reviews asked of an rbac.
 type counting struct {
 	rbac
-	n *int
+	n *atomic.Int32 // reviews are asked several at once
 }
 
 func (c counting) Create(ctx context.Context, sar *authorizationv1.SubjectAccessReview, o metav1.CreateOptions) (*authorizationv1.SubjectAccessReview, error) {
-	*c.n++
+	c.n.Add(1)
 	return c.rbac.Create(ctx, sar, o)
 }
 
@@ -177,7 +178,7 @@ func TestDecideRightsRemembersARunFound(t *testing.T) {
 			wf.Spec.Actions = append(wf.Spec.Actions, configMapAction("plant", tc.manifest))
 			plan, _ := d.State.GetPlan("prod", "p")
 			plan.UID, plan.ResourceVersion = "p-uid", "1"
-			asked := 0
+			var asked atomic.Int32
 			d.Access = &access.Authorizer{Reviewer: access.NewReviewer(counting{rbac{grants: []string{"alice create configmaps prod", "alice get configmaps prod"}}, &asked}, 0),
 				Mapper: mapper()}
 			d.User = drv1.Requester{Username: "alice"}
@@ -188,13 +189,13 @@ func TestDecideRightsRemembersARunFound(t *testing.T) {
 				require.True(t, got.Allowed(), "%v", got.Err)
 			}
 			run("one")
-			first := asked
+			first := asked.Load()
 			require.NotZero(t, first)
 			run("two")
 			if tc.again {
-				assert.Equal(t, first, asked, "remembered (the reviewer keeps nothing here: TTL 0)")
+				assert.Equal(t, first, asked.Load(), "remembered (the reviewer keeps nothing here: TTL 0)")
 			} else {
-				assert.Greater(t, asked, first, "checked again")
+				assert.Greater(t, asked.Load(), first, "checked again")
 			}
 			d.User = drv1.Requester{Username: "bob"}
 			got := d.Execution(context.Background(), &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: "prod"},

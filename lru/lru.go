@@ -49,13 +49,31 @@ func (c *Cache[K, V]) Add(key K, value V) V {
 		c.order.MoveToFront(el)
 		return el.Value.(*lruEntry[K, V]).value
 	}
+	c.insert(key, value)
+	return value
+}
+
+// Set caches value under key as the most recently used, replacing a value cached there.
+func (c *Cache[K, V]) Set(key K, value V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		el.Value.(*lruEntry[K, V]).value = value
+		c.order.MoveToFront(el)
+		return
+	}
+	c.insert(key, value)
+}
+
+// insert adds a new key as the most recently used, forgetting the least recently used if full.
+// The caller holds the lock.
+func (c *Cache[K, V]) insert(key K, value V) {
 	c.items[key] = c.order.PushFront(&lruEntry[K, V]{key: key, value: value})
 	if c.order.Len() > c.size {
 		oldest := c.order.Back()
 		c.order.Remove(oldest)
 		delete(c.items, oldest.Value.(*lruEntry[K, V]).key)
 	}
-	return value
 }
 
 // Len is the number of values cached.

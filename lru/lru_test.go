@@ -71,3 +71,15 @@ func TestLRUConcurrent(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, size, c.Len())
 }
+
+func TestLRUSetReplaces(t *testing.T) {
+	c := New[string, int](2)
+	c.Set("a", 1)
+	c.Set("a", 2)
+	got, _ := c.Get("a")
+	assert.Equal(t, 2, got)
+	c.Set("b", 3)
+	c.Set("c", 4)
+	_, ok := c.Get("a")
+	assert.False(t, ok, "bounded as Add is")
+}
