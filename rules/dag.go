@@ -212,8 +212,17 @@ func (g *DAG) Dependents(name string) []string {
 // Nearest returns the candidate closest to name by edit distance, if it is close enough to be a
 // likely typo (at most a third of the name's length, and at least 1 edit allowed), else "".
 func Nearest(name string, candidates []string) string {
+	if len(name) > maxSuggestLength {
+		return "" // a suggestion costs length x length per candidate: only for names of sane size
+	}
 	best, bestDist := "", -1
-	for _, c := range candidates {
+	for i, c := range candidates {
+		if i == maxSuggestCandidates {
+			break
+		}
+		if len(c) > maxSuggestLength {
+			continue
+		}
 		d := editDistance(name, c)
 		if bestDist < 0 || d < bestDist {
 			best, bestDist = c, d
@@ -225,6 +234,14 @@ func Nearest(name string, candidates []string) string {
 	}
 	return best
 }
+
+// Bounds of a "did you mean" suggestion: names up to maxSuggestLength bytes, among the first
+// maxSuggestCandidates candidates. User input of any length costs at most
+// maxSuggestCandidates x maxSuggestLength² steps.
+const (
+	maxSuggestLength     = 128
+	maxSuggestCandidates = 1000
+)
 
 // editDistance is the optimal-string-alignment distance: insertions, deletions, substitutions
 // and transpositions of neighbours ("frist" -> "first") each cost one.

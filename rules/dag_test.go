@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -164,6 +165,8 @@ func TestNearest(t *testing.T) {
 		{"x", []string{"y"}, "y"},
 		{"database", []string{"frontend"}, ""},
 		{"a", nil, ""},
+		{strings.Repeat("a", 129), []string{strings.Repeat("a", 128)}, ""},                     // too long to compare: no suggestion
+		{"applications", []string{strings.Repeat("x", 10000), "applicatoins"}, "applicatoins"}, // a huge candidate is skipped
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, rules.Nearest(tc.name, tc.candidates), tc.name)

@@ -3,6 +3,7 @@ package templates
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -94,15 +95,33 @@ func render(text string, values map[string]any) (string, error) {
 		if t, err = ParseTemplate(text); err != nil {
 			return "", err
 		}
+		// Also here, not only at admission: a workflow stored before the check (or while the
+		// webhook was down) must not make the controller loop or recurse.
+		if err := referencesOnly(t); err != nil {
+			return "", err
+		}
 		if len(text) <= maxCachedTemplate {
 			t = parsed.Add(text, t)
 		}
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, values); err != nil {
+	b := &cappedBuilder{}
+	if err := t.Execute(b, values); err != nil {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// MaxRenderedBytes caps what one template renders to.
+const MaxRenderedBytes = 256 << 10
+
+// cappedBuilder is a strings.Builder that refuses to grow past MaxRenderedBytes.
+type cappedBuilder struct{ strings.Builder }
+
+func (b *cappedBuilder) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > MaxRenderedBytes {
+		return 0, fmt.Errorf("the rendered text would exceed %d bytes", MaxRenderedBytes)
+	}
+	return b.Builder.Write(p)
 }
 
 // CheckTemplate parses text and checks every name it uses: top-level fields must be one of the
@@ -115,6 +134,9 @@ func CheckTemplate(text string, declared []string) error {
 	t, err := ParseTemplate(text)
 	if err != nil {
 		return fmt.Errorf("template does not parse: %s", strings.TrimPrefix(err.Error(), "template: "))
+	}
+	if err := referencesOnly(t); err != nil {
+		return err
 	}
 	var found error
 	walkFields(t.Root, 0, func(ident []string) {
@@ -132,6 +154,54 @@ func CheckTemplate(text string, declared []string) error {
 		}
 	})
 	return found
+}
+
+// referencesOnly refuses a template that is anything but text, comments and references: a field
+// ({{ .params.x }}, {{ .planName }}, ...) or toJson of one ({{ toJson .params.x }}). No other
+// action (if, range, with, define, template, block, variables), function or pipe: a template
+// cannot loop, recurse or compute, so rendering one costs no more than its text and the values it
+// names. The error says where, as line:column in the text.
+func referencesOnly(t *template.Template) error {
+	for _, n := range t.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode, *parse.CommentNode:
+		case *parse.ActionNode:
+			if reference(n.Pipe) {
+				continue
+			}
+			return notAReference(t, n)
+		default:
+			return notAReference(t, n)
+		}
+	}
+	if len(t.Templates()) > 1 {
+		return errors.New("template defines templates ({{define}} or {{block}}): a template is text and references only")
+	}
+	return nil
+}
+
+// reference reports whether a pipeline is one field, or toJson of one field.
+func reference(p *parse.PipeNode) bool {
+	if p == nil || len(p.Decl) > 0 || len(p.Cmds) != 1 {
+		return false
+	}
+	args := p.Cmds[0].Args
+	switch {
+	case len(args) == 1:
+		_, ok := args[0].(*parse.FieldNode)
+		return ok
+	case len(args) == 2:
+		fn, ok := args[0].(*parse.IdentifierNode)
+		_, field := args[1].(*parse.FieldNode)
+		return ok && fn.Ident == "toJson" && field
+	}
+	return false
+}
+
+func notAReference(t *template.Template, n parse.Node) error {
+	at, context := t.ErrorContext(n)
+	return fmt.Errorf("template at %s: %q is not a reference: a template may only name a value ({{ .params.x }}, {{ .planName }}, {{ .executionName }}, {{ .namespace }}, {{ .timestamp }}) or write one as JSON ({{ toJson .params.x }}); no if, range, with, define, template, block, variables, pipes or other functions",
+		strings.TrimPrefix(at, ":"), context)
 }
 
 // walkFields calls fn with the identifiers of every field reference whose dot is the template's

@@ -1,7 +1,10 @@
 package templates_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -58,8 +61,18 @@ func TestCheckTemplate(t *testing.T) {
 			err: `template uses .params.targetClustr, which the workflow does not declare (did you mean "targetCluster"?)`},
 		{name: "unknown top-level key", text: "{{ .planNme }}",
 			err: `template uses .planNme, which does not exist (did you mean "planName"?) (use .executionName, .namespace, .params, .planName, .timestamp)`},
-		{name: "inside if", text: "{{ if .params.nope }}x{{ end }}", err: "does not declare"},
-		{name: "dot inside range is not the root", text: "{{ range .params.replicas }}{{ .anything }}{{ end }}"},
+		{name: "toJson of a field, with trim markers", text: "{{- toJson .planName -}} and {{/* a comment */}}"},
+		{name: "if", text: "a {{ if .params.replicas }}x{{ end }}", err: `template at 1:8: "{{if .params.replicas}}x{{end}}" is not a reference`},
+		{name: "range, the loop bomb", text: "{{ range 20000000 }}x{{ end }}", err: "is not a reference"},
+		{name: "with", text: "{{ with .planName }}{{ . }}{{ end }}", err: "is not a reference"},
+		{name: "define and template: recursion", text: `{{ define "a" }}{{ template "a" }}{{ end }}{{ template "a" }}`, err: "is not a reference"},
+		{name: "block", text: `{{ block "b" .planName }}x{{ end }}`, err: "is not a reference"},
+		{name: "a variable", text: "{{ $x := .planName }}{{ $x }}", err: "is not a reference"},
+		{name: "a pipe", text: "{{ .planName | toJson }}", err: "is not a reference"},
+		{name: "another function", text: `{{ printf "%s" .planName }}`, err: "is not a reference"},
+		{name: "index", text: `{{ index .params "replicas" }}`, err: "is not a reference"},
+		{name: "a constant", text: `{{ "x" }}`, err: "is not a reference"},
+		{name: "toJson of a constant", text: `{{ toJson "x" }}`, err: "is not a reference"},
 		{name: "parse error", text: "{{ .params.x", err: "template does not parse"},
 	}
 	for _, tc := range tests {
@@ -105,4 +118,43 @@ func TestCheckBody(t *testing.T) {
 	assert.Equal(t, []string{"spec.actions[2].job.namespace", "spec.actions[2].job.template.spec.containers[0].args[1]"}, got,
 		"every error, each at its field, in a fixed order")
 	assert.ErrorContains(t, errs[1], `template uses .params.replica, which the workflow does not declare (did you mean "replicas"?)`)
+}
+
+// TestRenderRefusesWhatAdmissionRefuses: a template stored before the checks (or while the webhook
+// was down) is refused when rendered too, in no time; and no rendering grows past its cap.
+func TestRenderRefusesWhatAdmissionRefuses(t *testing.T) {
+	data := templates.TemplateData{Params: map[string]any{"big": strings.Repeat("x", templates.MaxRenderedBytes)}, PlanName: "p"}
+	for _, bomb := range []string{"{{ range 20000000 }}xxxxxxxxxx{{ end }}", `{{ define "a" }}{{ template "a" }}{{ end }}{{ template "a" }}`} {
+		start := time.Now()
+		_, err := templates.Render(bomb, data)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "is not a reference")
+		assert.Less(t, time.Since(start), time.Second)
+	}
+	_, err := templates.Render("{{ .params.big }}!", data)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("the rendered text would exceed %d bytes", templates.MaxRenderedBytes))
+	out, err := templates.Render("{{ .params.big }}", data)
+	require.NoError(t, err, "up to the cap")
+	assert.Len(t, out, templates.MaxRenderedBytes)
+}
+
+// FuzzTemplate: any text either is refused or renders, within the cap, without panicking; what
+// CheckTemplate admits, Render renders.
+func FuzzTemplate(f *testing.F) {
+	for _, seed := range []string{"plain", "{{ .params.x }}", "{{ toJson .params.x }}-{{ .planName }}", "{{ range 9 }}x{{ end }}",
+		`{{ define "a" }}{{ template "a" }}{{ end }}`, "{{ .params.x | toJson }}", "{{- .timestamp -}}", "{{/* c */}}", "{{ .params.x.y.z }}", "{{"} {
+		f.Add(seed)
+	}
+	data := templates.TemplateData{Params: map[string]any{"x": `v"\n`}, PlanName: "p", ExecutionName: "e", Namespace: "n", Timestamp: "t"}
+	f.Fuzz(func(t *testing.T, text string) {
+		checked := templates.CheckTemplate(text, []string{"x"})
+		out, err := templates.Render(text, data)
+		if err == nil && len(out) > templates.MaxRenderedBytes {
+			t.Fatalf("rendered %d bytes", len(out))
+		}
+		if checked == nil && err != nil && !strings.Contains(err.Error(), "map has no entry") && !strings.Contains(err.Error(), "can't evaluate field") {
+			t.Fatalf("admitted %q but rendering failed: %v", text, err)
+		}
+	})
 }
