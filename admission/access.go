@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -99,9 +98,6 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 		return "", rules.ErrNotRead
 	}
 	var prep *runplan.Prepared
-	if err == nil && renderedActions(data) > MaxCheckedActions {
-		err = errTooBigToRender // its actions are checked by the controller at start
-	}
 	if err == nil {
 		if target != nil {
 			prep, err = runplan.Revert(exec.Name, target, data, read, d.Rules)
@@ -176,26 +172,6 @@ func (d *Decider) admittedKey(user drv1.Requester, plan *drv1.DRPlan, exec, targ
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	return key, true
-}
-
-// MaxCheckedActions bounds the run the webhook renders to check its actions' rights: a larger one
-// is checked by the controller at start (its requester's other needs are checked here still), so
-// no request makes the webhook render without bound.
-const MaxCheckedActions = 2000
-
-var errTooBigToRender = errors.New("too many actions to render at admission")
-
-// renderedActions is how many actions a run of the snapshot renders.
-func renderedActions(data *runplan.Snapshot) int {
-	n := 0
-	for _, s := range data.Plan.EffectiveStages() {
-		for _, sw := range s.Workflows {
-			if wf, ok := data.Workflow(sw.WorkflowRef); ok {
-				n += len(wf.Actions)
-			}
-		}
-	}
-	return n
 }
 
 // cancelRights refuses a plan's trigger=cancel from a user who may not update the executions it

@@ -52,6 +52,12 @@ type WaitSpec struct {
 // the run with a message naming the stage, the workflow and the field. start is the run's start,
 // its templates' .timestamp.
 func Prepare(exec *drv1.DRPlanExecution, snap *Snapshot, read rules.SecretReader, start time.Time, decide *rules.Rules) (*Prepared, error) {
+	if n := drv1.PlanActions(snap.Namespace, &snap.Plan, func(ns, name string) (*drv1.DRWorkflowSpec, bool) {
+		wf, ok := snap.Workflows[drv1.RefKey(ns, name)]
+		return &wf, ok
+	}); n > drv1.MaxPlanActions {
+		return nil, fmt.Errorf("the plan runs %d actions in all (the sum over its stages' workflows), over the limit of %d", n, drv1.MaxPlanActions)
+	}
 	stages := snap.Plan.EffectiveStages()
 	dag, errs := rules.StageDAG(field.NewPath("spec", "stages"), stages)
 	if len(errs) > 0 {

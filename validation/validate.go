@@ -227,6 +227,16 @@ func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) P
 			r.Errors = append(r.Errors, entryParams(plan, sw, wf, wfPath)...)
 		}
 	}
+	if n := drv1.PlanActions(plan.Namespace, &plan.Spec, func(ns, name string) (*drv1.DRWorkflowSpec, bool) {
+		wf, ok := workflows.GetWorkflow(ns, name)
+		if !ok {
+			return nil, false
+		}
+		return &wf.Spec, true
+	}); n > drv1.MaxPlanActions {
+		r.Errors = append(r.Errors, field.Forbidden(stagesPath, fmt.Sprintf(
+			"the plan runs %d actions in all (the sum over its stages' workflows), over the limit of %d: split it into several plans", n, drv1.MaxPlanActions)))
+	}
 	r.MissingParams = MissingParams(plan, workflows, nil)
 	// A workflow used several times, or a global value it refuses, is reported once.
 	r.Errors = dedupe(r.Errors, func(e *field.Error) string { return e.Error() })

@@ -1,6 +1,7 @@
 package validation_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -280,4 +281,25 @@ func TestMissingParams(t *testing.T) {
 			assert.Equal(t, tc.missing, missing)
 		})
 	}
+}
+
+func TestValidatePlanBoundsItsActions(t *testing.T) {
+	env := newEnv(t)
+	wf := fixtures.Workflow("prod", "big", 200)
+	wf.Status.Phase = drv1.WorkflowReady
+	all := workflows{"prod/big": wf}
+	plan := func(stages int) *drv1.DRPlan {
+		p := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}}
+		for i := range stages {
+			p.Spec.Stages = append(p.Spec.Stages, drv1.Stage{Name: fmt.Sprintf("s%d", i), Workflows: []drv1.StageWorkflow{{
+				WorkflowRef: drv1.ObjectReference{Name: "big"}, Params: []drv1.ParamValue{{Name: "region", Value: "x"}}}}})
+		}
+		return p
+	}
+	for _, e := range validation.ValidatePlan(env, plan(10), all).Errors {
+		assert.NotContains(t, e.Error(), "actions in all", "2,000 actions: the limit")
+	}
+	errs := validation.ValidatePlan(env, plan(11), all).Errors
+	require.NotEmpty(t, errs)
+	assert.Contains(t, errs.ToAggregate().Error(), "spec.stages: Forbidden: the plan runs 2200 actions in all (the sum over its stages' workflows), over the limit of 2000: split it into several plans")
 }

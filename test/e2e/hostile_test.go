@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -57,4 +58,56 @@ func TestTemplateBombs(t *testing.T) {
 	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
 	_, err := env.DR.DrV1alpha1().DRWorkflows(ns).Get(context.Background(), "range", metav1.GetOptions{})
 	require.NoError(t, err)
+}
+
+// TestLargestPlan: the largest plan admitted (2,000 actions: ten stages of a 200-action workflow,
+// the most a workflow holds, each action making a ConfigMap) runs on the real API server; one action more is refused,
+// naming the total.
+func TestLargestPlan(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "largest")
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: big, namespace: %s}\nspec:\n  actions:\n", ns)
+	const perWorkflow, stages = 200, drv1.MaxPlanActions / 200
+	for i := range perWorkflow {
+		fmt.Fprintf(&b, "  - {name: cm-%d, type: KubernetesResource, resource: {operation: Create, manifest: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: '{{ .executionName }}-{{ .params.stage }}-%d'}\\n\"}}\n", i, i)
+	}
+	b.WriteString("  parameters: [{name: stage}]\n")
+	kubectlApply(t, b.String())
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: one, namespace: %s}\nspec:\n  actions:\n  - {name: call, type: HTTP, http: {url: \"http://127.0.0.1:1/x\"}}\n", ns))
+	waitWorkflowPhase(t, ns, "big", drv1.WorkflowReady)
+	waitWorkflowPhase(t, ns, "one", drv1.WorkflowReady)
+	plan := func(name string, extra bool) string {
+		p := fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  stages:\n", name, ns)
+		for i := range stages {
+			p += fmt.Sprintf("  - {name: s%d, workflows: [{workflowRef: {name: big}, params: [{name: stage, value: s%d}]}]}\n", i, i)
+		}
+		if extra {
+			p += "  - {name: one, workflows: [{workflowRef: {name: one}}]}\n"
+		}
+		return p
+	}
+	stderr := kubectlFails(t, plan("over", true), "apply", "-f", "-")
+	assert.Contains(t, stderr, fmt.Sprintf("the plan runs %d actions in all (the sum over its stages' workflows), over the limit of %d", drv1.MaxPlanActions+1, drv1.MaxPlanActions))
+
+	kubectlApply(t, plan("largest", false))
+	waitPlanPhase(t, ns, "largest", drv1.PlanReady)
+	start := time.Now()
+	createExecution(t, ns, "run", "largest")
+	var e *drv1.DRPlanExecution
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Second) { // longer than the suite's usual wait: 2,000 writes
+		var err error
+		e, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "run", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.NotEqual(t, drv1.ExecutionFailed, e.Status.Phase, e.Status.Message)
+		if e.Status.Phase == drv1.ExecutionSucceeded {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the largest run did not end in 5 minutes: %v", e.Status.Summary)
+	}
+	raw, err := json.Marshal(e)
+	require.NoError(t, err)
+	t.Logf("2,000 actions ran in %s; the execution object is %d bytes (%.0f%% of 1.5 MiB)", time.Since(start).Round(time.Millisecond), len(raw), float64(len(raw))*100/(1.5*1024*1024))
+	assert.Len(t, e.Status.ActionStatuses, drv1.MaxPlanActions)
+	assert.Len(t, e.Status.Outputs, drv1.MaxPlanActions)
 }

@@ -51,3 +51,23 @@ func (s *DRWorkflowSpec) ParameterNames() []string {
 	}
 	return names
 }
+
+// MaxPlanActions bounds the actions one run of a plan runs in all: the sum, over its stages'
+// workflow entries, of each workflow's actions. Checked where a plan is validated (the webhook and
+// the status sync) and again at start, so that every admitted plan's execution status fits in its
+// object (docs/execution.md).
+const MaxPlanActions = 2000
+
+// PlanActions counts the actions a run of spec (of namespace) runs, finding workflows with get;
+// a workflow get cannot find counts none.
+func PlanActions(namespace string, spec *DRPlanSpec, get func(namespace, name string) (*DRWorkflowSpec, bool)) int {
+	n := 0
+	for _, s := range spec.EffectiveStages() {
+		for _, sw := range s.Workflows {
+			if wf, ok := get(sw.WorkflowRef.NamespaceOr(namespace), sw.WorkflowRef.Name); ok {
+				n += len(wf.Actions)
+			}
+		}
+	}
+	return n
+}
