@@ -133,7 +133,7 @@ func TestPrepare(t *testing.T) {
 		name:      "a template naming an undeclared parameter",
 		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},
 		workflows: map[string]drv1.DRWorkflowSpec{"wf": {Actions: []drv1.Action{{Name: "x", ActionBody: drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/{{ .params.nope }}"}}}}}},
-		err:       `stage "default", workflow 0 (DRWorkflow prod/wf): spec.actions[0] (x): http.url: template: :1:20: executing "" at <.params.nope>: map has no entry for key "nope"`,
+		err:       `stage "default", workflow 0 (DRWorkflow prod/wf): spec.actions[0] (x): http.url: template "{{ .params.nope }}": map has no entry for key "nope"`,
 	}, {
 		name:      "a guard that does not compile",
 		spec:      drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}},

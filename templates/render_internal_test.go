@@ -15,7 +15,8 @@ import (
 )
 
 // renderViaTree is how RenderBody rendered before it walked the typed body: through the body's
-// JSON tree. The typed walk must give the same bodies and the same first error.
+// JSON tree. The typed walk must give the same bodies and the same first error, for every string
+// but the ones rendered as a whole (a manifest, an override, a JSON body, the URL: structured.go).
 func renderViaTree(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	tree, err := bodyTree(&b)
 	if err != nil {
@@ -45,15 +46,13 @@ func TestRenderBodyAsTheJSONTreeWalk(t *testing.T) {
 	tpl := func(field string) string { return field + "-{{ .params.ns }}-{{ .params.q }}" }
 	w := int32(2)
 	bodies := []drv1.ActionBody{
-		{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: tpl("u"), Method: "POST", Body: tpl("b"),
+		{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/y", Method: "POST", Body: tpl("b"),
 			Headers: map[string]string{"B": tpl("h1"), "A": tpl("h2"), "C": "plain"}, Timeout: "{{ .params.n }}s",
 			SuccessCondition: "response.status == 200", Retry: &drv1.HTTPRetry{Limit: 2, Interval: "{{ .params.n }}s"}}},
-		{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationApply, Manifest: tpl("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {v: ") + "}"}},
 		{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{Name: tpl("j"), Namespace: "{{ .params.ns }}", Timeout: "5m",
 			Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"c","args":["{{ .params.q }}","{{ .executionName }}"]}]}}`)}}},
 		{Type: drv1.ActionTypeLocalization, Localization: &drv1.LocalizationAction{Name: tpl("l"), ClusterNamespace: tpl("cn"), Operation: "Create",
-			Feed:      &drv1.Feed{APIVersion: "apps/v1", Kind: "Deployment", Name: tpl("f"), Namespace: "{{ .namespace }}"},
-			Overrides: []drv1.Override{{Name: "o", Type: "JSONPatch", Value: tpl(`[{"op":"replace","path":"/x","value":`) + `1}]`}}}},
+			Feed: &drv1.Feed{APIVersion: "apps/v1", Kind: "Deployment", Name: tpl("f"), Namespace: "{{ .namespace }}"}}},
 		{Type: drv1.ActionTypeSubscription, Subscription: &drv1.SubscriptionAction{Name: tpl("s"), Namespace: "default", Operation: "Create",
 			Feeds: []drv1.Feed{{APIVersion: "v1", Kind: "Service", Name: tpl("svc")}},
 			Subscribers: []drv1.Subscriber{{Weight: w, ClusterAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"region": tpl("r")},
@@ -70,7 +69,7 @@ func TestRenderBodyAsTheJSONTreeWalk(t *testing.T) {
 		assert.JSONEq(t, string(wantJSON), string(gotJSON), "%s", b.Type)
 	}
 	// The first error, where several strings fail: the same field, by the JSON names' order.
-	bad := drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "{{ .params.nope1 }}", Body: "{{ .params.nope2 }}",
+	bad := drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x", Body: "{{ .params.nope2 }}",
 		Headers: map[string]string{"Z": "{{ .params.nope3 }}", "A": "{{ .params.nope4 }}"}}}
 	_, werr := renderViaTree(bad, data)
 	_, gerr := RenderBody(bad, data)

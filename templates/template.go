@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -270,6 +271,17 @@ func dotted(names []string) []string {
 func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	out := *b.DeepCopy()
 	values := data.asMap()
+	// The structured texts and the URL first, each as a whole (values cannot change their
+	// structure, structured.go); set aside while every other string renders on its own.
+	special := specialFields(&out)
+	rendered := make([]string, len(special))
+	for i, f := range special {
+		r, err := f.render(*f.text, values)
+		if err != nil {
+			return b, fmt.Errorf("%s: %w", f.path, err)
+		}
+		rendered[i], *f.text = r, ""
+	}
 	err := renderFields(nil, reflect.ValueOf(&out).Elem(), func(p func() *field.Path, s string) (string, error) {
 		out, err := render(s, values)
 		if err != nil {
@@ -280,7 +292,56 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	if err != nil {
 		return b, err
 	}
+	for i, f := range special {
+		*f.text = rendered[i]
+	}
+	if out.HTTP != nil {
+		for _, k := range slices.Sorted(maps.Keys(out.HTTP.Headers)) {
+			if strings.ContainsAny(out.HTTP.Headers[k], "\r\n") {
+				return b, fmt.Errorf("http.headers.%s: a header value may not hold a line break", k)
+			}
+		}
+	}
 	return out, nil
+}
+
+// specialField is a string of an action body rendered as a whole: a structured text, or a URL.
+type specialField struct {
+	path   string
+	text   *string
+	render func(string, map[string]any) (string, error)
+}
+
+// specialFields are the body's manifest, Clusternet override values, JSON HTTP body and URL.
+func specialFields(b *drv1.ActionBody) []specialField {
+	var out []specialField
+	if r := b.Resource; r != nil {
+		out = append(out, specialField{"resource.manifest", &r.Manifest, renderStructured})
+	}
+	if l := b.Localization; l != nil {
+		for i := range l.Overrides {
+			out = append(out, specialField{fmt.Sprintf("localization.overrides[%d].value", i), &l.Overrides[i].Value, renderStructured})
+		}
+	}
+	if h := b.HTTP; h != nil {
+		out = append(out, specialField{"http.url", &h.URL, renderURL})
+		if jsonBody(h) {
+			out = append(out, specialField{"http.body", &h.Body, renderStructured})
+		}
+	}
+	return out
+}
+
+// jsonBody reports whether an HTTP action's body is JSON: its Content-Type says so, or it has none
+// and the body is a JSON object or list once its templates are values.
+func jsonBody(h *drv1.HTTPAction) bool {
+	for k, v := range h.Headers {
+		if strings.EqualFold(k, "Content-Type") {
+			return strings.Contains(strings.ToLower(v), "json")
+		}
+	}
+	body := strings.TrimSpace(h.Body)
+	return (strings.HasPrefix(body, "{") || strings.HasPrefix(body, "[")) && !strings.HasPrefix(body, "{{") && IsJSON(body)
 }
 
 // renderFields puts fn's result in the place of every string reachable from v (addressable):

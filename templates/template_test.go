@@ -102,7 +102,7 @@ func TestRenderBody(t *testing.T) {
 	assert.Equal(t, "{{ .params.ns }}", body.Job.Namespace, "the input is not changed")
 
 	_, err = templates.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "{{ .params.nope }}"}}, data)
-	assert.ErrorContains(t, err, `http.url: template: :1:10: executing "" at <.params.nope>: map has no entry for key "nope"`)
+	assert.ErrorContains(t, err, `http.url: template "{{ .params.nope }}": map has no entry for key "nope"`)
 }
 
 func TestCheckBody(t *testing.T) {
