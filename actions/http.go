@@ -55,24 +55,26 @@ type HTTPRunner struct {
 var _ Runner = (*HTTPRunner)(nil)
 
 // NewHTTPRunner returns a runner that sends requests with client and compiles successConditions
-// in env. A nil client gets a transport
-// of its own (proxy from the environment, bounded dial and TLS handshake, HTTP/2) that follows a
-// redirect only if it keeps the method: a POST answered by 301, 302 or 303 is not silently turned
-// into a GET, it fails with the 3xx status instead.
+// in env. A nil client is NewHTTPClient(EgressPolicy{}): nothing refused.
 func NewHTTPRunner(env *rules.Env, client *http.Client) *HTTPRunner {
 	if client == nil {
-		client = newHTTPClient()
+		client = NewHTTPClient(EgressPolicy{})
 	}
 	return &HTTPRunner{client: client, env: env, sleep: backoff.Sleep}
 }
 
-func newHTTPClient() *http.Client {
+// NewHTTPClient is the client of HTTP actions: a transport of its own (proxy from the
+// environment, bounded dial and TLS handshake, HTTP/2) that connects only where egress allows
+// (every connection attempt, to the resolved address; the host of every request, redirect hops
+// included), and that follows a redirect only if it keeps the method: a POST answered by 301, 302
+// or 303 is not silently turned into a GET, it fails with the 3xx status instead.
+func NewHTTPClient(egress EgressPolicy) *http.Client {
 	transport := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
+		DialContext: newEgressDialer(&net.Dialer{
 			Timeout:   10 * time.Second,
 			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		}, egress).DialContext,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           100,
 		MaxIdleConnsPerHost:    10,
@@ -81,7 +83,10 @@ func newHTTPClient() *http.Client {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
-	return &http.Client{Transport: transport, CheckRedirect: redirectKeepingMethod}
+	if egress.Empty() {
+		return &http.Client{Transport: transport, CheckRedirect: redirectKeepingMethod}
+	}
+	return &http.Client{Transport: &egressTransport{policy: egress, next: transport}, CheckRedirect: redirectKeepingMethod}
 }
 
 func redirectKeepingMethod(req *http.Request, via []*http.Request) error {
@@ -343,6 +348,18 @@ func (r *HTTPRunner) attempt(ctx context.Context, c *httpCall) httpOutcome {
 // transportFailure classifies an error raised before a complete answer arrived; ctx is the
 // attempt's context.
 func (c *httpCall) transportFailure(ctx context.Context, err error) httpOutcome {
+	var refused *EgressRefusedError
+	if errors.As(err, &refused) {
+		// Not transient: a retry would be refused alike.
+		msg := refused.Error()
+		var uerr *url.Error
+		if errors.As(err, &uerr) && uerr.URL != c.url {
+			if u, perr := url.Parse(uerr.URL); perr == nil {
+				msg += " (redirect to " + redactHTTPURL(u) + ")"
+			}
+		}
+		return httpOutcome{err: errors.New(msg)}
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return httpOutcome{err: fmt.Errorf("timed out after %s", c.timeout), retryable: true}
 	}

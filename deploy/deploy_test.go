@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bkbcs/drplan-controller/actions"
 	"github.com/bkbcs/drplan-controller/admission"
 )
 
@@ -108,4 +109,21 @@ func TestChartRBAC(t *testing.T) {
 	empty, err := Render(map[string]any{"resourceRules": []any{}})
 	require.NoError(t, err)
 	assert.Contains(t, empty, "kind: ClusterRole\n")
+}
+
+// TestChartHTTPEgress: the chart's default egress policy is the binary's (loopback, link-local
+// and the metadata addresses refused), and its values reach the flags.
+func TestChartHTTPEgress(t *testing.T) {
+	manifest, err := Render(nil)
+	require.NoError(t, err)
+	assert.Contains(t, manifest, "- --http-deny-cidrs="+actions.DefaultHTTPDenyCIDRs+"\n")
+	assert.Contains(t, manifest, "- --http-allow-cidrs=\n")
+	custom, err := Render(map[string]any{"httpEgress": map[string]any{"denyCIDRs": []any{"0.0.0.0/0", "::/0"}, "allowCIDRs": []any{"10.0.0.0/8"},
+		"denyHosts": []any{"*.internal"}, "allowHosts": []any{"ok.internal", "hooks.internal"}}})
+	require.NoError(t, err)
+	for _, flag := range []string{"--http-deny-cidrs=0.0.0.0/0,::/0", "--http-allow-cidrs=10.0.0.0/8", "--http-deny-hosts=*.internal", "--http-allow-hosts=ok.internal,hooks.internal"} {
+		assert.Contains(t, custom, "- "+flag+"\n")
+	}
+	_, err = actions.ParseEgressPolicy("0.0.0.0/0,::/0", "10.0.0.0/8", "*.internal", "ok.internal,hooks.internal")
+	require.NoError(t, err)
 }

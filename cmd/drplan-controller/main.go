@@ -23,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/access"
+	"github.com/bkbcs/drplan-controller/actions"
 	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/controller"
@@ -60,6 +61,8 @@ type flags struct {
 	withoutSA, clusterRole string
 	refuseCrossNamespace   bool
 	unrecorded             string
+
+	httpDenyCIDRs, httpAllowCIDRs, httpDenyHosts, httpAllowHosts string
 
 	webhookAddr, webhookCertDir, webhookSecret, webhookService, webhookConfig string
 	metricsAddr                                                               string
@@ -108,6 +111,16 @@ func parseFlags() *flags {
 	flag.StringVar(&f.leaderID, "leader-election-id", "drplan-controller", "Name of the leader election Lease.")
 	flag.StringVar(&f.podName, "pod-name", os.Getenv("POD_NAME"),
 		"Name of this replica's Pod in --namespace (default $POD_NAME): with --leader-elect, a replica whose Pod is being deleted does not take the lead. Empty: not checked.")
+	flag.StringVar(&f.httpDenyCIDRs, "http-deny-cidrs", actions.DefaultHTTPDenyCIDRs,
+		"Comma-separated CIDRs (or addresses) HTTP actions may not connect to, unless --http-allow-cidrs holds the address: checked on the resolved address "+
+			"of every connection, redirects included. The default is this host, loopback, link-local and the cloud metadata addresses; empty refuses none.")
+	flag.StringVar(&f.httpAllowCIDRs, "http-allow-cidrs", "",
+		"Comma-separated CIDRs (or addresses) exempt from --http-deny-cidrs: allow wins.")
+	flag.StringVar(&f.httpDenyHosts, "http-deny-hosts", "",
+		"Comma-separated host names (NAME or *.DOMAIN) that HTTP actions may not call, unless --http-allow-hosts holds the name: matched against the URL's host "+
+			"(each redirect's too) before it is resolved.")
+	flag.StringVar(&f.httpAllowHosts, "http-allow-hosts", "",
+		"Comma-separated host names (NAME or *.DOMAIN) exempt from --http-deny-hosts (not from --http-deny-cidrs): allow wins.")
 	flag.StringVar(&f.logFormat, "log-format", "text", "Log format: text (klog's key=value) or json.")
 	flag.Parse()
 	return f
@@ -139,6 +152,9 @@ func (f *flags) options() (*rest.Config, app.Options, error) {
 	}
 	var err error
 	if opts.Policy, err = f.policy(); err != nil {
+		return nil, opts, err
+	}
+	if opts.HTTPEgress, err = actions.ParseEgressPolicy(f.httpDenyCIDRs, f.httpAllowCIDRs, f.httpDenyHosts, f.httpAllowHosts); err != nil {
 		return nil, opts, err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)

@@ -166,6 +166,8 @@ func run(dir string, kcm, node bool) error {
 	if err != nil {
 		return err
 	}
+	// No HTTP egress policy (Options.HTTPEgress is zero): the guide's sink listens on loopback,
+	// which the chart's default refuses.
 	err = app.RunWithConfig(klog.NewContext(ctx, klog.Background()), controller, app.Options{Workers: 4, Ready: ready,
 		Webhook: &app.WebhookOptions{Listener: ln, CertDir: certDir}})
 	if errors.Is(err, context.Canceled) {

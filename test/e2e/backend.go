@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/bkbcs/drplan-controller/access"
+	"github.com/bkbcs/drplan-controller/actions"
 	"github.com/bkbcs/drplan-controller/admission"
 	"github.com/bkbcs/drplan-controller/cmd/drplan-controller/app"
 	"github.com/bkbcs/drplan-controller/controlplane"
@@ -52,6 +53,10 @@ type Env struct {
 	// SetPolicy restarts the controller under another policy (--plans-without-service-account,
 	// --refuse-cross-namespace-workflows); nil where the backend cannot (the chart's pods).
 	SetPolicy func(access.Policy) error
+	// SetHTTPEgress restarts the controller under another HTTP egress policy (--http-deny-cidrs
+	// and its kin); the suite's controller starts with none, its recorders listening on loopback.
+	// Nil where the backend cannot (the chart's pods).
+	SetHTTPEgress func(actions.EgressPolicy) error
 	// SetWebhook registers (true: both) or unregisters (false: the validating one) the
 	// controller's admission webhooks; they are registered while the suite runs unless a test
 	// turns them off. SetMutatingWebhook does it for the mutating one alone.
@@ -109,6 +114,8 @@ type localBackend struct {
 	runErr           error
 	// custom is the policy a test set (SetPolicy); the protected objects are always the suite's.
 	custom access.Policy
+	// egress is the HTTP egress policy a test set (SetHTTPEgress); zero: nothing refused.
+	egress actions.EgressPolicy
 }
 
 // policy is what the suite's controller runs plans under: as the chart's (its namespace, its
@@ -126,6 +133,16 @@ func (b *localBackend) setPolicy(p access.Policy) error {
 		return err
 	}
 	b.custom = p
+	b.startController(defaultGrace)
+	return b.runErr
+}
+
+// setHTTPEgress restarts the controller under the HTTP egress policy p.
+func (b *localBackend) setHTTPEgress(p actions.EgressPolicy) error {
+	if err := b.stopController(); err != nil {
+		return err
+	}
+	b.egress = p
 	b.startController(defaultGrace)
 	return b.runErr
 }
@@ -182,6 +199,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		SetMutatingWebhook: b.setMutatingWebhook,
 		ControllerUser:     chartControllerUser,
 		SetPolicy:          b.setPolicy,
+		SetHTTPEgress:      b.setHTTPEgress,
 		MetricsURLs:        func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
 	}, nil
 }
@@ -217,7 +235,7 @@ func (b *localBackend) startController(grace time.Duration) {
 		cfg := rest.CopyConfig(b.controllerConfig)
 		cfg.Wrap(b.writes.wrap)
 		b.runErr = app.RunWithConfig(runCtx, cfg, app.Options{Workers: 4, ShutdownGrace: grace,
-			Ready: markReady, MetricsListener: metrics, Policy: b.policy(),
+			Ready: markReady, MetricsListener: metrics, Policy: b.policy(), HTTPEgress: b.egress,
 			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
 	}()
 	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses

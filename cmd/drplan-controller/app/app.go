@@ -62,6 +62,10 @@ type Options struct {
 	LeaderElection *LeaderElectionOptions
 	// MetricsListener, when set, serves /metrics, /healthz and /readyz (docs/metrics.md).
 	MetricsListener net.Listener
+	// HTTPEgress says where HTTP actions may connect (--http-deny-cidrs and its kin); the zero
+	// policy refuses nothing, as the local run and the e2e suite need (their sinks and recorders
+	// listen on loopback).
+	HTTPEgress actions.EgressPolicy
 }
 
 // WebhookOptions say where the admission webhook listens and where its certificate comes from.
@@ -204,7 +208,7 @@ func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
 // newController builds the controller, with leader election when opts ask for it, and exports
 // its queues' counters.
 func newController(cl *clients, opts Options, decide *rules.Rules, az *access.Authorizer, recorder record.EventRecorder, m *metrics.Metrics) *controller.Controller {
-	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions, decide.Env),
+	cfg := controller.Config{Clients: cl.actions, DR: cl.dr, Informers: cl.inf, Recorder: recorder, Runners: newRunners(cl.actions, decide.Env, opts.HTTPEgress),
 		Rules: decide, Metrics: m, Ready: opts.Ready, Access: az, ShutdownGrace: opts.ShutdownGrace}
 	if le := opts.LeaderElection; le != nil {
 		cfg.Elect = leaderElection(cl.kube, *le, m)
@@ -215,12 +219,13 @@ func newController(cl *clients, opts Options, decide *rules.Rules, az *access.Au
 	return c
 }
 
-// newRunners returns a runner for every action type; those that evaluate CEL do it in env.
-func newRunners(f *actions.ClientFactory, env *rules.Env) map[drv1.ActionType]actions.Runner {
+// newRunners returns a runner for every action type; those that evaluate CEL do it in env, and
+// HTTP actions connect where egress allows.
+func newRunners(f *actions.ClientFactory, env *rules.Env, egress actions.EgressPolicy) map[drv1.ActionType]actions.Runner {
 	resources := actions.NewResourceRunner(f)
 	clusternet := actions.NewClusternetRunner(resources)
 	return map[drv1.ActionType]actions.Runner{
-		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(env, nil),
+		drv1.ActionTypeHTTP:               actions.NewHTTPRunner(env, actions.NewHTTPClient(egress)),
 		drv1.ActionTypeKubernetesResource: resources,
 		drv1.ActionTypeJob:                actions.NewJobRunner(env, resources),
 		drv1.ActionTypeLocalization:       clusternet,
