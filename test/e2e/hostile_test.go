@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
@@ -110,4 +111,96 @@ func TestLargestPlan(t *testing.T) {
 	t.Logf("2,000 actions ran in %s; the execution object is %d bytes (%.0f%% of 1.5 MiB)", time.Since(start).Round(time.Millisecond), len(raw), float64(len(raw))*100/(1.5*1024*1024))
 	assert.Len(t, e.Status.ActionStatuses, drv1.MaxPlanActions)
 	assert.Len(t, e.Status.Outputs, drv1.MaxPlanActions)
+}
+
+// TestInjectionLeavesTheAuthorsFields: a parameter value that would close its string and add a
+// key (`x"` newline `  injected: "yes`) stays one value: the ConfigMap, Deployment and Localization
+// made have exactly their authors' fields, and the HTTP recorder gets it as one JSON string.
+func TestInjectionLeavesTheAuthorsFields(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, "inject")
+	rec := newRecorder(t)
+	value := "x\"\n  injected: \"yes"
+	wf := fmt.Sprintf(`apiVersion: dr.bkbcs.tencent.com/v1alpha1
+kind: DRWorkflow
+metadata: {name: wf, namespace: %[1]s}
+spec:
+  parameters: [{name: v}, {name: replicas, type: int}]
+  actions:
+  - name: cm
+    type: KubernetesResource
+    resource:
+      operation: Create
+      manifest: |
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: injected}
+        data:
+          quoted: "{{ .params.v }}"
+          plain: {{ .params.v }}
+  - name: deploy
+    type: KubernetesResource
+    resource:
+      operation: Create
+      manifest: |
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: injected}
+        spec:
+          replicas: {{ .params.replicas }}
+          selector: {matchLabels: {app: x}}
+          template:
+            metadata: {labels: {app: x}}
+            spec:
+              containers:
+              - name: c
+                image: "busybox:{{ .params.v }}"
+  - name: loc
+    type: Localization
+    localization:
+      name: injected
+      namespace: %[1]s
+      operation: Create
+      feed: {apiVersion: apps/v1, kind: Deployment, name: injected, namespace: %[1]s}
+      overrides:
+      - name: o
+        type: JSONPatch
+        value: '[{"op":"add","path":"/metadata/labels/v","value":"{{ .params.v }}"}]'
+  - name: call
+    type: HTTP
+    http:
+      url: %[2]q
+      method: POST
+      body: '{"message": "{{ .params.v }}", "replicas": {{ .params.replicas }}}'
+`, ns, rec.URL("/inject"))
+	kubectlApply(t, wf)
+	params, err := json.Marshal(value)
+	require.NoError(t, err)
+	kubectlApply(t, planYAML(ns, "p", "wf")+"  globalParams:\n  - {name: v, value: "+string(params)+"}\n  - {name: replicas, value: \"2\"}\n")
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+
+	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "injected", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"quoted": value, "plain": value}, cm.Data, "no key injected")
+	d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx, "injected", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, *d.Spec.Replicas)
+	c := d.Spec.Template.Spec.Containers[0]
+	assert.Equal(t, "busybox:"+value, c.Image)
+	assert.Nil(t, c.SecurityContext, "nothing privileged injected")
+	dyn, err := dynamic.NewForConfig(env.Config)
+	require.NoError(t, err)
+	loc, err := dyn.Resource(localizations).Namespace(ns).Get(ctx, "injected", metav1.GetOptions{})
+	require.NoError(t, err)
+	overrides := loc.Object["spec"].(map[string]any)["overrides"].([]any)
+	var patch []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(overrides[0].(map[string]any)["value"].(string)), &patch))
+	assert.Equal(t, []map[string]any{{"op": "add", "path": "/metadata/labels/v", "value": value}}, patch)
+	calls := rec.CallsTo("/inject")
+	require.Len(t, calls, 1)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal([]byte(calls[0].Body), &body), calls[0].Body)
+	assert.Equal(t, map[string]any{"message": value, "replicas": float64(2)}, body)
 }
