@@ -52,6 +52,17 @@ e2e: $(if $(filter node,$(E2E_BACKEND)),node-deps) ## The e2e suite on the backe
 e2e-node: ## The e2e suite on the node backend: the controller installed by the chart, running as pods on a kubelet on this host.
 	$(MAKE) e2e E2E_BACKEND=node
 
+FUZZTIME ?= 2m
+
+.PHONY: fuzz
+fuzz: ## Every fuzz target for FUZZTIME (default 2m) each, one after another (each uses every core); their seed corpora also run in make test.
+	@set -e; for pkg in $$($(GO) list ./... | grep -v /test/); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "make fuzz: $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
 .PHONY: bench
 bench: ## Benchmarks on the local control plane (engine throughput, parallelism, first-action latency); prints figures.
 	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 ./test/e2e/

@@ -46,7 +46,7 @@ func benchReview(b *testing.B, h http.Handler, req *admissionv1.AdmissionRequest
 }
 
 // validating is the validating webhook over the fixture, with a 50-action workflow "big".
-func validating(b *testing.B) *admission.Webhook {
+func validating(b testing.TB) *admission.Webhook {
 	d := fixture(b)
 	d.State.(*state).workflows[key("prod", "big")] = fixtures.Workflow("prod", "big", 50)
 	return &admission.Webhook{Decider: d, Controller: controllerUser, Ready: func() bool { return true }}

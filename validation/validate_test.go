@@ -1,6 +1,7 @@
 package validation_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -302,4 +303,26 @@ func TestValidatePlanBoundsItsActions(t *testing.T) {
 	errs := validation.ValidatePlan(env, plan(11), all).Errors
 	require.NotEmpty(t, errs)
 	assert.Contains(t, errs.ToAggregate().Error(), "spec.stages: Forbidden: the plan runs 2200 actions in all (the sum over its stages' workflows), over the limit of 2000: split it into several plans")
+}
+
+// FuzzValidateWorkflow: any workflow a client could send (JSON decoded as the API server would)
+// is validated without panicking, in bounded time.
+func FuzzValidateWorkflow(f *testing.F) {
+	seed, err := json.Marshal(fixtures.Workflow("prod", "w", 5))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{"spec":{"actions":[{"name":"a","type":"HTTP","http":{"url":"{{ range 9 }}x{{ end }}"},"when":"params.x ="}]}}`))
+	env, err := rules.NewEnv(rules.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var wf drv1.DRWorkflow
+		if json.Unmarshal(raw, &wf) != nil {
+			return
+		}
+		_ = validation.ValidateWorkflow(env, &wf)
+	})
 }
