@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/bkbcs/drplan-controller/access"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -562,15 +563,18 @@ func TestAttackForgedOutputs(t *testing.T) {
 	createExecution(t, tn.ns, "first", "made")
 	waitExecution(t, tn.ns, "first", drv1.ExecutionSucceeded)
 	forge := func() error {
-		e, err := aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).Get(ctx, "first", metav1.GetOptions{})
-		require.NoError(t, err)
-		for i := range e.Status.Outputs {
-			if r := e.Status.Outputs[i].ResourceRef; r != nil {
-				r.Namespace, r.Name, r.UID = "kube-system", victim.Name, string(victim.UID)
+		// A conflict (the controller's last writes of the run) comes before admission: try again.
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			e, err := aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).Get(ctx, "first", metav1.GetOptions{})
+			require.NoError(t, err)
+			for i := range e.Status.Outputs {
+				if r := e.Status.Outputs[i].ResourceRef; r != nil {
+					r.Namespace, r.Name, r.UID = "kube-system", victim.Name, string(victim.UID)
+				}
 			}
-		}
-		_, err = aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).UpdateStatus(ctx, e, metav1.UpdateOptions{})
-		return err
+			_, err = aliceStatus.DrV1alpha1().DRPlanExecutions(tn.ns).UpdateStatus(ctx, e, metav1.UpdateOptions{})
+			return err
+		})
 	}
 	err = forge()
 	require.Error(t, err)
