@@ -46,6 +46,9 @@ func (n Need) resourceName() string {
 // a create without the new object's name).
 func (n Need) named() bool { return n.Name != "" && n.Verb != "create" }
 
+// reads reports whether the need only reads (get, list, watch).
+func (n Need) reads() bool { return n.Verb == "get" || n.Verb == "list" || n.Verb == "watch" }
+
 // String is the right in words: `create configmaps in namespace "kube-system"`.
 func (n Need) String() string {
 	var b strings.Builder

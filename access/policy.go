@@ -102,7 +102,7 @@ func RequesterCheckedPlan(spec *drv1.DRPlanSpec) bool { return spec.ServiceAccou
 // may (validation.AsControllerReason).
 func ownGroupWrite(needs []Need) (Need, bool) {
 	for _, n := range needs {
-		if n.Group == drv1.GroupName && n.Verb != "get" && n.Verb != "list" && n.Verb != "watch" {
+		if n.Group == drv1.GroupName && !n.reads() {
 			return n, true
 		}
 	}

@@ -42,7 +42,7 @@ func (p Protected) Check(needs []Need) error {
 }
 
 func (p Protected) covers(n Need) bool {
-	if n.Verb == "get" || n.Verb == "list" || n.Verb == "watch" {
+	if n.reads() {
 		// Reads are the requester's own business (a waitFor on a Lease hurts nobody); what is
 		// protected is every write, and reads of Secrets, which a waitFor's messages would show.
 		if !(n.Group == "" && n.Resource == "secrets") {

@@ -15,6 +15,19 @@ import (
 	"github.com/bkbcs/drplan-controller/admission"
 )
 
+// decodeKind decodes, strictly, the one document of the rendered manifest whose kind is kind.
+func decodeKind(t *testing.T, manifest, kind string, into any) {
+	t.Helper()
+	found := 0
+	for _, doc := range strings.Split(manifest, "\n---\n") {
+		if strings.Contains(doc, "\nkind: "+kind+"\n") {
+			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), into))
+			found++
+		}
+	}
+	require.Equal(t, 1, found, "documents of kind %s", kind)
+}
+
 // TestChartRegistersTheWebhooksAsTheControllerDoes: the chart's two webhook configurations have
 // exactly the shape of the controller's own registration (the local run's and the e2e suite's),
 // so that what is tested is what is installed.
@@ -23,14 +36,8 @@ func TestChartRegistersTheWebhooksAsTheControllerDoes(t *testing.T) {
 	require.NoError(t, err)
 	var validating admissionregistrationv1.ValidatingWebhookConfiguration
 	var mutating admissionregistrationv1.MutatingWebhookConfiguration
-	for _, doc := range strings.Split(manifest, "\n---\n") {
-		switch {
-		case strings.Contains(doc, "kind: ValidatingWebhookConfiguration"):
-			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &validating))
-		case strings.Contains(doc, "kind: MutatingWebhookConfiguration"):
-			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &mutating))
-		}
-	}
+	decodeKind(t, manifest, "ValidatingWebhookConfiguration", &validating)
+	decodeKind(t, manifest, "MutatingWebhookConfiguration", &mutating)
 	client := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "drplan-system", Name: "drplan-webhook"}}
 	assert.Equal(t, admission.WebhookConfiguration("drplan-controller", client, "system:serviceaccount:drplan-system:drplan-controller").Webhooks, validating.Webhooks)
 	assert.Equal(t, admission.MutatingWebhookConfiguration("drplan-controller", client, "system:serviceaccount:drplan-system:drplan-controller").Webhooks, mutating.Webhooks)
@@ -79,14 +86,8 @@ func TestChartRBAC(t *testing.T) {
 	require.NoError(t, err)
 	var role rbacv1.Role
 	var clusterRole rbacv1.ClusterRole
-	for _, doc := range strings.Split(manifest, "\n---\n") {
-		switch {
-		case strings.Contains(doc, "\nkind: ClusterRole\n"):
-			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &clusterRole))
-		case strings.Contains(doc, "\nkind: Role\n"):
-			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &role))
-		}
-	}
+	decodeKind(t, manifest, "ClusterRole", &clusterRole)
+	decodeKind(t, manifest, "Role", &role)
 	assert.Contains(t, clusterRole.Rules, rbacv1.PolicyRule{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}})
 	for _, r := range clusterRole.Rules {
 		assert.NotContains(t, r.Resources, "*")

@@ -102,7 +102,7 @@ func renderStructured(text string, values map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if IsJSON(text) {
+	if isJSON(text, ps) {
 		return renderJSON(text, ps)
 	}
 	return renderYAML(text, ps)
@@ -111,10 +111,19 @@ func renderStructured(text string, values map[string]any) (string, error) {
 // IsJSON reports whether a text with templates is JSON once its templates are values: an HTTP
 // body is rendered as JSON then.
 func IsJSON(text string) bool {
-	ps := action.FindAllStringIndex(text, -1)
+	var ps []piece
+	for _, m := range action.FindAllStringIndex(text, -1) {
+		ps = append(ps, piece{start: m[0], end: m[1]})
+	}
+	return isJSON(text, ps)
+}
+
+// isJSON reports whether text is JSON with each of its templates (ps) a value: a number outside
+// strings, a letter inside.
+func isJSON(text string, ps []piece) bool {
 	probe := make([]piece, len(ps))
-	for i, m := range ps {
-		probe[i] = piece{start: m[0], end: m[1], value: 0}
+	for i, p := range ps {
+		probe[i] = piece{start: p.start, end: p.end, value: 0}
 	}
 	out, err := renderJSON(text, probe)
 	return err == nil && out != ""

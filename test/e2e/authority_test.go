@@ -398,18 +398,27 @@ func TestAttackThroughAPlan(t *testing.T) {
 	})
 }
 
+// heldRun starts alice's execution "run" of plan "p" in the tenant's namespace (workflow "wf": an
+// HTTP call, held, then a ConfigMap configMap created) and returns once the call is held, with
+// what lets it go on.
+func heldRun(t *testing.T, tn *tenant, configMap string) (release func()) {
+	t.Helper()
+	rec := newRecorder(t)
+	release = rec.hold("/hold")
+	t.Cleanup(release)
+	kubectlApply(t, callThenConfigMap(tn.ns, rec.URL("/hold"), configMap))
+	applyPlan(t, tn.ns, "p", "wf")
+	require.NoError(t, execute(tn.alice, tn.ns, "run", "p"))
+	eventually(t, "the first action to be called", func() (bool, string) { return rec.Arrived("/hold") > 0, "" })
+	return release
+}
+
 // TestAttackRightRevokedMidRun: a right revoked between two actions of a running plan stops the
 // next one (answers are kept at most ten seconds).
 func TestAttackRightRevokedMidRun(t *testing.T) {
 	ctx := context.Background()
 	tn := newTenant(t)
-	rec := newRecorder(t)
-	release := rec.hold("/hold")
-	defer release()
-	kubectlApply(t, callThenConfigMap(tn.ns, rec.URL("/hold"), "late"))
-	applyPlan(t, tn.ns, "p", "wf")
-	require.NoError(t, execute(tn.alice, tn.ns, "run", "p"))
-	eventually(t, "the first action to be called", func() (bool, string) { return rec.Arrived("/hold") > 0, "" })
+	release := heldRun(t, tn, "late")
 	require.NoError(t, env.Kube.RbacV1().RoleBindings(tn.ns).Delete(ctx, "grant-alice", metav1.DeleteOptions{}))
 	time.Sleep(access.DefaultTTL + time.Second) // the answer kept from the start expires
 	release()
@@ -472,13 +481,7 @@ func TestLockdownActsAsTheNamedServiceAccount(t *testing.T) {
 func TestAttackCancelTrigger(t *testing.T) {
 	ctx := context.Background()
 	tn := newTenant(t)
-	rec := newRecorder(t)
-	release := rec.hold("/hold")
-	defer release()
-	kubectlApply(t, callThenConfigMap(tn.ns, rec.URL("/hold"), "after-cancel"))
-	applyPlan(t, tn.ns, "p", "wf")
-	require.NoError(t, execute(tn.alice, tn.ns, "run", "p"))
-	eventually(t, "the first action to be called", func() (bool, string) { return rec.Arrived("/hold") > 0, "" })
+	release := heldRun(t, tn, "after-cancel")
 	patch := []byte(`{"metadata":{"annotations":{"` + drv1.AnnotationTrigger + `":"cancel"}}}`)
 	want := `user "carol" may not update drplanexecutions.dr.bkbcs.tencent.com "run" in namespace "` + tn.ns + `"`
 	_, err := tn.carol.DrV1alpha1().DRPlans(tn.ns).Patch(ctx, "p", types.MergePatchType, patch, metav1.PatchOptions{})
@@ -518,12 +521,7 @@ func TestAttackExcludedNamespace(t *testing.T) {
 func TestAttackRecordsWithoutTheValidatingWebhook(t *testing.T) {
 	ctx := context.Background()
 	tn := newTenant(t)
-	rec := newRecorder(t)
-	release := rec.hold("/hold")
-	defer release()
-	kubectlApply(t, callThenConfigMap(tn.ns, rec.URL("/hold"), "records"))
-	applyPlan(t, tn.ns, "p", "wf")
-	require.NoError(t, execute(tn.alice, tn.ns, "run", "p"))
+	heldRun(t, tn, "records") // Running while its records are attacked
 	withoutWebhook(t)
 
 	admin := adminRequester(t).Encode()

@@ -39,6 +39,17 @@ func operators(t *testing.T, ns string) (alice, bob versioned.Interface) {
 	return alice, bob
 }
 
+// operatorsPlan is a namespace of its own (prefix) with the operators alice and bob and a Ready
+// plan "p" of one HTTP call (workflow "wf"), and their clients.
+func operatorsPlan(t *testing.T, prefix string) (ns string, alice, bob versioned.Interface) {
+	t.Helper()
+	ns = newNamespace(t, prefix)
+	alice, bob = operators(t, ns)
+	kubectlApply(t, httpWorkflow(ns, "wf", newRecorder(t), "", "/ok"))
+	applyPlan(t, ns, "p", "wf")
+	return ns, alice, bob
+}
+
 // recorded returns the execution's requester and decisions, parsed as the controller reads them.
 func recorded(t *testing.T, e *drv1.DRPlanExecution) (drv1.Requester, []drv1.Decision) {
 	t.Helper()
@@ -61,11 +72,7 @@ func annotate(t *testing.T, client versioned.Interface, ns, name string, annotat
 // ExecutionStarted event); nobody changes it later, nor edits the decisions list by hand.
 func TestRequesterRecorded(t *testing.T) {
 	ctx := context.Background()
-	ns := newNamespace(t, "requester")
-	alice, _ := operators(t, ns)
-	rec := newRecorder(t)
-	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
-	applyPlan(t, ns, "p", "wf")
+	ns, alice, _ := operatorsPlan(t, "requester")
 
 	forged := drv1.Requester{Username: "system:admin", Groups: []string{"system:masters"}}
 	e, err := alice.DrV1alpha1().DRPlanExecutions(ns).Create(ctx, &drv1.DRPlanExecution{
@@ -105,11 +112,7 @@ func TestRequesterRecorded(t *testing.T) {
 // record on the plan.
 func TestTriggerRecordsItsUser(t *testing.T) {
 	ctx := context.Background()
-	ns := newNamespace(t, "trigger-user")
-	alice, bob := operators(t, ns)
-	rec := newRecorder(t)
-	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
-	applyPlan(t, ns, "p", "wf")
+	ns, alice, bob := operatorsPlan(t, "trigger-user")
 
 	// alice writes a record on the plan by hand, without a trigger: refused.
 	plan, err := alice.DrV1alpha1().DRPlans(ns).Get(ctx, "p", metav1.GetOptions{})
@@ -190,11 +193,7 @@ func TestDecisionsRecordWhoCancelled(t *testing.T) {
 // refused (RBAC would allow it), the cluster admin's included; the controller's own go through.
 func TestOnlyTheControllerWritesStatus(t *testing.T) {
 	ctx := context.Background()
-	ns := newNamespace(t, "status-writer")
-	alice, _ := operators(t, ns)
-	rec := newRecorder(t)
-	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
-	applyPlan(t, ns, "p", "wf")
+	ns, alice, _ := operatorsPlan(t, "status-writer")
 	createExecution(t, ns, "run", "p")
 	waitExecution(t, ns, "run", drv1.ExecutionSucceeded) // the controller's writes went through
 
@@ -230,11 +229,7 @@ func TestOnlyTheControllerWritesStatus(t *testing.T) {
 // included.
 func TestControllerStatusWritesNeedNoWebhook(t *testing.T) {
 	ctx := context.Background()
-	ns := newNamespace(t, "status-no-webhook")
-	alice, _ := operators(t, ns)
-	rec := newRecorder(t)
-	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/ok"))
-	applyPlan(t, ns, "p", "wf")
+	ns, alice, _ := operatorsPlan(t, "status-no-webhook")
 	createExecution(t, ns, "run", "p")
 	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
 	waitLockReleased(t, ns, "p")
