@@ -2,6 +2,7 @@ package templates
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -44,7 +45,7 @@ func (p piece) text() (string, error) {
 }
 
 // pieces finds the template actions of text and their values. The template was checked to be
-// references only; trim markers are refused here (they would move the text around the value).
+// references only.
 func pieces(text string, values map[string]any) ([]piece, error) {
 	t, err := ParseTemplate(text)
 	if err != nil {
@@ -53,25 +54,37 @@ func pieces(text string, values map[string]any) ([]piece, error) {
 	if err := referencesOnly(t); err != nil {
 		return nil, err
 	}
-	var out []piece
-	for _, m := range action.FindAllStringSubmatchIndex(text, -1) {
-		src := text[m[0]:m[1]]
-		if strings.HasPrefix(src, "{{-") || strings.HasSuffix(src, "-}}") {
-			return nil, fmt.Errorf("template %q: trim markers ({{- and -}}) are not allowed in a manifest, an override or a JSON body", src)
-		}
-		inner := strings.TrimSpace(text[m[2]:m[3]])
+	ps, err := spans(text)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ps {
+		p := &ps[i]
+		inner := strings.TrimSpace(text[p.start+2 : p.end-2])
 		if strings.HasPrefix(inner, "/*") {
-			out = append(out, piece{start: m[0], end: m[1], value: ""})
+			p.value = ""
 			continue
 		}
-		p := piece{start: m[0], end: m[1]}
 		if rest, ok := strings.CutPrefix(inner, "toJson "); ok {
 			p.json, inner = true, strings.TrimSpace(rest)
 		}
 		if p.value, err = lookup(inner, values); err != nil {
-			return nil, fmt.Errorf("template %q: %w", src, err)
+			return nil, fmt.Errorf("template %q: %w", text[p.start:p.end], err)
 		}
-		out = append(out, p)
+	}
+	return ps, nil
+}
+
+// spans finds where the template actions of text are, without their values; trim markers are
+// refused (they would move the text around the value).
+func spans(text string) ([]piece, error) {
+	var out []piece
+	for _, m := range action.FindAllStringIndex(text, -1) {
+		src := text[m[0]:m[1]]
+		if strings.HasPrefix(src, "{{-") || strings.HasSuffix(src, "-}}") {
+			return nil, fmt.Errorf("template %q: trim markers ({{- and -}}) are not allowed in a manifest, an override or a JSON body", src)
+		}
+		out = append(out, piece{start: m[0], end: m[1]})
 	}
 	return out, nil
 }
@@ -93,87 +106,118 @@ func lookup(field string, values map[string]any) (any, error) {
 }
 
 // renderStructured renders a manifest, an override or a JSON body: as JSON if it is JSON with its
-// templates as values, else as YAML.
+// templates as values, else as YAML. Its shape is checked first (shape.go), and neither it nor
+// what it renders to may exceed MaxRenderedBytes.
 func renderStructured(text string, values map[string]any) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil
+	}
+	if err := tooLong(text); err != nil {
+		return "", err
 	}
 	ps, err := pieces(text, values)
 	if err != nil {
 		return "", err
 	}
-	if isJSON(text, ps) {
-		return renderJSON(text, ps)
+	p, isJSON, err := checkShape(text, ps)
+	if err != nil {
+		return "", err
 	}
-	return renderYAML(text, ps)
+	var out string
+	if isJSON {
+		out, err = renderJSON(text, ps)
+	} else {
+		out, err = renderYAML(p, ps)
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(out) > MaxRenderedBytes {
+		return "", fmt.Errorf("the rendered text would exceed %d bytes", MaxRenderedBytes)
+	}
+	return out, nil
 }
 
-// IsJSON reports whether a text with templates is JSON once its templates are values: an HTTP
-// body is rendered as JSON then.
+// tooLong refuses a structured text with templates over MaxRenderedBytes.
+func tooLong(text string) error {
+	if len(text) > MaxRenderedBytes {
+		return fmt.Errorf("the text is %d bytes, over the %d a manifest, an override or a JSON body with templates may have", len(text), MaxRenderedBytes)
+	}
+	return nil
+}
+
+// checkShape checks the shape of a structured text with templates (ps: their places): isJSON says
+// whether it is JSON, else the probe's YAML tree is in tree.
+func checkShape(text string, ps []piece) (p *probe, isJSON bool, err error) {
+	p, deep, err := jsonProbe(text, ps)
+	switch {
+	case err == nil:
+		return p, true, p.checkJSON()
+	case !errors.Is(err, errNotJSON):
+		return nil, false, err // JSON nested too deep
+	}
+	if p, err = yamlProbe(text, ps); err != nil {
+		return nil, false, err
+	}
+	if p.tree, err = p.parseYAML(); err != nil {
+		if deep != "" { // what says more than YAML's own "exceeded max depth of 10000"
+			return nil, false, nestingError(deep)
+		}
+		return nil, false, err
+	}
+	return p, false, p.checkYAML(p.tree, 0, false)
+}
+
+// CheckStructured checks the shape of a manifest, an override value or a JSON HTTP body with
+// templates (shape.go) without rendering it: what it refuses, rendering refuses too.
+func CheckStructured(text string) error {
+	if !strings.Contains(text, "{{") {
+		return nil
+	}
+	if err := tooLong(text); err != nil {
+		return err
+	}
+	ps, err := spans(text)
+	if err != nil {
+		return err
+	}
+	_, _, err = checkShape(text, ps)
+	return err
+}
+
+// IsJSON reports whether a text with templates is JSON once its templates are values (or so
+// deeply nested JSON that rendering refuses it): an HTTP body is rendered as JSON then.
 func IsJSON(text string) bool {
 	var ps []piece
 	for _, m := range action.FindAllStringIndex(text, -1) {
 		ps = append(ps, piece{start: m[0], end: m[1]})
 	}
-	return isJSON(text, ps)
-}
-
-// isJSON reports whether text is JSON with each of its templates (ps) a value: a number outside
-// strings, a letter inside.
-func isJSON(text string, ps []piece) bool {
-	probe := make([]piece, len(ps))
-	for i, p := range ps {
-		probe[i] = piece{start: p.start, end: p.end, value: 0}
-	}
-	out, err := renderJSON(text, probe)
-	return err == nil && out != ""
+	_, deep, err := jsonProbe(text, ps)
+	return deep != "" || !errors.Is(err, errNotJSON)
 }
 
 // renderJSON splices each value into the JSON text: outside a string as one JSON value, inside a
 // string as escaped text. The text keeps its formatting.
 func renderJSON(text string, ps []piece) (string, error) {
-	var b strings.Builder
-	inString, escaped, last := false, false, 0
-	next := 0
-	for i := 0; i < len(text); i++ {
-		if next < len(ps) && i == ps[next].start {
-			p := ps[next]
-			b.WriteString(text[last:i])
-			var s string
-			var err error
-			if inString {
-				var t string
-				if t, err = p.text(); err == nil {
-					q, _ := json.Marshal(t)
-					s = string(q[1 : len(q)-1])
-				}
-			} else {
-				var q []byte
-				q, err = json.Marshal(p.value)
-				s = string(q)
-			}
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(s)
-			last, i, next = p.end, p.end-1, next+1
-			continue
+	p, err := spliceJSON(text, ps, func(i int, inString bool) (string, error) {
+		if !inString {
+			q, err := json.Marshal(ps[i].value)
+			return string(q), err
 		}
-		switch c := text[i]; {
-		case escaped:
-			escaped = false
-		case c == '\\' && inString:
-			escaped = true
-		case c == '"':
-			inString = !inString
+		t, err := ps[i].text()
+		if err != nil {
+			return "", err
 		}
+		q, _ := json.Marshal(t)
+		return string(q[1 : len(q)-1]), nil
+	})
+	if err != nil {
+		return "", err
 	}
-	b.WriteString(text[last:])
-	out := b.String()
-	if !json.Valid([]byte(out)) {
-		return "", fmt.Errorf("not JSON once rendered (the templates are values: put one where a value goes)")
+	if !json.Valid([]byte(p.text)) {
+		return "", errNotJSON
 	}
-	return out, nil
+	return p.text, nil
 }
 
 // placeholder stands for piece i in the YAML text while it is parsed.
@@ -181,28 +225,12 @@ func placeholder(i int) string { return "drplan-value-" + strconv.Itoa(i) + "-x"
 
 var placeholders = regexp.MustCompile(`drplan-value-(\d+)-x`)
 
-// renderYAML parses the text with placeholders for the values, puts each value in its scalar, and
-// writes the YAML again.
-func renderYAML(text string, ps []piece) (string, error) {
-	if strings.Contains(text, "drplan-value-") {
-		return "", fmt.Errorf("the text holds drplan-value-, which rendering reserves")
-	}
-	var b strings.Builder
-	last := 0
-	for i, p := range ps {
-		b.WriteString(text[last:p.start])
-		b.WriteString(placeholder(i))
-		last = p.end
-	}
-	b.WriteString(text[last:])
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(b.String()), &doc); err != nil {
-		return "", fmt.Errorf("does not parse as YAML with its templates as values: %w", err)
-	}
-	if err := fill(&doc, ps); err != nil {
+// renderYAML puts each value in its scalar of the probe's checked tree, and writes the YAML again.
+func renderYAML(p *probe, ps []piece) (string, error) {
+	if err := fill(p.tree, ps); err != nil {
 		return "", err
 	}
-	out, err := yaml.Marshal(&doc)
+	out, err := yaml.Marshal(p.tree)
 	return string(out), err
 }
 

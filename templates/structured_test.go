@@ -2,10 +2,14 @@ package templates_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -87,4 +91,97 @@ func TestURLsAndHeaders(t *testing.T) {
 	_, err = templates.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x",
 		Headers: map[string]string{"X-Note": "{{ .params.nl }}"}}}, data)
 	assert.ErrorContains(t, err, "http.headers.X-Note: a header value may not hold a line break")
+}
+
+const cmHead = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .params.v }}\"}\n"
+
+// aliasBomb is "billion laughs": ten levels of nine aliases each, 10^9 strings once expanded.
+func aliasBomb(head string) string {
+	var b strings.Builder
+	b.WriteString(head + "data:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n")
+	for i := 1; i < 10; i++ {
+		p := fmt.Sprintf("*a%d", i-1)
+		fmt.Fprintf(&b, "  a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(p+", ", 9), ", "))
+	}
+	return b.String()
+}
+
+// TestShape: what a structured text with templates may not hold is refused with its position,
+// when checked (admission) and when rendered, in no time; what the guide writes is accepted.
+func TestShape(t *testing.T) {
+	manifest := func(m string) drv1.ActionBody {
+		return drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate, Manifest: m}}
+	}
+	body := func(b string) drv1.ActionBody {
+		return drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/hook", Body: b}}
+	}
+	override := func(v string) drv1.ActionBody {
+		return drv1.ActionBody{Type: drv1.ActionTypeLocalization, Localization: &drv1.LocalizationAction{Name: "l", Operation: "Create",
+			Overrides: []drv1.Override{{Name: "o", Type: "MergePatch", Value: v}}}}
+	}
+	deep := strings.Repeat("[", 100000) + "{{ .params.v }}" + strings.Repeat("]", 100000)
+	for _, tc := range []struct {
+		name string
+		body drv1.ActionBody
+		want string // "" when accepted
+	}{
+		{"a value", manifest(cmHead + "data:\n  a: {{ .params.v }}\n  b: \"x-{{ .params.v }}\"\n"), ""},
+		{"the guide's override", override("spec:\n  replicas: {{ .params.replicas }}\n"), ""},
+		{"a JSON body", body(`{"text": {{ toJson .planName }}, "n": "{{ .params.v }}", "a": [{"k": 1}, {"k": 2}]}`), ""},
+		{"empty documents", manifest("---\n# head\n---\n" + cmHead + "---\n"), ""},
+		{"standard tags", manifest(cmHead + "data: {a: !!str 5, b: !!str \"{{ .params.v }}\"}\n"), ""},
+		{"a templated key", manifest(cmHead + "spec:\n  {{ .params.k }}: {privileged: true}\n"),
+			`resource.manifest: Invalid value: "<manifest>": template at 5:3 ("{{ .params.k }}") is in a mapping key: a value may not choose a field`},
+		{"a templated part of a key", manifest(cmHead + "data:\n  x-{{ .params.k }}: v\n"), `template at 5:5 ("{{ .params.k }}") is in a mapping key`},
+		{"a templated key in flow", manifest(cmHead + "data: {\"{{ .params.k }}\": v}\n"), `template at 4:9 ("{{ .params.k }}") is in a mapping key`},
+		{"a templated JSON key", body("{\"a\": 1,\n \"{{ .params.k }}\": \"{{ .params.v }}\"}"),
+			`http.body: Invalid value: "<body>": template at 2:3 ("{{ .params.k }}") is in an object key: a value may not choose a field`},
+		{"a JSON key in an override", override(`{"spec": {"x{{ .params.k }}": 1}}`), `localization.overrides[0].value: Invalid value: "<value>": template at 1:13 ("{{ .params.k }}") is in an object key`},
+		{"an unquoted JSON key", drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/hook",
+			Headers: map[string]string{"Content-Type": "application/json"}, Body: `{ {{ .params.k }}: 1}`}}, `template at 1:3 ("{{ .params.k }}") is in a mapping key`},
+		{"a duplicate JSON key", body("{\"kind\": 1,\n  \"kind\": \"{{ .params.v }}\"}"), `the key "kind" at 2:3 is written twice in one object`},
+		{"a duplicate YAML key", manifest(cmHead + "kind: Secret\n"), `the key "kind" at 4:1 is written twice in one mapping`},
+		{"an alias bomb", manifest(aliasBomb(cmHead)), `anchor &a0 at 5:7: anchors, aliases and merge keys are not allowed`},
+		{"an alias without its anchor", manifest(cmHead + "data: *x\n"), `unknown anchor 'x' referenced`},
+		{"a merge key", manifest(cmHead + "data:\n  <<: {a: b}\n"), `merge key << at 5:3`},
+		{"a custom tag", manifest(cmHead + "data: !foo {a: b}\n"), `tag !foo at 4:7: only the tags !!str, !!int, !!float, !!bool, !!null are allowed`},
+		{"a binary tag", manifest(cmHead + "binaryData: {a: !!binary aGk=}\n"), `tag !!binary at 4:17`},
+		{"two documents", manifest(cmHead + "---\n" + cmHead), `a second YAML document at 4:1: one is expected`},
+		{"deep YAML", manifest(cmHead + "data: " + strings.Repeat("[", 101) + strings.Repeat("]", 101) + "\n"), `nested more than 100 levels deep (mappings, objects or lists) at 4:106`},
+		{"very deep YAML", manifest(cmHead + "data: " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n"), `nested more than 100 levels deep (mappings, objects or lists) at 4:107`},
+		{"deep JSON", body(`{"a": ` + strings.Repeat("[", 100) + `"{{ .params.v }}"` + strings.Repeat("]", 100) + "}"), `nested more than 100 levels deep (mappings, objects or lists) at 1:106`},
+		{"very deep JSON", body(deep), `http.body: Invalid value: "<body>": nested more than 100 levels deep (mappings, objects or lists) at 1:101`},
+		{"too long", manifest(cmHead + "data: {a: \"" + strings.Repeat("x", templates.MaxRenderedBytes) + "\"}\n"), `bytes, over the 262144 a manifest, an override or a JSON body with templates may have`},
+		{"the reserved word", body(`{"drplan-value-0-x": "{{ .params.v }}"}`), `the text holds drplan-value-, which rendering reserves`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			errs := templates.CheckBody(nil, &tc.body, []string{"v", "k", "replicas"})
+			data := templates.TemplateData{Params: map[string]any{"v": "x", "k": "securityContext", "replicas": int64(3)}, PlanName: "p"}
+			_, err := templates.RenderBody(tc.body, data)
+			assert.Less(t, time.Since(start), time.Second)
+			if tc.want == "" {
+				assert.Empty(t, errs)
+				assert.NoError(t, err)
+				return
+			}
+			require.Len(t, errs, 1)
+			assert.Contains(t, errs[0].Error(), tc.want, "at admission")
+			require.Error(t, err, "when rendered")
+			_, msg, _ := strings.Cut(tc.want, `">": `)
+			assert.Contains(t, err.Error(), msg, "when rendered")
+		})
+	}
+}
+
+// A rendered value cannot make a text too long either.
+func TestShapeRenderedSize(t *testing.T) {
+	m := cmHead + "data:\n"
+	for i := range 80 {
+		m += fmt.Sprintf("  k%d: \"{{ .params.v }}\"\n", i)
+	}
+	body := drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate, Manifest: m}}
+	_, err := templates.RenderBody(body, templates.TemplateData{Params: map[string]any{"v": strings.Repeat("x", 4096)}})
+	assert.ErrorContains(t, err, "resource.manifest: the rendered text would exceed 262144 bytes")
+	assert.Empty(t, templates.CheckBody(field.NewPath("spec"), &body, []string{"v"}))
 }

@@ -273,10 +273,10 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	values := data.asMap()
 	// The structured texts and the URL first, each as a whole (values cannot change their
 	// structure, structured.go); set aside while every other string renders on its own.
-	special := specialFields(&out)
+	special := specialFields(nil, &out)
 	rendered := make([]string, len(special))
 	for i, f := range special {
-		r, err := f.render(*f.text, values)
+		r, err := f.render(values)
 		if err != nil {
 			return b, fmt.Errorf("%s: %w", f.path, err)
 		}
@@ -307,29 +307,44 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 
 // specialField is a string of an action body rendered as a whole: a structured text, or a URL.
 type specialField struct {
-	path   string
-	text   *string
-	render func(string, map[string]any) (string, error)
+	path       *field.Path
+	text       *string
+	structured bool // a manifest, an override value or a JSON body (structured.go); else the URL
 }
 
-// specialFields are the body's manifest, Clusternet override values, JSON HTTP body and URL.
-func specialFields(b *drv1.ActionBody) []specialField {
+// specialFields are the body's manifest, Clusternet override values, JSON HTTP body and URL, their
+// paths under base (nil: the body).
+func specialFields(base *field.Path, b *drv1.ActionBody) []specialField {
+	at := func(name string, more ...string) *field.Path {
+		if base == nil {
+			return field.NewPath(name, more...)
+		}
+		return base.Child(name, more...)
+	}
 	var out []specialField
 	if r := b.Resource; r != nil {
-		out = append(out, specialField{"resource.manifest", &r.Manifest, renderStructured})
+		out = append(out, specialField{at("resource", "manifest"), &r.Manifest, true})
 	}
 	if l := b.Localization; l != nil {
 		for i := range l.Overrides {
-			out = append(out, specialField{fmt.Sprintf("localization.overrides[%d].value", i), &l.Overrides[i].Value, renderStructured})
+			out = append(out, specialField{at("localization", "overrides").Index(i).Child("value"), &l.Overrides[i].Value, true})
 		}
 	}
 	if h := b.HTTP; h != nil {
-		out = append(out, specialField{"http.url", &h.URL, renderURL})
+		out = append(out, specialField{at("http", "url"), &h.URL, false})
 		if jsonBody(h) {
-			out = append(out, specialField{"http.body", &h.Body, renderStructured})
+			out = append(out, specialField{at("http", "body"), &h.Body, true})
 		}
 	}
 	return out
+}
+
+// render renders a special field with values.
+func (f specialField) render(values map[string]any) (string, error) {
+	if f.structured {
+		return renderStructured(*f.text, values)
+	}
+	return renderURL(*f.text, values)
 }
 
 // jsonBody reports whether an HTTP action's body is JSON: its Content-Type says so, or it has none
@@ -469,7 +484,8 @@ func jsonFields(t reflect.Type) []jsonField {
 }
 
 // CheckBody checks every string of an action body as a template (CheckTemplate), each error at
-// the string's field under path.
+// the string's field under path; then, when they are sound, the shape of its structured texts
+// (CheckStructured).
 func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.ErrorList {
 	tree, err := bodyTree(b)
 	if err != nil {
@@ -482,6 +498,18 @@ func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.Er
 		}
 		return s, nil
 	})
+	if len(errs) > 0 {
+		return errs
+	}
+	for _, f := range specialFields(path, b) {
+		if f.structured {
+			if err := CheckStructured(*f.text); err != nil {
+				// Not quoted: a manifest may hold a Secret's data.
+				at := f.path.String()
+				errs = append(errs, field.Invalid(f.path, "<"+at[strings.LastIndexByte(at, '.')+1:]+">", err.Error()))
+			}
+		}
+	}
 	return errs
 }
 
