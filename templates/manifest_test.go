@@ -103,6 +103,14 @@ func FuzzCheckManifest(f *testing.F) {
 		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: &a x\n  labels: *a\n",
 		"a: [b\n",
 		"\ufeffapiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: x}\r\n",
+		// What a structured text with templates may not hold (structured_test.go): here without
+		// templates, as the decoder meets them.
+		aliasBomb("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"),
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  <<: {a: b}\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nkind: Secret\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbinaryData: {a: !!binary aGk=}\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: " + strings.Repeat("[", 10001) + "\n",
+		`{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": ` + strings.Repeat("[", 10001) + "}",
 	} {
 		for _, op := range []drv1.ResourceOperation{drv1.OperationCreate, drv1.OperationPatch} {
 			f.Add(seed, string(op))

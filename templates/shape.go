@@ -236,7 +236,8 @@ func spliceJSON(text string, ps []piece, put func(i int, inString bool) (string,
 	return p, nil
 }
 
-// jsonProbe is the text with 0 for each template outside a string and placeholder(i) inside one:
+// jsonProbe is the text with placeholder(i) for each template, as a string of its own outside a
+// string (so a template there must be a whole value: `{"n": -{{ .params.n }}}` is not JSON):
 // errNotJSON when that is not JSON, and an error when it is JSON nested deeper than MaxNesting
 // (encoding/json itself stops at 10,000). deep is where the text, read as JSON, first nests deeper
 // than MaxNesting ("" if it does not).
@@ -245,7 +246,7 @@ func jsonProbe(text string, ps []piece) (p *probe, deep string, err error) {
 		if inString {
 			return placeholder(i), nil
 		}
-		return "0", nil
+		return `"` + placeholder(i) + `"`, nil
 	})
 	switch {
 	case err != nil:

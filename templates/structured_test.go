@@ -137,8 +137,9 @@ func TestShape(t *testing.T) {
 		{"a templated JSON key", body("{\"a\": 1,\n \"{{ .params.k }}\": \"{{ .params.v }}\"}"),
 			`http.body: Invalid value: "<body>": template at 2:3 ("{{ .params.k }}") is in an object key: a value may not choose a field`},
 		{"a JSON key in an override", override(`{"spec": {"x{{ .params.k }}": 1}}`), `localization.overrides[0].value: Invalid value: "<value>": template at 1:13 ("{{ .params.k }}") is in an object key`},
-		{"an unquoted JSON key", drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/hook",
-			Headers: map[string]string{"Content-Type": "application/json"}, Body: `{ {{ .params.k }}: 1}`}}, `template at 1:3 ("{{ .params.k }}") is in a mapping key`},
+		{"an unquoted JSON key", body(`{ {{ .params.k }}: 1}`), `template at 1:3 ("{{ .params.k }}") is in an object key`},
+		{"an unquoted YAML key", drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/hook",
+			Headers: map[string]string{"Content-Type": "application/json"}, Body: `{ {{ .params.k }}: 1, a: b}`}}, `template at 1:3 ("{{ .params.k }}") is in a mapping key`},
 		{"a duplicate JSON key", body("{\"kind\": 1,\n  \"kind\": \"{{ .params.v }}\"}"), `the key "kind" at 2:3 is written twice in one object`},
 		{"a duplicate YAML key", manifest(cmHead + "kind: Secret\n"), `the key "kind" at 4:1 is written twice in one mapping`},
 		{"an alias bomb", manifest(aliasBomb(cmHead)), `anchor &a0 at 5:7: anchors, aliases and merge keys are not allowed`},
@@ -184,4 +185,39 @@ func TestShapeRenderedSize(t *testing.T) {
 	_, err := templates.RenderBody(body, templates.TemplateData{Params: map[string]any{"v": strings.Repeat("x", 4096)}})
 	assert.ErrorContains(t, err, "resource.manifest: the rendered text would exceed 262144 bytes")
 	assert.Empty(t, templates.CheckBody(field.NewPath("spec"), &body, []string{"v"}))
+}
+
+// FuzzStructured: any text, as a manifest and as a JSON HTTP body, is refused or rendered without
+// panicking, within the cap; what the admission check (CheckBody) admits renders.
+func FuzzStructured(f *testing.F) {
+	for _, seed := range []string{
+		cmHead + "data:\n  a: {{ .params.v }}\n  b: \"x-{{ .params.v }}\"\n  n: {{ .params.n }}\n",
+		`{"text": {{ toJson .planName }}, "n": {{ .params.n }}, "m": "{{ .params.v }}"}`,
+		cmHead + "spec:\n  {{ .params.v }}: {privileged: true}\n",
+		`{"{{ .params.v }}": 1}`, `{ {{ .params.v }}: 1}`, `{"a": 1, "a": "{{ .params.v }}"}`, `{"n": -{{ .params.n }}}`,
+		aliasBomb(cmHead), cmHead + "data:\n  <<: {a: b}\n", cmHead + "data: !foo {a: b}\n", cmHead + "---\n" + cmHead,
+		`{"a": ` + strings.Repeat("[", 101) + `"{{ .params.v }}"` + strings.Repeat("]", 101) + "}",
+		strings.Repeat("[", 10001) + "{{ .params.v }}", "{{- .params.v -}}", "a: {0: {{ .params }}}", `{"drplan-value-0-x": "{{ .params.v }}"}`,
+	} {
+		f.Add(seed)
+	}
+	data := templates.TemplateData{Params: map[string]any{"v": injection, "n": int64(5)}, PlanName: "p", ExecutionName: "e", Namespace: "n", Timestamp: "t"}
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, b := range []drv1.ActionBody{
+			{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate, Manifest: text}},
+			{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x/hook", Headers: map[string]string{"Content-Type": "application/json"}, Body: text}},
+		} {
+			admitted := len(templates.CheckBody(nil, &b, []string{"v", "n"})) == 0
+			out, err := templates.RenderBody(b, data)
+			if err != nil {
+				if admitted && !strings.Contains(err.Error(), "exceed") {
+					t.Fatalf("admitted %q but rendering failed: %v", text, err)
+				}
+				continue
+			}
+			if out.Resource != nil && len(out.Resource.Manifest) > templates.MaxRenderedBytes || out.HTTP != nil && len(out.HTTP.Body) > templates.MaxRenderedBytes {
+				t.Fatalf("rendered over the cap")
+			}
+		}
+	})
 }

@@ -126,7 +126,8 @@ func (b *cappedBuilder) Write(p []byte) (int, error) {
 }
 
 // CheckTemplate parses text and checks every name it uses: top-level fields must be one of the
-// TemplateData names and .params.<name> must be a declared parameter. It returns the parse error
+// TemplateData names and .params.<name> must be a declared parameter, each a value (.params alone
+// or .planName.x are not). It returns the parse error
 // or the first unknown name, with a suggestion where one is near.
 func CheckTemplate(text string, declared []string) error {
 	if !strings.Contains(text, "{{") {
@@ -149,7 +150,16 @@ func CheckTemplate(text string, declared []string) error {
 				rules.DidYouMean(ident[0], templateKeys), strings.Join(dotted(templateKeys), ", "))
 			return
 		}
-		if ident[0] == "params" && len(ident) > 1 && !slices.Contains(declared, ident[1]) {
+		want := 1 // .planName
+		if ident[0] == "params" {
+			want = 2 // .params.<name>
+		}
+		switch {
+		case len(ident) != want && ident[0] == "params":
+			found = fmt.Errorf("template uses .%s: name one parameter, .params.<name>", strings.Join(ident, "."))
+		case len(ident) != want:
+			found = fmt.Errorf("template uses .%s: .%s is a value of its own, with no fields", strings.Join(ident, "."), ident[0])
+		case ident[0] == "params" && !slices.Contains(declared, ident[1]):
 			found = fmt.Errorf("template uses .params.%s, which the workflow does not declare%s", ident[1],
 				rules.DidYouMean(ident[1], slices.Sorted(slices.Values(declared))))
 		}

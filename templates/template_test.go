@@ -74,6 +74,9 @@ func TestCheckTemplate(t *testing.T) {
 		{name: "a constant", text: `{{ "x" }}`, err: "is not a reference"},
 		{name: "toJson of a constant", text: `{{ toJson "x" }}`, err: "is not a reference"},
 		{name: "parse error", text: "{{ .params.x", err: "template does not parse"},
+		{name: "all the parameters", text: "{{ .params }}", err: "template uses .params: name one parameter, .params.<name>"},
+		{name: "a parameter's field", text: "{{ toJson .params.replicas.x }}", err: "template uses .params.replicas.x: name one parameter, .params.<name>"},
+		{name: "a name's field", text: "{{ .planName.x }}", err: "template uses .planName.x: .planName is a value of its own, with no fields"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,7 +146,9 @@ func TestRenderRefusesWhatAdmissionRefuses(t *testing.T) {
 // CheckTemplate admits, Render renders.
 func FuzzTemplate(f *testing.F) {
 	for _, seed := range []string{"plain", "{{ .params.x }}", "{{ toJson .params.x }}-{{ .planName }}", "{{ range 9 }}x{{ end }}",
-		`{{ define "a" }}{{ template "a" }}{{ end }}`, "{{ .params.x | toJson }}", "{{- .timestamp -}}", "{{/* c */}}", "{{ .params.x.y.z }}", "{{"} {
+		`{{ define "a" }}{{ template "a" }}{{ end }}`, "{{ .params.x | toJson }}", "{{- .timestamp -}}", "{{/* c */}}", "{{ .params.x.y.z }}", "{{",
+		// Structured texts (FuzzStructured has more): a templated key, an alias, deep JSON.
+		"{{ .params.x }}: v\n", `{"{{ .params.x }}": 1}`, "a: &a [x]\nb: *a\nc: {{ .params.x }}\n", strings.Repeat("[", 1000) + "{{ .params.x }}"} {
 		f.Add(seed)
 	}
 	data := templates.TemplateData{Params: map[string]any{"x": `v"\n`}, PlanName: "p", ExecutionName: "e", Namespace: "n", Timestamp: "t"}
