@@ -204,3 +204,33 @@ spec:
 	require.NoError(t, json.Unmarshal([]byte(calls[0].Body), &body), calls[0].Body)
 	assert.Equal(t, map[string]any{"message": value, "replicas": float64(2)}, body)
 }
+
+// TestInjectionCannotChooseStructure: a template in a key (a value would choose the field) and an
+// alias bomb ("billion laughs") are refused by a server-side dry-run create, with the field and
+// the position in the author's text, in no time.
+func TestInjectionCannotChooseStructure(t *testing.T) {
+	ns := newNamespace(t, "shape")
+	bomb := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .params.v }}\"}\ndata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+	for i := 1; i < 10; i++ {
+		bomb += fmt.Sprintf("  a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 9), ", "))
+	}
+	for _, tc := range []struct{ name, action, want string }{
+		{"templated key", fmt.Sprintf("type: KubernetesResource\n    resource: {operation: Create, manifest: %q}",
+			"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  {{ .params.v }}: {privileged: true}\n  containers: [{name: c, image: busybox}]\n"),
+			`spec.actions[0].resource.manifest: Invalid value: "<manifest>": template at 5:3 ("{{ .params.v }}") is in a mapping key`},
+		{"templated JSON key", fmt.Sprintf("type: HTTP\n    http: {url: \"http://127.0.0.1:1/x\", method: POST, body: %q}", `{"text": "hi", "{{ .params.v }}": true}`),
+			`spec.actions[0].http.body: Invalid value: "<body>": template at 1:17 ("{{ .params.v }}") is in an object key`},
+		{"alias bomb", fmt.Sprintf("type: KubernetesResource\n    resource: {operation: Create, manifest: %q}", bomb),
+			`spec.actions[0].resource.manifest: Invalid value: "<manifest>": anchor &a0 at 5:7: anchors, aliases and merge keys are not allowed`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wf := fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: shape, namespace: %s}\nspec:\n  parameters: [{name: v}]\n  actions:\n  - name: a\n    %s\n", ns, tc.action)
+			start := time.Now()
+			stderr := kubectlFails(t, wf, "create", "--dry-run=server", "-f", "-")
+			took := time.Since(start)
+			assert.Contains(t, stderr, tc.want)
+			assert.Less(t, took, 2*time.Second, "kubectl included")
+			t.Logf("refused in %s: %s", took, strings.TrimSpace(stderr))
+		})
+	}
+}
