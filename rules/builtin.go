@@ -139,7 +139,10 @@ func (e *Env) compileString(expression string) (cel.Program, error) {
 	if !ast.OutputType().IsExactType(types.StringType) {
 		return nil, fmt.Errorf("must evaluate to string, but evaluates to %s", ast.OutputType())
 	}
-	return e.env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
+	if err := checkCost(ast.NativeRep(), expression); err != nil {
+		return nil, err
+	}
+	return e.env.Program(ast, programOptions...)
 }
 
 // New builds a process's CEL environment with opts and compiles the rules in it: the built-in

@@ -187,11 +187,17 @@ func TestRuleCostLimit(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cost limit")
 
-	// A long walk is stopped by the evaluation deadline.
-	p, err = env.Compile(`stage.dependsOn.all(a, stage.dependsOn.all(b, stage.dependsOn.all(c, a != 'z')))`)
+	// A walk the estimate admits (dependsOn has at most 100 items) is still stopped at run time
+	// when its input is bigger than the schema allows.
+	p, err = env.Compile(`stage.dependsOn.all(a, stage.dependsOn.all(b, a != 'z'))`)
 	require.NoError(t, err)
-	_, err = p.Eval(context.Background(), map[string]any{"stage": map[string]any{"dependsOn": make([]string, 400)}})
+	_, err = p.Eval(context.Background(), map[string]any{"stage": map[string]any{"dependsOn": make([]string, 2000)}})
 	require.Error(t, err)
+
+	// A longer walk is refused before it runs.
+	_, err = env.Compile(`stage.dependsOn.all(a, stage.dependsOn.all(b, stage.dependsOn.all(c, a != 'z')))`)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "estimated cost 5060603 exceeds the limit 1000000, at 1:1")
 }
 
 func BenchmarkStageReadyCached(b *testing.B) {
@@ -246,6 +252,10 @@ func TestLoadRules(t *testing.T) {
 		{name: "unknown field", content: "- name: PlanLock\n  expresion: \"true\"\n", err: `unknown field "expresion"`},
 		{name: "does not compile", content: "- name: StageReady\n  expression: \"stage.dependsOn.all(\"\n  message: \"''\"\n",
 			err: "rule StageReady: expression: ERROR: <input>:1:21: Syntax error"},
+		{name: "too costly", content: "- name: StageReady\n  expression: \"stages.all(a, stages.all(b, stages.all(c, a != c)))\"\n  message: \"''\"\n",
+			err: "rule StageReady: expression: estimated cost 12050502 exceeds the limit 1000000, at 1:1"},
+		{name: "too costly message", content: "- name: StageReady\n  expression: \"true\"\n  message: \"stages.map(a, stages[a].message.replace('', stages[a].message)).join(', ')\"\n",
+			err: "rule StageReady: message: estimated cost"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,6 +285,7 @@ func TestCompileGuard(t *testing.T) {
 		{Name: "replicas", Type: drv1.ParameterTypeInt},
 		{Name: "enabled", Type: drv1.ParameterTypeBool},
 		{Name: "region"}, // string by default
+		{Name: "pattern"},
 	}
 	tests := []struct {
 		expr     string
@@ -296,6 +307,31 @@ func TestCompileGuard(t *testing.T) {
 		{expr: "response.code == 200 && params.x == 1", declared: []drv1.Parameter{}, err: "params.x is not a parameter"}, // none declared
 		{expr: "1 + 1", declared: declared, err: "must evaluate to bool, but evaluates to int"},
 		{expr: "params.replicas >=", declared: declared, err: "Syntax error"},
+		// Priced at compile time over the sizes docs/rules.md states: the usual guards fit the
+		// cost limit, bombs are refused with the estimate and where it lies.
+		{expr: "has(object.status.conditions) && object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"},
+		{expr: "has(object.metadata.annotations) && 'applied' in object.metadata.annotations"},
+		{expr: "response.code == 200 && response.json.items.exists(i, i.state == 'ok')"},
+		{expr: `response.body.matches('^\\{.*"ok": *true.*\\}$')`},
+		{expr: "response.headers['Content-Type'].startsWith('application/json')"},
+		{expr: "actions.all(k, actions[k].phase == 'Succeeded' || actions[k].message.contains('timeout'))"},
+		{expr: "stage.dependsOn.all(a, stage.dependsOn.all(b, a == b || stages[a].phase == stages[b].phase))"},
+		{expr: "params.region.matches('^dr-[a-z0-9-]+$') && params.replicas > 0", declared: declared},
+		{expr: "params.region.matches(params.pattern)", declared: declared},
+		{expr: "object.spec.items.all(x, object.spec.items.all(y, x == y))",
+			err: `estimated cost 3524020862979 exceeds the limit 1000000, at 1:1`},
+		{expr: "operation == 'Execute' && stages.all(a, stages.all(b, stages.all(c, a != c)))",
+			err: `exceeds the limit 1000000, most of it in "stages.all(a, stages.all(b, stages.all(c, a != c)))" at 1:27 (estimated cost `},
+		{expr: "object.data.all(k, object.data[k].matches('^(a|b)*c$'))",
+			err: `exceeds the limit 1000000, at 1:1`},
+		{expr: "params.region.replace('', params.region).replace('', params.region).size() > 0", declared: declared,
+			err: `most of it in "params.region.replace('', params.region).replace('', params.region)" at 1:1`},
+		{expr: "response.code == 200 && response.body.replace('', response.body).contains('x')",
+			err: `most of it in "response.body.replace('', response.body).contains('x')" at 1:25`},
+		{expr: "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16].map(i, response.body).join('').contains(response.body)",
+			err: "exceeds the limit 1000000"},
+		{expr: "response.json.a.exists(x, response.json.b.exists(y, x == y))",
+			err: "exceeds the limit 1000000, at 1:1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {

@@ -50,6 +50,14 @@ const (
 	VarTarget     = "target"     // the execution a Revert undoes (RevertEligible)
 )
 
+// programOptions bound every evaluation: the cost limit, counted as the estimate counts it (the
+// Kubernetes libraries' functions by the size of their arguments), and the context's deadline.
+var programOptions = []cel.ProgramOption{
+	cel.CostLimit(CostLimit),
+	cel.CostTracking(costTracker),
+	cel.InterruptCheckFrequency(interruptEvery),
+}
+
 // Options configure the CEL environment of a process.
 type Options struct {
 	// Observer, when set, is told of every evaluation of a rule or guard: its kind ("rule" or
@@ -243,10 +251,10 @@ func (e *Env) cached(key, kind string, env *cel.Env, expression string, checkPar
 	if err := checkTyped(ast); err != nil {
 		return nil, err
 	}
-	prg, err := env.Program(ast,
-		cel.CostLimit(CostLimit),
-		cel.InterruptCheckFrequency(interruptEvery),
-	)
+	if err := checkCost(ast.NativeRep(), expression); err != nil {
+		return nil, err
+	}
+	prg, err := env.Program(ast, programOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("building the program: %w", err)
 	}

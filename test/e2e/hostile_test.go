@@ -33,6 +33,7 @@ var templateBombs = map[string]string{
 // that stays up and goes on running other plans.
 func TestTemplateBombs(t *testing.T) {
 	ns := newNamespace(t, "bombs")
+	t.Logf("before the bombs: %s", controllerMemory())
 	for name, body := range templateBombs {
 		start := time.Now()
 		stderr := kubectlFails(t, bombWorkflow(ns, name, body), "apply", "--dry-run=server", "-f", "-")
@@ -59,6 +60,7 @@ func TestTemplateBombs(t *testing.T) {
 	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
 	_, err := env.DR.DrV1alpha1().DRWorkflows(ns).Get(context.Background(), "range", metav1.GetOptions{})
 	require.NoError(t, err)
+	t.Logf("after the bombs: %s", controllerMemory())
 }
 
 // TestLargestPlan: the largest plan admitted (2,000 actions: ten stages of a 200-action workflow,
