@@ -29,6 +29,11 @@ type Reviewer struct {
 	// Observe, when set, is told of every review asked: allowed, or the error.
 	Observe func(allowed bool, err error)
 
+	kept *kept // shared by the Reviewers of With
+}
+
+// kept are the yeses a Reviewer keeps.
+type kept struct {
 	mu    sync.Mutex
 	cache map[reviewKey]answer
 }
@@ -44,7 +49,13 @@ const maxParallel = 8
 
 // NewReviewer returns a Reviewer that keeps answers for ttl.
 func NewReviewer(sar SubjectAccessReviews, ttl time.Duration) *Reviewer {
-	return &Reviewer{sar: sar, ttl: ttl, now: time.Now, cache: map[reviewKey]answer{}}
+	return &Reviewer{sar: sar, ttl: ttl, now: time.Now, kept: &kept{cache: map[reviewKey]answer{}}}
+}
+
+// With returns a Reviewer that asks through sar (a client with a rate limit of its own) and keeps
+// its answers with r's: a yes either found serves both. Observe is r's.
+func (r *Reviewer) With(sar SubjectAccessReviews) *Reviewer {
+	return &Reviewer{sar: sar, ttl: r.ttl, now: r.now, Observe: r.Observe, kept: r.kept}
 }
 
 type reviewKey struct {
@@ -145,19 +156,19 @@ func (r *Reviewer) Check(ctx context.Context, user drv1.Requester, needs []Need)
 func (r *Reviewer) answers(ctx context.Context, user drv1.Requester, keys []reviewKey, got map[reviewKey]answer) (int, error) {
 	now := r.now()
 	var todo []reviewKey
-	r.mu.Lock()
+	r.kept.mu.Lock()
 	for _, k := range keys {
 		if _, done := got[k]; done {
 			continue
 		}
-		if a, ok := r.cache[k]; ok && now.Sub(a.at) < r.ttl {
+		if a, ok := r.kept.cache[k]; ok && now.Sub(a.at) < r.ttl {
 			got[k] = a
 			continue
 		}
 		got[k] = answer{} // asked below
 		todo = append(todo, k)
 	}
-	r.mu.Unlock()
+	r.kept.mu.Unlock()
 	fresh := make([]answer, len(todo))
 	errs := make([]error, len(todo))
 	sem := make(chan struct{}, maxParallel)
@@ -208,22 +219,22 @@ func (r *Reviewer) ask(ctx context.Context, user drv1.Requester, k reviewKey) (a
 	if !a.allowed {
 		return a, nil // a denial is not kept: a right granted since is seen at once
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.cache) >= maxCached {
+	r.kept.mu.Lock()
+	defer r.kept.mu.Unlock()
+	if len(r.kept.cache) >= maxCached {
 		// The expired answers go; if too few have, arbitrary ones until a quarter is free.
-		for key, old := range r.cache {
+		for key, old := range r.kept.cache {
 			if a.at.Sub(old.at) >= r.ttl {
-				delete(r.cache, key)
+				delete(r.kept.cache, key)
 			}
 		}
-		for key := range r.cache {
-			if len(r.cache) < maxCached*3/4 {
+		for key := range r.kept.cache {
+			if len(r.kept.cache) < maxCached*3/4 {
 				break
 			}
-			delete(r.cache, key)
+			delete(r.kept.cache, key)
 		}
 	}
-	r.cache[k] = a
+	r.kept.cache[k] = a
 	return a, nil
 }

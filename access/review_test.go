@@ -95,7 +95,7 @@ func TestReviewerCacheBounded(t *testing.T) {
 		require.NoError(t, r.Check(context.Background(), drv1.Requester{Username: "u" + string(rune('a'+i%26)) + string(rune(i))},
 			[]Need{{Verb: "get", Resource: "configmaps", Namespace: "a"}}))
 	}
-	assert.LessOrEqual(t, len(r.cache), maxCached)
+	assert.LessOrEqual(t, len(r.kept.cache), maxCached)
 }
 
 func TestReviewerStopsAtTheFirstDenialAndIsBounded(t *testing.T) {
@@ -118,4 +118,21 @@ func TestReviewerStopsAtTheFirstDenialAndIsBounded(t *testing.T) {
 	require.ErrorAs(t, err, &refused)
 	assert.Contains(t, err.Error(), fmt.Sprintf("takes more than %d SubjectAccessReviews", MaxReviews))
 	assert.LessOrEqual(t, sar.count(), maxParallel+MaxReviews+2*maxParallel, "bounded")
+}
+
+func TestReviewerWithSharesTheAnswers(t *testing.T) {
+	yes := func(string, authorizationv1.ResourceAttributes) bool { return true }
+	controller, webhook := &fakeSAR{allow: yes}, &fakeSAR{allow: yes}
+	r := NewReviewer(controller, time.Minute)
+	w := r.With(webhook)
+	ctx := context.Background()
+	alice := drv1.Requester{Username: "alice"}
+	need := []Need{{Verb: "create", Resource: "configmaps", Namespace: "a", For: "x"}}
+	require.NoError(t, w.Check(ctx, alice, need))
+	assert.Equal(t, 1, webhook.count(), "asked through its own client")
+	require.NoError(t, r.Check(ctx, alice, need))
+	assert.Zero(t, controller.count(), "the yes the other found serves")
+	require.NoError(t, r.Check(ctx, alice, []Need{{Verb: "delete", Resource: "configmaps", Namespace: "a", For: "x"}}))
+	assert.Equal(t, 1, controller.count())
+	assert.Equal(t, 1, webhook.count())
 }

@@ -38,21 +38,32 @@ func forbidden(kind, name string, err error) *apierrors.StatusError {
 	return apierrors.NewForbidden(schema.GroupResource{Group: drv1.GroupName, Resource: strings.ToLower(kind) + "s"}, name, err)
 }
 
-// authorRights refuses a plan spec its author may not write: naming a ServiceAccount they may
-// not impersonate, referencing a workflow of another namespace they may not read (or at all,
-// where that is refused).
-func (d *Decider) authorRights(ctx context.Context, plan *drv1.DRPlan) *apierrors.StatusError {
+// planRights refuses user the plan's own rights, as kind name: impersonating the ServiceAccount it
+// names, reading the workflows of other namespaces it references (or at all, where that is
+// refused). Its author needs them to write its spec, its requesters to run it; they are checked
+// before anything else is said of a run, so that a requester who may not read a workflow is told
+// so, and nothing of it.
+func (d *Decider) planRights(ctx context.Context, user drv1.Requester, plan *drv1.DRPlan, kind, name string) *apierrors.StatusError {
 	if d.Access == nil {
 		return nil
 	}
 	needs, err := d.Access.PlanNeeds(plan.Namespace, plan.Name, &plan.Spec)
 	if err == nil {
-		err = d.Access.Reviewer.Check(ctx, d.User, needs)
+		err = d.Access.Reviewer.Check(ctx, user, needs)
 	}
 	if err != nil {
-		return forbidden("DRPlan", orGenerated(plan.ObjectMeta), err)
+		return forbidden(kind, name, err)
 	}
 	return nil
+}
+
+// requester is who a run of exec is checked for: the request's user or, for the execution the
+// controller creates for a plan trigger, the trigger's.
+func (d *Decider) requester(exec *drv1.DRPlanExecution) drv1.Requester {
+	if rec, ok := drv1.RequesterOf(exec.Annotations); ok {
+		return rec
+	}
+	return d.User
 }
 
 // runRights refuses a run of plan (exec: the execution, or a stand-in for a trigger) that its
@@ -64,10 +75,7 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 	if d.Access == nil {
 		return nil
 	}
-	user := d.User
-	if rec, ok := drv1.RequesterOf(exec.Annotations); ok {
-		user = rec // the controller creating a trigger's execution: checked for the trigger's user
-	}
+	user := d.requester(exec)
 	spec := &plan.Spec
 	var data *runplan.Snapshot
 	var err error
@@ -90,6 +98,12 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 	}
 	if trigger {
 		needs = append(needs, access.TriggerNeed(plan.Namespace, plan.Name)) // a trigger, or its execution
+	}
+	// The plan's own rights first: a requester who may not read a workflow of another namespace
+	// learns nothing of its actions (a Revert renders them from the target's snapshot) from a
+	// later refusal. A yes is kept: Run asks none of them again.
+	if err := d.Access.Reviewer.Check(ctx, user, needs); err != nil {
+		return forbidden(kind, name, err)
 	}
 	read := func(secret, _ string) (string, error) {
 		if access.RequesterCheckedPlan(spec) { // else its ServiceAccount reads it, whom the requester may impersonate

@@ -93,7 +93,15 @@ func workflowWarnings(wf *drv1.DRWorkflow) []string {
 // An update that leaves the spec as it was is never refused for the spec's errors (a workflow
 // it references may have changed since): metadata changes (the controller's finalizer and
 // trigger bookkeeping, allow-delete, a revert or cancel trigger) must go through.
+//
+// Of other namespaces, it reads only the workflows the user may get (scope.go): the answer is the
+// same whether one they may not get exists or not.
 func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
+	in, s := d.scope(ctx, plan.Namespace)
+	return s.unless(in.plan(ctx, plan, old), "DRPlan", orGenerated(plan.ObjectMeta))
+}
+
+func (d *Decider) plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 	report := validation.ValidatePlan(d.Rules.Env, plan, d.State)
 	specChanged := old == nil || !equality.Semantic.DeepEqual(old.Spec, plan.Spec)
 	var warnings []string
@@ -112,8 +120,8 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 		if err := d.asController(plan, "DRPlan", plan.Name); err != nil {
 			return Decision{Err: err}
 		}
-		if err := d.authorRights(ctx, plan); err != nil {
-			return Decision{Err: err, Warnings: warnings}
+		if err := d.planRights(ctx, d.User, plan, "DRPlan", orGenerated(plan.ObjectMeta)); err != nil {
+			return Decision{Err: err} // no warning: of a workflow they may not read, "not found"
 		}
 	}
 	trigger := plan.Annotations[drv1.AnnotationTrigger]
@@ -125,6 +133,9 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 	switch trigger {
 	case "execute", "revert":
 		if d.Access != nil {
+			if err := d.planRights(ctx, d.User, plan, "DRPlan", plan.Name); err != nil {
+				return Decision{Err: err}
+			}
 			break // runRights judges the rendered actions, templated apiVersions included
 		}
 		if err := d.asController(plan, "DRPlan", plan.Name); err != nil {
@@ -161,8 +172,13 @@ func (d *Decider) Plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 // Execution admits a new execution that can run now: its plan exists, an Execute's plan is valid
 // and every required parameter has a value, a Revert's target is eligible, and no other execution
 // of the plan is in progress. An update may only set the cancel annotation on a running one (the
-// CRD keeps spec immutable).
+// CRD keeps spec immutable). Of other namespaces, it reads only what the user may (scope.go).
 func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution) Decision {
+	in, s := d.scope(ctx, exec.Namespace)
+	return s.unless(in.execution(ctx, exec, old), "DRPlanExecution", orGenerated(exec.ObjectMeta))
+}
+
+func (d *Decider) execution(ctx context.Context, exec, old *drv1.DRPlanExecution) Decision {
 	if old != nil {
 		return Decision{Err: d.cancelUpdate(exec, old)}
 	}
@@ -178,12 +194,14 @@ func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 		return Decision{Err: invalid("DRPlanExecution", exec.Name, field.ErrorList{field.Invalid(field.NewPath("spec", "planRef"),
 			planNS+"/"+planName, fmt.Sprintf("DRPlan %s/%s does not exist", planNS, planName))})}
 	}
+	name := orGenerated(exec.ObjectMeta)
 	if d.Access == nil { // else runRights judges the rendered actions, templated apiVersions included
 		if err := d.asController(plan, "DRPlanExecution", exec.Name); err != nil {
 			return Decision{Err: err}
 		}
+	} else if err := d.planRights(ctx, d.requester(exec), plan, "DRPlanExecution", name); err != nil {
+		return Decision{Err: err}
 	}
-	name := orGenerated(exec.ObjectMeta)
 	if exec.Spec.Operation == drv1.OperationRevert {
 		target, err := d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))
 		if err == nil {

@@ -18,9 +18,10 @@ import (
 // Path is where the validating webhook serves AdmissionReview requests for all three kinds.
 const Path = "/validate"
 
-// maxReviewBytes bounds a request body: the API server's own request limit (3 MiB) plus room for
-// the old object of an update and the review's envelope.
-const maxReviewBytes = 7 << 20
+// MaxReviewBytes bounds a request body: the API server's own request limit (3 MiB) plus room for
+// the old object of an update and the review's envelope. A larger body is refused (413) before it
+// is decoded.
+const MaxReviewBytes = 7 << 20
 
 // Webhook is the validating admission webhook: an http.Handler for AdmissionReview v1.
 type Webhook struct {
@@ -61,13 +62,13 @@ func serveReview(rw http.ResponseWriter, req *http.Request, review func(context.
 		http.Error(rw, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, maxReviewBytes+1))
+	body, err := io.ReadAll(io.LimitReader(req.Body, MaxReviewBytes+1))
 	if err != nil {
 		http.Error(rw, "reading the request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if len(body) > maxReviewBytes {
-		http.Error(rw, "the AdmissionReview is too large", http.StatusRequestEntityTooLarge)
+	if len(body) > MaxReviewBytes {
+		http.Error(rw, fmt.Sprintf("the AdmissionReview is too large: over %d bytes", MaxReviewBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
 	var in admissionv1.AdmissionReview

@@ -3,10 +3,12 @@
 package metrics
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -24,6 +26,7 @@ type Metrics struct {
 	celEvaluations  *prometheus.CounterVec
 	celCost         *prometheus.HistogramVec
 	reviews         *prometheus.CounterVec
+	limiterWait     *prometheus.CounterVec
 	leader          prometheus.Gauge
 }
 
@@ -49,9 +52,11 @@ func NewMetrics() *Metrics {
 		Buckets: prometheus.ExponentialBuckets(1, 4, 11)}, []string{"kind"})
 	m.reviews = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "subject_access_reviews_total",
 		Help: "SubjectAccessReviews asked to check a requester's or an author's rights (answers kept are not counted), by result (allowed, denied, error)."}, []string{"result"})
+	m.limiterWait = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_rate_limiter_wait_seconds_total",
+		Help: "Time the process's API requests waited in their client-side rate limiter, by client (controller: the engine's reads and writes, status, leader election, events; reviews: the controller's SubjectAccessReviews; webhook: the admission webhook's reads and SubjectAccessReviews)."}, []string{"client"})
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "leader",
 		Help: "1 while this replica is the leader (reconciles and runs actions), else 0. Every replica serves the webhook."})
-	m.Registry.MustRegister(m.executions, m.actionDuration, m.webhookLatency, m.webhookDecision, m.celEvaluations, m.celCost, m.reviews, m.leader,
+	m.Registry.MustRegister(m.executions, m.actionDuration, m.webhookLatency, m.webhookDecision, m.celEvaluations, m.celCost, m.reviews, m.limiterWait, m.leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -134,6 +139,28 @@ func (m *Metrics) Reviewed(allowed bool, err error) {
 		result = "allowed"
 	}
 	m.reviews.WithLabelValues(result).Inc()
+}
+
+// RateLimiter is l, with the time each request waits in it counted under client (metrics can be
+// nil: l as it is). A rest.Config's RateLimiter: every client built from that config shares it.
+func (m *Metrics) RateLimiter(client string, l flowcontrol.RateLimiter) flowcontrol.RateLimiter {
+	if m == nil {
+		return l
+	}
+	return waitCounted{RateLimiter: l, waited: m.limiterWait.WithLabelValues(client)}
+}
+
+// waitCounted counts the time Wait takes, the one call client-go's requests make.
+type waitCounted struct {
+	flowcontrol.RateLimiter
+	waited prometheus.Counter
+}
+
+func (w waitCounted) Wait(ctx context.Context) error {
+	start := time.Now()
+	err := w.RateLimiter.Wait(ctx)
+	w.waited.Add(time.Since(start).Seconds())
+	return err
 }
 
 // SetLeader says whether this replica leads.

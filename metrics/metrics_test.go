@@ -1,16 +1,20 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -61,6 +65,26 @@ func TestHandler(t *testing.T) {
 	} {
 		assert.Contains(t, body, series)
 	}
+}
+
+func TestRateLimiterWaitsCounted(t *testing.T) {
+	m := metrics.NewMetrics()
+	l := m.RateLimiter("webhook", flowcontrol.NewTokenBucketRateLimiter(20, 1))
+	for range 3 { // the burst, then two waits of 50 ms
+		require.NoError(t, l.Wait(context.Background()))
+	}
+	_, body := get(t, m.Handler(func() bool { return true }), "/metrics")
+	var waited float64
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, `drplan_client_rate_limiter_wait_seconds_total{client="webhook"} `); ok {
+			var err error
+			waited, err = strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+		}
+	}
+	assert.Greater(t, waited, 0.05, "about 0.1 s waited")
+	var none *metrics.Metrics
+	assert.Equal(t, l, none.RateLimiter("webhook", l), "no metrics: the limiter as it is")
 }
 
 func TestNilMetricsRecordNothing(t *testing.T) {

@@ -54,8 +54,8 @@ type flags struct {
 
 	workers, actionWorkers int
 	rulesFile              string
-	qps                    float64
-	burst                  int
+	qps, webhookQPS        float64
+	burst, webhookBurst    int
 	grace                  time.Duration
 	requireSA              bool
 	withoutSA, clusterRole string
@@ -80,6 +80,9 @@ func parseFlags() *flags {
 		"YAML list of {name, expression, message} replacing built-in CEL rules (StageReady, StageBlocked, PlanLock, RevertEligible) by name; see docs/rules.md.")
 	flag.Float64Var(&f.qps, "kube-api-qps", app.DefaultQPS, "Client-side limit of API requests per second.")
 	flag.IntVar(&f.burst, "kube-api-burst", app.DefaultBurst, "Client-side burst of API requests.")
+	flag.Float64Var(&f.webhookQPS, "webhook-kube-api-qps", app.DefaultWebhookQPS,
+		"Client-side limit of the admission webhook's own API requests per second (reads of objects not in the caches yet, SubjectAccessReviews), apart from --kube-api-qps.")
+	flag.IntVar(&f.webhookBurst, "webhook-kube-api-burst", app.DefaultWebhookBurst, "Client-side burst of the admission webhook's own API requests.")
 	flag.DurationVar(&f.grace, "shutdown-grace", controller.DefaultShutdownGrace,
 		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
 	flag.StringVar(&f.withoutSA, "plans-without-service-account", access.RequesterChecked,
@@ -210,7 +213,8 @@ func (f *flags) webhook() (*app.WebhookOptions, error) {
 		return nil, err
 	}
 	return &app.WebhookOptions{Listener: ln, CertDir: f.webhookCertDir, Namespace: f.namespace,
-		SecretName: f.webhookSecret, ServiceName: f.webhookService, ConfigName: f.webhookConfig}, nil
+		SecretName: f.webhookSecret, ServiceName: f.webhookService, ConfigName: f.webhookConfig,
+		QPS: float32(f.webhookQPS), Burst: f.webhookBurst}, nil
 }
 
 // leaderElection is the leader election's options, nil without --leader-elect.

@@ -57,6 +57,10 @@ type Env struct {
 	// and its kin); the suite's controller starts with none, its recorders listening on loopback.
 	// Nil where the backend cannot (the chart's pods).
 	SetHTTPEgress func(actions.EgressPolicy) error
+	// SetWebhookRateLimit restarts the controller with the webhook's own client-side rate limit
+	// (--webhook-kube-api-qps, --webhook-kube-api-burst; 0: the defaults). Nil where the backend
+	// cannot (the chart's pods).
+	SetWebhookRateLimit func(qps float32, burst int) error
 	// SetWebhook registers (true: both) or unregisters (false: the validating one) the
 	// controller's admission webhooks; they are registered while the suite runs unless a test
 	// turns them off. SetMutatingWebhook does it for the mutating one alone.
@@ -116,6 +120,9 @@ type localBackend struct {
 	custom access.Policy
 	// egress is the HTTP egress policy a test set (SetHTTPEgress); zero: nothing refused.
 	egress actions.EgressPolicy
+	// webhookQPS and webhookBurst are the webhook's rate limit a test set (SetWebhookRateLimit).
+	webhookQPS   float32
+	webhookBurst int
 }
 
 // policy is what the suite's controller runs plans under: as the chart's (its namespace, its
@@ -143,6 +150,16 @@ func (b *localBackend) setHTTPEgress(p actions.EgressPolicy) error {
 		return err
 	}
 	b.egress = p
+	b.startController(defaultGrace)
+	return b.runErr
+}
+
+// setWebhookRateLimit restarts the controller with the webhook's rate limit qps, burst.
+func (b *localBackend) setWebhookRateLimit(qps float32, burst int) error {
+	if err := b.stopController(); err != nil {
+		return err
+	}
+	b.webhookQPS, b.webhookBurst = qps, burst
 	b.startController(defaultGrace)
 	return b.runErr
 }
@@ -191,16 +208,17 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		Kubectl: func(ctx context.Context, stdin string, args ...string) (string, string, error) {
 			return b.cp.KubectlInput(ctx, stdin, args...)
 		},
-		StopController:     b.stopController,
-		StartController:    b.startController,
-		ControllerWrites:   b.writes.counts,
-		ServerCPU:          b.cp.CPUTime,
-		SetWebhook:         b.setWebhook,
-		SetMutatingWebhook: b.setMutatingWebhook,
-		ControllerUser:     chartControllerUser,
-		SetPolicy:          b.setPolicy,
-		SetHTTPEgress:      b.setHTTPEgress,
-		MetricsURLs:        func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
+		StopController:      b.stopController,
+		StartController:     b.startController,
+		ControllerWrites:    b.writes.counts,
+		ServerCPU:           b.cp.CPUTime,
+		SetWebhook:          b.setWebhook,
+		SetMutatingWebhook:  b.setMutatingWebhook,
+		ControllerUser:      chartControllerUser,
+		SetPolicy:           b.setPolicy,
+		SetHTTPEgress:       b.setHTTPEgress,
+		SetWebhookRateLimit: b.setWebhookRateLimit,
+		MetricsURLs:         func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
 	}, nil
 }
 
@@ -236,7 +254,7 @@ func (b *localBackend) startController(grace time.Duration) {
 		cfg.Wrap(b.writes.wrap)
 		b.runErr = app.RunWithConfig(runCtx, cfg, app.Options{Workers: 4, ShutdownGrace: grace,
 			Ready: markReady, MetricsListener: metrics, Policy: b.policy(), HTTPEgress: b.egress,
-			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir}})
+			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir, QPS: b.webhookQPS, Burst: b.webhookBurst}})
 	}()
 	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses
 	// requests until then.

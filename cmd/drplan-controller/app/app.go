@@ -12,6 +12,7 @@ import (
 	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/access"
@@ -25,10 +26,12 @@ import (
 	"github.com/bkbcs/drplan-controller/rules"
 )
 
-// Default client-side limits of the controller's API requests.
+// Default client-side limits of the controller's API requests, and of the admission webhook's.
 const (
-	DefaultQPS   = 500
-	DefaultBurst = 1000
+	DefaultQPS          = 500
+	DefaultBurst        = 1000
+	DefaultWebhookQPS   = 100
+	DefaultWebhookBurst = 200
 )
 
 // Options configure the controller process.
@@ -81,6 +84,12 @@ type WebhookOptions struct {
 	Namespace, SecretName, ServiceName, ConfigName string
 	// RenewCheck is how often a self-managed certificate is checked for renewal (default 1h).
 	RenewCheck time.Duration
+	// QPS and Burst limit the webhook's own API requests (its reads of objects not in the caches
+	// yet, and its SubjectAccessReviews) on the client side, apart from the controller's
+	// (default 100/200): a flood of admission reviews waits in this limiter, never in the one of
+	// the engine's status writes and leader election.
+	QPS   float32
+	Burst int
 }
 
 // RunWithConfig builds the clients, informers and event recorder from cfg and runs the controller
@@ -93,14 +102,14 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	cl, err := newClients(cfg, opts.QPS, opts.Burst)
+	cl, err := newClients(cfg, opts, m)
 	if err != nil {
 		return err
 	}
 	recorder, stopRecorder := controller.NewRecorder(ctx, cl.kube)
 	defer stopRecorder()
-	// One Authorizer, one cache of answers, for the webhook and the controller: they ask the
-	// same questions.
+	// One cache of answers for the webhook and the controller (they ask the same questions),
+	// asked through a client each: a flood of reviews does not delay a running failover's checks.
 	reviewer := access.NewReviewer(cl.reviews, access.DefaultTTL)
 	reviewer.Observe = m.Reviewed
 	az := &access.Authorizer{Reviewer: reviewer,
@@ -123,7 +132,8 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("the webhook's certificate: %w", err)
 		}
-		hook, mutate := newWebhook(cl, decide, az, c.Synced, m, me), &admission.Mutator{Controller: me.Username, ControllerUID: me.UID}
+		hookAz := &access.Authorizer{Reviewer: reviewer.With(cl.hookReviews), Mapper: az.Mapper, Policy: az.Policy}
+		hook, mutate := newWebhook(cl, decide, hookAz, c.Synced, m, me), &admission.Mutator{Controller: me.Username, ControllerUID: me.UID}
 		// The webhook outlives ctx until the controller has drained: the status writes of the
 		// shutdown grace pass through it.
 		hookCtx, stopHook := context.WithCancel(context.WithoutCancel(ctx))
@@ -138,6 +148,11 @@ func RunWithConfig(ctx context.Context, cfg *rest.Config, opts Options) error {
 func (opts Options) withDefaults() Options {
 	if opts.QPS == 0 {
 		opts.QPS, opts.Burst = DefaultQPS, DefaultBurst
+	}
+	if w := opts.Webhook; w != nil && w.QPS == 0 {
+		hook := *w
+		hook.QPS, hook.Burst = DefaultWebhookQPS, DefaultWebhookBurst
+		opts.Webhook = &hook
 	}
 	if opts.Workers < 1 {
 		opts.Workers = 1
@@ -159,43 +174,58 @@ func newRules(rulesFile string, m *metrics.Metrics) (*rules.Rules, error) {
 	return rules.New(opts)
 }
 
-// reviewQPS limits the SubjectAccessReviews of the process (docs/security.md).
+// reviewQPS limits the controller's SubjectAccessReviews (docs/security.md).
 const reviewQPS = 100
 
-// clients are the process's API clients and informers, all from one rest.Config.
+// clients are the process's API clients and informers, all from one rest.Config. Each group has a
+// client-side rate limiter of its own, its waits counted (drplan_client_rate_limiter_wait_seconds_total).
 type clients struct {
 	dr   versioned.Interface
 	kube kubernetes.Interface
-	// reviews asks SubjectAccessReviews, with a rate limit of its own: however many rights a
-	// tenant's runs make the webhook and the controller check, the controller's other requests
-	// (leader election, status) keep theirs.
+	// reviews asks the controller's SubjectAccessReviews, with a rate limit of its own: however
+	// many rights a tenant's runs make it check, the controller's other requests (leader
+	// election, status) keep theirs.
 	reviews authorizationv1.SubjectAccessReviewInterface
-	actions *actions.ClientFactory
-	inf     *informers.Informers
+	// hookDR and hookReviews are the admission webhook's (its reads of objects not in the caches
+	// yet, its SubjectAccessReviews), sharing one rate limit apart from the controller's.
+	hookDR      versioned.Interface
+	hookReviews authorizationv1.SubjectAccessReviewInterface
+	actions     *actions.ClientFactory
+	inf         *informers.Informers
 }
 
-func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
+func newClients(cfg *rest.Config, opts Options, m *metrics.Metrics) (*clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "drplan-controller"
 	// A runbook creates objects as fast as the API server takes them: client-go's default limit
 	// (5/s) would make a plan of 200 actions take a minute. The API server's own priority and
 	// fairness protects it.
-	cfg.QPS, cfg.Burst = qps, burst
+	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
 	cl := &clients{}
 	var err error
-	if cl.dr, err = versioned.NewForConfig(cfg); err != nil {
+	if cl.dr, err = versioned.NewForConfig(limited(cfg, opts.QPS, opts.Burst, "controller", m)); err != nil {
 		return nil, fmt.Errorf("building the DR client: %w", err)
 	}
-	if cl.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+	if cl.kube, err = kubernetes.NewForConfig(limited(cfg, opts.QPS, opts.Burst, "controller", m)); err != nil {
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
-	reviewCfg := rest.CopyConfig(cfg)
-	reviewCfg.QPS, reviewCfg.Burst = reviewQPS, 2*reviewQPS
-	reviews, err := kubernetes.NewForConfig(reviewCfg)
+	reviews, err := kubernetes.NewForConfig(limited(cfg, reviewQPS, 2*reviewQPS, "reviews", m))
 	if err != nil {
 		return nil, fmt.Errorf("building the SubjectAccessReview client: %w", err)
 	}
 	cl.reviews = reviews.AuthorizationV1().SubjectAccessReviews()
+	if w := opts.Webhook; w != nil {
+		hookCfg := limited(cfg, w.QPS, w.Burst, "webhook", m)
+		hookCfg.UserAgent = "drplan-controller-webhook"
+		if cl.hookDR, err = versioned.NewForConfig(hookCfg); err != nil {
+			return nil, fmt.Errorf("building the webhook's DR client: %w", err)
+		}
+		hookKube, err := kubernetes.NewForConfig(hookCfg)
+		if err != nil {
+			return nil, fmt.Errorf("building the webhook's SubjectAccessReview client: %w", err)
+		}
+		cl.hookReviews = hookKube.AuthorizationV1().SubjectAccessReviews()
+	}
 	if cl.inf, err = informers.New(cl.dr, 0); err != nil {
 		return nil, err
 	}
@@ -203,6 +233,15 @@ func newClients(cfg *rest.Config, qps float32, burst int) (*clients, error) {
 		return nil, err
 	}
 	return cl, nil
+}
+
+// limited is cfg with a rate limiter of its own (qps, burst), shared by every client built from
+// it, its waits counted in m under name.
+func limited(cfg *rest.Config, qps float32, burst int, name string, m *metrics.Metrics) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = qps, burst
+	cfg.RateLimiter = m.RateLimiter(name, flowcontrol.NewTokenBucketRateLimiter(qps, burst))
+	return cfg
 }
 
 // newController builds the controller, with leader election when opts ask for it, and exports

@@ -20,12 +20,13 @@ import (
 )
 
 // newWebhook is the validating admission webhook: it decides with the controller's rules from the
-// controller's caches, and answers "starting, retry" until they have synced; me is the
-// controller's own user; az checks rights.
+// controller's caches (and, for what they lack, the API server through the webhook's own client),
+// and answers "starting, retry" until they have synced; me is the controller's own user; az
+// checks rights, through the webhook's own SubjectAccessReview client.
 func newWebhook(cl *clients, decide *rules.Rules, az *access.Authorizer, synced func() bool, m *metrics.Metrics, me self) *admission.Webhook {
 	return &admission.Webhook{Decider: &admission.Decider{Rules: decide, Access: az}, Controller: me.Username, ControllerUID: me.UID, Ready: synced, Observe: m.WebhookDecided,
 		State: func(ctx context.Context) admission.State {
-			return &admissionState{Informers: cl.inf, dr: cl.dr, ctx: ctx}
+			return &admissionState{Informers: cl.inf, dr: cl.hookDR, ctx: ctx}
 		}}
 }
 
