@@ -43,9 +43,9 @@ type engineHost interface {
 	// finished is called once a run's final status is written: it records the end and releases
 	// the plan's lock.
 	finished(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus)
-	// endUnwritable ends a run whose status cannot be written any more: Failed with msg, and the
-	// plan's lock released.
-	endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, msg string)
+	// endUnwritable ends a run whose status cannot be written any more: Failed with msg, keeping
+	// what a Revert needs of last (the run's latest status), and the plan's lock released.
+	endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, last *drv1.DRPlanExecutionStatus, msg string)
 }
 
 var _ engineHost = (*Controller)(nil)
@@ -396,7 +396,7 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	default:
 		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
 			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.PlanName},
-			ServiceAccount: r.identity})
+			ServiceAccount: r.identity, Redact: r.prep.Redact})
 	}
 	if w := act.Wait; err == nil && w != nil && res.ResourceRef != nil {
 		_, err = e.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.Cond, w.Params, w.Timeout, func(msg string) {
@@ -444,7 +444,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	} else {
 		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.Redact.Replace(res.Message))
 	}
-	if out := outputOf(*a, r.prep.Actions[index].Body.Type, res, r.prep.Redact); out != nil {
+	if out := outputOf(*a, r.prep.Actions[index].Body.Type, res); out != nil {
 		r.status.Outputs = append(r.status.Outputs, *out)
 	}
 	r.durable = r.durable || !actions.Idempotent(r.prep.Actions[index].Body)
@@ -453,7 +453,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 }
 
 // outputOf is what an action made, if anything worth recording.
-func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result, redact *strings.Replacer) *drv1.ActionOutput {
+func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result) *drv1.ActionOutput {
 	if res.HTTPResponse == nil && res.ResourceRef == nil {
 		return nil
 	}
@@ -469,8 +469,7 @@ func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result, redact
 		out.ResourceRef = res.ResourceRef
 	}
 	if res.HTTPResponse != nil {
-		resp := *res.HTTPResponse
-		resp.Body = redact.Replace(resp.Body)
+		resp := *res.HTTPResponse // its body redacted by the runner (Request.Redact)
 		out.HTTPResponse = &resp
 	}
 	return out
@@ -515,7 +514,12 @@ func (r *run) writeFailed(err error) {
 	r.e.drop(r)
 	ctx := context.WithoutCancel(r.ctx)
 	klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
-	r.e.host.endUnwritable(ctx, r.exec, "Cannot write the status: "+err.Error())
+	msg := "Cannot write the status: " + err.Error()
+	if tooLarge(err) {
+		msg = "Cannot write the status: the API server refuses it as too large (" + err.Error() +
+			"). The run stopped here; its actions' phases and outputs are kept for a Revert, their messages dropped"
+	}
+	r.e.host.endUnwritable(ctx, r.exec, r.copyStatus().(*drv1.DRPlanExecutionStatus), msg)
 }
 
 // setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.

@@ -376,7 +376,7 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 }
 
 // endBeforeStart ends an execution that never ran an action: Failed (it cannot start) or
-// Cancelled.
+// Cancelled; or one whose run cannot go on, from exec's status (endUnwritable).
 func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecution, phase drv1.ExecutionPhase, msg string) error {
 	now := metav1.NewTime(c.now())
 	st := exec.Status.DeepCopy()
@@ -399,10 +399,19 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 }
 
 // endUnwritable ends a run whose status cannot be written any more (refused for good, for
-// example too large): it must not stay Running with the plan locked. A minimal Failed status
-// saying why is written instead, and the lock released; if that fails too, the sync retries.
-func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, msg string) {
-	if err := c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg); err != nil {
+// example too large): it must not stay Running with the plan locked. It ends Failed with the
+// run's last status without its texts (leanStatus: what a Revert needs is kept), or, if even that
+// is refused, with the status last written; then the lock is released. If that fails too, the
+// sync retries.
+func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, last *drv1.DRPlanExecutionStatus, msg string) {
+	lean := exec.DeepCopy()
+	lean.Status = *leanStatus(last)
+	err := c.endBeforeStart(ctx, lean, drv1.ExecutionFailed, msg)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Ending the run with its outputs failed; ending it with the status last written", "execution", klog.KObj(exec))
+		err = c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg)
+	}
+	if err != nil {
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
 	}
 }

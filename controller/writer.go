@@ -158,8 +158,7 @@ var writeRetry = backoff.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Se
 
 // permanent reports a write error that retrying cannot fix.
 func permanent(err error) bool {
-	return apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) ||
-		apierrors.IsBadRequest(err)
+	return apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || tooLarge(err) || apierrors.IsBadRequest(err)
 }
 
 // gap is the least time between two writes: the interval, or eight times what the last write
