@@ -255,12 +255,32 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
+	if err := fitsItsStatus(&st, prep); err != nil {
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+	}
 	r, err := c.engine.start(exec, prep, st, who, auth, gated, false)
 	if err != nil {
 		return nil, err
 	}
 	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.Actions))
 	return r, nil
+}
+
+// fitsItsStatus refuses a run whose status could not be written once it has ended (statusFloor).
+func fitsItsStatus(st *drv1.DRPlanExecutionStatus, prep *runplan.Prepared) error {
+	types := make([]drv1.ActionType, len(prep.Actions))
+	for i, a := range prep.Actions {
+		types[i] = a.Body.Type
+	}
+	floor, err := statusFloor(st, types)
+	if err != nil {
+		return err
+	}
+	if floor > statusBudget {
+		return fmt.Errorf("the run's status would need at least %d bytes once its %d actions have run (their names, stages and outputs, and the snapshot), over the limit of %d: split the plan, or shorten its stage and action names",
+			floor, len(prep.Actions), statusBudget)
+	}
+	return nil
 }
 
 // resume takes a Running execution back after a controller restart, from its snapshot and

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
@@ -113,4 +115,29 @@ func leanStatus(st *drv1.DRPlanExecutionStatus) *drv1.DRPlanExecutionStatus {
 // ("etcdserver: request is too large", which the API server passes on as an internal error).
 func tooLarge(err error) bool {
 	return apierrors.IsRequestEntityTooLargeError(err) || (err != nil && strings.Contains(err.Error(), "request is too large"))
+}
+
+// statusFloor is the least size of st's JSON once its run has ended, whatever its texts: every
+// action finished (start and completion times, retries) with an output referring to an object
+// of 63-character names where its type makes one, or to an HTTP response without body. A run
+// whose floor is over statusBudget is not started: its status could not be written, and so
+// neither could what a Revert needs.
+func statusFloor(st *drv1.DRPlanExecutionStatus, types []drv1.ActionType) (int, error) {
+	end := leanStatus(st)
+	when := metav1.NewTime(time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC))
+	name := strings.Repeat("x", 63)
+	for i := range end.ActionStatuses {
+		a := &end.ActionStatuses[i]
+		a.Phase, a.StartTime, a.CompletionTime, a.RetryCount = drv1.StepSucceeded, &when, &when, 10
+		out := drv1.ActionOutput{ActionName: a.Name, Stage: a.Stage, WorkflowIndex: a.WorkflowIndex}
+		if types[i] == drv1.ActionTypeHTTP {
+			out.HTTPResponse = &drv1.HTTPResponse{StatusCode: 200}
+		} else {
+			out.ResourceRef = &drv1.ResourceReference{APIVersion: "apps.clusternet.io/v1alpha1", Kind: "Localization",
+				Name: name, Namespace: name, UID: "00000000-0000-0000-0000-000000000000"}
+		}
+		end.Outputs = append(end.Outputs, out)
+	}
+	raw, err := json.Marshal(end)
+	return len(raw), err
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/runplan"
 )
 
 // bigStatus is the status of a finished run of n actions in 10 stages, each with a message and,
@@ -145,5 +146,35 @@ func TestTruncateTo(t *testing.T) {
 		got := truncateTo(tc.s, tc.limit)
 		assert.Equal(t, tc.want, got, "%q to %d", tc.s, tc.limit)
 		assert.LessOrEqual(t, len(got), max(tc.limit, 0))
+	}
+}
+
+func TestStatusFloor(t *testing.T) {
+	run := func(n int, name, stage string) (*drv1.DRPlanExecutionStatus, []drv1.ActionType) {
+		st := &drv1.DRPlanExecutionStatus{Snapshot: &drv1.ExecutionSnapshot{Data: make([]byte, runplan.MaxSnapshotStored)}}
+		types := make([]drv1.ActionType, n)
+		for i := range n {
+			st.ActionStatuses = append(st.ActionStatuses, drv1.ActionStatus{Name: fmt.Sprintf("%s-%04d", name, i), Stage: stage, Phase: drv1.StepPending, Message: "waiting"})
+			types[i] = []drv1.ActionType{drv1.ActionTypeHTTP, drv1.ActionTypeKubernetesResource}[i%2]
+		}
+		return st, types
+	}
+	for _, tc := range []struct {
+		name        string
+		n           int
+		action, stg string
+		overBudget  bool
+	}{
+		{name: "2,000 actions of sensible names", n: 2000, action: "scale-deployment", stg: "promote-standby", overBudget: false},
+		{name: "2,000 actions of the longest names", n: 2000, action: strings.Repeat("a", 123), stg: strings.Repeat("s", 63), overBudget: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, types := run(tc.n, tc.action, tc.stg)
+			floor, err := statusFloor(st, types)
+			require.NoError(t, err)
+			t.Logf("floor %d bytes (budget %d)", floor, statusBudget)
+			assert.Equal(t, tc.overBudget, floor > statusBudget)
+			assert.Equal(t, "waiting", st.ActionStatuses[0].Message, "st is left alone")
+		})
 	}
 }
