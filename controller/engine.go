@@ -89,6 +89,7 @@ type run struct {
 	gate     chan struct{}
 	openGate sync.Once
 	announce sync.Once       // the ExecutionStarted (or ExecutionResumed) event
+	failOnce sync.Once       // writeFailed
 	resumed  bool            // taken back after a restart
 	ctx      context.Context // the run's lifetime: ends with the engine, or when the run is dropped
 	stop     context.CancelFunc
@@ -199,6 +200,7 @@ func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, statu
 		r.gate = make(chan struct{})
 	}
 	r.writer = newStatusWriter(e.writeInterval, r.copyStatus, r.writeStatus)
+	r.writer.failed = r.writeFailed
 	e.runs[r.key] = r
 	go r.writer.Run(ctx)
 	go r.advance(false)
@@ -507,19 +509,29 @@ func (r *run) finish() {
 	r.e.host.finished(r.ctx, r.exec, st)
 }
 
-// writeFailed drops a run whose status cannot be written any more (refused for good, for example
-// too large) and has the controller end it: it must not stay Running with the plan locked.
+// writeFailed ends a run whose status cannot be written any more (refused for good, for example
+// too large): it must not stay Running with the plan locked. The run stops at once (nothing more
+// starts; results coming in are dropped) and the controller ends it: until the cache shows the
+// end, a sync leaves it be instead of resuming it.
+// Called by whichever notices first, the status writer or a flush; the first call acts.
 func (r *run) writeFailed(err error) {
-	r.e.forget(r.key)
-	r.e.drop(r)
-	ctx := context.WithoutCancel(r.ctx)
-	klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
-	msg := "Cannot write the status: " + err.Error()
-	if tooLarge(err) {
-		msg = "Cannot write the status: the API server refuses it as too large (" + err.Error() +
-			"). The run stopped here; its actions' phases and outputs are kept for a Revert, their messages dropped"
-	}
-	r.e.host.endUnwritable(ctx, r.exec, r.copyStatus().(*drv1.DRPlanExecutionStatus), msg)
+	r.failOnce.Do(func() {
+		r.stop()
+		ctx := context.WithoutCancel(r.ctx)
+		klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
+		msg := "Cannot write the status: " + err.Error()
+		if tooLarge(err) {
+			msg = "Cannot write the status: the API server refuses it as too large (" + err.Error() +
+				"). The run stopped here; its actions' phases and outputs are kept for a Revert, their messages dropped"
+		}
+		// Remembered before the end is written, as finish does: a sync that still sees Running
+		// in the cache leaves it be; the one that sees the end forgets it.
+		r.e.mu.Lock()
+		r.e.ended[r.key] = r.exec.UID
+		r.e.mu.Unlock()
+		r.e.host.endUnwritable(ctx, r.exec, r.copyStatus().(*drv1.DRPlanExecutionStatus), msg)
+		r.e.drop(r)
+	})
 }
 
 // setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.

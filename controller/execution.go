@@ -422,7 +422,7 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 // example too large): it must not stay Running with the plan locked. It ends Failed with the
 // run's last status without its texts (leanStatus: what a Revert needs is kept), or, if even that
 // is refused, with the status last written; then the lock is released. If that fails too, the
-// sync retries.
+// engine forgets that the run ended here, and the sync retries.
 func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, last *drv1.DRPlanExecutionStatus, msg string) {
 	lean := exec.DeepCopy()
 	lean.Status = *leanStatus(last)
@@ -432,6 +432,7 @@ func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecuti
 		err = c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg)
 	}
 	if err != nil {
+		c.engine.forget(types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}) // the sync ends it
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
 	}
 }

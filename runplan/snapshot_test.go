@@ -3,9 +3,9 @@ package runplan_test
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
