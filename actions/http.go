@@ -112,6 +112,7 @@ func (r *HTTPRunner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	call.redact = req.Redact
 
 	var res Result
 	for attempt := 1; ; attempt++ {
@@ -158,6 +159,15 @@ type httpCall struct {
 	expected []int32
 	success  *rules.Program   // when set, decides success instead of expected
 	retry    *httpRetryPolicy // nil: a single attempt
+	redact   *strings.Replacer
+}
+
+// shown is what the call reports of a response body: redacted, before any cut.
+func (c *httpCall) shown(body []byte) []byte {
+	if c.redact == nil {
+		return body
+	}
+	return []byte(c.redact.Replace(string(body)))
 }
 
 func newHTTPCall(env *rules.Env, spec *drv1.HTTPAction) (*httpCall, error) {
@@ -318,7 +328,7 @@ func (r *HTTPRunner) attempt(ctx context.Context, c *httpCall) httpOutcome {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, httpReadLimit))
 	recorded := &drv1.HTTPResponse{
 		StatusCode: int32(resp.StatusCode),
-		Body:       truncateHTTPBody(body, httpRecordedBody),
+		Body:       truncateHTTPBody(c.shown(body), httpRecordedBody),
 	}
 	if err != nil {
 		// The answer is incomplete, so the call is not known to have completed.
@@ -335,7 +345,7 @@ func (r *HTTPRunner) attempt(ctx context.Context, c *httpCall) httpOutcome {
 			msg += " (redirect to " + redactHTTPURL(u) + ")"
 		}
 	}
-	if snippet := strings.TrimSpace(truncateHTTPBody(body, httpBodyInMessage)); snippet != "" {
+	if snippet := strings.TrimSpace(truncateHTTPBody(c.shown(body), httpBodyInMessage)); snippet != "" {
 		msg += fmt.Sprintf(" (body: %q)", snippet)
 	}
 	return httpOutcome{

@@ -366,6 +366,29 @@ func TestHTTPRunnerRecordsBodyCutOnUTF8Boundary(t *testing.T) {
 	}
 }
 
+// A secret across the cut is redacted whole: the body is redacted first, then cut.
+func TestHTTPRunnerRedactsBodyBeforeCutting(t *testing.T) {
+	secret := "s3cret-token-value"
+	run := func(status int, body string) (Result, error) {
+		srv, _ := scriptedHTTPServer(t, httpReply{status: status, body: body})
+		runner, _ := newTestHTTPRunner(t)
+		req := httpRequest(drv1.HTTPAction{URL: srv.URL})
+		req.Redact = strings.NewReplacer(secret, "xxxxx")
+		return runner.Run(context.Background(), req)
+	}
+	// The secret straddles the 1,024-byte cut of the recorded body.
+	res, err := run(500, strings.Repeat("a", 1020)+secret+" tail")
+	require.Error(t, err)
+	for _, shown := range []string{res.HTTPResponse.Body, err.Error()} {
+		for n := 4; n <= len(secret); n++ {
+			require.NotContains(t, shown, secret[:n], "no part of the secret is shown")
+		}
+	}
+	res, err = run(200, "ok "+secret)
+	require.NoError(t, err)
+	assert.Equal(t, "ok xxxxx", res.HTTPResponse.Body)
+}
+
 func TestTruncateHTTPBody(t *testing.T) {
 	tests := []struct {
 		in    string

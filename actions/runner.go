@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -22,6 +23,10 @@ type Request struct {
 	// ServiceAccount, when set ("namespace/name"), is impersonated for every API call the action
 	// makes; empty means the controller's own identity.
 	ServiceAccount string
+	// Redact, when set, scrubs the run's Secret-sourced values from what the action reports of
+	// what it received (an HTTP response's body), before that is cut to size: no part of a secret
+	// survives a cut.
+	Redact *strings.Replacer
 }
 
 // ExecutionRef names the execution an action runs for; runners label what they create with it.

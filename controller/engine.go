@@ -43,9 +43,9 @@ type engineHost interface {
 	// finished is called once a run's final status is written: it records the end and releases
 	// the plan's lock.
 	finished(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus)
-	// endUnwritable ends a run whose status cannot be written any more: Failed with msg, and the
-	// plan's lock released.
-	endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, msg string)
+	// endUnwritable ends a run whose status cannot be written any more: Failed with msg, keeping
+	// what a Revert needs of last (the run's latest status), and the plan's lock released.
+	endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, last *drv1.DRPlanExecutionStatus, msg string)
 }
 
 var _ engineHost = (*Controller)(nil)
@@ -89,6 +89,7 @@ type run struct {
 	gate     chan struct{}
 	openGate sync.Once
 	announce sync.Once       // the ExecutionStarted (or ExecutionResumed) event
+	failOnce sync.Once       // writeFailed
 	resumed  bool            // taken back after a restart
 	ctx      context.Context // the run's lifetime: ends with the engine, or when the run is dropped
 	stop     context.CancelFunc
@@ -199,6 +200,7 @@ func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, statu
 		r.gate = make(chan struct{})
 	}
 	r.writer = newStatusWriter(e.writeInterval, r.copyStatus, r.writeStatus)
+	r.writer.failed = r.writeFailed
 	e.runs[r.key] = r
 	go r.writer.Run(ctx)
 	go r.advance(false)
@@ -396,7 +398,7 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	default:
 		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
 			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.PlanName},
-			ServiceAccount: r.identity})
+			ServiceAccount: r.identity, Redact: r.prep.Redact})
 	}
 	if w := act.Wait; err == nil && w != nil && res.ResourceRef != nil {
 		_, err = e.clients.WaitFor(ctx, r.identity, *res.ResourceRef, w.Cond, w.Params, w.Timeout, func(msg string) {
@@ -444,7 +446,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	} else {
 		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.Redact.Replace(res.Message))
 	}
-	if out := outputOf(*a, r.prep.Actions[index].Body.Type, res, r.prep.Redact); out != nil {
+	if out := outputOf(*a, r.prep.Actions[index].Body.Type, res); out != nil {
 		r.status.Outputs = append(r.status.Outputs, *out)
 	}
 	r.durable = r.durable || !actions.Idempotent(r.prep.Actions[index].Body)
@@ -453,7 +455,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 }
 
 // outputOf is what an action made, if anything worth recording.
-func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result, redact *strings.Replacer) *drv1.ActionOutput {
+func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result) *drv1.ActionOutput {
 	if res.HTTPResponse == nil && res.ResourceRef == nil {
 		return nil
 	}
@@ -469,8 +471,7 @@ func outputOf(a drv1.ActionStatus, t drv1.ActionType, res actions.Result, redact
 		out.ResourceRef = res.ResourceRef
 	}
 	if res.HTTPResponse != nil {
-		resp := *res.HTTPResponse
-		resp.Body = redact.Replace(resp.Body)
+		resp := *res.HTTPResponse // its body redacted by the runner (Request.Redact)
 		out.HTTPResponse = &resp
 	}
 	return out
@@ -508,14 +509,29 @@ func (r *run) finish() {
 	r.e.host.finished(r.ctx, r.exec, st)
 }
 
-// writeFailed drops a run whose status cannot be written any more (refused for good, for example
-// too large) and has the controller end it: it must not stay Running with the plan locked.
+// writeFailed ends a run whose status cannot be written any more (refused for good, for example
+// too large): it must not stay Running with the plan locked. The run stops at once (nothing more
+// starts; results coming in are dropped) and the controller ends it: until the cache shows the
+// end, a sync leaves it be instead of resuming it.
+// Called by whichever notices first, the status writer or a flush; the first call acts.
 func (r *run) writeFailed(err error) {
-	r.e.forget(r.key)
-	r.e.drop(r)
-	ctx := context.WithoutCancel(r.ctx)
-	klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
-	r.e.host.endUnwritable(ctx, r.exec, "Cannot write the status: "+err.Error())
+	r.failOnce.Do(func() {
+		r.stop()
+		ctx := context.WithoutCancel(r.ctx)
+		klog.FromContext(ctx).Error(err, "Writing the execution's status failed for good; ending it", "execution", r.key)
+		msg := "Cannot write the status: " + err.Error()
+		if tooLarge(err) {
+			msg = "Cannot write the status: the API server refuses it as too large (" + err.Error() +
+				"). The run stopped here; its actions' phases and outputs are kept for a Revert, their messages dropped"
+		}
+		// Remembered before the end is written, as finish does: a sync that still sees Running
+		// in the cache leaves it be; the one that sees the end forgets it.
+		r.e.mu.Lock()
+		r.e.ended[r.key] = r.exec.UID
+		r.e.mu.Unlock()
+		r.e.host.endUnwritable(ctx, r.exec, r.copyStatus().(*drv1.DRPlanExecutionStatus), msg)
+		r.e.drop(r)
+	})
 }
 
 // setCompleteConditions sets Complete (the run ended, however it ended) and Succeeded.

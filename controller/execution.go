@@ -255,12 +255,32 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
+	if err := fitsItsStatus(&st, prep); err != nil {
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
+	}
 	r, err := c.engine.start(exec, prep, st, who, auth, gated, false)
 	if err != nil {
 		return nil, err
 	}
 	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.Actions))
 	return r, nil
+}
+
+// fitsItsStatus refuses a run whose status could not be written once it has ended (statusFloor).
+func fitsItsStatus(st *drv1.DRPlanExecutionStatus, prep *runplan.Prepared) error {
+	types := make([]drv1.ActionType, len(prep.Actions))
+	for i, a := range prep.Actions {
+		types[i] = a.Body.Type
+	}
+	floor, err := statusFloor(st, types)
+	if err != nil {
+		return err
+	}
+	if floor > statusBudget {
+		return fmt.Errorf("the run's status would need at least %d bytes once its %d actions have run (their names, stages and outputs, and the snapshot), over the limit of %d: split the plan, or shorten its stage and action names",
+			floor, len(prep.Actions), statusBudget)
+	}
+	return nil
 }
 
 // resume takes a Running execution back after a controller restart, from its snapshot and
@@ -376,7 +396,7 @@ func (c *Controller) finished(ctx context.Context, exec *drv1.DRPlanExecution, s
 }
 
 // endBeforeStart ends an execution that never ran an action: Failed (it cannot start) or
-// Cancelled.
+// Cancelled; or one whose run cannot go on, from exec's status (endUnwritable).
 func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecution, phase drv1.ExecutionPhase, msg string) error {
 	now := metav1.NewTime(c.now())
 	st := exec.Status.DeepCopy()
@@ -399,10 +419,20 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 }
 
 // endUnwritable ends a run whose status cannot be written any more (refused for good, for
-// example too large): it must not stay Running with the plan locked. A minimal Failed status
-// saying why is written instead, and the lock released; if that fails too, the sync retries.
-func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, msg string) {
-	if err := c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg); err != nil {
+// example too large): it must not stay Running with the plan locked. It ends Failed with the
+// run's last status without its texts (leanStatus: what a Revert needs is kept), or, if even that
+// is refused, with the status last written; then the lock is released. If that fails too, the
+// engine forgets that the run ended here, and the sync retries.
+func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, last *drv1.DRPlanExecutionStatus, msg string) {
+	lean := exec.DeepCopy()
+	lean.Status = *leanStatus(last)
+	err := c.endBeforeStart(ctx, lean, drv1.ExecutionFailed, msg)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Ending the run with its outputs failed; ending it with the status last written", "execution", klog.KObj(exec))
+		err = c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg)
+	}
+	if err != nil {
+		c.engine.forget(types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}) // the sync ends it
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
 	}
 }

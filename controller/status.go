@@ -212,15 +212,26 @@ func joinErrors(errs field.ErrorList) string {
 
 // truncate cuts s to at most maxMessage bytes, on a rune boundary.
 func truncate(s string) string {
-	const tail = "... (truncated)"
-	if len(s) <= maxMessage {
+	return truncateTo(s, maxMessage)
+}
+
+// truncatedTail ends a text that was cut.
+const truncatedTail = "... (truncated)"
+
+// truncateTo cuts s to at most limit bytes, tail included, on a rune boundary; a limit too small
+// for the tail leaves only the tail's first limit bytes.
+func truncateTo(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
-	cut := maxMessage - len(tail)
+	if limit <= len(truncatedTail) {
+		return truncatedTail[:max(limit, 0)]
+	}
+	cut := limit - len(truncatedTail)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + tail
+	return s[:cut] + truncatedTail
 }
 
 // event records a Normal event when ok, else a Warning.

@@ -6,6 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 
 	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -21,11 +22,20 @@ import (
 //     lock relies on this.
 
 // writeExecutionStatus replaces exec's status with st by a JSON patch on the status subresource,
-// only if the object is still the one with exec's UID.
+// only if the object is still the one with exec's UID. A status over statusBudget is first
+// shortened in place (fitStatus).
 func (c *Controller) writeExecutionStatus(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
+	raw, fits, err := fitStatus(st, statusBudget)
+	if err != nil {
+		return err
+	}
+	if !fits {
+		klog.FromContext(ctx).Info("The execution's status is over its budget even with its messages cut; writing it anyway",
+			"execution", klog.KObj(exec), "bytes", len(raw), "budget", statusBudget)
+	}
 	patch, err := json.Marshal([]map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": exec.UID},
-		{"op": "add", "path": "/status", "value": st},
+		{"op": "add", "path": "/status", "value": json.RawMessage(raw)},
 	})
 	if err != nil {
 		return err

@@ -21,6 +21,9 @@ type statusWriter struct {
 	read func() any
 	// write persists it.
 	write func(ctx context.Context, status any) error
+	// failed, when set, is told of a write refused for good (but for the execution being gone):
+	// the run cannot go on.
+	failed func(error)
 
 	mu          sync.Mutex
 	changed     uint64        // generation of the latest change
@@ -82,6 +85,9 @@ func (w *statusWriter) Flush(ctx context.Context) error {
 		select {
 		case <-wrote:
 		case <-w.done:
+			w.mu.Lock()
+			err = w.lastErr // the write that stopped it
+			w.mu.Unlock()
 			if err == nil {
 				err = errors.New("the status writer stopped")
 			}
@@ -139,6 +145,9 @@ func (w *statusWriter) Run(ctx context.Context) {
 		w.mu.Unlock()
 		if err != nil {
 			if permanent(err) {
+				if w.failed != nil && !apierrors.IsNotFound(err) {
+					w.failed(err)
+				}
 				return
 			}
 			if backoff.Sleep(ctx, writeRetry.Delay(failures)) != nil {
@@ -158,8 +167,7 @@ var writeRetry = backoff.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Se
 
 // permanent reports a write error that retrying cannot fix.
 func permanent(err error) bool {
-	return apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) ||
-		apierrors.IsBadRequest(err)
+	return apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || tooLarge(err) || apierrors.IsBadRequest(err)
 }
 
 // gap is the least time between two writes: the interval, or eight times what the last write

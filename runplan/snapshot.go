@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -13,8 +14,20 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
-// maxSnapshotSize bounds a snapshot's decompressed data: a snapshot in a status is a user's input,
-// and a small gzip stream can expand a thousandfold.
+// The bounds of a snapshot, checked where a plan is validated and again when a run takes it:
+// with them, and the engine's cut of texts, an execution's status stays under 1 MiB
+// (docs/execution.md, "How big a status gets").
+const (
+	// MaxSnapshotData bounds the plan's spec and its distinct workflows' specs, as JSON.
+	MaxSnapshotData = 1 << 20
+	// MaxSnapshotStored bounds the same compressed, as the status stores it (in JSON, base64:
+	// 4/3 of it, 171 KiB).
+	MaxSnapshotStored = 128 << 10
+)
+
+// maxSnapshotSize bounds a snapshot's decompressed data when it is read: a snapshot in a status
+// is a user's input, and a small gzip stream can expand a thousandfold. It is far over
+// MaxSnapshotData, which snapshots taken before that bound may exceed.
 const maxSnapshotSize = 64 << 20
 
 // Snapshot is what an execution runs: the plan's spec and the spec of every workflow it
@@ -39,22 +52,61 @@ func TakeSnapshot(plan *drv1.DRPlan, workflows Workflows) (*drv1.ExecutionSnapsh
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
-	if err != nil {
+	if snap.Hash, snap.Data, err = seal(data); err != nil {
 		return nil, nil, err
 	}
+	return snap, data, nil
+}
+
+// CheckSnapshotSize reports a plan whose snapshot would be over MaxSnapshotData or
+// MaxSnapshotStored; nil also when a workflow is missing or Invalid (a run cannot start, and
+// says so).
+func CheckSnapshotSize(plan *drv1.DRPlan, workflows Workflows) error {
+	data, _, err := gather(plan, workflows)
+	if err != nil {
+		var tooBig *snapshotTooBig
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return nil
+	}
+	_, _, err = seal(data)
+	return err
+}
+
+// seal encodes data as a snapshot stores it: its JSON's hash, and the JSON compressed.
+func seal(data *Snapshot) (hash string, compressed []byte, err error) {
+	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
+	if err != nil {
+		return "", nil, err
+	}
+	if len(raw) > MaxSnapshotData {
+		return "", nil, &snapshotTooBig{fmt.Sprintf("%d bytes of JSON", len(raw)), MaxSnapshotData}
+	}
 	sum := sha256.Sum256(raw)
-	snap.Hash = hex.EncodeToString(sum[:])
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(raw); err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
 	if err := zw.Close(); err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
-	snap.Data = buf.Bytes()
-	return snap, data, nil
+	if buf.Len() > MaxSnapshotStored {
+		return "", nil, &snapshotTooBig{fmt.Sprintf("%d bytes compressed", buf.Len()), MaxSnapshotStored}
+	}
+	return hex.EncodeToString(sum[:]), buf.Bytes(), nil
+}
+
+// snapshotTooBig says a plan's snapshot is over a bound.
+type snapshotTooBig struct {
+	size  string
+	limit int
+}
+
+func (e *snapshotTooBig) Error() string {
+	return fmt.Sprintf("the plan and its workflows (the run's snapshot) are %s, over the limit of %d KiB: split the plan, or make its workflows smaller",
+		e.size, e.limit>>10)
 }
 
 // Workflows finds the workflows a plan references (the informers' cache).
@@ -73,6 +125,7 @@ func SnapshotData(plan *drv1.DRPlan, workflows Workflows) (*Snapshot, error) {
 func gather(plan *drv1.DRPlan, workflows Workflows) (*Snapshot, *drv1.ExecutionSnapshot, error) {
 	data := &Snapshot{PlanName: plan.Name, Namespace: plan.Namespace, Plan: plan.Spec, Workflows: map[string]drv1.DRWorkflowSpec{}}
 	snap := &drv1.ExecutionSnapshot{PlanGeneration: plan.Generation, PlanUID: string(plan.UID)}
+	size := 0 // of the workflows' specs as JSON, so far: a plan of 2,000 huge workflows stops early
 	for _, s := range plan.Spec.EffectiveStages() {
 		for _, sw := range s.Workflows {
 			ns := sw.WorkflowRef.NamespaceOr(plan.Namespace)
@@ -86,6 +139,13 @@ func gather(plan *drv1.DRPlan, workflows Workflows) (*Snapshot, *drv1.ExecutionS
 				return nil, nil, fmt.Errorf("DRWorkflow %s not found", key)
 			case wf.Status.Phase == drv1.WorkflowInvalid:
 				return nil, nil, fmt.Errorf("DRWorkflow %s is Invalid: %s", key, wf.Status.Message)
+			}
+			raw, err := json.Marshal(&wf.Spec)
+			if err != nil {
+				return nil, nil, err
+			}
+			if size += len(raw); size > MaxSnapshotData {
+				return nil, nil, &snapshotTooBig{fmt.Sprintf("at least %d bytes of JSON", size), MaxSnapshotData}
 			}
 			data.Workflows[key] = *wf.Spec.DeepCopy()
 			snap.Workflows = append(snap.Workflows, drv1.SnapshotWorkflow{Name: wf.Name, Namespace: ns, Generation: wf.Generation})

@@ -3,9 +3,11 @@ package runplan_test
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -80,6 +82,58 @@ func TestTakeSnapshotRefuses(t *testing.T) {
 	workflows["prod/a"].Status = drv1.DRWorkflowStatus{Phase: drv1.WorkflowInvalid, Message: "spec.actions[0]: bad"}
 	_, _, err = runplan.TakeSnapshot(plan, workflows)
 	assert.EqualError(t, err, "DRWorkflow prod/a is Invalid: spec.actions[0]: bad")
+}
+
+func TestSnapshotSizeBounds(t *testing.T) {
+	// withManifests gives workflow "a" n actions, each creating a ConfigMap with value v.
+	withManifests := func(n int, v func(i int) string) (*drv1.DRPlan, getter) {
+		plan, workflows := snapshotPlan()
+		spec := drv1.DRWorkflowSpec{}
+		for i := range n {
+			a := create(fmt.Sprintf("cm-%d", i))
+			a.Resource.Manifest = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%d\ndata:\n  v: %q\n", i, v(i))
+			spec.Actions = append(spec.Actions, a)
+		}
+		workflows["prod/a"].Spec = spec
+		return plan, workflows
+	}
+	random := func(n int) func(int) string {
+		return func(int) string {
+			b := make([]byte, n/2)
+			_, _ = rand.Read(b)
+			return hex.EncodeToString(b)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		plan func() (*drv1.DRPlan, getter)
+		err  string
+	}{
+		{name: "2,000 short manifests", plan: func() (*drv1.DRPlan, getter) { return withManifests(2000, func(int) string { return "x" }) }},
+		{name: "1.2 MiB of JSON", plan: func() (*drv1.DRPlan, getter) {
+			return withManifests(200, func(int) string { return strings.Repeat("x", 6000) })
+		}, err: "over the limit of 1024 KiB"},
+		{name: "512 KiB that does not compress", plan: func() (*drv1.DRPlan, getter) { return withManifests(128, random(4000)) },
+			err: "bytes compressed, over the limit of 128 KiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, workflows := tc.plan()
+			snap, _, err := runplan.TakeSnapshot(plan, workflows)
+			checked := runplan.CheckSnapshotSize(plan, workflows)
+			if tc.err == "" {
+				require.NoError(t, err)
+				require.NoError(t, checked)
+				assert.LessOrEqual(t, len(snap.Data), runplan.MaxSnapshotStored)
+				t.Logf("stored: %d bytes", len(snap.Data))
+				return
+			}
+			require.ErrorContains(t, err, tc.err)
+			require.ErrorContains(t, checked, tc.err)
+		})
+	}
+	plan, workflows := snapshotPlan()
+	delete(workflows, "ops/shared")
+	assert.NoError(t, runplan.CheckSnapshotSize(plan, workflows), "a missing workflow is reported elsewhere")
 }
 
 // sealed is a snapshot of raw as TakeSnapshot would write it: gzip-compressed, with its hash.

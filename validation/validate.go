@@ -10,6 +10,7 @@ import (
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/runplan"
 	"github.com/bkbcs/drplan-controller/templates"
 )
 
@@ -236,6 +237,9 @@ func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) P
 	}); n > drv1.MaxPlanActions {
 		r.Errors = append(r.Errors, field.Forbidden(stagesPath, fmt.Sprintf(
 			"the plan runs %d actions in all (the sum over its stages' workflows), over the limit of %d: split it into several plans", n, drv1.MaxPlanActions)))
+	}
+	if err := runplan.CheckSnapshotSize(plan, workflows); err != nil {
+		r.Errors = append(r.Errors, field.Forbidden(stagesPath, err.Error()))
 	}
 	r.MissingParams = MissingParams(plan, workflows, nil)
 	// A workflow used several times, or a global value it refuses, is reported once.

@@ -3,6 +3,7 @@ package validation_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -303,6 +304,31 @@ func TestValidatePlanBoundsItsActions(t *testing.T) {
 	errs := validation.ValidatePlan(env, plan(11), all).Errors
 	require.NotEmpty(t, errs)
 	assert.Contains(t, errs.ToAggregate().Error(), "spec.stages: Forbidden: the plan runs 2200 actions in all (the sum over its stages' workflows), over the limit of 2000: split it into several plans")
+}
+
+func TestValidatePlanBoundsItsSnapshot(t *testing.T) {
+	env := newEnv(t)
+	all := workflows{}
+	plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}}
+	// Ten distinct workflows of 60 actions, each with an HTTP body of 2 KB: 1.2 MB in all.
+	for i := range 10 {
+		wf := fixtures.Workflow("prod", fmt.Sprintf("w%d", i), 60)
+		for j := range wf.Spec.Actions {
+			if h := wf.Spec.Actions[j].HTTP; h != nil {
+				h.Body = fmt.Sprintf(`{"note": %q}`, strings.Repeat("x", 6000))
+			}
+		}
+		wf.Status.Phase = drv1.WorkflowReady
+		all["prod/"+wf.Name] = wf
+		plan.Spec.Stages = append(plan.Spec.Stages, drv1.Stage{Name: wf.Name, Workflows: []drv1.StageWorkflow{{
+			WorkflowRef: drv1.ObjectReference{Name: wf.Name}, Params: []drv1.ParamValue{{Name: "region", Value: "x"}}}}})
+	}
+	errs := validation.ValidatePlan(env, plan, all).Errors
+	require.NotEmpty(t, errs)
+	assert.Contains(t, errs.ToAggregate().Error(), "spec.stages: Forbidden: the plan and its workflows (the run's snapshot) are at least")
+	assert.Contains(t, errs.ToAggregate().Error(), "over the limit of 1024 KiB")
+	plan.Spec.Stages = plan.Spec.Stages[:5]
+	assert.Empty(t, validation.ValidatePlan(env, plan, all).Errors, "half of it fits")
 }
 
 // FuzzValidateWorkflow: any workflow a client could send (JSON decoded as the API server would)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,8 +19,9 @@ type call struct {
 	Start, End         time.Time
 }
 
-// recorder is an HTTP server the actions call. A path's query may ask for a delay (?delay=200ms)
-// or a status (?status=503); a path registered with hold blocks until released.
+// recorder is an HTTP server the actions call. A path's query may ask for a delay (?delay=200ms),
+// a status (?status=503) or a longer answer (?pad=1200); a path registered with hold blocks
+// until released.
 type recorder struct {
 	t    testing.TB
 	srv  *httptest.Server
@@ -83,7 +85,8 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 	r.calls = append(r.calls, call{Method: req.Method, Path: req.URL.Path, Body: string(body), Start: start, End: time.Now()})
 	r.mu.Unlock()
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(`{"ok":true,"path":"` + req.URL.Path + `"}`))
+	pad, _ := strconv.Atoi(req.URL.Query().Get("pad")) // ?pad=N: N more bytes of answer
+	_, _ = w.Write([]byte(`{"ok":true,"path":"` + req.URL.Path + `","pad":"` + strings.Repeat("x", min(max(pad, 0), 1<<20)) + `"}`))
 }
 
 // hold makes requests to path wait until the returned function is called.
