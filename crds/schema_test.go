@@ -1,8 +1,11 @@
 package crds_test
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -136,4 +139,13 @@ func TestSchemaBoundsMatchTheCode(t *testing.T) {
 		assert.EqualValues(t, templates.MaxRenderedBytes, *schemaAt(t, "drworkflows", path).MaxLength,
 			"%s is a template: its text may be as long as what it renders to, templates.MaxRenderedBytes", path)
 	}
+	rules := schemaAt(t, "drworkflows", ".spec.actions[].http.timeout").XValidations
+	i := slices.IndexFunc(rules, func(r apiextensionsv1.ValidationRule) bool { return strings.Contains(r.Rule, "duration(self) <=") })
+	require.GreaterOrEqual(t, i, 0, "the Duration type bounds durations: %v", rules)
+	m := regexp.MustCompile(`duration\(self\) <= duration\('([^']+)'\)`).FindStringSubmatch(rules[i].Rule)
+	require.NotNil(t, m, rules[i].Rule)
+	d, err := time.ParseDuration(m[1])
+	require.NoError(t, err)
+	assert.Equal(t, drv1.MaxActionDuration, d, "the schema's bound of a Duration is drv1.MaxActionDuration")
+	assert.Equal(t, "must be at most "+m[1], rules[i].Message)
 }

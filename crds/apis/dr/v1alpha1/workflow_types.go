@@ -312,8 +312,11 @@ type JobAction struct {
 
 // Duration is a Go duration string such as 30s, 5m or 1h30m. It is kept as text so that a typo is
 // refused by the API server with a clear message instead of breaking every client's decoding.
+// Every Duration is an action's timing (a timeout, a retry interval), at most MaxActionDuration
+// (24h); a field that needs another bound needs another type.
 // +kubebuilder:validation:MaxLength=64
 // +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) <= duration('24h')",message="must be at most 24h"
 type Duration string
 
 // ResourceOperation is what to do with a Kubernetes object.
