@@ -3,6 +3,9 @@ package validation_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -391,5 +395,62 @@ func FuzzValidateWorkflow(f *testing.F) {
 			return
 		}
 		_ = validation.ValidateWorkflow(env, &wf)
+	})
+}
+
+// FuzzValidatePlan: any plan a client could send (JSON decoded as the API server would), against
+// the guide's workflows and one more workflow of any content, is validated without panicking, in
+// bounded time. The seeds are the guide's plans (examples/), each with one of its workflows.
+func FuzzValidatePlan(f *testing.F) {
+	byKind := map[string][][]byte{}
+	files, err := filepath.Glob("../examples/*/*.yaml")
+	if err != nil || len(files) == 0 {
+		f.Fatalf("the guide's examples: %v", err)
+	}
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		j, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var meta struct{ Kind string }
+		if err := json.Unmarshal(j, &meta); err != nil {
+			f.Fatal(err)
+		}
+		byKind[meta.Kind] = append(byKind[meta.Kind], j)
+	}
+	plans, wfs := byKind["DRPlan"], byKind["DRWorkflow"]
+	guide := workflows{}
+	for _, raw := range wfs {
+		var wf drv1.DRWorkflow
+		if err := json.Unmarshal(raw, &wf); err != nil {
+			f.Fatal(err)
+		}
+		wf.Status.Phase = drv1.WorkflowReady
+		guide[drv1.RefKey(wf.Namespace, wf.Name)] = &wf
+	}
+	for i := range max(len(plans), len(wfs)) {
+		f.Add(plans[i%len(plans)], wfs[i%len(wfs)])
+	}
+	f.Add([]byte(`{"spec":{"stages":[{"name":"a","dependsOn":["a","b"],"when":"params.x ==","workflows":[{"workflowRef":{"name":"w"},"params":[{"name":"n","value":"x"}]}]}]}}`),
+		[]byte(`{"metadata":{"name":"w"},"spec":{"parameters":[{"name":"n","type":"int","required":true}]}}`))
+	env, err := rules.NewEnv(rules.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, rawPlan, rawWorkflow []byte) {
+		var plan drv1.DRPlan
+		if json.Unmarshal(rawPlan, &plan) != nil {
+			return
+		}
+		all := maps.Clone(guide)
+		var wf drv1.DRWorkflow
+		if json.Unmarshal(rawWorkflow, &wf) == nil {
+			all[drv1.RefKey(wf.Namespace, wf.Name)] = &wf
+		}
+		_ = validation.ValidatePlan(env, &plan, all)
 	})
 }
