@@ -48,8 +48,54 @@ func ValidateWorkflow(env *rules.Env, wf *drv1.DRWorkflow) field.ErrorList {
 		if a.Rollback != nil {
 			errs = append(errs, validateBody(env, path.Child("rollback"), &a.Rollback.ActionBody, names, placeholders)...)
 		}
+		errs = append(errs, validateDurations(path, a)...)
 	}
 	return errs
+}
+
+// validateDurations refuses a duration of the action (its body's, its wait's and its rollback's)
+// that does not parse or is over drv1.MaxActionDuration. The schema refuses them too; this finds
+// workflows stored before it did.
+func validateDurations(path *field.Path, a *drv1.Action) field.ErrorList {
+	all := timings(path, &a.ActionBody)
+	if a.WaitFor != nil {
+		all = append(all, timing{path.Child("waitFor", "timeout"), a.WaitFor.Timeout})
+	}
+	if a.Rollback != nil {
+		all = append(all, timings(path.Child("rollback"), &a.Rollback.ActionBody)...)
+	}
+	var errs field.ErrorList
+	for _, t := range all {
+		switch d, err := t.d.Parse(); {
+		case err != nil:
+			errs = append(errs, field.Invalid(t.path, string(t.d), "must be a duration such as 30s, 5m or 1h30m"))
+		case d > drv1.MaxActionDuration:
+			errs = append(errs, field.Invalid(t.path, string(t.d), fmt.Sprintf("must be at most %dh", int(drv1.MaxActionDuration.Hours()))))
+		}
+	}
+	return errs
+}
+
+// timing is a duration field and where it is.
+type timing struct {
+	path *field.Path
+	d    drv1.Duration
+}
+
+// timings are the durations of an action body at path.
+func timings(path *field.Path, b *drv1.ActionBody) []timing {
+	var out []timing
+	if h := b.HTTP; h != nil {
+		out = append(out, timing{path.Child("http", "timeout"), h.Timeout})
+		if h.Retry != nil {
+			out = append(out, timing{path.Child("http", "retry", "interval"), h.Retry.Interval},
+				timing{path.Child("http", "retry", "maxInterval"), h.Retry.MaxInterval})
+		}
+	}
+	if b.Job != nil {
+		out = append(out, timing{path.Child("job", "timeout"), b.Job.Timeout})
+	}
+	return out
 }
 
 func validateBody(env *rules.Env, path *field.Path, b *drv1.ActionBody, declared []string, placeholders map[string]any) field.ErrorList {

@@ -3,6 +3,10 @@ package validation_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -147,6 +152,33 @@ func TestValidateWorkflow(t *testing.T) {
 		acts: []drv1.Action{{Name: "j", ActionBody: drv1.ActionBody{Type: "Job",
 			Job: &drv1.JobAction{Namespace: "ns", GenerateName: "j-", Template: runtime.RawExtension{Raw: []byte(`{"spec":{"restartPolicy":"Never"}}`)}}}}},
 		want: []string{"spec.actions[0].job.template.spec.containers: Required value: a Job's pod template needs at least one container"},
+	}, {
+		name: "durations of 24h at most, in every unit",
+		acts: []drv1.Action{{Name: "h", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x", Timeout: "24h",
+			Retry: &drv1.HTTPRetry{Limit: 1, Interval: "1440m", MaxInterval: "23h59m60s"}}}}},
+	}, {
+		name: "durations over 24h, each with its field",
+		acts: []drv1.Action{{Name: "h", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x", Timeout: "25h",
+			Retry: &drv1.HTTPRetry{Limit: 1, Interval: "1441m", MaxInterval: "24h0.001s"}}}}},
+		want: []string{
+			`spec.actions[0].http.timeout: Invalid value: "25h": must be at most 24h`,
+			`spec.actions[0].http.retry.interval: Invalid value: "1441m": must be at most 24h`,
+			`spec.actions[0].http.retry.maxInterval: Invalid value: "24h0.001s": must be at most 24h`,
+		},
+	}, {
+		name: "a Job's timeout, a wait's and a rollback's over 24h",
+		acts: []drv1.Action{{Name: "r", WaitFor: &drv1.WaitFor{Condition: "true", Timeout: "48h"},
+			ActionBody: drv1.ActionBody{Type: "KubernetesResource", Resource: &drv1.ResourceAction{Operation: "Create", Manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"}},
+			Rollback: &drv1.RollbackAction{ActionBody: drv1.ActionBody{Type: "Job", Job: &drv1.JobAction{Namespace: "ns", Name: "undo", Timeout: "100h",
+				Template: runtime.RawExtension{Raw: []byte(`{"spec":{"containers":[{"name":"c","image":"busybox"}]}}`)}}}}}},
+		want: []string{
+			`spec.actions[0].waitFor.timeout: Invalid value: "48h": must be at most 24h`,
+			`spec.actions[0].rollback.job.timeout: Invalid value: "100h": must be at most 24h`,
+		},
+	}, {
+		name: "a duration that overflows",
+		acts: []drv1.Action{{Name: "h", ActionBody: drv1.ActionBody{Type: "HTTP", HTTP: &drv1.HTTPAction{URL: "https://x", Timeout: "9999999999h"}}}},
+		want: []string{`spec.actions[0].http.timeout: Invalid value: "9999999999h": must be a duration such as 30s, 5m or 1h30m`},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +187,44 @@ func TestValidateWorkflow(t *testing.T) {
 			assert.Equal(t, tc.want, errStrings(validation.ValidateWorkflow(env, wf)))
 		})
 	}
+}
+
+// TestValidateWorkflowBoundsEveryDuration: every Duration field of an action, found by
+// reflection, is bounded by validation, so that a new one is not forgotten.
+func TestValidateWorkflowBoundsEveryDuration(t *testing.T) {
+	var a drv1.Action
+	n := fillDurations(reflect.ValueOf(&a).Elem(), "25h")
+	require.Equal(t, 9, n, "an action's durations: its wait's, and its body's and its rollback's HTTP and Job timings")
+	wf := &drv1.DRWorkflow{Spec: drv1.DRWorkflowSpec{Actions: []drv1.Action{a}}}
+	var bounded []string
+	for _, e := range validation.ValidateWorkflow(newEnv(t), wf) {
+		if strings.HasSuffix(e.Error(), `Invalid value: "25h": must be at most 24h`) {
+			bounded = append(bounded, e.Field)
+		}
+	}
+	assert.Len(t, bounded, n, "bounded: %v", bounded)
+}
+
+// fillDurations allocates every struct a pointer under v may point to and sets every Duration to
+// d; it returns how many it set.
+func fillDurations(v reflect.Value, d drv1.Duration) int {
+	switch {
+	case v.Type() == reflect.TypeFor[drv1.Duration]():
+		v.Set(reflect.ValueOf(d))
+		return 1
+	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
+		v.Set(reflect.New(v.Type().Elem()))
+		return fillDurations(v.Elem(), d)
+	case v.Kind() == reflect.Struct:
+		n := 0
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				n += fillDurations(v.Field(i), d)
+			}
+		}
+		return n
+	}
+	return 0
 }
 
 // workflows is an in-memory validation.WorkflowGetter.
@@ -350,5 +420,62 @@ func FuzzValidateWorkflow(f *testing.F) {
 			return
 		}
 		_ = validation.ValidateWorkflow(env, &wf)
+	})
+}
+
+// FuzzValidatePlan: any plan a client could send (JSON decoded as the API server would), against
+// the guide's workflows and one more workflow of any content, is validated without panicking, in
+// bounded time. The seeds are the guide's plans (examples/), each with one of its workflows.
+func FuzzValidatePlan(f *testing.F) {
+	byKind := map[string][][]byte{}
+	files, err := filepath.Glob("../examples/*/*.yaml")
+	if err != nil || len(files) == 0 {
+		f.Fatalf("the guide's examples: %v", err)
+	}
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		j, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var meta struct{ Kind string }
+		if err := json.Unmarshal(j, &meta); err != nil {
+			f.Fatal(err)
+		}
+		byKind[meta.Kind] = append(byKind[meta.Kind], j)
+	}
+	plans, wfs := byKind["DRPlan"], byKind["DRWorkflow"]
+	guide := workflows{}
+	for _, raw := range wfs {
+		var wf drv1.DRWorkflow
+		if err := json.Unmarshal(raw, &wf); err != nil {
+			f.Fatal(err)
+		}
+		wf.Status.Phase = drv1.WorkflowReady
+		guide[drv1.RefKey(wf.Namespace, wf.Name)] = &wf
+	}
+	for i := range max(len(plans), len(wfs)) {
+		f.Add(plans[i%len(plans)], wfs[i%len(wfs)])
+	}
+	f.Add([]byte(`{"spec":{"stages":[{"name":"a","dependsOn":["a","b"],"when":"params.x ==","workflows":[{"workflowRef":{"name":"w"},"params":[{"name":"n","value":"x"}]}]}]}}`),
+		[]byte(`{"metadata":{"name":"w"},"spec":{"parameters":[{"name":"n","type":"int","required":true}]}}`))
+	env, err := rules.NewEnv(rules.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, rawPlan, rawWorkflow []byte) {
+		var plan drv1.DRPlan
+		if json.Unmarshal(rawPlan, &plan) != nil {
+			return
+		}
+		all := maps.Clone(guide)
+		var wf drv1.DRWorkflow
+		if json.Unmarshal(rawWorkflow, &wf) == nil {
+			all[drv1.RefKey(wf.Namespace, wf.Name)] = &wf
+		}
+		_ = validation.ValidatePlan(env, &plan, all)
 	})
 }

@@ -64,6 +64,7 @@ const (
 type LocalReference struct {
 	// Name of the object.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
 
@@ -101,6 +102,7 @@ type DRPlanExecutionStatus struct {
 
 	// Message says why the run failed or is waiting.
 	// +optional
+	// +kubebuilder:validation:MaxLength=65536
 	Message string `json:"message,omitempty"`
 
 	// ObservedGeneration is the generation the status describes.
@@ -110,14 +112,21 @@ type DRPlanExecutionStatus struct {
 	// ResolvedParams is the snapshot of parameter values the run uses (secrets redacted). Values
 	// that differ per workflow are in that workflow's entry of stageStatuses.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=256
 	ResolvedParams map[string]string `json:"resolvedParams,omitempty"`
 
 	// StartTime is when the run took the plan's lock and started.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
 	// CompletionTime is when the run ended.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
 	// StageStatuses has one entry per stage, in plan order.
@@ -127,12 +136,12 @@ type DRPlanExecutionStatus struct {
 
 	// ActionStatuses has one entry per action run, in order; stage and workflowIndex say where.
 	// +optional
-	// +kubebuilder:validation:MaxItems=20000
+	// +kubebuilder:validation:MaxItems=2000
 	ActionStatuses []ActionStatus `json:"actionStatuses,omitempty"`
 
 	// Outputs are what the actions made: references to created objects and HTTP responses.
 	// +optional
-	// +kubebuilder:validation:MaxItems=20000
+	// +kubebuilder:validation:MaxItems=2000
 	Outputs []ActionOutput `json:"outputs,omitempty"`
 
 	// Snapshot is the plan and workflows this run executes, fixed when it starts: editing them
@@ -147,6 +156,7 @@ type DRPlanExecutionStatus struct {
 	// RevertedBy names the Revert execution (in this namespace) that undid this Execute; the
 	// Reverted condition says when.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	RevertedBy string `json:"revertedBy,omitempty"`
 
 	// Conditions: Complete (the run ended, however it ended), Succeeded, and Reverted on an
@@ -154,12 +164,14 @@ type DRPlanExecutionStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // StageStatus is the state of one stage.
 type StageStatus struct {
 	// Name of the stage.
+	// +kubebuilder:validation:MaxLength=63
 	Name string `json:"name"`
 	// Phase of the stage.
 	// +optional
@@ -169,21 +181,32 @@ type StageStatus struct {
 	Parallel bool `json:"parallel,omitempty"`
 	// DependsOn is the stage's dependsOn.
 	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=63
 	DependsOn []string `json:"dependsOn,omitempty"`
 	// StartTime of the stage.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// CompletionTime of the stage.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 	// Duration of the stage, e.g. "40s".
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	Duration string `json:"duration,omitempty"`
 	// Message says why the stage failed or was skipped.
 	// +optional
+	// +kubebuilder:validation:MaxLength=65536
 	Message string `json:"message,omitempty"`
 	// WorkflowExecutions has one entry per workflow of the stage, in order.
 	// +optional
+	// +kubebuilder:validation:MaxItems=100
 	WorkflowExecutions []WorkflowExecutionStatus `json:"workflowExecutions,omitempty"`
 }
 
@@ -196,33 +219,46 @@ type WorkflowExecutionStatus struct {
 	Phase StepPhase `json:"phase,omitempty"`
 	// StartTime of the workflow.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// CompletionTime of the workflow.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 	// Duration of the workflow, e.g. "40s".
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	Duration string `json:"duration,omitempty"`
 	// Progress, e.g. "2/3 actions completed".
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	Progress string `json:"progress,omitempty"`
 	// CurrentAction is the action running now.
 	// +optional
+	// +kubebuilder:validation:MaxLength=128
 	CurrentAction string `json:"currentAction,omitempty"`
 	// Message says why the workflow failed or was skipped.
 	// +optional
+	// +kubebuilder:validation:MaxLength=65536
 	Message string `json:"message,omitempty"`
 	// ResolvedParams of this workflow, only where they differ from the execution's resolvedParams.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=256
 	ResolvedParams map[string]string `json:"resolvedParams,omitempty"`
 }
 
 // ActionStatus is the state of one action run.
 type ActionStatus struct {
 	// Name of the action.
+	// +kubebuilder:validation:MaxLength=128
 	Name string `json:"name"`
 	// Stage the action belongs to.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	Stage string `json:"stage,omitempty"`
 	// WorkflowIndex is the position of the action's workflow in its stage.
 	// +optional
@@ -232,12 +268,19 @@ type ActionStatus struct {
 	Phase StepPhase `json:"phase,omitempty"`
 	// StartTime of the action.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// CompletionTime of the action.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 	// Message says what happened.
 	// +optional
+	// +kubebuilder:validation:MaxLength=65536
 	Message string `json:"message,omitempty"`
 	// RetryCount is how many times the action was retried.
 	// +optional
@@ -247,9 +290,11 @@ type ActionStatus struct {
 // ActionOutput is what one action made.
 type ActionOutput struct {
 	// ActionName is the action's name.
+	// +kubebuilder:validation:MaxLength=128
 	ActionName string `json:"actionName"`
 	// Stage the action belongs to.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	Stage string `json:"stage,omitempty"`
 	// WorkflowIndex is the position of the action's workflow in its stage.
 	// +optional
@@ -275,17 +320,22 @@ type ActionOutput struct {
 type ResourceReference struct {
 	// APIVersion of the object.
 	// +optional
+	// +kubebuilder:validation:MaxLength=320
 	APIVersion string `json:"apiVersion,omitempty"`
 	// Kind of the object.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Kind string `json:"kind,omitempty"`
 	// Name of the object.
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Namespace of the object.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
 	// UID of the object, so that Revert deletes this very object and not a namesake.
 	// +optional
+	// +kubebuilder:validation:MaxLength=128
 	UID string `json:"uid,omitempty"`
 }
 
@@ -293,8 +343,9 @@ type ResourceReference struct {
 type HTTPResponse struct {
 	// StatusCode of the response.
 	StatusCode int32 `json:"statusCode"`
-	// Body of the response, truncated.
+	// Body of the response, truncated (to 1024 bytes and a marker).
 	// +optional
+	// +kubebuilder:validation:MaxLength=2048
 	Body string `json:"body,omitempty"`
 }
 
@@ -305,25 +356,33 @@ type ExecutionSnapshot struct {
 	// PlanUID is the UID of the plan the run started from: a plan deleted and recreated since
 	// is another plan.
 	// +optional
+	// +kubebuilder:validation:MaxLength=128
 	PlanUID string `json:"planUID,omitempty"`
-	// Workflows are the workflows the run uses, with their generations.
+	// Workflows are the workflows the run uses, with their generations: at most one per action.
 	// +optional
+	// +kubebuilder:validation:MaxItems=2000
 	Workflows []SnapshotWorkflow `json:"workflows,omitempty"`
 	// RevertOf, in a Revert, names the Execute (in this namespace) it undoes: the snapshot is
 	// that execution's, and so is what the Revert undoes.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	RevertOf string `json:"revertOf,omitempty"`
-	// Hash is the SHA-256 of the uncompressed data.
+	// Hash is the SHA-256 of the uncompressed data, in hex.
+	// +kubebuilder:validation:MaxLength=64
 	Hash string `json:"hash"`
-	// Data is the plan's and the workflows' specs, as gzip-compressed JSON.
+	// Data is the plan's and the workflows' specs, as gzip-compressed JSON. Its bound, 3 MiB of
+	// base64, is the API server's request limit: the object's own size bounds it first.
+	// +kubebuilder:validation:MaxLength=3145728
 	Data []byte `json:"data"`
 }
 
 // SnapshotWorkflow names a workflow in a snapshot.
 type SnapshotWorkflow struct {
 	// Name of the workflow.
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Namespace of the workflow.
+	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace"`
 	// Generation of the workflow when the run started.
 	Generation int64 `json:"generation"`

@@ -26,6 +26,11 @@ func (r ObjectReference) NamespaceOr(def string) string {
 // and the key of a snapshot's workflows (stored in executions' status: it must not change).
 func RefKey(namespace, name string) string { return namespace + "/" + name }
 
+// MaxActionDuration bounds every Duration: an action's timeouts and retry intervals. The CRD
+// schema refuses more (the Duration type's rule), and so does validation.ValidateWorkflow, for
+// workflows stored before.
+const MaxActionDuration = 24 * time.Hour
+
 // Parse returns the duration; an empty Duration is zero.
 func (d Duration) Parse() (time.Duration, error) {
 	if d == "" {

@@ -30,6 +30,7 @@ type DRPlan struct {
 type DRPlanSpec struct {
 	// Description says what the plan is for.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Description string `json:"description,omitempty"`
 
 	// WorkflowRef is the shorthand for a plan of one stage running one workflow. Use stages
@@ -63,6 +64,7 @@ type DRPlanSpec struct {
 	// ServiceAccountName, when set, is the ServiceAccount (in the plan's namespace) whose rights
 	// every API side effect of this plan's executions is made with. Empty: the controller's own.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 }
 
@@ -89,6 +91,7 @@ type ParamValue struct {
 
 	// Value, as a string; it is converted to the parameter's declared type (int, bool or string).
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Value string `json:"value,omitempty"`
 
 	// ValueFrom reads the value from a Secret key in the plan's namespace, for passwords and
@@ -107,9 +110,11 @@ type ParamValueSource struct {
 type SecretKeySelector struct {
 	// Name of the Secret.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Key in the Secret's data.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Key string `json:"key"`
 }
 
@@ -123,12 +128,14 @@ type Stage struct {
 
 	// Description says what the stage does.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Description string `json:"description,omitempty"`
 
 	// DependsOn names the stages that must succeed before this one starts.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=63
 	DependsOn []string `json:"dependsOn,omitempty"`
 
 	// Parallel runs the stage's workflows at once; otherwise they run in order.
@@ -188,6 +195,7 @@ type DRPlanStatus struct {
 
 	// Message says why the plan is Invalid.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
 
 	// StageCount is the number of stages (the STAGES column); 1 for the workflowRef shorthand.
@@ -211,24 +219,33 @@ type DRPlanStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // ExecutionReference points at a DRPlanExecution.
 type ExecutionReference struct {
 	// Name of the execution.
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Namespace of the execution.
 	// +optional
+	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace,omitempty"`
 	// Operation of the execution: Execute or Revert.
 	// +optional
 	Operation Operation `json:"operation,omitempty"`
 	// StartTime of the execution.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// CompletionTime of the execution.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 

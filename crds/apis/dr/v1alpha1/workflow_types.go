@@ -28,6 +28,7 @@ type DRWorkflow struct {
 type DRWorkflowSpec struct {
 	// Description says what the workflow does.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Description string `json:"description,omitempty"`
 
 	// Parameters the workflow's templates may use as {{ .params.<name> }}. Values come, from lowest to
@@ -100,6 +101,7 @@ type Parameter struct {
 
 	// Description says what the parameter is for.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Description string `json:"description,omitempty"`
 }
 
@@ -203,6 +205,7 @@ const (
 type HTTPAction struct {
 	// URL to call.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=8192
 	URL string `json:"url"`
 
 	// Method of the request.
@@ -213,10 +216,13 @@ type HTTPAction struct {
 
 	// Headers to send.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 256 && size(self[k]) <= 8192)",message="a header name must be at most 256 characters and a value at most 8192"
 	Headers map[string]string `json:"headers,omitempty"`
 
 	// Body to send.
 	// +optional
+	// +kubebuilder:validation:MaxLength=262144
 	Body string `json:"body,omitempty"`
 
 	// Timeout of one request, as a duration ("30s", "2m").
@@ -274,15 +280,18 @@ type HTTPRetry struct {
 type JobAction struct {
 	// Namespace of the Job.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Namespace string `json:"namespace"`
 
 	// Name of the Job.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name,omitempty"`
 
 	// GenerateName is a name prefix; the suffix is fixed per execution and action so a retry or a
 	// controller restart finds the Job it made instead of making a second one.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	GenerateName string `json:"generateName,omitempty"`
 
 	// Template is the Job's pod template (metadata and spec, as in a Job's spec.template).
@@ -303,8 +312,11 @@ type JobAction struct {
 
 // Duration is a Go duration string such as 30s, 5m or 1h30m. It is kept as text so that a typo is
 // refused by the API server with a clear message instead of breaking every client's decoding.
+// Every Duration is an action's timing (a timeout, a retry interval), at most MaxActionDuration
+// (24h); a field that needs another bound needs another type.
 // +kubebuilder:validation:MaxLength=64
 // +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) <= duration('24h')",message="must be at most 24h"
 type Duration string
 
 // ResourceOperation is what to do with a Kubernetes object.
@@ -330,15 +342,18 @@ type LocalizationAction struct {
 
 	// Name of the Localization.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
 	// Namespace of the Localization: the ManagedCluster's namespace (clusternet-xxxxx).
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Namespace string `json:"namespace,omitempty"`
 
 	// ClusterNamespace is an older spelling of namespace, accepted for the guide's parameterised
 	// example. Use namespace.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ClusterNamespace string `json:"clusterNamespace,omitempty"`
 
 	// Priority orders several Localizations of one feed; higher wins.
@@ -366,15 +381,19 @@ type LocalizationAction struct {
 type Feed struct {
 	// APIVersion of the resource, e.g. apps/v1.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=320
 	APIVersion string `json:"apiVersion"`
 	// Kind of the resource, e.g. Deployment.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Kind string `json:"kind"`
 	// Name of the resource.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// Namespace of the resource; empty for cluster-scoped resources.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Namespace string `json:"namespace,omitempty"`
 }
 
@@ -382,6 +401,7 @@ type Feed struct {
 type Override struct {
 	// Name of the override.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name,omitempty"`
 
 	// Type of the patch in value.
@@ -391,11 +411,13 @@ type Override struct {
 
 	// Value is the patch, as YAML or JSON text.
 	// +optional
+	// +kubebuilder:validation:MaxLength=262144
 	Value string `json:"value,omitempty"`
 
 	// Path is the shorthand of the guide's parameterised example: with path and value and no type,
 	// the override replaces the value at this JSON pointer.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Path string `json:"path,omitempty"`
 }
 
@@ -407,10 +429,12 @@ type SubscriptionAction struct {
 
 	// Name of the Subscription.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
 	// Namespace of the Subscription.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Namespace string `json:"namespace,omitempty"`
 
 	// SchedulingStrategy: Replication copies the feeds to every selected cluster; Dividing splits
@@ -455,6 +479,7 @@ type ResourceAction struct {
 
 	// Manifest is one object as YAML (a template), with apiVersion, kind and metadata.name.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=262144
 	Manifest string `json:"manifest"`
 }
 
@@ -475,6 +500,7 @@ type DRWorkflowStatus struct {
 
 	// Message says why the workflow is Invalid.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
 
 	// ActionCount is the number of actions (the ACTIONS column).
@@ -489,6 +515,7 @@ type DRWorkflowStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
