@@ -78,15 +78,23 @@ func TestStatusAtItsCaps(t *testing.T) {
 	assert.Len(t, rec.Calls(), drv1.MaxPlanActions)
 }
 
-// TestStatusRefusedForSize: a run whose object outgrows what the API server stores (a 700 KB
-// parameter in its spec, shown again in its status, and then its HTTP answers) is not retried
+// TestStatusRefusedForSize: a run whose object outgrows what the API server stores (700 KB of
+// parameters in its spec, shown again in its status, and then its HTTP answers) is not retried
 // forever: it ends Failed saying why, its lock released, with the outputs a Revert needs, and
 // the Revert deletes what it made.
 func TestStatusRefusedForSize(t *testing.T) {
 	ns := newNamespace(t, "refused")
 	rec := newRecorder(t)
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: made, namespace: %s}\nspec:\n  parameters: [{name: blob}]\n  actions:\n", ns)
+	// 170 values of 4,096 bytes (the most a value may have): 700 KB.
+	const values = 170
+	var params []drv1.ParamValue
+	fmt.Fprintf(&b, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: made, namespace: %s}\nspec:\n  parameters:\n", ns)
+	for i := range values {
+		fmt.Fprintf(&b, "  - {name: p%d}\n", i)
+		params = append(params, drv1.ParamValue{Name: fmt.Sprintf("p%d", i), Value: strings.Repeat("b", 4096)})
+	}
+	b.WriteString("  actions:\n")
 	const made = 5
 	for i := range made {
 		fmt.Fprintf(&b, "  - {name: cm-%d, type: KubernetesResource, resource: {operation: Create, manifest: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: made-%d}\\n\"}}\n", i, i)
@@ -103,7 +111,7 @@ func TestStatusRefusedForSize(t *testing.T) {
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 	exec := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: ns},
 		Spec: drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: drv1.OperationExecute,
-			Params: []drv1.ParamValue{{Name: "blob", Value: strings.Repeat("b", 700_000)}}}}
+			Params: params}}
 	_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(context.Background(), exec, metav1.CreateOptions{})
 	require.NoError(t, err)
 	e := waitLong(t, ns, "run", drv1.ExecutionFailed)
