@@ -103,5 +103,15 @@ func CheckManifest(path *field.Path, manifest string, op drv1.ResourceOperation)
 	if obj.GetName() == "" && op != drv1.OperationCreate && op != drv1.OperationApply {
 		return nil, field.Invalid(path, manifestValue, fmt.Sprintf("%s needs metadata.name: generateName only names a new object", op))
 	}
+	// No object of any kind has a longer name or namespace; the reference to it the status
+	// records must fit the status's schema.
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{{"metadata.name", obj.GetName(), 253}, {"metadata.generateName", obj.GetGenerateName(), 253}, {"metadata.namespace", obj.GetNamespace(), 63}} {
+		if len(f.value) > f.max {
+			return nil, field.Invalid(path, manifestValue, fmt.Sprintf("%s is %d characters, over %d", f.name, len(f.value), f.max))
+		}
+	}
 	return obj, nil
 }

@@ -55,6 +55,10 @@ func TestCheckManifest(t *testing.T) {
 
 		{name: "apiVersion with two slashes", manifest: "apiVersion: apps/v1/beta\nkind: Deployment\nmetadata: {name: app}\n", op: drv1.OperationApply,
 			want: `m: Invalid value: "<manifest>": apiVersion: unexpected GroupVersion string: apps/v1/beta`, was: "runner only"},
+		{name: "a name no object has", manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + strings.Repeat("n", 254) + "}\n", op: drv1.OperationDelete,
+			want: `m: Invalid value: "<manifest>": metadata.name is 254 characters, over 253`, was: "runner only"},
+		{name: "a namespace no object has", manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: " + strings.Repeat("n", 64) + "}\n", op: drv1.OperationDelete,
+			want: `m: Invalid value: "<manifest>": metadata.namespace is 64 characters, over 63`, was: "runner only"},
 		{name: "generateName for Patch", manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n", op: drv1.OperationPatch,
 			want: `m: Invalid value: "<manifest>": Patch needs metadata.name: generateName only names a new object`, was: "runner only"},
 		{name: "generateName for Delete", manifest: "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: dr-}\n", op: drv1.OperationDelete,
