@@ -25,12 +25,12 @@ var unbounded = map[string]string{
 	"drworkflows .spec.actions[].rollback.job.template":                               "as spec.actions[].job.template",
 	"drworkflows .spec.actions[].subscription.dividingScheduling":                     "Clusternet's own structure (preserve-unknown-fields): the object's size bounds it; Clusternet's schema checks it",
 	"drworkflows .spec.actions[].rollback.subscription.dividingScheduling":            "as spec.actions[].subscription.dividingScheduling",
-	"drworkflows .spec.parameters[].default":                                          "any scalar (preserve-unknown-fields, where the API server allows no CEL rule): the object's size bounds it; validation checks it is a scalar of the declared type",
+	"drworkflows .spec.parameters[].default":                                          "any scalar (preserve-unknown-fields, where the API server allows no CEL rule): validation checks it is a scalar of the declared type, at most drv1.MaxParamValue characters",
 	"drworkflows .spec.actions[].subscription.subscribers[].clusterAffinity":          "metav1.LabelSelector's own schema, which has no bounds: subscribers' maxItems and the object's size bound it",
 	"drworkflows .spec.actions[].rollback.subscription.subscribers[].clusterAffinity": "as spec.actions[].subscription.subscribers[].clusterAffinity",
 	"drworkflows .spec.actions[].http.headers{}":                                      "controller-gen cannot bound a map's values: the map's CEL rule bounds them to 8192 characters",
 	"drworkflows .spec.actions[].rollback.http.headers{}":                             "as spec.actions[].http.headers{}",
-	"drplanexecutions .status.resolvedParams{}":                                       "controller-gen cannot bound a map's values: parameter values, which only the controller writes, from a plan's or an execution's value (4096 characters at most) or a default (see spec.parameters[].default)",
+	"drplanexecutions .status.resolvedParams{}":                                       "controller-gen cannot bound a map's values: parameter values, which only the controller writes, from a plan's or an execution's value or a default, each at most drv1.MaxParamValue characters (a default by validation)",
 	"drplanexecutions .status.stageStatuses[].workflowExecutions[].resolvedParams{}":  "as status.resolvedParams{}",
 	"drworkflows .status.conditions[].lastTransitionTime":                             "metav1.Condition's own schema (a date-time): conditions' maxItems and the object's size bound it",
 	"drplans .status.conditions[].lastTransitionTime":                                 "as in drworkflows",
@@ -134,6 +134,10 @@ func TestSchemaBoundsMatchTheCode(t *testing.T) {
 	for _, path := range []string{".status.actionStatuses", ".status.outputs", ".status.snapshot.workflows"} {
 		assert.EqualValues(t, drv1.MaxPlanActions, *schemaAt(t, "drplanexecutions", path).MaxItems,
 			"%s holds one entry per action at most: drv1.MaxPlanActions", path)
+	}
+	for _, at := range []struct{ kind, path string }{{"drplans", ".spec.globalParams[].value"}, {"drplans", ".spec.stages[].workflows[].params[].value"},
+		{"drplanexecutions", ".spec.params[].value"}} {
+		assert.EqualValues(t, drv1.MaxParamValue, *schemaAt(t, at.kind, at.path).MaxLength, "%s %s is a parameter's value: drv1.MaxParamValue", at.kind, at.path)
 	}
 	for _, path := range []string{".spec.actions[].resource.manifest", ".spec.actions[].http.body", ".spec.actions[].localization.overrides[].value"} {
 		assert.EqualValues(t, templates.MaxRenderedBytes, *schemaAt(t, "drworkflows", path).MaxLength,

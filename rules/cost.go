@@ -8,6 +8,8 @@ import (
 	"github.com/google/cel-go/checker"
 	celast "github.com/google/cel-go/common/ast"
 	"k8s.io/apiserver/pkg/cel/library"
+
+	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
 // What the compile-time cost estimate assumes of the variables: the largest value each may hold,
@@ -19,8 +21,9 @@ import (
 const (
 	// sizeName is a Kubernetes object name (253, the CRDs' maxLength on references).
 	sizeName = 253
-	// sizeParam is a parameter's value: a stated bound (values read from Secrets may be longer).
-	sizeParam = 4096
+	// sizeParam is a parameter's value: a plan's, an execution's or a default (values read from
+	// Secrets may be longer).
+	sizeParam = drv1.MaxParamValue
 	// sizeParams is how many parameters a workflow declares or a plan sets (the schema's maxItems).
 	sizeParams = 256
 	// sizeStages is how many stages a plan has, and how many a stage depends on (maxItems).

@@ -28,6 +28,9 @@ func ValidateWorkflow(env *rules.Env, wf *drv1.DRWorkflow) field.ErrorList {
 		}
 		path := spec.Child("parameters").Index(i).Child("default")
 		s, err := rules.DefaultString(p.Default)
+		if err == nil && len(s) > drv1.MaxParamValue {
+			err = fmt.Errorf("the default is %d characters, over the %d a parameter's value may have", len(s), drv1.MaxParamValue)
+		}
 		if err == nil {
 			_, err = rules.ConvertParam(p.Type, s)
 		}

@@ -479,3 +479,20 @@ func FuzzValidatePlan(f *testing.F) {
 		_ = validation.ValidatePlan(env, &plan, all)
 	})
 }
+
+func TestValidateWorkflowBoundsADefault(t *testing.T) {
+	env := newEnv(t)
+	for _, n := range []int{drv1.MaxParamValue, drv1.MaxParamValue + 1} {
+		wf := &drv1.DRWorkflow{Spec: drv1.DRWorkflowSpec{
+			Parameters: []drv1.Parameter{fixtures.Param("note", "string", `"`+strings.Repeat("x", n)+`"`)},
+			Actions:    []drv1.Action{fixtures.HTTPAction("a", "https://x", "")}}}
+		errs := validation.ValidateWorkflow(env, wf)
+		if n == drv1.MaxParamValue {
+			assert.Empty(t, errs)
+			continue
+		}
+		require.Len(t, errs, 1)
+		assert.Equal(t, "spec.parameters[0].default", errs[0].Field)
+		assert.Contains(t, errs[0].Detail, "the default is 4097 characters, over the 4096 a parameter's value may have")
+	}
+}

@@ -31,6 +31,10 @@ func RefKey(namespace, name string) string { return namespace + "/" + name }
 // workflows stored before.
 const MaxActionDuration = 24 * time.Hour
 
+// MaxParamValue bounds a parameter's value as a plan or an execution writes it (the schema's
+// maxLength), and a default as validation.ValidateWorkflow reads it.
+const MaxParamValue = 4096
+
 // Parse returns the duration; an empty Duration is zero.
 func (d Duration) Parse() (time.Duration, error) {
 	if d == "" {
