@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -200,6 +201,36 @@ func TestRuleCostLimit(t *testing.T) {
 	assert.Contains(t, err.Error(), "estimated cost 5060603 exceeds the limit 1000000, at 1:1")
 }
 
+// TestReplaceIsBounded: replace multiplies a string's size in one native call, which no cost
+// limit interrupts; a result over MaxBuiltString is refused before it is built, whatever the
+// estimate assumed of the input (a Secret's value, a large ConfigMap a waitFor reads).
+func TestReplaceIsBounded(t *testing.T) {
+	env, err := rules.NewEnv(rules.Options{})
+	require.NoError(t, err)
+	p, err := env.Compile(`object.data.x.replace('a', 'bb') == object.data.y`)
+	require.NoError(t, err, "a literal replacement is estimated within the limit")
+	eval := func(x, y string) (bool, error) {
+		return p.Eval(context.Background(), map[string]any{"object": map[string]any{"data": map[string]any{"x": x, "y": y}}})
+	}
+	ok, err := eval("banana", "bbbnbbnbb")
+	require.NoError(t, err)
+	assert.True(t, ok, "replace works as the strings extension's")
+	big := strings.Repeat("a", rules.MaxBuiltString/2+1) // 512 KiB of "a" would make 1 MiB + 2 bytes
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = eval(big, "")
+	runtime.ReadMemStats(&after)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "replace would build a string of 1048578 bytes, over the 1048576 an expression may build")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "refused before it allocates")
+
+	p, err = env.Compile(`object.data.x.replace('', '-', 3) == object.data.y`)
+	require.NoError(t, err)
+	ok, err = eval("abcdef", "-a-b-cdef")
+	require.NoError(t, err)
+	assert.True(t, ok, "the overload with a limit replaces at most that many")
+}
+
 func BenchmarkStageReadyCached(b *testing.B) {
 	r := newRules(b)
 	vars := stagesVars([]string{"infrastructure", "applications"}, map[string]string{"infrastructure": "Succeeded", "applications": "Succeeded"})
@@ -325,9 +356,12 @@ func TestCompileGuard(t *testing.T) {
 		{expr: "object.data.all(k, object.data[k].matches('^(a|b)*c$'))",
 			err: `exceeds the limit 1000000, at 1:1`},
 		{expr: "params.region.replace('', params.region).replace('', params.region).size() > 0", declared: declared,
-			err: `most of it in "params.region.replace('', params.region).replace('', params.region)" at 1:1`},
+			err: `most of it in "params.region.replace('', params.region)" at 1:1`},
 		{expr: "response.code == 200 && response.body.replace('', response.body).contains('x')",
-			err: `most of it in "response.body.replace('', response.body).contains('x')" at 1:25`},
+			err: `most of it in "response.body.replace('', response.body)" at 1:25`},
+		// One replace of a value by a value: 4,096 x 4,097 characters built.
+		{expr: "params.region.replace('a', params.region).size() > 0", declared: declared,
+			err: `most of it in "params.region.replace('a', params.region)" at 1:1 (estimated cost 1678544)`},
 		{expr: "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16].map(i, response.body).join('').contains(response.body)",
 			err: "exceeds the limit 1000000"},
 		{expr: "response.json.a.exists(x, response.json.b.exists(y, x == y))",

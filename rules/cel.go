@@ -10,6 +10,7 @@ import (
 	"github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/library"
@@ -98,6 +99,7 @@ func NewEnv(opts Options) (*Env, error) {
 		cel.Variable(VarObject, mapOfDyn),
 		cel.Variable(VarTarget, mapOfDyn),
 		ext.Strings(ext.StringsVersion(2)),
+		boundedReplace(), // after ext.Strings: its bindings replace the extension's
 		library.Lists(),
 		library.Regex(),
 		library.URLs(),
@@ -303,4 +305,45 @@ func (p *Program) Eval(ctx context.Context, vars map[string]any) (bool, error) {
 		return false, fmt.Errorf("evaluated to %v, not a bool", out.Value())
 	}
 	return b, nil
+}
+
+// MaxBuiltString bounds the string one call to replace may build. Replacing every character of
+// a string with another string multiplies its size, in one native call that no cost limit or
+// timeout interrupts: it is refused before it allocates.
+const MaxBuiltString = 1 << 20
+
+// boundedReplace binds replace (both overloads of the strings extension) to an implementation
+// that computes the result's size first and refuses one over MaxBuiltString.
+func boundedReplace() cel.EnvOption {
+	strs := []*cel.Type{cel.StringType, cel.StringType, cel.StringType}
+	return cel.Function("replace",
+		cel.MemberOverload("string_replace_string_string", strs, cel.StringType,
+			cel.FunctionBinding(func(args ...ref.Val) ref.Val {
+				return replaceBounded(args[0], args[1], args[2], -1)
+			})),
+		cel.MemberOverload("string_replace_string_string_int", append(strs, cel.IntType), cel.StringType,
+			cel.FunctionBinding(func(args ...ref.Val) ref.Val {
+				n, ok := args[3].(types.Int)
+				if !ok {
+					return types.MaybeNoSuchOverloadErr(args[3])
+				}
+				return replaceBounded(args[0], args[1], args[2], int(n))
+			})))
+}
+
+func replaceBounded(str, old, repl ref.Val, n int) ref.Val {
+	s, ok1 := str.(types.String)
+	o, ok2 := old.(types.String)
+	r, ok3 := repl.(types.String)
+	if !ok1 || !ok2 || !ok3 {
+		return types.NewErr("replace: want strings")
+	}
+	count := strings.Count(string(s), string(o)) // for "", one more than the runes
+	if n >= 0 {
+		count = min(count, n)
+	}
+	if size := len(s) + count*(len(r)-len(o)); size > MaxBuiltString {
+		return types.NewErr("replace would build a string of %d bytes, over the %d an expression may build", size, MaxBuiltString)
+	}
+	return types.String(strings.Replace(string(s), string(o), string(r), n))
 }

@@ -138,10 +138,35 @@ func (e *estimator) EstimateCallCost(function, overload string, target *checker.
 		}
 	}
 	est := e.library.EstimateCallCost(function, overload, target, args)
+	if function == "replace" && target != nil && len(args) >= 2 {
+		est = replaceCost(*target, args[1])
+	}
 	if est != nil && est.ResultSize != nil && est.ResultSize.Max != math.MaxUint64 {
 		e.largest = max(e.largest, est.ResultSize.Max)
 	}
 	return est
+}
+
+// replaceCost is replace's worst case: every character of the target replaced, and the result
+// built, which costs as much as traversing it (boundedReplace refuses at run time a result over
+// MaxBuiltString, whatever the estimate assumed).
+func replaceCost(target, repl checker.AstNode) *checker.CallEstimate {
+	size := func(n checker.AstNode) uint64 {
+		if sz := n.ComputedSize(); sz != nil {
+			return sz.Max
+		}
+		return math.MaxUint64
+	}
+	t, r := size(target), size(repl)
+	result := uint64(math.MaxUint64)
+	if t < math.MaxUint32 && r < math.MaxUint32 {
+		result = t + (t+1)*r
+	}
+	cost := result / 10 // the API server's cost of a character traversed, as for other strings
+	if result == math.MaxUint64 {
+		cost = result
+	}
+	return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 1, Max: cost}, ResultSize: &checker.SizeEstimate{Min: 0, Max: result}}
 }
 
 // costTracker counts the Kubernetes library functions at run time as the estimate does.
