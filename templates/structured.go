@@ -119,6 +119,9 @@ func renderStructured(text string, values map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := fitsRendered(text, ps); err != nil {
+		return "", err
+	}
 	p, isJSON, err := checkShape(text, ps)
 	if err != nil {
 		return "", err
@@ -136,6 +139,24 @@ func renderStructured(text string, values map[string]any) (string, error) {
 		return "", fmt.Errorf("the rendered text would exceed %d bytes", MaxRenderedBytes)
 	}
 	return out, nil
+}
+
+// fitsRendered refuses, before anything is built, a text whose values would make it render to
+// more than MaxRenderedBytes: each value counts as written in a JSON string, the most escaping any
+// of its places gives it (6 bytes for a control character), and the count stops at the cap.
+func fitsRendered(text string, ps []piece) error {
+	size := len(text)
+	for _, p := range ps {
+		t, err := p.text()
+		if err != nil {
+			return err
+		}
+		q, _ := json.Marshal(t) // a string always marshals
+		if size += len(q) - (p.end - p.start); size > MaxRenderedBytes {
+			return fmt.Errorf("the rendered text would exceed %d bytes", MaxRenderedBytes)
+		}
+	}
+	return nil
 }
 
 // tooLong refuses a structured text with templates over MaxRenderedBytes.

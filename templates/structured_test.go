@@ -3,6 +3,7 @@ package templates_test
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,22 @@ func TestShapeRenderedSize(t *testing.T) {
 	_, err := templates.RenderBody(body, templates.TemplateData{Params: map[string]any{"v": strings.Repeat("x", 4096)}})
 	assert.ErrorContains(t, err, "resource.manifest: the rendered text would exceed 262144 bytes")
 	assert.Empty(t, templates.CheckBody(field.NewPath("spec"), &body, []string{"v"}))
+
+	// The attacker's case: 13,000 toJson of a value of 4,096 control characters (each escaped to 6
+	// bytes) in a 256 KiB text would build gigabytes before the size is known: the size is counted
+	// first, and the count stops at the cap.
+	m = cmHead + "data: {a: \"" + strings.Repeat("{{toJson .params.v}}", 13000) + "\"}\n"
+	for _, b := range []drv1.ActionBody{
+		{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate, Manifest: m}},
+		{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x", Body: `{"a": "` + strings.Repeat("{{toJson .params.v}}", 13000) + `"}`}},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = templates.RenderBody(b, templates.TemplateData{Params: map[string]any{"v": strings.Repeat("\x01", 4096)}})
+		runtime.ReadMemStats(&after)
+		assert.ErrorContains(t, err, "the rendered text would exceed 262144 bytes")
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "refused before it is built")
+	}
 }
 
 // FuzzStructured: any text, as a manifest and as a JSON HTTP body, is refused or rendered without
