@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -212,26 +211,7 @@ func joinErrors(errs field.ErrorList) string {
 
 // truncate cuts s to at most maxMessage bytes, on a rune boundary.
 func truncate(s string) string {
-	return truncateTo(s, maxMessage)
-}
-
-// truncatedTail ends a text that was cut.
-const truncatedTail = "... (truncated)"
-
-// truncateTo cuts s to at most limit bytes, tail included, on a rune boundary; a limit too small
-// for the tail leaves only the tail's first limit bytes.
-func truncateTo(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	if limit <= len(truncatedTail) {
-		return truncatedTail[:max(limit, 0)]
-	}
-	cut := limit - len(truncatedTail)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + truncatedTail
+	return drv1.TruncateText(s, maxMessage)
 }
 
 // event records a Normal event when ok, else a Warning.

@@ -34,7 +34,7 @@ func fitStatus(st *drv1.DRPlanExecutionStatus, budget int) (raw []byte, fits boo
 		n := 0
 		for _, t := range texts {
 			if len(t.was) > limit {
-				n += t.size - jsonSize(truncateTo(t.was, limit))
+				n += t.size - jsonSize(drv1.TruncateText(t.was, limit))
 			}
 		}
 		return n
@@ -46,7 +46,7 @@ func fitStatus(st *drv1.DRPlanExecutionStatus, budget int) (raw []byte, fits boo
 	}
 	limit := sort.Search(longest+1, func(l int) bool { return saved(l) < excess }) - 1
 	for _, t := range texts {
-		t.set(truncateTo(t.was, max(limit, 0)))
+		t.set(drv1.TruncateText(t.was, max(limit, 0)))
 	}
 	if raw, err = json.Marshal(st); err != nil {
 		return nil, false, err

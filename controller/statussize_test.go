@@ -130,25 +130,6 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-func TestTruncateTo(t *testing.T) {
-	for _, tc := range []struct {
-		s     string
-		limit int
-		want  string
-	}{
-		{"short", 10, "short"},
-		{strings.Repeat("a", 30), 20, "aaaaa... (truncated)"},
-		{strings.Repeat("a", 30), 15, "... (truncated)"},
-		{strings.Repeat("a", 30), 4, "... "},
-		{strings.Repeat("a", 30), 0, ""},
-		{"容灾容灾容灾容灾", 20, "容... (truncated)"},
-	} {
-		got := truncateTo(tc.s, tc.limit)
-		assert.Equal(t, tc.want, got, "%q to %d", tc.s, tc.limit)
-		assert.LessOrEqual(t, len(got), max(tc.limit, 0))
-	}
-}
-
 func TestStatusFloor(t *testing.T) {
 	run := func(n int, name, stage string) (*drv1.DRPlanExecutionStatus, []drv1.ActionType) {
 		st := &drv1.DRPlanExecutionStatus{Snapshot: &drv1.ExecutionSnapshot{Data: make([]byte, runplan.MaxSnapshotStored)}}

@@ -1,7 +1,10 @@
 package runplan
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,6 +91,7 @@ type preparation struct {
 	displays []map[string]string // per workflow entry
 	values   []map[string]any    // per workflow entry
 	secrets  []string
+	rendered int // bytes of JSON the actions rendered so far
 }
 
 // stage prepares one stage and its workflow entries.
@@ -162,8 +166,29 @@ func (b *preparation) action(where string, a drv1.Action, data templates.Templat
 		}
 		rollback = &rb
 	}
+	if err := b.count(where, body, rollback); err != nil {
+		return nil, err
+	}
 	b.p.Actions = append(b.p.Actions, Action{Body: body, Wait: wait, Rollback: rollback})
 	return when, nil
+}
+
+// MaxRenderedRun bounds what a run's actions render to in all (each one renders to at most
+// templates.MaxRenderedBytes a text): a run keeps them until it ends.
+const MaxRenderedRun = 16 << 20
+
+// count adds an action's rendering to the run's total, and refuses it past MaxRenderedRun.
+func (b *preparation) count(where string, body drv1.ActionBody, rollback *drv1.ActionBody) error {
+	for _, x := range []any{body, rollback} {
+		raw, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		if b.rendered += len(raw); b.rendered > MaxRenderedRun {
+			return fmt.Errorf("%s: the run's actions render to more than %d MiB in all: split the plan", where, MaxRenderedRun>>20)
+		}
+	}
+	return nil
 }
 
 // guard compiles a when expression; an empty one is nil (always true).
@@ -188,20 +213,66 @@ func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *Prepar
 	}
 	p.Plan = rules.NewRunPlan(b.decide, snap.Plan.FailurePolicy, dag, runStages)
 	p.Plan.PlanName, p.Plan.ExecutionName, p.Plan.Namespace, p.Plan.Operation = snap.PlanName, exec.Name, exec.Namespace, exec.Spec.Operation
-	p.Params = agreed(b.displays)
-	i := 0
+	p.Params = firstKeys(agreed(b.displays), maxShownParams)
+	i, total := 0, shownSize(p.Params)
 	for si := range p.PerWorkflow {
 		for wi := range p.PerWorkflow[si] {
-			p.PerWorkflow[si][wi] = differing(b.displays[i], p.Params)
+			d := differing(b.displays[i], p.Params)
+			if total += shownSize(d); total > maxShownTotal && d != nil {
+				d = map[string]string{NotShown: fmt.Sprintf("%d values of this workflow entry not shown: the run shows at most %d KiB of values", len(d), maxShownTotal>>10)}
+			}
+			p.PerWorkflow[si][wi] = cutValues(d)
 			i++
 		}
 	}
+	p.Params = cutValues(p.Params)
 	var pairs []string
 	for _, s := range b.secrets {
 		pairs = append(pairs, s, rules.Redacted)
 	}
 	p.Redact = strings.NewReplacer(pairs...)
 	return p
+}
+
+// What a run shows of its parameter values (status.resolvedParams, and each workflow entry's) is
+// bounded: each value to maxShownValue bytes, the run's own map to maxShownParams names (the
+// schema's), and all of them to about maxShownTotal bytes, past which a workflow entry shows only
+// NotShown. The run itself uses the values whole.
+const (
+	maxShownValue  = 256
+	maxShownParams = 256
+	maxShownTotal  = 128 << 10
+	// NotShown is the one name a workflow entry's values show when they are not shown.
+	NotShown = "..."
+)
+
+// firstKeys keeps the first n names of m, in order.
+func firstKeys(m map[string]string, n int) map[string]string {
+	if len(m) <= n {
+		return m
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	for _, k := range keys[n:] {
+		delete(m, k)
+	}
+	return m
+}
+
+// shownSize is what m's values take when cut to maxShownValue.
+func shownSize(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + min(len(v), maxShownValue)
+	}
+	return n
+}
+
+// cutValues cuts m's values to maxShownValue bytes.
+func cutValues(m map[string]string) map[string]string {
+	for k, v := range m {
+		m[k] = drv1.TruncateText(v, maxShownValue)
+	}
+	return m
 }
 
 // agreed keeps the values that every map holding the name agrees on: the execution's flat

@@ -2,6 +2,8 @@ package runplan_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,4 +168,52 @@ func TestPrepare(t *testing.T) {
 			tc.check(t, p)
 		})
 	}
+}
+
+// TestPrepareBoundsWhatItShows: the attacker's plan, where one workflow's 200 values of 4 KiB
+// differ from another's, so that 400 entries would each show all 200 (330 MB of status): each
+// value shown is cut to 256 bytes, and past 128 KiB an entry shows that its values are not shown.
+// The run itself uses the values whole.
+func TestPrepareBoundsWhatItShows(t *testing.T) {
+	big, empty := drv1.DRWorkflowSpec{Actions: []drv1.Action{call("a")}}, drv1.DRWorkflowSpec{Actions: []drv1.Action{call("b")}}
+	for i := range 200 {
+		big.Parameters = append(big.Parameters, drv1.Parameter{Name: fmt.Sprintf("p%03d", i), Default: &apiextensionsv1.JSON{Raw: []byte(`"` + strings.Repeat("v", 4096) + `"`)}})
+		empty.Parameters = append(empty.Parameters, drv1.Parameter{Name: fmt.Sprintf("p%03d", i), Default: &apiextensionsv1.JSON{Raw: []byte(`""`)}})
+	}
+	stage := drv1.Stage{Name: "s", Workflows: []drv1.StageWorkflow{entry("empty")}}
+	for range 400 {
+		stage.Workflows = append(stage.Workflows, entry("big"))
+	}
+	p, err := runplan.Prepare(execution("run", drv1.OperationExecute), snapshotOf(drv1.DRPlanSpec{Stages: []drv1.Stage{stage}},
+		map[string]drv1.DRWorkflowSpec{"big": big, "empty": empty}), noSecrets, started, newRules(t))
+	require.NoError(t, err)
+	shown, notShown := 0, 0
+	for _, m := range p.PerWorkflow[0] {
+		for k, v := range m {
+			shown += len(k) + len(v)
+			assert.LessOrEqual(t, len(v), 256)
+			if k == runplan.NotShown {
+				notShown++
+			}
+		}
+	}
+	t.Logf("%d bytes of values shown; %d of 401 entries show that theirs are not", shown, notShown)
+	assert.Less(t, shown, 200<<10)
+	assert.Greater(t, notShown, 300)
+	assert.Len(t, p.Plan.Stages[0].Workflows[1].Params["p000"], 4096, "the run uses the values whole")
+}
+
+// TestPrepareBoundsWhatItRenders: a run keeps every rendered action until it ends, so their total
+// is bounded: 200 actions of 100 KB bodies (20 MB) are refused, naming where the total was passed.
+func TestPrepareBoundsWhatItRenders(t *testing.T) {
+	var wf drv1.DRWorkflowSpec
+	for i := range 200 {
+		a := call(fmt.Sprintf("a%d", i))
+		a.HTTP.Body = strings.Repeat("x", 100_000)
+		wf.Actions = append(wf.Actions, a)
+	}
+	_, err := runplan.Prepare(execution("run", drv1.OperationExecute), snapshotOf(drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "s", Workflows: []drv1.StageWorkflow{entry("w")}}}},
+		map[string]drv1.DRWorkflowSpec{"w": wf}), noSecrets, started, newRules(t))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "spec.actions[167] (a167): the run's actions render to more than 16 MiB in all: split the plan")
 }

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "time"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // ImplicitStageName is the name of the one stage of a plan written with the workflowRef shorthand.
 const ImplicitStageName = "default"
@@ -79,4 +82,23 @@ func PlanActions(namespace string, spec *DRPlanSpec, get func(namespace, name st
 		}
 	}
 	return n
+}
+
+// TruncatedTail ends a status text that was cut to size.
+const TruncatedTail = "... (truncated)"
+
+// TruncateText cuts s, a text a status shows, to at most limit bytes, TruncatedTail included, on
+// a rune boundary; a limit too small for the tail leaves only the tail's first limit bytes.
+func TruncateText(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	if limit <= len(TruncatedTail) {
+		return TruncatedTail[:max(limit, 0)]
+	}
+	cut := limit - len(TruncatedTail)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + TruncatedTail
 }
