@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,10 +74,39 @@ func Prepare(exec *drv1.DRPlanExecution, snap *Snapshot, read rules.SecretReader
 	for si, s := range stages {
 		var err error
 		if runStages[si], err = b.stage(s); err != nil {
-			return nil, err
+			// A value read from a Secret may be in the error (a URL that is not one, say): the
+			// message goes to the status and an event.
+			return nil, &scrubbed{msg: redactor(b.secrets).Replace(err.Error()), err: err}
 		}
 	}
 	return b.finish(dag, runStages), nil
+}
+
+// scrubbed is an error whose message has the Secret-sourced values redacted; it still unwraps
+// to the error it was made from.
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
+
+// redactor scrubs each Secret-sourced value from a text, as written and as JSON, a Go quote or a
+// URL escape write it (an error quoting a value, an endpoint echoing it in JSON).
+func redactor(secrets []string) *strings.Replacer {
+	var pairs []string
+	seen := map[string]bool{}
+	for _, s := range secrets {
+		q, _ := json.Marshal(s) // a string always marshals
+		for _, form := range []string{s, string(q[1 : len(q)-1]), strings.Trim(strconv.Quote(s), `"`), url.QueryEscape(s), url.PathEscape(s)} {
+			if form != "" && !seen[form] {
+				seen[form] = true
+				pairs = append(pairs, form, rules.Redacted)
+			}
+		}
+	}
+	return strings.NewReplacer(pairs...)
 }
 
 // preparation is Prepare's state while it goes through the stages: the run taking shape, and
@@ -226,11 +257,7 @@ func (b *preparation) finish(dag *rules.DAG, runStages []rules.RunStage) *Prepar
 		}
 	}
 	p.Params = cutValues(p.Params)
-	var pairs []string
-	for _, s := range b.secrets {
-		pairs = append(pairs, s, rules.Redacted)
-	}
-	p.Redact = strings.NewReplacer(pairs...)
+	p.Redact = redactor(b.secrets)
 	return p
 }
 

@@ -1,8 +1,11 @@
 package runplan_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +219,30 @@ func TestPrepareBoundsWhatItRenders(t *testing.T) {
 		map[string]drv1.DRWorkflowSpec{"w": wf}), noSecrets, started, newRules(t))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "spec.actions[167] (a167): the run's actions render to more than 16 MiB in all: split the plan")
+}
+
+// TestPrepareRedactsSecrets: a value read from a Secret is redacted in a rendering error (a
+// whole-URL parameter that is no URL quotes it) and, as written, JSON-escaped, quoted or
+// URL-escaped, in what the run reports.
+func TestPrepareRedactsSecrets(t *testing.T) {
+	const secret = `hooks.slack.com/T000/"XXXXSECRET"<&>`
+	hook := call("notify")
+	hook.HTTP.URL = "{{ .params.webhook }}"
+	wf := drv1.DRWorkflowSpec{Parameters: []drv1.Parameter{{Name: "webhook", Required: true}}, Actions: []drv1.Action{hook}}
+	spec := drv1.DRPlanSpec{GlobalParams: []drv1.ParamValue{{Name: "webhook", ValueFrom: &drv1.ParamValueSource{SecretKeyRef: &drv1.SecretKeySelector{Name: "hooks", Key: "slack"}}}},
+		Stages: []drv1.Stage{{Name: "s", Workflows: []drv1.StageWorkflow{entry("w")}}}}
+	read := func(string, string) (string, error) { return secret, nil }
+	_, err := runplan.Prepare(execution("run", drv1.OperationExecute), snapshotOf(spec, map[string]drv1.DRWorkflowSpec{"w": wf}), read, started, newRules(t))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "XXXXSECRET")
+	assert.Contains(t, err.Error(), "(redacted)")
+
+	hook.HTTP.URL = "https://dr.example/{{ .params.webhook }}" // in the path, escaped
+	wf.Actions = []drv1.Action{hook}
+	p, err := runplan.Prepare(execution("run", drv1.OperationExecute), snapshotOf(spec, map[string]drv1.DRWorkflowSpec{"w": wf}), read, started, newRules(t))
+	require.NoError(t, err)
+	q, _ := json.Marshal(secret)
+	for _, form := range []string{secret, string(q), strconv.Quote(secret), url.QueryEscape(secret), url.PathEscape(secret), p.Actions[0].Body.HTTP.URL} {
+		assert.NotContains(t, p.Redact.Replace("echo: "+form), "XXXXSECRET", "%s", form)
+	}
 }
