@@ -92,6 +92,23 @@ func TestURLsAndHeaders(t *testing.T) {
 	_, err = templates.RenderBody(drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x",
 		Headers: map[string]string{"X-Note": "{{ .params.nl }}"}}}, data)
 	assert.ErrorContains(t, err, "http.headers.X-Note: a header value may not hold a line break")
+
+	// Whether the body is JSON is decided before rendering: a templated Content-Type, or two of
+	// them, would let a value (or map order) choose, and the body go out unescaped as text.
+	body := `{"message": "{{ .params.nl }}"}`
+	for headers, want := range map[string]string{
+		`{"Content-Type": "{{ .params.nl }}"}`:                               `spec.http.headers[Content-Type]: Invalid value: "{{ .params.nl }}": the Content-Type may not be a template`,
+		`{"Content-Type": "application/json", "content-type": "text/plain"}`: `spec.http.headers: Invalid value: "content-type": Content-Type and content-type are the same header (HTTP ignores case): set it once`,
+	} {
+		h := map[string]string{}
+		require.NoError(t, json.Unmarshal([]byte(headers), &h))
+		b := drv1.ActionBody{Type: drv1.ActionTypeHTTP, HTTP: &drv1.HTTPAction{URL: "https://x", Headers: h, Body: body}}
+		errs := templates.CheckBody(field.NewPath("spec"), &b, []string{"nl"})
+		require.Len(t, errs, 1, headers)
+		assert.Contains(t, errs[0].Error(), want)
+		_, err = templates.RenderBody(b, data)
+		assert.ErrorContains(t, err, strings.TrimPrefix(want, "spec."), "refused when rendered too")
+	}
 }
 
 const cmHead = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .params.v }}\"}\n"

@@ -279,6 +279,9 @@ func dotted(names []string) []string {
 // round trips through JSON were most of the cost. Raw JSON fields (a Job's pod template) are
 // rendered through their tree.
 func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
+	if err := checkHeaders(nil, b.HTTP); err != nil {
+		return b, err
+	}
 	out := *b.DeepCopy()
 	values := data.asMap()
 	// The structured texts and the URL first, each as a whole (values cannot change their
@@ -355,6 +358,31 @@ func (f specialField) render(values map[string]any) (string, error) {
 		return renderStructured(*f.text, values)
 	}
 	return renderURL(*f.text, values)
+}
+
+// checkHeaders refuses what would make how the body renders depend on a value or on chance: a
+// Content-Type that is a template (whether the body is JSON is decided before rendering), and two
+// headers whose names differ only in case (HTTP does not tell them apart).
+func checkHeaders(base *field.Path, h *drv1.HTTPAction) *field.Error {
+	if h == nil {
+		return nil
+	}
+	at := field.NewPath("http", "headers")
+	if base != nil {
+		at = base.Child("http", "headers")
+	}
+	names := slices.Sorted(maps.Keys(h.Headers))
+	for i, k := range names {
+		for _, other := range names[i+1:] {
+			if strings.EqualFold(k, other) {
+				return field.Invalid(at, other, fmt.Sprintf("%s and %s are the same header (HTTP ignores case): set it once", k, other))
+			}
+		}
+		if strings.EqualFold(k, "Content-Type") && strings.Contains(h.Headers[k], "{{") {
+			return field.Invalid(at.Key(k), h.Headers[k], "the Content-Type may not be a template: it decides how the body's values are written (as JSON or as text) before they are known")
+		}
+	}
+	return nil
 }
 
 // jsonBody reports whether an HTTP action's body is JSON: its Content-Type says so, or it has none
@@ -510,6 +538,9 @@ func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.Er
 	})
 	if len(errs) > 0 {
 		return errs
+	}
+	if err := checkHeaders(path, b.HTTP); err != nil {
+		return field.ErrorList{err}
 	}
 	for _, f := range specialFields(path, b) {
 		if f.structured {
