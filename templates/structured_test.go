@@ -255,3 +255,16 @@ func FuzzStructured(f *testing.F) {
 		}
 	})
 }
+
+// TestOverridePathIsOneSegment: a value in a Clusternet override's path is one JSON pointer
+// segment: its "/" cannot reach another field.
+func TestOverridePathIsOneSegment(t *testing.T) {
+	b := drv1.ActionBody{Type: drv1.ActionTypeLocalization, Localization: &drv1.LocalizationAction{
+		Overrides: []drv1.Override{{Path: "/spec/template/spec/containers/{{ .params.i }}/image", Value: "nginx"}}}}
+	out, err := templates.RenderBody(b, templates.TemplateData{Params: map[string]any{"i": "0/securityContext~x"}})
+	require.NoError(t, err)
+	assert.Equal(t, "/spec/template/spec/containers/0~1securityContext~0x/image", out.Localization.Overrides[0].Path)
+	out, err = templates.RenderBody(b, templates.TemplateData{Params: map[string]any{"i": int64(2)}})
+	require.NoError(t, err)
+	assert.Equal(t, "/spec/template/spec/containers/2/image", out.Localization.Overrides[0].Path)
+}

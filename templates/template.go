@@ -318,12 +318,21 @@ func RenderBody(b drv1.ActionBody, data TemplateData) (drv1.ActionBody, error) {
 	return out, nil
 }
 
-// specialField is a string of an action body rendered as a whole: a structured text, or a URL.
+// specialField is a string of an action body rendered as a whole: a structured text, a URL, or a
+// JSON pointer.
 type specialField struct {
-	path       *field.Path
-	text       *string
-	structured bool // a manifest, an override value or a JSON body (structured.go); else the URL
+	path *field.Path
+	text *string
+	kind fieldKind
 }
+
+type fieldKind int
+
+const (
+	kindURL        fieldKind = iota
+	kindStructured           // a manifest, an override value or a JSON body (structured.go)
+	kindPointer              // an override's path: a value is one segment of the JSON pointer
+)
 
 // specialFields are the body's manifest, Clusternet override values, JSON HTTP body and URL, their
 // paths under base (nil: the body).
@@ -336,17 +345,19 @@ func specialFields(base *field.Path, b *drv1.ActionBody) []specialField {
 	}
 	var out []specialField
 	if r := b.Resource; r != nil {
-		out = append(out, specialField{at("resource", "manifest"), &r.Manifest, true})
+		out = append(out, specialField{at("resource", "manifest"), &r.Manifest, kindStructured})
 	}
 	if l := b.Localization; l != nil {
 		for i := range l.Overrides {
-			out = append(out, specialField{at("localization", "overrides").Index(i).Child("value"), &l.Overrides[i].Value, true})
+			o := at("localization", "overrides").Index(i)
+			out = append(out, specialField{o.Child("value"), &l.Overrides[i].Value, kindStructured},
+				specialField{o.Child("path"), &l.Overrides[i].Path, kindPointer})
 		}
 	}
 	if h := b.HTTP; h != nil {
-		out = append(out, specialField{at("http", "url"), &h.URL, false})
+		out = append(out, specialField{at("http", "url"), &h.URL, kindURL})
 		if jsonBody(h) {
-			out = append(out, specialField{at("http", "body"), &h.Body, true})
+			out = append(out, specialField{at("http", "body"), &h.Body, kindStructured})
 		}
 	}
 	return out
@@ -354,10 +365,41 @@ func specialFields(base *field.Path, b *drv1.ActionBody) []specialField {
 
 // render renders a special field with values.
 func (f specialField) render(values map[string]any) (string, error) {
-	if f.structured {
+	switch f.kind {
+	case kindStructured:
 		return renderStructured(*f.text, values)
+	case kindPointer:
+		return renderPointer(*f.text, values)
 	}
 	return renderURL(*f.text, values)
+}
+
+// pointerSegment escapes a value as one segment of a JSON pointer (RFC 6901): a "/" in it cannot
+// reach another field.
+var pointerSegment = strings.NewReplacer("~", "~0", "/", "~1")
+
+// renderPointer renders a JSON pointer, each value escaped as one segment.
+func renderPointer(text string, values map[string]any) (string, error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	ps, err := pieces(text, values)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	last := 0
+	for _, p := range ps {
+		v, err := p.text()
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(text[last:p.start])
+		b.WriteString(pointerSegment.Replace(v))
+		last = p.end
+	}
+	b.WriteString(text[last:])
+	return b.String(), nil
 }
 
 // checkHeaders refuses what would make how the body renders depend on a value or on chance: a
@@ -543,7 +585,7 @@ func CheckBody(path *field.Path, b *drv1.ActionBody, declared []string) field.Er
 		return field.ErrorList{err}
 	}
 	for _, f := range specialFields(path, b) {
-		if f.structured {
+		if f.kind == kindStructured {
 			if err := CheckStructured(*f.text); err != nil {
 				// Not quoted: a manifest may hold a Secret's data.
 				at := f.path.String()
