@@ -13,6 +13,7 @@ import (
 
 	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/actions"
+	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/runplan"
@@ -255,7 +256,7 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	}
 	st.Conditions = []metav1.Condition{{Type: drv1.ConditionComplete, Status: metav1.ConditionFalse,
 		Reason: "Running", Message: "The execution is running", LastTransitionTime: now, ObservedGeneration: exec.Generation}}
-	if err := fitsItsStatus(&st, prep); err != nil {
+	if err := fitsItsStatus(&st, prep, exec.Namespace); err != nil {
 		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 	}
 	r, err := c.engine.start(exec, prep, st, who, auth, gated, false)
@@ -267,12 +268,12 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 }
 
 // fitsItsStatus refuses a run whose status could not be written once it has ended (statusFloor).
-func fitsItsStatus(st *drv1.DRPlanExecutionStatus, prep *runplan.Prepared) error {
-	types := make([]drv1.ActionType, len(prep.Actions))
+func fitsItsStatus(st *drv1.DRPlanExecutionStatus, prep *runplan.Prepared, namespace string) error {
+	bodies := make([]drv1.ActionBody, len(prep.Actions))
 	for i, a := range prep.Actions {
-		types[i] = a.Body.Type
+		bodies[i] = a.Body
 	}
-	floor, err := statusFloor(st, types)
+	floor, err := statusFloor(st, bodies, namespace)
 	if err != nil {
 		return err
 	}
@@ -420,22 +421,36 @@ func (c *Controller) endBeforeStart(ctx context.Context, exec *drv1.DRPlanExecut
 
 // endUnwritable ends a run whose status cannot be written any more (refused for good, for
 // example too large): it must not stay Running with the plan locked. It ends Failed with the
-// run's last status without its texts (leanStatus: what a Revert needs is kept), or, if even that
-// is refused, with the status last written; then the lock is released. If that fails too, the
-// engine forgets that the run ended here, and the sync retries.
+// run's last status without its texts (leanStatus: what a Revert needs is kept), retrying that
+// while the failure is transient (writeRetry, at most endRetries times); if it is refused for
+// good too, with the status last written, as the cache has it. Then the lock is released. If
+// that fails too, the engine forgets that the run ended here, and the sync retries.
 func (c *Controller) endUnwritable(ctx context.Context, exec *drv1.DRPlanExecution, last *drv1.DRPlanExecutionStatus, msg string) {
 	lean := exec.DeepCopy()
 	lean.Status = *leanStatus(last)
 	err := c.endBeforeStart(ctx, lean, drv1.ExecutionFailed, msg)
-	if err != nil {
-		klog.FromContext(ctx).Error(err, "Ending the run with its outputs failed; ending it with the status last written", "execution", klog.KObj(exec))
-		err = c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, msg)
+	for n := 0; err != nil && !permanent(err) && n < endRetries; n++ {
+		if backoff.Sleep(ctx, writeRetry.Delay(n)) != nil {
+			break
+		}
+		err = c.endBeforeStart(ctx, lean, drv1.ExecutionFailed, msg)
+	}
+	if err != nil && permanent(err) {
+		klog.FromContext(ctx).Error(err, "Ending the run with its outputs was refused; ending it with the status last written", "execution", klog.KObj(exec))
+		written := exec
+		if cur, gerr := c.inf.ExecutionLister.DRPlanExecutions(exec.Namespace).Get(exec.Name); gerr == nil && cur.UID == exec.UID {
+			written = cur
+		}
+		err = c.endBeforeStart(ctx, written, drv1.ExecutionFailed, msg)
 	}
 	if err != nil {
 		c.engine.forget(types.NamespacedName{Namespace: exec.Namespace, Name: exec.Name}) // the sync ends it
 		c.queue.AddRateLimited(key{kindExecution, exec.Namespace, exec.Name})
 	}
 }
+
+// endRetries bounds endUnwritable's retries of a transient failure (about half a minute).
+const endRetries = 10
 
 // setPending records that an execution waits for the plan's lock. A Pending execution has run
 // nothing, so its status is only that (a start cut short before the lock is forgotten).

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // statusBudget bounds an execution's status as written, in bytes of JSON. With the object's
@@ -118,26 +119,71 @@ func tooLarge(err error) bool {
 }
 
 // statusFloor is the least size of st's JSON once its run has ended, whatever its texts: every
-// action finished (start and completion times, retries) with an output referring to an object
-// of 63-character names where its type makes one, or to an HTTP response without body. A run
-// whose floor is over statusBudget is not started: its status could not be written, and so
-// neither could what a Revert needs.
-func statusFloor(st *drv1.DRPlanExecutionStatus, types []drv1.ActionType) (int, error) {
+// stage, workflow and action finished (times, durations, progress, retries), every action with
+// its output (a reference to the object its rendered body names, or an HTTP status), the run's
+// message and conditions at their cap. A run whose floor is over statusBudget is not started: its
+// status could not be written, and so neither could what a Revert needs.
+func statusFloor(st *drv1.DRPlanExecutionStatus, bodies []drv1.ActionBody, namespace string) (int, error) {
 	end := leanStatus(st)
 	when := metav1.NewTime(time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC))
-	name := strings.Repeat("x", 63)
+	const longest = "999h59m59s"
+	for si := range end.StageStatuses {
+		s := &end.StageStatuses[si]
+		s.Phase, s.StartTime, s.CompletionTime, s.Duration = drv1.StepCancelled, &when, &when, longest
+		for wi := range s.WorkflowExecutions {
+			w := &s.WorkflowExecutions[wi]
+			w.Phase, w.StartTime, w.CompletionTime, w.Duration = drv1.StepCancelled, &when, &when, longest
+			w.Progress = "200/200 actions completed"
+		}
+	}
 	for i := range end.ActionStatuses {
 		a := &end.ActionStatuses[i]
-		a.Phase, a.StartTime, a.CompletionTime, a.RetryCount = drv1.StepSucceeded, &when, &when, 10
+		a.Phase, a.StartTime, a.CompletionTime, a.RetryCount = drv1.StepCancelled, &when, &when, 10
 		out := drv1.ActionOutput{ActionName: a.Name, Stage: a.Stage, WorkflowIndex: a.WorkflowIndex}
-		if types[i] == drv1.ActionTypeHTTP {
+		if bodies[i].Type == drv1.ActionTypeHTTP {
 			out.HTTPResponse = &drv1.HTTPResponse{StatusCode: 200}
 		} else {
-			out.ResourceRef = &drv1.ResourceReference{APIVersion: "apps.clusternet.io/v1alpha1", Kind: "Localization",
-				Name: name, Namespace: name, UID: "00000000-0000-0000-0000-000000000000"}
+			out.ResourceRef = madeRef(bodies[i], namespace)
 		}
 		end.Outputs = append(end.Outputs, out)
 	}
+	message := strings.Repeat("x", maxMessage)
+	end.Phase, end.Message, end.StartTime, end.CompletionTime = drv1.ExecutionSucceeded, message, &when, &when
+	end.Summary = &drv1.ExecutionSummary{TotalStages: 100, CompletedStages: 100, TotalWorkflows: 10000, CompletedWorkflows: 10000}
+	for _, c := range []string{drv1.ConditionComplete, "Succeeded", "Retried", drv1.ConditionReverted} {
+		end.Conditions = append(end.Conditions, metav1.Condition{Type: c, Status: metav1.ConditionTrue, Reason: "Succeeded",
+			Message: message, LastTransitionTime: when, ObservedGeneration: 1})
+	}
 	raw, err := json.Marshal(end)
 	return len(raw), err
+}
+
+// madeRef is the reference an action's output will hold, as long as its rendered body says: the
+// object's own names where the body has them, a generated name's five characters, and the
+// longest a name (253) or namespace (63) may be where it does not.
+func madeRef(b drv1.ActionBody, namespace string) *drv1.ResourceReference {
+	ref := &drv1.ResourceReference{APIVersion: strings.Repeat("x", 63), Kind: strings.Repeat("x", 63),
+		Name: strings.Repeat("x", 253), Namespace: namespace, UID: "00000000-0000-0000-0000-000000000000"}
+	named := func(name, generateName string) string {
+		if name != "" {
+			return name
+		}
+		return generateName + "xxxxx"
+	}
+	switch {
+	case b.Resource != nil:
+		if obj, err := templates.CheckManifest(nil, b.Resource.Manifest, b.Resource.Operation); err == nil {
+			ref.APIVersion, ref.Kind, ref.Name = obj.GetAPIVersion(), obj.GetKind(), named(obj.GetName(), obj.GetGenerateName())
+			if obj.GetNamespace() != "" {
+				ref.Namespace = obj.GetNamespace()
+			}
+		}
+	case b.Job != nil:
+		ref.APIVersion, ref.Kind, ref.Name, ref.Namespace = "batch/v1", "Job", named(b.Job.Name, b.Job.GenerateName), b.Job.Namespace
+	case b.Localization != nil:
+		ref.APIVersion, ref.Kind, ref.Name, ref.Namespace = "apps.clusternet.io/v1alpha1", "Localization", b.Localization.Name, b.Localization.Namespace
+	case b.Subscription != nil:
+		ref.APIVersion, ref.Kind, ref.Name, ref.Namespace = "apps.clusternet.io/v1alpha1", "Subscription", b.Subscription.Name, b.Subscription.Namespace
+	}
+	return ref
 }

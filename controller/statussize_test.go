@@ -131,14 +131,22 @@ func TestTooLarge(t *testing.T) {
 }
 
 func TestStatusFloor(t *testing.T) {
-	run := func(n int, name, stage string) (*drv1.DRPlanExecutionStatus, []drv1.ActionType) {
+	run := func(n int, name, stage string) (*drv1.DRPlanExecutionStatus, []drv1.ActionBody) {
 		st := &drv1.DRPlanExecutionStatus{Snapshot: &drv1.ExecutionSnapshot{Data: make([]byte, runplan.MaxSnapshotStored)}}
-		types := make([]drv1.ActionType, n)
+		for s := range 10 {
+			st.StageStatuses = append(st.StageStatuses, drv1.StageStatus{Name: fmt.Sprintf("%s-%d", stage, s),
+				WorkflowExecutions: []drv1.WorkflowExecutionStatus{{WorkflowRef: drv1.ObjectReference{Name: "wf"}}}})
+		}
+		bodies := make([]drv1.ActionBody, n)
 		for i := range n {
 			st.ActionStatuses = append(st.ActionStatuses, drv1.ActionStatus{Name: fmt.Sprintf("%s-%04d", name, i), Stage: stage, Phase: drv1.StepPending, Message: "waiting"})
-			types[i] = []drv1.ActionType{drv1.ActionTypeHTTP, drv1.ActionTypeKubernetesResource}[i%2]
+			bodies[i] = drv1.ActionBody{Type: drv1.ActionTypeHTTP}
+			if i%2 == 1 {
+				bodies[i] = drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate,
+					Manifest: fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dr-config-%04d}\n", i)}}
+			}
 		}
-		return st, types
+		return st, bodies
 	}
 	for _, tc := range []struct {
 		name        string
@@ -150,12 +158,15 @@ func TestStatusFloor(t *testing.T) {
 		{name: "2,000 actions of the longest names", n: 2000, action: strings.Repeat("a", 123), stg: strings.Repeat("s", 63), overBudget: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, types := run(tc.n, tc.action, tc.stg)
-			floor, err := statusFloor(st, types)
+			st, bodies := run(tc.n, tc.action, tc.stg)
+			floor, err := statusFloor(st, bodies, "team-a")
 			require.NoError(t, err)
 			t.Logf("floor %d bytes (budget %d)", floor, statusBudget)
 			assert.Equal(t, tc.overBudget, floor > statusBudget)
 			assert.Equal(t, "waiting", st.ActionStatuses[0].Message, "st is left alone")
 		})
 	}
+	ref := madeRef(drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate,
+		Manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {generateName: web-, namespace: apps}\n"}}, "team-a")
+	assert.Equal(t, drv1.ResourceReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web-xxxxx", Namespace: "apps", UID: "00000000-0000-0000-0000-000000000000"}, *ref)
 }
