@@ -19,13 +19,34 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
 
+// MaxConcurrentReviews bounds the reviews each webhook works on at once; the others wait for a
+// turn while their caller does (the API server gives up after the webhook's timeout), so that a
+// flood of reviews costs the process a bounded amount of memory and CPU.
+const MaxConcurrentReviews = 32
+
+// oneAtATime lets at most n requests into h at once; a request whose caller goes away while it
+// waits is answered 503 without being read.
+func oneAtATime(h http.Handler, n int) http.Handler {
+	turns := make(chan struct{}, n)
+	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		select {
+		case turns <- struct{}{}:
+		case <-req.Context().Done():
+			http.Error(rw, "the webhook is busy: retry", http.StatusServiceUnavailable)
+			return
+		}
+		defer func() { <-turns }()
+		h.ServeHTTP(rw, req)
+	})
+}
+
 // Serve runs the webhook's HTTPS server on ln until ctx ends: the validating webhook at Path,
 // the mutating one at MutatePath, and /healthz. getCert is asked at every handshake, so a
 // rotated certificate is served at once.
 func Serve(ctx context.Context, ln net.Listener, validate, mutate http.Handler, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) error {
 	mux := http.NewServeMux()
-	mux.Handle(Path, validate)
-	mux.Handle(MutatePath, mutate)
+	mux.Handle(Path, oneAtATime(validate, MaxConcurrentReviews))
+	mux.Handle(MutatePath, oneAtATime(mutate, MaxConcurrentReviews))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	srv := &http.Server{
 		Handler:           mux,
