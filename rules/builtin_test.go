@@ -207,22 +207,22 @@ func TestRuleCostLimit(t *testing.T) {
 func TestReplaceIsBounded(t *testing.T) {
 	env, err := rules.NewEnv(rules.Options{})
 	require.NoError(t, err)
-	p, err := env.Compile(`object.data.x.replace('a', 'bb') == object.data.y`)
+	p, err := env.Compile(`object.data.x.replace('a', 'bbbbbbbbbbbbbbbbbbbb') == object.data.y`)
 	require.NoError(t, err, "a literal replacement is estimated within the limit")
 	eval := func(x, y string) (bool, error) {
 		return p.Eval(context.Background(), map[string]any{"object": map[string]any{"data": map[string]any{"x": x, "y": y}}})
 	}
-	ok, err := eval("banana", "bbbnbbnbb")
+	ok, err := eval("banana", "b"+strings.Repeat("b", 20)+"n"+strings.Repeat("b", 20)+"n"+strings.Repeat("b", 20))
 	require.NoError(t, err)
 	assert.True(t, ok, "replace works as the strings extension's")
-	big := strings.Repeat("a", rules.MaxBuiltString/2+1) // 512 KiB of "a" would make 1 MiB + 2 bytes
+	big := strings.Repeat("a", 1<<20) // 1 MiB of "a" would make 20 MiB
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	_, err = eval(big, "")
 	runtime.ReadMemStats(&after)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "replace would build a string of 1048578 bytes, over the 1048576 an expression may build")
-	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "refused before it allocates")
+	assert.Contains(t, err.Error(), "replace would build a string of 20971520 bytes, over the 1048576 an expression may build")
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "refused before it builds 20 MiB")
 
 	p, err = env.Compile(`object.data.x.replace('', '-', 3) == object.data.y`)
 	require.NoError(t, err)
