@@ -37,6 +37,12 @@ const (
 	ConditionComplete = "Complete"
 	// ConditionReverted is true on an Execute that a Revert undid (status.revertedBy names it).
 	ConditionReverted = "Reverted"
+	// ConditionRetried is true on a run that a later execution retries (status.retriedBy names it).
+	ConditionRetried = "Retried"
+	// FinalizerRecord keeps an execution that is part of the record of a failover (the Execute in
+	// effect, the runs of its retry chain, a run that left objects behind) until its plan is gone,
+	// reverted, or carries AnnotationAllowDelete=true.
+	FinalizerRecord = GroupName + "/record"
 )
 
 // LabelValue turns an object name into a label value: names longer than a label value may be (63

@@ -66,6 +66,24 @@ type DRPlanSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// ExecutionParams names the parameters every execution of the plan must supply in its
+	// spec.params: a workflow's required parameter that neither its default nor the plan gives a
+	// value makes the plan Invalid unless it is named here.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=128
+	ExecutionParams []string `json:"executionParams,omitempty"`
+
+	// ExecutionHistoryLimit is how many finished executions of the plan are kept; older ones are
+	// deleted. Never counted, never deleted: the Execute in effect, the runs of its retry chain,
+	// and the executions the plan's status names.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	ExecutionHistoryLimit *int32 `json:"executionHistoryLimit,omitempty"`
 }
 
 // ObjectReference names an object by name and namespace.
