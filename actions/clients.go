@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -27,9 +28,29 @@ type ClientFactory struct {
 	config *rest.Config
 	mapper *rediscoveringMapper
 
+	// retryTimeout bounds the retries of transient errors by the API calls of an action without
+	// a timeout of its own (SetAPIRetryTimeout).
+	retryTimeout time.Duration
+
 	mu      sync.Mutex
 	clients map[string]dynamic.Interface    // by ServiceAccount ("" = the controller itself)
 	typed   map[string]kubernetes.Interface // likewise
+}
+
+// SetAPIRetryTimeout sets how long the API calls of an action without a timeout of its own retry
+// transient errors (--api-retry-timeout); not positive means DefaultAPIRetryTimeout. Call it
+// before the factory is used.
+func (f *ClientFactory) SetAPIRetryTimeout(d time.Duration) {
+	f.retryTimeout = d
+}
+
+// APIRetryTimeout is how long the API calls of an action without a timeout of its own retry
+// transient errors: DefaultAPIRetryTimeout unless set, and for a nil factory.
+func (f *ClientFactory) APIRetryTimeout() time.Duration {
+	if f == nil || f.retryTimeout <= 0 {
+		return DefaultAPIRetryTimeout
+	}
+	return f.retryTimeout
 }
 
 // NewClientFactory returns a factory whose clients talk to the API server of config as the
