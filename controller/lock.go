@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
@@ -14,6 +15,17 @@ import (
 // The plan's lock: a plan runs one execution at a time, the one its status.currentExecution
 // names. Both ends of the lock are plan status writes through updateStatus, whose
 // resourceVersion makes two executions racing for the lock meet a conflict (docs/execution.md).
+// Both retry transient errors (lockWrite), as actions' API calls do.
+
+// lockWrite runs write (reads and a status write of a plan) again on a conflict, as
+// retry.RetryOnConflict does, and on a transient error (the API server busy or unreachable) with
+// backoff until the API retry timeout: a brief outage neither fails a run's start or end nor
+// sends it back to the queue.
+func (c *Controller) lockWrite(ctx context.Context, write func(ctx context.Context) error) error {
+	return actions.RetryTransient(ctx, c.clients.APIRetryTimeout(), func(ctx context.Context) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error { return write(ctx) })
+	})
+}
 
 // lockLooksFree returns the plan from the cache when its lock looks free (or already ours), so
 // that a start may write its first status while it takes the lock.
@@ -37,7 +49,7 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 	ns := exec.Spec.PlanRef.NamespaceOr(exec.Namespace)
 	plans := c.dr.DrV1alpha1().DRPlans(ns)
 	attempt := 0
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = c.lockWrite(ctx, func(ctx context.Context) error {
 		waiting, mine = "", false
 		attempt++
 		// The cache is usually current: try from it first (a stale copy only costs a conflict),
@@ -101,7 +113,7 @@ func (c *Controller) lockVars(ctx context.Context, p *drv1.DRPlan, exec *drv1.DR
 // releaseLock clears the plan's lock if exec holds it, and records a success.
 func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
 	plans := c.dr.DrV1alpha1().DRPlans(exec.Spec.PlanRef.NamespaceOr(exec.Namespace))
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return c.lockWrite(ctx, func(ctx context.Context) error {
 		p, err := plans.Get(ctx, exec.Spec.PlanRef.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
