@@ -25,6 +25,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
+	"github.com/bkbcs/drplan-controller/rules"
 )
 
 var (
@@ -34,13 +35,14 @@ var (
 )
 
 // fakeFactory is a ClientFactory whose clients (every identity's) are client, and whose
-// discovery knows ConfigMaps.
+// discovery knows ConfigMaps and Localizations.
 func fakeFactory(client dynamic.Interface) *ClientFactory {
-	disc := &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{Resources: []*metav1.APIResourceList{{
-		GroupVersion: "v1",
-		APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true, Kind: "ConfigMap",
-			Verbs: metav1.Verbs{"get", "list", "watch", "create", "update", "patch", "delete"}}},
-	}}}}
+	verbs := metav1.Verbs{"get", "list", "watch", "create", "update", "patch", "delete"}
+	disc := &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{Resources: []*metav1.APIResourceList{
+		{GroupVersion: "v1", APIResources: []metav1.APIResource{{Name: "configmaps", Namespaced: true, Kind: "ConfigMap", Verbs: verbs}}},
+		{GroupVersion: "batch/v1", APIResources: []metav1.APIResource{{Name: "jobs", Namespaced: true, Kind: "Job", Verbs: verbs}}},
+		{GroupVersion: clusternetAPIVersion, APIResources: []metav1.APIResource{{Name: "localizations", Namespaced: true, Kind: "Localization", Verbs: verbs}}},
+	}}}
 	return &ClientFactory{
 		mapper:  &rediscoveringMapper{DeferredDiscoveryRESTMapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))},
 		clients: map[string]dynamic.Interface{"": client},
@@ -163,6 +165,61 @@ func TestCreateCutOffAfterItWasDone(t *testing.T) {
 			require.NoError(t, err)
 			assert.Regexp(t, `^ConfigMap prod/dr-config-payments created \(by an earlier attempt of this action\) \(after 1 retry over .*: the API server was unreachable\)$`, res.Message)
 			assert.EqualValues(t, 1, res.Retries)
+		})
+	}
+}
+
+// TestClusternetRunnerRetriesTransientErrors: a Localization's calls are a KubernetesResource
+// action's, retried alike.
+func TestClusternetRunnerRetriesTransientErrors(t *testing.T) {
+	client := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
+	var calls atomic.Int32
+	client.PrependReactor("create", "localizations", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if calls.Add(1) == 1 {
+			return true, nil, apierrors.NewServiceUnavailable("starting")
+		}
+		return false, nil, nil
+	})
+	req := Request{Body: drv1.ActionBody{Type: drv1.ActionTypeLocalization, Localization: &drv1.LocalizationAction{
+		Operation: "Create", Name: "scaled-app", Namespace: "clusternet-x",
+		Feed: &drv1.Feed{APIVersion: "apps/v1", Kind: "Deployment", Name: "d"}}},
+		Execution: ExecutionRef{Namespace: "prod", Name: testExecution, UID: testExecUID, PlanName: testPlan}, ActionID: "s/0/l"}
+	res, err := NewClusternetRunner(NewResourceRunner(fakeFactory(client))).Run(t.Context(), req)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, calls.Load())
+	assert.EqualValues(t, 1, res.Retries)
+	assert.Regexp(t, `^Localization clusternet-x/scaled-app created \(after 1 retry over [0-9.]+m?s: the API server was unavailable \(503\)\)$`, res.Message)
+}
+
+// TestJobRunnerRetriesUntilItsTimeout: a Job action's calls retry until its timeout, or without
+// one until the factory's APIRetryTimeout.
+func TestJobRunnerRetriesUntilItsTimeout(t *testing.T) {
+	decide, err := rules.New(rules.Options{})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, timeout string
+		factory       time.Duration
+	}{
+		{name: "the Job's timeout", timeout: "1s", factory: time.Hour},
+		{name: "the factory's, without one", factory: time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
+			client.PrependReactor("create", "jobs", func(clienttesting.Action) (bool, runtime.Object, error) {
+				return true, nil, refused
+			})
+			f := fakeFactory(client)
+			f.SetAPIRetryTimeout(tc.factory)
+			req := Request{Body: drv1.ActionBody{Type: drv1.ActionTypeJob, Job: &drv1.JobAction{Name: "j", Namespace: "prod",
+				Timeout: drv1.Duration(tc.timeout)}},
+				Execution: ExecutionRef{Namespace: "prod", Name: testExecution, UID: testExecUID, PlanName: testPlan}, ActionID: "s/0/j"}
+			began := time.Now()
+			res, err := NewJobRunner(decide.Env, NewResourceRunner(f)).Run(t.Context(), req)
+			assert.Less(t, time.Since(began), 2*time.Second, "gave up at the budget")
+			assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+			assert.Regexp(t, `^create Job prod/j: .* \(after 2 retries over [0-9.]+m?s: the API server was unreachable\)$`, err.Error())
+			assert.EqualValues(t, 2, res.Retries)
 		})
 	}
 }
