@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -27,6 +28,8 @@ const FieldManager = "drplan-controller"
 type ClientFactory struct {
 	config *rest.Config
 	mapper *rediscoveringMapper
+	// readyz asks the API server's /readyz (apiServerReady); nil never asks.
+	readyz rest.Interface
 
 	// retryTimeout bounds the retries of transient errors by the API calls of an action without
 	// a timeout of its own (SetAPIRetryTimeout).
@@ -65,6 +68,7 @@ func NewClientFactory(config *rest.Config) (*ClientFactory, error) {
 	return &ClientFactory{
 		config:  config,
 		mapper:  &rediscoveringMapper{DeferredDiscoveryRESTMapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))},
+		readyz:  disc.RESTClient(),
 		clients: map[string]dynamic.Interface{},
 		typed:   map[string]kubernetes.Interface{},
 	}, nil
@@ -134,6 +138,14 @@ func (f *ClientFactory) configFor(serviceAccount string) (*rest.Config, error) {
 		config.Impersonate = rest.ImpersonationConfig{UserName: user}
 	}
 	return config, nil
+}
+
+// apiServerReady reports whether the API server's /readyz answers OK (it is public to every
+// client). A server that cannot be asked is not ready.
+func (f *ClientFactory) apiServerReady(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return f.readyz.Get().AbsPath("/readyz").Do(ctx).Error() == nil
 }
 
 // RESTMapper returns the shared, discovery-backed RESTMapper. A kind it does not know makes it

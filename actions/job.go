@@ -56,7 +56,7 @@ func (j *JobRunner) Run(ctx context.Context, req Request) (Result, error) {
 	if timeout <= 0 {
 		budget, timeout = j.resources.clients.APIRetryTimeout(), noTimeout
 	}
-	calls := newAPICalls(budget)
+	calls := j.resources.clients.apiCalls(budget)
 	res, err := j.run(ctx, req, timeout, calls)
 	return calls.report(res, err)
 }

@@ -80,7 +80,7 @@ func (t *resourceTarget) ref(obj *unstructured.Unstructured) *drv1.ResourceRefer
 // Retries of transient errors are counted in the result and noted at the end of its message (or
 // of the error).
 func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
-	calls := newAPICalls(r.clients.APIRetryTimeout())
+	calls := r.clients.apiCalls(r.clients.APIRetryTimeout())
 	res, err := r.run(ctx, req, calls)
 	return calls.report(res, err)
 }
@@ -136,7 +136,7 @@ func (r *ResourceRunner) run(ctx context.Context, req Request, calls *apiCalls) 
 // counts as already gone, and the namesake is left alone. Its API calls retry transient errors
 // for the factory's APIRetryTimeout, as Run's do.
 func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount string, ref drv1.ResourceReference) (Result, error) {
-	calls := newAPICalls(r.clients.APIRetryTimeout())
+	calls := r.clients.apiCalls(r.clients.APIRetryTimeout())
 	res, err := r.deleteCreated(ctx, calls, serviceAccount, ref)
 	return calls.report(res, err)
 }

@@ -30,17 +30,32 @@ var apiWait = backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Seco
 type apiCalls struct {
 	wait     backoff.Policy
 	deadline time.Time
-	retries  int32
-	first    time.Time // when the first retried error came
-	why      string    // the last retried error, in words
+	// ready, when set, asks whether the API server is ready: a refusal (401, 403) from one that
+	// is not is retried (see starting).
+	ready   func(context.Context) bool
+	retries int32
+	first   time.Time // when the first retried error came
+	why     string    // the last retried error, in words
 }
 
-// newAPICalls retries until budget from now (DefaultAPIRetryTimeout if budget is not positive).
-func newAPICalls(budget time.Duration) *apiCalls {
+// apiCalls retries until budget from now (DefaultAPIRetryTimeout if budget is not positive),
+// asking f's API server whether it is ready when it refuses a call (a nil f never asks).
+func (f *ClientFactory) apiCalls(budget time.Duration) *apiCalls {
 	if budget <= 0 {
 		budget = DefaultAPIRetryTimeout
 	}
-	return &apiCalls{wait: apiWait, deadline: time.Now().Add(budget)}
+	c := &apiCalls{wait: apiWait, deadline: time.Now().Add(budget)}
+	if f != nil && f.readyz != nil {
+		c.ready = f.apiServerReady
+	}
+	return c
+}
+
+// starting reports whether err is a refusal (401, 403) by an API server that says it is not
+// ready: one starting up answers before its authenticators and authorizer have loaded what they
+// need, and refuses then what it will allow once ready.
+func (c *apiCalls) starting(ctx context.Context, err error) bool {
+	return c.ready != nil && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) && !c.ready(ctx)
 }
 
 // delay is the wait before the next try after failures retried ones: the backoff's, or the
@@ -99,7 +114,16 @@ func callAPI[T any](ctx context.Context, calls *apiCalls, conflictIsTransient bo
 	defer cancel()
 	for failures := 0; ; failures++ {
 		v, err := fn(callCtx)
-		if err == nil || ctx.Err() != nil || !TransientAPIError(err, conflictIsTransient) {
+		if err == nil || ctx.Err() != nil {
+			return v, err
+		}
+		why := ""
+		switch {
+		case TransientAPIError(err, conflictIsTransient):
+			why = transientReason(err)
+		case calls.starting(callCtx, err):
+			why = "the API server was starting (not ready, it refused what it allows once ready)"
+		default:
 			return v, err
 		}
 		wait := calls.delay(failures, err)
@@ -109,7 +133,7 @@ func callAPI[T any](ctx context.Context, calls *apiCalls, conflictIsTransient bo
 		if calls.retries == 0 {
 			calls.first = time.Now()
 		}
-		calls.why = transientReason(err)
+		calls.why = why
 		if backoff.Sleep(ctx, wait) != nil {
 			return v, err
 		}
@@ -117,12 +141,13 @@ func callAPI[T any](ctx context.Context, calls *apiCalls, conflictIsTransient bo
 	}
 }
 
-// RetryTransient calls fn until it succeeds, fails for good, or budget (from now; not positive:
-// DefaultAPIRetryTimeout) would pass before the next try, waiting between tries as an action's
-// API calls do. It returns fn's last error, with the note of the retries appended if there were
-// any (" (after 3 retries over 2.4s: the API server was unreachable)"), unwrapping to it.
-func RetryTransient(ctx context.Context, budget time.Duration, fn func(context.Context) error) error {
-	calls := newAPICalls(budget)
+// RetryTransient calls fn (API calls) as an action's API calls are made: until it succeeds,
+// fails for good, or f's APIRetryTimeout would pass before the next try; a nil f retries for
+// DefaultAPIRetryTimeout and never asks whether a refusing API server is ready. It returns fn's
+// last error, with the note of the retries appended if there were any (" (after 3 retries over
+// 2.4s: the API server was unreachable)"), unwrapping to it.
+func (f *ClientFactory) RetryTransient(ctx context.Context, fn func(context.Context) error) error {
+	calls := f.apiCalls(f.APIRetryTimeout())
 	_, err := callAPI(ctx, calls, false, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
 	_, err = calls.report(Result{}, err)
 	return err

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
@@ -225,8 +226,9 @@ func TestJobRunnerRetriesUntilItsTimeout(t *testing.T) {
 }
 
 func TestRetryTransient(t *testing.T) {
+	var none *ClientFactory // the default budget, and no readiness asked
 	calls := 0
-	err := RetryTransient(t.Context(), time.Minute, func(context.Context) error {
+	err := none.RetryTransient(t.Context(), func(context.Context) error {
 		if calls++; calls < 3 {
 			return refused
 		}
@@ -235,8 +237,10 @@ func TestRetryTransient(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, calls)
 
+	f := &ClientFactory{}
+	f.SetAPIRetryTimeout(500 * time.Millisecond)
 	calls = 0
-	err = RetryTransient(t.Context(), 500*time.Millisecond, func(context.Context) error {
+	err = f.RetryTransient(t.Context(), func(context.Context) error {
 		calls++
 		return apierrors.NewServiceUnavailable("down")
 	})
@@ -246,11 +250,48 @@ func TestRetryTransient(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	calls = 0
-	err = RetryTransient(ctx, time.Hour, func(context.Context) error {
+	err = none.RetryTransient(ctx, func(context.Context) error {
 		calls++
 		cancel()
 		return refused
 	})
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	assert.Equal(t, 1, calls, "a cancelled context stops retrying")
+}
+
+// TestRefusedWhileStarting: a 401 or 403 is final, unless the API server says it is not ready
+// (one starting up refuses what its authorizer has not loaded yet): then it is retried.
+func TestRefusedWhileStarting(t *testing.T) {
+	forbidden := apierrors.NewForbidden(configMaps, "x", errors.New("RBAC: clusterrole not found"))
+	for _, tc := range []struct {
+		name      string
+		err       error
+		ready     func(context.Context) bool // nil: never asked
+		wantCalls int
+	}{
+		{name: "403 from a ready server", err: forbidden, ready: func(context.Context) bool { return true }, wantCalls: 1},
+		{name: "403, readiness not asked", err: forbidden, wantCalls: 1},
+		{name: "403 from a starting server", err: forbidden, ready: func(context.Context) bool { return false }, wantCalls: 3},
+		{name: "401 from a starting server", err: apierrors.NewUnauthorized("token not found yet"), ready: func(context.Context) bool { return false }, wantCalls: 3},
+		{name: "404 from a starting server", err: apierrors.NewNotFound(configMaps, "x"), ready: func(context.Context) bool { return false }, wantCalls: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := &apiCalls{wait: backoff.Policy{Initial: time.Millisecond, Max: time.Millisecond}, deadline: time.Now().Add(time.Minute), ready: tc.ready}
+			calls := 0
+			_, err := callAPI(t.Context(), c, false, func(context.Context) (struct{}, error) {
+				if calls++; calls < 3 {
+					return struct{}{}, tc.err
+				}
+				return struct{}{}, nil
+			})
+			assert.Equal(t, tc.wantCalls, calls)
+			if tc.wantCalls == 3 {
+				require.NoError(t, err)
+				assert.Contains(t, c.note(), ": the API server was starting (not ready, it refused what it allows once ready))")
+			} else {
+				assert.Equal(t, tc.err, err)
+			}
+		})
+	}
 }

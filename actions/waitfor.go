@@ -35,7 +35,7 @@ func (f *ClientFactory) WaitFor(ctx context.Context, serviceAccount string, ref 
 		client   dynamic.Interface
 		resource schema.GroupVersionResource
 	}
-	got, err := callAPI(ctx, newAPICalls(timeout), false, func(context.Context) (found, error) {
+	got, err := callAPI(ctx, f.apiCalls(timeout), false, func(context.Context) (found, error) {
 		client, resource, err := f.resourceOf(serviceAccount, ref)
 		return found{client, resource}, err
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/bkbcs/drplan-controller/access"
 	"github.com/bkbcs/drplan-controller/actions"
@@ -26,9 +25,9 @@ type authority struct {
 	// needs are the plan's own (its ServiceAccount, workflows of other namespaces) and the
 	// Secrets its parameters read: checked at start and before each action.
 	needs []access.Need
-	// retryFor bounds the retries of a check before an action that the API server could not
-	// answer (unreachable, busy), as the actions' own calls are bounded.
-	retryFor time.Duration
+	// clients retry a check before an action that the API server could not answer (unreachable,
+	// busy), as the actions' own calls are retried.
+	clients *actions.ClientFactory
 }
 
 // policy is how plans act here (the zero Policy without an Authorizer: unit tests).
@@ -60,7 +59,7 @@ func (c *Controller) authorityOf(exec *drv1.DRPlanExecution, namespace, plan str
 		needs = append(needs, access.TriggerNeed(namespace, plan)) // created for a trigger: as if its user had
 	}
 	return &authority{az: c.access, user: user, spec: spec, namespace: namespace, needs: needs,
-		retryFor: c.clients.APIRetryTimeout()}, nil
+		clients: c.clients}, nil
 }
 
 // readSecret checks, before a parameter reads Secret name, that a requester-checked run's
@@ -88,12 +87,12 @@ func (a *authority) run(ctx context.Context, prep *runplan.Prepared) error {
 }
 
 // action checks action i just before it starts. A check the API server could not answer for a
-// transient reason is asked again, for retryFor, as the action's own calls would be.
+// transient reason is asked again, as the action's own calls would be.
 func (a *authority) action(ctx context.Context, prep *runplan.Prepared, i int) error {
 	if a == nil {
 		return nil
 	}
-	err := actions.RetryTransient(ctx, a.retryFor, func(ctx context.Context) error {
+	err := a.clients.RetryTransient(ctx, func(ctx context.Context) error {
 		return a.az.Action(ctx, a.user, a.namespace, a.spec, prep, i, a.needs)
 	})
 	if err != nil {

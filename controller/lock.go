@@ -7,7 +7,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 )
@@ -22,7 +21,7 @@ import (
 // backoff until the API retry timeout: a brief outage neither fails a run's start or end nor
 // sends it back to the queue.
 func (c *Controller) lockWrite(ctx context.Context, write func(ctx context.Context) error) error {
-	return actions.RetryTransient(ctx, c.clients.APIRetryTimeout(), func(ctx context.Context) error {
+	return c.clients.RetryTransient(ctx, func(ctx context.Context) error {
 		return retry.RetryOnConflict(retry.DefaultRetry, func() error { return write(ctx) })
 	})
 }
