@@ -165,9 +165,11 @@ func (b *localBackend) setHTTPEgress(p actions.EgressPolicy) error {
 	return b.runErr
 }
 
-// setLeaderElection restarts the controller with leader election on or off.
+// setLeaderElection restarts the controller with leader election on or off. A controller that
+// had lost its lease (and so ended, as the chart's process exits to be restarted) is started
+// again like any other.
 func (b *localBackend) setLeaderElection(on bool) error {
-	if err := b.stopController(); err != nil {
+	if err := b.stopController(); err != nil && !errors.Is(err, app.ErrLostLeadership) {
 		return err
 	}
 	b.leaderElection = on
