@@ -317,6 +317,11 @@ type ActionStatus struct {
 	// RetryCount is how many times the action was retried.
 	// +optional
 	RetryCount int32 `json:"retryCount,omitempty"`
+	// MayHaveActed is set on an action that failed after it may have changed something: an HTTP
+	// call interrupted, or that failed after its request was sent. A Revert undoes it as if it
+	// had succeeded (its rollback runs).
+	// +optional
+	MayHaveActed bool `json:"mayHaveActed,omitempty"`
 }
 
 // ActionOutput is what one action made.
@@ -399,6 +404,10 @@ type ExecutionSnapshot struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	RevertOf string `json:"revertOf,omitempty"`
+	// RunAs, in a retry, is the first run of its chain: the run renders its templates
+	// (.executionName, .timestamp) and names and labels its objects as that run did.
+	// +optional
+	RunAs *ExecutionIdentity `json:"runAs,omitempty"`
 	// Hash is the SHA-256 of the uncompressed data, in hex.
 	// +kubebuilder:validation:MaxLength=64
 	Hash string `json:"hash"`
@@ -406,6 +415,21 @@ type ExecutionSnapshot struct {
 	// base64, is the API server's request limit: the object's own size bounds it first.
 	// +kubebuilder:validation:MaxLength=3145728
 	Data []byte `json:"data"`
+}
+
+// ExecutionIdentity is the execution a run acts as.
+type ExecutionIdentity struct {
+	// Name of the execution.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// UID of the execution.
+	// +kubebuilder:validation:MaxLength=128
+	UID string `json:"uid"`
+	// StartTime of the execution: its templates' .timestamp.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
+	StartTime metav1.Time `json:"startTime"`
 }
 
 // SnapshotWorkflow names a workflow in a snapshot.
