@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -32,6 +33,7 @@ func (c *Controller) pruneHistory(ctx context.Context, plan *drv1.DRPlan, execs 
 		deleted = append(deleted, e.Name)
 	}
 	if len(deleted) > 0 {
+		klog.FromContext(ctx).Info("Deleted the history beyond the plan's executionHistoryLimit", "deleted", deleted)
 		c.event(plan, true, "HistoryPruned", fmt.Sprintf("Deleted %d finished executions beyond spec.executionHistoryLimit (%d), oldest first: %s",
 			len(deleted), historyLimit(plan), strings.Join(deleted, ", ")))
 	}

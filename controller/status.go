@@ -96,7 +96,7 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) (err 
 		return err
 	}
 	// After the status, which must not wait for the webhook that admits these writes.
-	defer func() { err = errors.Join(err, c.syncRecord(ctx, namespace, name, plan, execs)) }()
+	defer func(plan *drv1.DRPlan) { err = errors.Join(err, c.syncRecord(ctx, namespace, name, plan, execs)) }(plan)
 	isExecuted := executed(execs)
 	// A failover still running is protected too: deleting its plan now would leave it
 	// impossible to revert.
