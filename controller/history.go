@@ -34,8 +34,8 @@ func (c *Controller) pruneHistory(ctx context.Context, plan *drv1.DRPlan, execs 
 	}
 	if len(deleted) > 0 {
 		klog.FromContext(ctx).Info("Deleted the history beyond the plan's executionHistoryLimit", "deleted", deleted)
-		c.event(plan, true, "HistoryPruned", fmt.Sprintf("Deleted %d finished executions beyond spec.executionHistoryLimit (%d), oldest first: %s",
-			len(deleted), historyLimit(plan), strings.Join(deleted, ", ")))
+		c.event(plan, true, "HistoryPruned", fmt.Sprintf("Deleted the finished executions beyond spec.executionHistoryLimit (%d), oldest first: %s",
+			historyLimit(plan), strings.Join(deleted, ", ")))
 	}
 	return nil
 }

@@ -168,5 +168,5 @@ func TestPruneHistoryDeletesWithAnEvent(t *testing.T) {
 	}
 	assert.Equal(t, []string{"f0", "f1"}, deleted)
 	events := []string{f.event(), f.event()}
-	assert.Contains(t, events, "Normal HistoryPruned Deleted 2 finished executions beyond spec.executionHistoryLimit (1), oldest first: f0, f1")
+	assert.Contains(t, events, "Normal HistoryPruned Deleted the finished executions beyond spec.executionHistoryLimit (1), oldest first: f0, f1")
 }

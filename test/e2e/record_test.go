@@ -118,17 +118,20 @@ func TestHistoryLimit(t *testing.T) {
 	kubectlApply(t, planYAML(ns, "p", "wf")+"  executionHistoryLimit: 2\n")
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 	// Three failovers, each reverted, then one left in effect: six finished runs that are no
-	// record, of which the two newest are kept.
+	// record, of which the two newest are kept. (Creation times have seconds: of runs created in
+	// one second the name decides, so the names count up.)
 	for i := range 3 {
-		createExecution(t, ns, fmt.Sprintf("x%d", i), "p")
-		waitExecution(t, ns, fmt.Sprintf("x%d", i), drv1.ExecutionSucceeded)
-		createRevert(t, ns, fmt.Sprintf("r%d", i), "p", "")
-		waitExecution(t, ns, fmt.Sprintf("r%d", i), drv1.ExecutionSucceeded)
+		createExecution(t, ns, fmt.Sprintf("run-%d", 2*i), "p")
+		waitExecution(t, ns, fmt.Sprintf("run-%d", 2*i), drv1.ExecutionSucceeded)
+		waitPlanPhase(t, ns, "p", drv1.PlanExecuted) // the webhook's cache has it in effect
+		createRevert(t, ns, fmt.Sprintf("run-%d", 2*i+1), "p", "")
+		waitExecution(t, ns, fmt.Sprintf("run-%d", 2*i+1), drv1.ExecutionSucceeded)
+		waitPlanPhase(t, ns, "p", drv1.PlanReady)
 		waitLockReleased(t, ns, "p")
 	}
-	createExecution(t, ns, "in-effect", "p")
-	waitExecution(t, ns, "in-effect", drv1.ExecutionSucceeded)
-	for _, gone := range []string{"x0", "r0", "x1", "r1"} {
+	createExecution(t, ns, "run-6", "p")
+	waitExecution(t, ns, "run-6", drv1.ExecutionSucceeded)
+	for _, gone := range []string{"run-0", "run-1", "run-2", "run-3"} {
 		waitExecutionGone(t, ns, gone)
 	}
 	list, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).List(context.Background(), metav1.ListOptions{})
@@ -137,10 +140,10 @@ func TestHistoryLimit(t *testing.T) {
 	for _, e := range list.Items {
 		left = append(left, e.Name)
 	}
-	assert.ElementsMatch(t, []string{"x2", "r2", "in-effect"}, left)
+	assert.ElementsMatch(t, []string{"run-4", "run-5", "run-6"}, left, "the two newest, and the Execute in effect")
 	waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
 	out := kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=p,reason=HistoryPruned", "-o", "jsonpath={.items[*].message}")
-	assert.Contains(t, out, "beyond spec.executionHistoryLimit (2), oldest first: x0")
+	assert.Contains(t, out, "beyond spec.executionHistoryLimit (2), oldest first: run-0")
 }
 
 // TestRecordNamespaceDeletionWaits: deleting the namespace of a plan whose failover is in effect
