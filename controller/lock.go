@@ -122,11 +122,14 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 		}
 		p = p.DeepCopy()
 		changed := false
+		// The holder of the lock is the plan's latest run (they run one at a time); another ended
+		// run's sync (any change to it brings it here) replaces the last success only if newer.
+		mine := false
 		if cur := p.Status.CurrentExecution; cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
-			p.Status.CurrentExecution, changed = nil, true
+			p.Status.CurrentExecution, changed, mine = nil, true, true
 		}
 		if last := p.Status.LastSuccessfulExecution; st.Phase == drv1.ExecutionSucceeded && st.CompletionTime != nil &&
-			(last == nil || newer(st, last)) && (last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
+			(last == nil || mine || newer(st, last)) && (last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
 			p.Status.LastSuccessfulExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
 				Operation: exec.Spec.Operation, StartTime: st.StartTime, CompletionTime: st.CompletionTime}
 			changed = true
@@ -143,7 +146,8 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 }
 
 // newer says whether a run that ended with st ended after last. Times have a second's precision:
-// of two runs ending in the same second, the one that started later is the newer.
+// of two runs ending in the same second, the one that started later is the newer; of two that
+// also started in the same second, neither (the one that held the lock last is: releaseLock).
 func newer(st *drv1.DRPlanExecutionStatus, last *drv1.ExecutionReference) bool {
 	switch {
 	case last.CompletionTime == nil:
@@ -153,5 +157,5 @@ func newer(st *drv1.DRPlanExecutionStatus, last *drv1.ExecutionReference) bool {
 	case st.StartTime == nil || last.StartTime == nil:
 		return true
 	}
-	return !st.StartTime.Before(last.StartTime)
+	return last.StartTime.Before(st.StartTime)
 }

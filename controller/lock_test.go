@@ -34,6 +34,7 @@ func TestNewer(t *testing.T) {
 		{"ended earlier (an old run's sync after a restart)", at(0), at(2), at(1), at(5), false},
 		{"same second: started later", at(2), at(2), at(0), at(2), true},
 		{"same second: started earlier", at(0), at(2), at(2), at(2), false},
+		{"same seconds, started and ended: neither (the lock's holder decides)", at(2), at(2), at(2), at(2), false},
 		{"nothing recorded before", at(0), at(1), nil, nil, true},
 	}
 	for _, tc := range tests {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -75,10 +76,14 @@ func workflowStatus(wf *drv1.DRWorkflow, errs field.ErrorList) drv1.DRWorkflowSt
 	return st
 }
 
-func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error {
+func (c *Controller) syncPlan(ctx context.Context, namespace, name string) (err error) {
 	plan, err := c.inf.PlanLister.DRPlans(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil
+		execs, err := c.inf.ExecutionsForPlan(namespace, name)
+		if err != nil {
+			return err
+		}
+		return c.syncRecord(ctx, namespace, name, nil, execs) // gone: its executions are the record of nothing
 	}
 	if err != nil {
 		return err
@@ -90,6 +95,8 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	if err != nil {
 		return err
 	}
+	// After the status, which must not wait for the webhook that admits these writes.
+	defer func(plan *drv1.DRPlan) { err = errors.Join(err, c.syncRecord(ctx, namespace, name, plan, execs)) }(plan)
 	isExecuted := executed(execs)
 	// A failover still running is protected too: deleting its plan now would leave it
 	// impossible to revert.

@@ -257,14 +257,15 @@ func TestAdmissionOneExecutionAtATime(t *testing.T) {
 }
 
 // TestLockWithoutWebhook creates 20 executions of one plan at once with no webhook: exactly one
-// runs at a time, and every one runs.
+// runs at a time, and every one runs. The plan keeps them all (executionHistoryLimit).
 func TestLockWithoutWebhook(t *testing.T) {
 	withoutWebhook(t)
 	ns := newNamespace(t, "lock20")
 	rec := newRecorder(t)
-	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/call?delay=30ms"))
-	applyPlan(t, ns, "p", "wf")
 	const n = 20
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/call?delay=30ms"))
+	kubectlApply(t, planYAML(ns, "p", "wf")+fmt.Sprintf("  executionHistoryLimit: %d\n", n))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { createExecution(t, ns, fmt.Sprintf("run-%02d", i), "p") })

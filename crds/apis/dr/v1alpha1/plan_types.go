@@ -77,8 +77,9 @@ type DRPlanSpec struct {
 	ExecutionParams []string `json:"executionParams,omitempty"`
 
 	// ExecutionHistoryLimit is how many finished executions of the plan are kept; older ones are
-	// deleted. Never counted, never deleted: the Execute in effect, the runs of its retry chain,
-	// and the executions the plan's status names.
+	// deleted, oldest first. Never counted, never deleted: the record of the failover (the Execute
+	// in effect, a failed or cancelled Execute that took effect and is not reverted, the runs of
+	// their retry chains), runs not finished, and the executions the plan's status names.
 	// +optional
 	// +kubebuilder:default=10
 	// +kubebuilder:validation:Minimum=0
