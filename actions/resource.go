@@ -141,6 +141,43 @@ func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount strin
 	return calls.report(res, err)
 }
 
+// DeleteIfMadeBy undoes a Create that may have made its object before its run stopped without
+// recording it: the object ref names (in owner's namespace when ref has none) is deleted, that
+// very object, only if it carries owner's execution and plan labels. Not found, or not labelled
+// so, there is nothing to undo.
+func (r *ResourceRunner) DeleteIfMadeBy(ctx context.Context, serviceAccount string, ref drv1.ResourceReference, owner ExecutionRef) (Result, error) {
+	calls := r.clients.apiCalls(r.clients.APIRetryTimeout())
+	res, err := r.deleteIfMadeBy(ctx, calls, serviceAccount, ref, owner)
+	return calls.report(res, err)
+}
+
+func (r *ResourceRunner) deleteIfMadeBy(ctx context.Context, calls *apiCalls, serviceAccount string, ref drv1.ResourceReference, owner ExecutionRef) (Result, error) {
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion(ref.APIVersion)
+	obj.SetKind(ref.Kind)
+	obj.SetName(ref.Name)
+	obj.SetNamespace(ref.Namespace)
+	t, err := r.target(ctx, calls, "resourceRef", serviceAccount, obj, owner.Namespace)
+	if err != nil {
+		return Result{}, err
+	}
+	cur, err := callAPI(ctx, calls, false, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		return t.client.Get(ctx, ref.Name, metav1.GetOptions{})
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		return Result{ResourceRef: t.ref(nil), Message: t.desc + " not found: the interrupted Create did not make it, or it is gone"}, nil
+	case err != nil:
+		return Result{}, t.fail("get", err)
+	}
+	labels := cur.GetLabels()
+	if labels[drv1.LabelExecution] != drv1.LabelValue(owner.Name) || labels[drv1.LabelPlan] != drv1.LabelValue(owner.PlanName) {
+		return Result{ResourceRef: t.ref(nil), Message: fmt.Sprintf("%s left alone: it was not made by execution %s (%s=%q)", t.desc, owner.Name, drv1.LabelExecution, labels[drv1.LabelExecution])}, nil
+	}
+	made := *t.ref(cur)
+	return r.deleteCreated(ctx, calls, serviceAccount, made)
+}
+
 func (r *ResourceRunner) deleteCreated(ctx context.Context, calls *apiCalls, serviceAccount string, ref drv1.ResourceReference) (Result, error) {
 	if ref.UID == "" {
 		return Result{}, fmt.Errorf("delete %s %s: the reference has no UID, so a namesake cannot be told apart; refusing to delete", ref.Kind, objectName(ref.Namespace, ref.Name))

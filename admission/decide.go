@@ -202,6 +202,11 @@ func (d *Decider) execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 	} else if err := d.planRights(ctx, d.requester(exec), plan, "DRPlanExecution", name); err != nil {
 		return Decision{Err: err}
 	}
+	if exec.Spec.RetryOf != "" {
+		// The rights its actions need are checked by the controller when it starts, from the
+		// snapshot it retries.
+		return d.retry(ctx, plan, exec)
+	}
 	if exec.Spec.Operation == drv1.OperationRevert {
 		target, err := d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))
 		if err == nil {

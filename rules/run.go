@@ -613,7 +613,8 @@ func CloseRunning(st *drv1.DRPlanExecutionStatus, now metav1.Time, message strin
 	for i := range st.ActionStatuses {
 		a := &st.ActionStatuses[i]
 		if a.Phase == drv1.StepRunning {
-			a.Phase, a.Message, a.CompletionTime = drv1.StepFailed, message, &now
+			// It was in flight: it may have done its work before it was cut off.
+			a.Phase, a.Message, a.CompletionTime, a.MayHaveActed = drv1.StepFailed, message, &now, true
 		}
 		k := wfKey{a.Stage, a.WorkflowIndex}
 		if _, seen := complete[k]; !seen {

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // ImplicitStageName is the name of the one stage of a plan written with the workflowRef shorthand.
 const ImplicitStageName = "default"
@@ -79,4 +82,10 @@ func PlanActions(namespace string, spec *DRPlanSpec, get func(namespace, name st
 		}
 	}
 	return n
+}
+
+// ID names the action in its run: "<stage>/<workflowIndex>/<action>". Runners derive the names
+// of what they make from it, so it never changes.
+func (a ActionStatus) ID() string {
+	return a.Stage + "/" + strconv.Itoa(int(a.WorkflowIndex)) + "/" + a.Name
 }
