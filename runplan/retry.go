@@ -139,7 +139,7 @@ func RetryProblem(retry, prev *drv1.DRPlanExecution, chain []*drv1.DRPlanExecuti
 		return fmt.Sprintf("%s was already retried by %s: retry the latest run of the chain", name, prev.Status.RetriedBy)
 	}
 	if i := slices.IndexFunc(chain, func(e *drv1.DRPlanExecution) bool { return rules.Reverted(e) }); i >= 0 {
-		return fmt.Sprintf("%s was reverted (by %s): Execute anew", chain[i].Name, chain[i].Status.RevertedBy)
+		return fmt.Sprintf("execution %s was reverted (by %s): Execute anew", chain[i].Name, chain[i].Status.RevertedBy)
 	}
 	if last := chain[len(chain)-1]; last.Name != prev.Name && last.Name != retry.Name {
 		return fmt.Sprintf("%s was already retried by %s: retry the latest run of the chain", name, last.Name)
