@@ -265,9 +265,36 @@ func TestValidatePlan(t *testing.T) {
 		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"},
 			GlobalParams: []drv1.ParamValue{pv("webhookURL", "https://x"), pv("message", "m"), pv("unused", "u")}},
 	}, {
-		name:    "required parameter left to the execution",
-		spec:    drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}},
-		missing: []string{`webhookURL (stage "default", DRWorkflow prod/notify)`, `message (stage "default", DRWorkflow prod/notify)`},
+		name: "a required parameter without a value makes the plan Invalid (the guide's 问题 1)",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, GlobalParams: []drv1.ParamValue{pv("message", "m")}},
+		errs: []string{
+			`spec.globalParams: Required value: required parameter webhookURL (stage "default", DRWorkflow prod/notify) has no value: set it in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`,
+		},
+		missing: []string{`webhookURL (stage "default", DRWorkflow prod/notify)`},
+	}, {
+		name: "a stage's workflow without its required parameter",
+		spec: drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "apps", Workflows: []drv1.StageWorkflow{
+			ref("svc", pv("serviceName", "order")), ref("svc")}}}},
+		errs: []string{
+			`spec.stages[0].workflows[1].params: Required value: required parameter serviceName (stage "apps", DRWorkflow prod/svc) has no value: set it here or in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`,
+		},
+		missing: []string{`serviceName (stage "apps", DRWorkflow prod/svc)`},
+	}, {
+		name: "required parameters left to every execution by spec.executionParams",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, ExecutionParams: []string{"webhookURL", "message"}},
+	}, {
+		name: "executionParams may name an optional parameter or one with a value",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, ExecutionParams: []string{"webhookURL", "message", "event"},
+			GlobalParams: []drv1.ParamValue{pv("message", "m")}},
+	}, {
+		name: "executionParams naming a parameter no workflow declares",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, ExecutionParams: []string{"webhookURL", "mesage"},
+			GlobalParams: []drv1.ParamValue{pv("message", "m")}},
+		errs: []string{`spec.executionParams[1]: Invalid value: "mesage": no workflow of the plan declares a parameter "mesage" (did you mean "message"?)`},
+	}, {
+		name:       "executionParams are not judged while a workflow is unresolved",
+		spec:       drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "a", Workflows: []drv1.StageWorkflow{ref("notify"), ref("nope")}}}, ExecutionParams: []string{"webhookURL", "message", "other"}},
+		unresolved: []string{"DRWorkflow prod/nope not found"},
 	}, {
 		name:       "missing and invalid workflows are unresolved, not errors",
 		spec:       drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "a", Workflows: []drv1.StageWorkflow{ref("nope"), ref("broken")}}}},

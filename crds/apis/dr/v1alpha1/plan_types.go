@@ -69,7 +69,9 @@ type DRPlanSpec struct {
 
 	// ExecutionParams names the parameters every execution of the plan must supply in its
 	// spec.params: a workflow's required parameter that neither its default nor the plan gives a
-	// value makes the plan Invalid unless it is named here.
+	// value makes the plan Invalid unless it is named here. An Execute that does not give each of
+	// them is refused by the admission webhook (so is the execute trigger, which gives none) and
+	// fails at start without it. Each must be a parameter of a workflow of the plan.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
@@ -232,8 +234,9 @@ type DRPlanStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (the plan can run), ParametersComplete (every required parameter has a
-	// value without the execution's help).
+	// Conditions: Ready (the plan can run), ParametersComplete (the plan alone gives every
+	// parameter its value: false with reason RequiredParameterMissing when the plan is Invalid
+	// for it, or ExecutionParams when spec.executionParams leaves values to each execution).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
