@@ -65,14 +65,16 @@ func (d *Decider) Workflow(wf *drv1.DRWorkflow) Decision {
 	return Decision{Warnings: workflowWarnings(wf)}
 }
 
-// workflowWarnings are legal but likely surprising: actions that Revert skips.
+// workflowWarnings are legal but likely surprising: actions that Revert skips, and Localization
+// Patches whose rollback leaves overrides they set.
 func workflowWarnings(wf *drv1.DRWorkflow) []string {
 	var warnings []string
 	for i, a := range wf.Spec.Actions {
+		where := fmt.Sprintf("spec.actions[%d] (%s)", i, a.Name)
 		if a.Rollback != nil {
+			warnings = append(warnings, overridesLeft(where, a)...)
 			continue
 		}
-		where := fmt.Sprintf("spec.actions[%d] (%s)", i, a.Name)
 		switch {
 		case a.Type == drv1.ActionTypeHTTP:
 			warnings = append(warnings, where+": an HTTP call without a rollback is skipped on Revert; add a rollback to undo it")

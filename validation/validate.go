@@ -126,15 +126,7 @@ func validateBody(env *rules.Env, path *field.Path, b *drv1.ActionBody, declared
 			if l.Operation != "Delete" && len(l.Overrides) == 0 {
 				errs = append(errs, field.Required(p.Child("overrides"), "a Localization "+string(l.Operation)+" needs at least one override"))
 			}
-			for j, o := range l.Overrides {
-				op := p.Child("overrides").Index(j)
-				switch {
-				case o.Path != "" && o.Type != "":
-					errs = append(errs, field.Invalid(op.Child("path"), o.Path, "path is the shorthand for a JSONPatch replace: drop it and write the patch in value, or drop type"))
-				case o.Path == "" && o.Type == "":
-					errs = append(errs, field.Required(op.Child("type"), "JSONPatch, MergePatch or Helm"))
-				}
-			}
+			errs = append(errs, validateOverrides(p.Child("overrides"), l)...)
 		}
 	case drv1.ActionTypeSubscription:
 		if s := b.Subscription; s != nil && s.Operation == "Create" {

@@ -85,6 +85,23 @@ func TestValidateWorkflow(t *testing.T) {
 				Overrides: []drv1.Override{{Type: "JSONPatch", Path: "/spec/replicas", Value: "1"}}}}}},
 		want: []string{"spec.actions[0].localization.overrides[0].path: Invalid value: \"/spec/replicas\": path is the shorthand for a JSONPatch replace: drop it and write the patch in value, or drop type"},
 	}, {
+		name: "a Patch's overrides: named once each; remove: true is named only",
+		acts: []drv1.Action{{Name: "l", ActionBody: drv1.ActionBody{Type: "Localization",
+			Localization: &drv1.LocalizationAction{Operation: "Patch", Name: "x", Namespace: "ns", Overrides: []drv1.Override{
+				{Name: "scale-up", Type: "JSONPatch", Value: "[]"}, {Type: "MergePatch", Value: "{}"}, {Name: "scale-up", Remove: true},
+				{Name: "old", Remove: true, Type: "MergePatch"}, {Name: "gone", Remove: true}}}}}},
+		want: []string{
+			"spec.actions[0].localization.overrides[1].name: Required value: a Patch adds, replaces or removes the Localization's overrides by name",
+			`spec.actions[0].localization.overrides[2].name: Duplicate value: "scale-up"`,
+			"spec.actions[0].localization.overrides[3].remove: Invalid value: true: an override removed is named only: drop its type, value and path",
+		},
+	}, {
+		name: "remove: true in a Create",
+		acts: []drv1.Action{{Name: "l", ActionBody: drv1.ActionBody{Type: "Localization",
+			Localization: &drv1.LocalizationAction{Operation: "Create", Name: "x", Namespace: "ns", Feed: &drv1.Feed{APIVersion: "v1", Kind: "ConfigMap", Name: "c"},
+				Overrides: []drv1.Override{{Name: "a", Remove: true}}}}}},
+		want: []string{"spec.actions[0].localization.overrides[0].remove: Invalid value: true: remove is for a Patch, which changes a Localization's overrides; a Create does not"},
+	}, {
 		name: "subscription create without feeds and subscribers",
 		acts: []drv1.Action{{Name: "s", ActionBody: drv1.ActionBody{Type: "Subscription",
 			Subscription: &drv1.SubscriptionAction{Operation: "Create", Name: "x"}}}},
