@@ -67,11 +67,10 @@ type DRPlanSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 
-	// ExecutionParams names the parameters every execution of the plan must supply in its
-	// spec.params: a workflow's required parameter that neither its default nor the plan gives a
-	// value makes the plan Invalid unless it is named here. An Execute that does not give each of
-	// them is refused by the admission webhook (so is the execute trigger, which gives none) and
-	// fails at start without it. Each must be a parameter of a workflow of the plan.
+	// ExecutionParams names parameters (of the plan's workflows) every execution must give in its
+	// spec.params: a required parameter that neither its default nor the plan gives a value makes
+	// the plan Invalid unless it is named here. The webhook refuses an Execute that does not give
+	// each (and the execute trigger, which gives none); without it, the run fails at start.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
