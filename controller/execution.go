@@ -16,6 +16,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/runplan"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // syncExecution starts, resumes, holds back or closes one execution. Running executions are
@@ -187,9 +188,8 @@ func transient(err error) bool { return err != nil && actions.TransientAPIError(
 // (the caller is taking the lock meanwhile). It returns nil, nil when the run ended before it
 // started.
 func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, gated bool) (*run, error) {
-	if plan.DeletionTimestamp != nil && exec.Spec.Operation != drv1.OperationRevert {
-		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
-			"Cannot start: DRPlan %s/%s is being deleted (it can still be reverted)", plan.Namespace, plan.Name))
+	if refused := cannotExecute(exec, plan); refused != "" {
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
 	}
 	now := metav1.NewTime(c.now().Truncate(time.Second))
 	ps, refused, err := c.prepareStart(ctx, exec, plan, now)
@@ -293,6 +293,22 @@ func (c *Controller) prepareStart(ctx context.Context, exec *drv1.DRPlanExecutio
 		}
 	}
 	return ps, "", nil
+}
+
+// cannotExecute says why an Execute cannot start, before anything is read: its plan is being
+// deleted (it can still be reverted), or the execution does not give a parameter that the plan's
+// spec.executionParams names (a retry runs the parameters its chain's first execution gave).
+func cannotExecute(exec *drv1.DRPlanExecution, plan *drv1.DRPlan) string {
+	if exec.Spec.Operation == drv1.OperationRevert {
+		return ""
+	}
+	if plan.DeletionTimestamp != nil {
+		return fmt.Sprintf("Cannot start: DRPlan %s/%s is being deleted (it can still be reverted)", plan.Namespace, plan.Name)
+	}
+	if names := validation.UnsuppliedExecutionParams(&plan.Spec, exec.Spec.Params); len(names) > 0 && exec.Spec.RetryOf == "" {
+		return "Cannot start: " + validation.ExecutionParamsMessage(plan.Namespace, plan.Name, names)
+	}
+	return ""
 }
 
 // fitsItsStatus refuses a run whose status could not be written once it has ended (statusFloor).

@@ -30,6 +30,7 @@ const (
 	ReasonWorkflowUnresolved = "WorkflowUnresolved"
 	ReasonAllParametersSet   = "AllParametersSet"
 	ReasonParameterMissing   = "RequiredParameterMissing"
+	ReasonExecutionParams    = "ExecutionParams"
 )
 
 // maxMessage bounds status messages: status stays small whatever the user wrote.
@@ -189,16 +190,29 @@ func planStatus(plan *drv1.DRPlan, r validation.PlanReport, isExecuted bool) drv
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 
-	params := metav1.Condition{Type: drv1.ConditionParametersComplete, ObservedGeneration: plan.Generation}
-	if len(r.MissingParams) == 0 {
-		params.Status, params.Reason, params.Message = metav1.ConditionTrue, ReasonAllParametersSet, "Every required parameter has a value"
-	} else {
-		params.Status, params.Reason = metav1.ConditionFalse, ReasonParameterMissing
-		params.Message = truncate("Required parameters without a value (an execution must supply them in spec.params): " +
-			joinStrings(r.MissingParams, ", "))
-	}
-	meta.SetStatusCondition(&st.Conditions, params)
+	meta.SetStatusCondition(&st.Conditions, paramsCondition(plan, r))
 	return st
+}
+
+// paramsCondition is ParametersComplete: true when the plan alone gives every parameter its
+// value, so an execution needs no spec.params (and the execute trigger can run it); false when a
+// required parameter has no value (the plan is Invalid) or spec.executionParams leaves some to
+// each execution (the plan is Ready).
+func paramsCondition(plan *drv1.DRPlan, r validation.PlanReport) metav1.Condition {
+	c := metav1.Condition{Type: drv1.ConditionParametersComplete, ObservedGeneration: plan.Generation, Status: metav1.ConditionFalse}
+	switch {
+	case len(r.MissingParams) > 0:
+		c.Reason = ReasonParameterMissing
+		c.Message = truncate("Required parameters without a value (give them one in the plan, or name them in spec.executionParams): " +
+			joinStrings(r.MissingParams, ", "))
+	case len(plan.Spec.ExecutionParams) > 0:
+		c.Reason = ReasonExecutionParams
+		c.Message = truncate("Every execution must give these in its spec.params (spec.executionParams): " +
+			strings.Join(plan.Spec.ExecutionParams, ", "))
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, ReasonAllParametersSet, "Every required parameter has a value"
+	}
+	return c
 }
 
 func joinStrings[T fmt.Stringer](items []T, sep string) string {

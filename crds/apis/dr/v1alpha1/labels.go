@@ -30,8 +30,9 @@ const (
 
 	// ConditionReady is true when a workflow or plan can run.
 	ConditionReady = "Ready"
-	// ConditionParametersComplete is false when a plan leaves a required parameter without a
-	// value; an execution may still supply it.
+	// ConditionParametersComplete is true when a plan alone gives every parameter its value; false
+	// when it leaves a required one without a value (the plan is Invalid) or names some in
+	// spec.executionParams (each execution gives them).
 	ConditionParametersComplete = "ParametersComplete"
 	// ConditionComplete is true once an execution has ended, however it ended.
 	ConditionComplete = "Complete"

@@ -67,9 +67,10 @@ type DRPlanSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 
-	// ExecutionParams names the parameters every execution of the plan must supply in its
-	// spec.params: a workflow's required parameter that neither its default nor the plan gives a
-	// value makes the plan Invalid unless it is named here.
+	// ExecutionParams names parameters (of the plan's workflows) every execution must give in its
+	// spec.params: a required parameter that neither its default nor the plan gives a value makes
+	// the plan Invalid unless it is named here. The webhook refuses an Execute that does not give
+	// each (and the execute trigger, which gives none); without it, the run fails at start.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
@@ -233,8 +234,9 @@ type DRPlanStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (the plan can run), ParametersComplete (every required parameter has a
-	// value without the execution's help).
+	// Conditions: Ready (the plan can run), ParametersComplete (the plan alone gives every
+	// parameter its value: false with reason RequiredParameterMissing when the plan is Invalid
+	// for it, or ExecutionParams when spec.executionParams leaves values to each execution).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
