@@ -176,3 +176,35 @@ spec: {workflowRef: {name: wf}}
 		}
 	}
 }
+
+// TestRetryOfAFailedRevert: a Revert undoes as much as it can (Continue) and fails on a rollback
+// whose endpoint answers 500; its retry runs only that rollback, none that succeeded again.
+func TestRetryOfAFailedRevert(t *testing.T) {
+	ns := newNamespace(t, "revert-retry")
+	rec := newRecorder(t)
+	step := func(name string) string {
+		return fmt.Sprintf("  - {name: %s, type: HTTP, http: {url: %q}, rollback: {type: HTTP, http: {url: %q}}}\n", name, rec.URL("/"+name), rec.URL("/undo-"+name))
+	}
+	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: wf, namespace: %s}\nspec:\n  actions:\n", ns)+
+		step("a")+step("b")+step("c")+
+		fmt.Sprintf("---\napiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s}\nspec: {workflowRef: {name: wf}}\n", ns))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	createExecution(t, ns, "run", "p")
+	waitExecution(t, ns, "run", drv1.ExecutionSucceeded)
+	waitPlanPhase(t, ns, "p", drv1.PlanExecuted)
+
+	rec.answer("/undo-b", http.StatusInternalServerError)
+	runOf(t, ns, "back", "p", "", true)
+	back := waitExecution(t, ns, "back", drv1.ExecutionFailed)
+	assert.Contains(t, back.Status.Message, "undo-b")
+	assert.Equal(t, []int{1, 1, 1}, []int{rec.Arrived("/undo-a"), rec.Arrived("/undo-b"), rec.Arrived("/undo-c")}, "Continue: a is undone after b failed")
+
+	rec.answer("/undo-b", http.StatusOK)
+	runOf(t, ns, "back-again", "p", "back", true)
+	waitExecution(t, ns, "back-again", drv1.ExecutionSucceeded)
+	assert.Equal(t, []int{1, 2, 1}, []int{rec.Arrived("/undo-a"), rec.Arrived("/undo-b"), rec.Arrived("/undo-c")}, "only the rollback that failed runs again")
+	e, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), "run", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.True(t, meta.IsStatusConditionTrue(e.Status.Conditions, drv1.ConditionReverted))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+}
