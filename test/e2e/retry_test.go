@@ -103,9 +103,7 @@ func TestRetryGoesOnWhereItFailed(t *testing.T) {
 	assert.Equal(t, 2, deleted, "each object once: %v", back.Status.ActionStatuses)
 	assert.Empty(t, configMaps(t, ns))
 	for _, name := range []string{"run", "again"} {
-		e, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
-		require.NoError(t, err)
-		assert.True(t, meta.IsStatusConditionTrue(e.Status.Conditions, drv1.ConditionReverted), "%s is reverted", name)
+		waitReverted(t, ns, name)
 	}
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 }
@@ -203,8 +201,19 @@ func TestRetryOfAFailedRevert(t *testing.T) {
 	runOf(t, ns, "back-again", "p", "back", true)
 	waitExecution(t, ns, "back-again", drv1.ExecutionSucceeded)
 	assert.Equal(t, []int{1, 2, 1}, []int{rec.Arrived("/undo-a"), rec.Arrived("/undo-b"), rec.Arrived("/undo-c")}, "only the rollback that failed runs again")
-	e, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), "run", metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.True(t, meta.IsStatusConditionTrue(e.Status.Conditions, drv1.ConditionReverted))
+	waitReverted(t, ns, "run")
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
+}
+
+// waitReverted waits for an execution's Reverted condition (the controller marks it as the Revert
+// ends, or on a later sync if that write failed).
+func waitReverted(t *testing.T, ns, name string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("DRPlanExecution %s/%s to be Reverted", ns, name),
+		func() (*drv1.DRPlanExecution, error) {
+			return env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(context.Background(), name, metav1.GetOptions{})
+		},
+		func(e *drv1.DRPlanExecution) (bool, string) {
+			return meta.IsStatusConditionTrue(e.Status.Conditions, drv1.ConditionReverted), fmt.Sprintf("conditions %v", e.Status.Conditions)
+		})
 }
