@@ -77,7 +77,9 @@ var (
 	deleteVerbs = []string{"delete", "get"}   // reads it back when the UID precondition fails
 	waitVerbs   = []string{"list", "watch"}   // one object's watch, by name
 	jobVerbs    = []string{"create", "get", "list", "watch", "delete"}
-	opVerbs     = map[string][]string{
+	// A Localization Patch reads the overrides it merges its own into.
+	localizationPatchVerbs = []string{"patch", "get"}
+	opVerbs                = map[string][]string{
 		string(drv1.OperationCreate): createVerbs, string(drv1.OperationApply): applyVerbs,
 		string(drv1.OperationPatch): patchVerbs, string(drv1.OperationDelete): deleteVerbs,
 	}
@@ -185,8 +187,12 @@ func bodyObjects(b drv1.ActionBody, mapper Mapper, namespace string) ([]object, 
 		return []object{{group: "batch", resource: "jobs", namespace: or(b.Job.Namespace, namespace), name: b.Job.Name, verbs: jobVerbs}}, nil
 	case b.Type == drv1.ActionTypeLocalization && b.Localization != nil:
 		l := b.Localization
+		verbs := opVerbs[string(l.Operation)]
+		if string(l.Operation) == string(drv1.OperationPatch) {
+			verbs = localizationPatchVerbs
+		}
 		return []object{{group: clusternetGroup, resource: "localizations", namespace: or(or(l.Namespace, l.ClusterNamespace), namespace),
-			name: l.Name, verbs: opVerbs[string(l.Operation)]}}, nil
+			name: l.Name, verbs: verbs}}, nil
 	case b.Type == drv1.ActionTypeSubscription && b.Subscription != nil:
 		s := b.Subscription
 		return []object{{group: clusternetGroup, resource: "subscriptions", namespace: or(s.Namespace, namespace),

@@ -1,9 +1,11 @@
 package actions
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -26,10 +28,32 @@ const FieldManager = "drplan-controller"
 type ClientFactory struct {
 	config *rest.Config
 	mapper *rediscoveringMapper
+	// readyz asks the API server's /readyz (apiServerReady); nil never asks.
+	readyz rest.Interface
+
+	// retryTimeout bounds the retries of transient errors by the API calls of an action without
+	// a timeout of its own (SetAPIRetryTimeout).
+	retryTimeout time.Duration
 
 	mu      sync.Mutex
 	clients map[string]dynamic.Interface    // by ServiceAccount ("" = the controller itself)
 	typed   map[string]kubernetes.Interface // likewise
+}
+
+// SetAPIRetryTimeout sets how long the API calls of an action without a timeout of its own retry
+// transient errors (--api-retry-timeout); not positive means DefaultAPIRetryTimeout. Call it
+// before the factory is used.
+func (f *ClientFactory) SetAPIRetryTimeout(d time.Duration) {
+	f.retryTimeout = d
+}
+
+// APIRetryTimeout is how long the API calls of an action without a timeout of its own retry
+// transient errors: DefaultAPIRetryTimeout unless set, and for a nil factory.
+func (f *ClientFactory) APIRetryTimeout() time.Duration {
+	if f == nil || f.retryTimeout <= 0 {
+		return DefaultAPIRetryTimeout
+	}
+	return f.retryTimeout
 }
 
 // NewClientFactory returns a factory whose clients talk to the API server of config as the
@@ -44,6 +68,7 @@ func NewClientFactory(config *rest.Config) (*ClientFactory, error) {
 	return &ClientFactory{
 		config:  config,
 		mapper:  &rediscoveringMapper{DeferredDiscoveryRESTMapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))},
+		readyz:  disc.RESTClient(),
 		clients: map[string]dynamic.Interface{},
 		typed:   map[string]kubernetes.Interface{},
 	}, nil
@@ -113,6 +138,14 @@ func (f *ClientFactory) configFor(serviceAccount string) (*rest.Config, error) {
 		config.Impersonate = rest.ImpersonationConfig{UserName: user}
 	}
 	return config, nil
+}
+
+// apiServerReady reports whether the API server's /readyz answers OK (it is public to every
+// client). A server that cannot be asked is not ready.
+func (f *ClientFactory) apiServerReady(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return f.readyz.Get().AbsPath("/readyz").Do(ctx).Error() == nil
 }
 
 // RESTMapper returns the shared, discovery-backed RESTMapper. A kind it does not know makes it

@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	appsapi "github.com/clusternet/clusternet/pkg/apis/apps/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
@@ -17,9 +22,10 @@ import (
 // KubernetesResource runner does: as the plan's identity, labelled with the plan and execution,
 // an existing object made by this execution counting as created, a missing one as deleted.
 //
-// A Patch is a JSON merge patch of what the action sets: a Localization's overrides replace the
-// existing list (a rollback sets the list back), its priority and overridePolicy are set when
-// given; a Subscription's feeds, subscribers and scheduling likewise.
+// A Patch is a JSON merge patch of what the action sets: a Localization's priority,
+// overridePolicy and feed are set when given, and its overrides are changed by name
+// (MergeOverrides: the others are kept); a Subscription's feeds, subscribers and scheduling
+// replace its own when given.
 type ClusternetRunner struct {
 	resources *ResourceRunner
 }
@@ -36,6 +42,8 @@ func (c *ClusternetRunner) Run(ctx context.Context, req Request) (Result, error)
 		err error
 	)
 	switch b := req.Body; {
+	case b.Type == drv1.ActionTypeLocalization && b.Localization != nil && b.Localization.Operation == "Patch":
+		return c.patchLocalization(ctx, req)
 	case b.Type == drv1.ActionTypeLocalization && b.Localization != nil:
 		op = b.Localization.Operation
 		obj, err = LocalizationObject(b.Localization)
@@ -59,8 +67,116 @@ func (c *ClusternetRunner) Run(ctx context.Context, req Request) (Result, error)
 
 var clusternetAPIVersion = appsapi.SchemeGroupVersion.String()
 
+// patchLocalization runs a Localization Patch: it reads the Localization, merges the action's
+// overrides into its own (MergeOverrides) and merge-patches the whole list, with what else the
+// action sets, on the resourceVersion it read: a change made in between is a conflict, and the
+// read, the merge and the patch are done again.
+func (c *ClusternetRunner) patchLocalization(ctx context.Context, req Request) (Result, error) {
+	calls := c.resources.clients.apiCalls(c.resources.clients.APIRetryTimeout())
+	res, err := c.patchLocalizationWith(ctx, calls, req)
+	return calls.report(res, err)
+}
+
+func (c *ClusternetRunner) patchLocalizationWith(ctx context.Context, calls *apiCalls, req Request) (Result, error) {
+	l := req.Body.Localization
+	partialObj, err := LocalizationObject(l)
+	if err != nil {
+		return Result{}, err
+	}
+	obj := &unstructured.Unstructured{Object: partialObj.(map[string]any)}
+	t, err := c.resources.target(ctx, calls, "localization", req.ServiceAccount, obj, req.Execution.Namespace)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	patched, err := callAPI(ctx, calls, true, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		cur, err := t.client.Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		data, err := localizationPatch(cur, obj, l.Overrides)
+		if err != nil {
+			return nil, err
+		}
+		return t.client.Patch(ctx, obj.GetName(), types.MergePatchType, data, metav1.PatchOptions{FieldManager: FieldManager})
+	})
+	if apierrors.IsNotFound(err) {
+		return res, fmt.Errorf("patch %s%s: %w: Patch changes an existing object, which must exist (use Create to make it)", t.desc, t.as, err)
+	}
+	if err != nil {
+		return res, t.fail("patch", err)
+	}
+	res.Message = t.desc + " patched"
+	res.ResourceRef = t.ref(patched)
+	return res, nil
+}
+
+// localizationPatch is the merge patch of a Localization Patch onto cur: what want's spec sets,
+// the overrides merged into cur's, and cur's resourceVersion.
+func localizationPatch(cur, want *unstructured.Unstructured, overrides []drv1.Override) ([]byte, error) {
+	existing, _, err := unstructured.NestedSlice(cur.Object, "spec", "overrides")
+	if err != nil {
+		return nil, fmt.Errorf("read the overrides of Localization %s/%s: %w", cur.GetNamespace(), cur.GetName(), err)
+	}
+	merged, err := MergeOverrides(existing, overrides)
+	if err != nil {
+		return nil, err
+	}
+	spec := map[string]any{}
+	if s, ok := want.Object["spec"].(map[string]any); ok {
+		maps.Copy(spec, s)
+	}
+	spec["overrides"] = merged
+	return json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": cur.GetResourceVersion()}, "spec": spec})
+}
+
+// MergeOverrides is what a Localization Patch makes of a Localization's overrides (existing, as
+// the API server returns them): each override of the patch replaces the first of its name in its
+// place (and any later namesake goes), or is added at the end; one with remove: true takes every
+// override of its name away (with none, there is nothing to do). The others are kept as they
+// are, in their order.
+func MergeOverrides(existing []any, patch []drv1.Override) ([]any, error) {
+	out := slices.Clone(existing)
+	for i, o := range patch {
+		if o.Name == "" {
+			return nil, fmt.Errorf("overrides[%d]: a Patch changes overrides by name: name it", i)
+		}
+		named := func(x any) bool { return overrideName(x) == o.Name }
+		if o.Remove {
+			out = slices.DeleteFunc(out, named)
+			continue
+		}
+		cfg, err := overrideConfig(i, o)
+		if err != nil {
+			return nil, err
+		}
+		at := slices.IndexFunc(out, named)
+		if at < 0 {
+			out = append(out, cfg)
+			continue
+		}
+		out[at] = cfg
+		out = append(out[:at+1], slices.DeleteFunc(out[at+1:], named)...)
+	}
+	return out, nil
+}
+
+// overrideName is the name of an override, as read from the API server or made by
+// overrideConfig.
+func overrideName(x any) string {
+	switch o := x.(type) {
+	case map[string]any:
+		name, _ := o["name"].(string)
+		return name
+	case appsapi.OverrideConfig:
+		return o.Name
+	}
+	return ""
+}
+
 // LocalizationObject is the Localization an action creates, or the part of it a Patch or Delete
-// names: Clusternet's typed object for a Create, a map holding only what is set otherwise.
+// names: Clusternet's typed object for a Create, a map holding only what is set otherwise. A
+// Patch's overrides are not in it: they are merged into the Localization's own (MergeOverrides).
 func LocalizationObject(l *drv1.LocalizationAction) (any, error) {
 	ns := l.Namespace
 	if ns == "" {
@@ -85,9 +201,6 @@ func LocalizationObject(l *drv1.LocalizationAction) (any, error) {
 	}
 	spec := map[string]any{}
 	if l.Operation == "Patch" {
-		if len(overrides) > 0 {
-			spec["overrides"] = overrides
-		}
 		if l.Priority != nil {
 			spec["priority"] = *l.Priority
 		}
@@ -162,35 +275,48 @@ func feed(f *drv1.Feed) appsapi.Feed {
 	return appsapi.Feed{APIVersion: f.APIVersion, Kind: f.Kind, Name: f.Name, Namespace: f.Namespace}
 }
 
-// overrideConfigs turns the action's overrides into Clusternet's. A value written as YAML (the
-// guide writes JSON patches as YAML lists) is passed on as JSON, which Clusternet reads whatever
-// the type; the guide's shorthand {path, value} becomes a JSONPatch replace of that path.
+// overrideConfigs turns the action's overrides into Clusternet's, leaving out those a Patch
+// removes.
 func overrideConfigs(in []drv1.Override) ([]appsapi.OverrideConfig, error) {
 	out := make([]appsapi.OverrideConfig, 0, len(in))
 	for i, o := range in {
-		name := o.Name
-		if name == "" {
-			name = fmt.Sprintf("override-%d", i)
+		if o.Remove {
+			continue
 		}
-		cfg := appsapi.OverrideConfig{Name: name, Type: appsapi.OverrideType(o.Type)}
-		if o.Path != "" {
-			var v any
-			if err := yaml.Unmarshal([]byte(o.Value), &v); err != nil {
-				return nil, fmt.Errorf("overrides[%d] (%s): value is not valid YAML: %w", i, name, err)
-			}
-			patch, err := json.Marshal([]map[string]any{{"op": "replace", "path": o.Path, "value": v}})
-			if err != nil {
-				return nil, err
-			}
-			cfg.Type, cfg.Value = appsapi.JSONPatchType, string(patch)
-		} else {
-			value, err := yaml.YAMLToJSON([]byte(o.Value))
-			if err != nil {
-				return nil, fmt.Errorf("overrides[%d] (%s): value is not valid YAML or JSON: %w", i, name, err)
-			}
-			cfg.Value = string(value)
+		cfg, err := overrideConfig(i, o)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, cfg)
 	}
 	return out, nil
+}
+
+// overrideConfig turns the action's override i into Clusternet's. A value written as YAML (the
+// guide writes JSON patches as YAML lists) is passed on as JSON, which Clusternet reads whatever
+// the type; the guide's shorthand {path, value} becomes a JSONPatch replace of that path.
+func overrideConfig(i int, o drv1.Override) (appsapi.OverrideConfig, error) {
+	name := o.Name
+	if name == "" {
+		name = fmt.Sprintf("override-%d", i)
+	}
+	cfg := appsapi.OverrideConfig{Name: name, Type: appsapi.OverrideType(o.Type)}
+	if o.Path != "" {
+		var v any
+		if err := yaml.Unmarshal([]byte(o.Value), &v); err != nil {
+			return cfg, fmt.Errorf("overrides[%d] (%s): value is not valid YAML: %w", i, name, err)
+		}
+		patch, err := json.Marshal([]map[string]any{{"op": "replace", "path": o.Path, "value": v}})
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Type, cfg.Value = appsapi.JSONPatchType, string(patch)
+		return cfg, nil
+	}
+	value, err := yaml.YAMLToJSON([]byte(o.Value))
+	if err != nil {
+		return cfg, fmt.Errorf("overrides[%d] (%s): value is not valid YAML or JSON: %w", i, name, err)
+	}
+	cfg.Value = string(value)
+	return cfg, nil
 }

@@ -118,6 +118,7 @@ func (r *HTTPRunner) Run(ctx context.Context, req Request) (Result, error) {
 	for attempt := 1; ; attempt++ {
 		out := r.attempt(ctx, call)
 		res.HTTPResponse = out.resp
+		res.MayHaveActed = res.MayHaveActed || out.sent
 		if out.err == nil {
 			res.Message = fmt.Sprintf("HTTP request completed with status %d", out.resp.StatusCode)
 			return res, nil
@@ -311,6 +312,7 @@ type httpOutcome struct {
 	resp      *drv1.HTTPResponse
 	err       error // without the method and URL
 	retryable bool
+	sent      bool // no answer came, but the request may have reached the server
 }
 
 func (r *HTTPRunner) attempt(ctx context.Context, c *httpCall) httpOutcome {
@@ -370,8 +372,9 @@ func (c *httpCall) transportFailure(ctx context.Context, err error) httpOutcome 
 		}
 		return httpOutcome{err: errors.New(msg)}
 	}
+	sent := maybeSent(err)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return httpOutcome{err: fmt.Errorf("timed out after %s", c.timeout), retryable: true}
+		return httpOutcome{err: fmt.Errorf("timed out after %s", c.timeout), retryable: true, sent: sent}
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
@@ -381,7 +384,23 @@ func (c *httpCall) transportFailure(ctx context.Context, err error) httpOutcome 
 	return httpOutcome{
 		err:       fmt.Errorf("request failed: %w", err),
 		retryable: !errors.As(err, &certErr), // a retry does not fix a certificate
+		sent:      sent,
 	}
+}
+
+// maybeSent says whether a request that got no answer may have reached the server: anything
+// but a failure to resolve, connect or agree on TLS, which happen before a byte of it is sent.
+func maybeSent(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var alert tls.AlertError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial", errors.As(err, &dns), errors.As(err, &certErr), errors.As(err, &alert), errors.As(err, &recordErr):
+		return false
+	}
+	return true
 }
 
 // httpRetryPolicy is an HTTPRetry with defaults applied.

@@ -41,6 +41,8 @@ func NewJobRunner(env *rules.Env, resources *ResourceRunner) *JobRunner {
 	return &JobRunner{resources: resources, finished: finished}
 }
 
+// Run creates the Job and waits for its end. Its API calls retry transient errors until the
+// action's timeout, or without one for the factory's APIRetryTimeout; the message says so.
 func (j *JobRunner) Run(ctx context.Context, req Request) (Result, error) {
 	spec := req.Body.Job
 	if req.Body.Type != drv1.ActionTypeJob || spec == nil {
@@ -50,9 +52,19 @@ func (j *JobRunner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("job.timeout: %w", err)
 	}
+	budget := timeout
 	if timeout <= 0 {
-		timeout = noTimeout
+		budget, timeout = j.resources.clients.APIRetryTimeout(), noTimeout
 	}
+	calls := j.resources.clients.apiCalls(budget)
+	res, err := j.run(ctx, req, timeout, calls)
+	return calls.report(res, err)
+}
+
+// run creates the Job of req (its API calls retried by calls) and waits for its end, at most
+// timeout.
+func (j *JobRunner) run(ctx context.Context, req Request, timeout time.Duration, calls *apiCalls) (Result, error) {
+	spec := req.Body.Job
 	manifest, err := JobManifest(spec)
 	if err != nil {
 		return Result{}, err
@@ -60,7 +72,7 @@ func (j *JobRunner) Run(ctx context.Context, req Request) (Result, error) {
 	create := req
 	create.Body = drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource,
 		Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate, Manifest: manifest}}
-	res, err := j.resources.Run(ctx, create)
+	res, err := j.resources.run(ctx, create, calls)
 	if err != nil || res.ResourceRef == nil {
 		return res, err
 	}

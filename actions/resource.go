@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -15,25 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/bkbcs/drplan-controller/backoff"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/templates"
 	"github.com/bkbcs/drplan-controller/validation"
 )
-
-// apiRetry bounds how a runner retries transient API errors (conflicts where a retry helps,
-// 429, 5xx, timeouts, dropped connections) within one Run, before the queue's own backoff.
-type apiRetry struct {
-	attempts int // calls in all, the first included
-	// wait doubles from the first retry's delay; its cap bounds a server's Retry-After too.
-	wait backoff.Policy
-}
-
-var defaultAPIRetry = apiRetry{attempts: 4, wait: backoff.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.Second}}
 
 // ResourceRunner runs KubernetesResource actions: it creates, applies (server-side), merge-patches
 // or deletes the one object of the action's manifest, as the action's ServiceAccount if it has
@@ -42,16 +27,18 @@ var defaultAPIRetry = apiRetry{attempts: 4, wait: backoff.Policy{Initial: 200 * 
 // Objects it creates or applies are labelled with the plan and the execution, and a
 // metadata.generateName becomes a name fixed per execution and action, so a retry, or a run after
 // a controller restart, finds the object the first attempt made instead of making another.
+//
+// Its API calls retry transient errors (TransientAPIError) with backoff, for the factory's
+// APIRetryTimeout (a Job action's for its timeout), and the action's message says so.
 type ResourceRunner struct {
 	clients *ClientFactory
-	retry   apiRetry
 }
 
 var _ Runner = (*ResourceRunner)(nil)
 
 // NewResourceRunner returns a runner that gets its clients from f.
 func NewResourceRunner(f *ClientFactory) *ResourceRunner {
-	return &ResourceRunner{clients: f, retry: defaultAPIRetry}
+	return &ResourceRunner{clients: f}
 }
 
 // ownGroupRefused reports whether an action may not touch an object of apiVersion: one acting as
@@ -90,7 +77,16 @@ func (t *resourceTarget) ref(obj *unstructured.Unstructured) *drv1.ResourceRefer
 
 // Run runs req's KubernetesResource action. A failed action returns an error naming the object
 // and, for API errors, keeping the API server's own text (a Forbidden says who was refused what).
+// Retries of transient errors are counted in the result and noted at the end of its message (or
+// of the error).
 func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
+	calls := r.clients.apiCalls(r.clients.APIRetryTimeout())
+	res, err := r.run(ctx, req, calls)
+	return calls.report(res, err)
+}
+
+// run runs req's KubernetesResource action, its API calls retried by calls.
+func (r *ResourceRunner) run(ctx context.Context, req Request, calls *apiCalls) (Result, error) {
 	if req.Body.Type != drv1.ActionTypeKubernetesResource || req.Body.Resource == nil {
 		return Result{}, fmt.Errorf("resource runner: want a %s action with a resource block, got type %q", drv1.ActionTypeKubernetesResource, req.Body.Type)
 	}
@@ -114,7 +110,7 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 	if ownGroupRefused(req.ServiceAccount, obj.GetAPIVersion()) {
 		return Result{}, validation.AsControllerError(req.ActionID, string(op), obj.GetKind(), objectName(obj.GetNamespace(), obj.GetName()))
 	}
-	t, err := r.target("resource.manifest", req.ServiceAccount, obj, req.Execution.Namespace)
+	t, err := r.target(ctx, calls, "resource.manifest", req.ServiceAccount, obj, req.Execution.Namespace)
 	if err != nil {
 		return Result{}, err
 	}
@@ -122,13 +118,13 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 	var res Result
 	switch op {
 	case drv1.OperationCreate:
-		err = r.create(ctx, t, req.Execution, &res)
+		err = r.create(ctx, calls, t, req.Execution, &res)
 	case drv1.OperationApply:
-		err = r.apply(ctx, t, &res)
+		err = r.apply(ctx, calls, t, &res)
 	case drv1.OperationPatch:
-		err = r.patch(ctx, t, &res)
+		err = r.patch(ctx, calls, t, &res)
 	case drv1.OperationDelete:
-		err = r.delete(ctx, t, &res)
+		err = r.delete(ctx, calls, t, &res)
 	default:
 		err = fmt.Errorf("resource.operation: unknown operation %q (want Create, Apply, Patch or Delete)", op)
 	}
@@ -137,8 +133,52 @@ func (r *ResourceRunner) Run(ctx context.Context, req Request) (Result, error) {
 
 // DeleteCreated deletes the object ref names if it is still that very object (same UID): Revert
 // uses it to undo a Create. An object that is gone, or whose name now belongs to another object,
-// counts as already gone, and the namesake is left alone.
+// counts as already gone, and the namesake is left alone. Its API calls retry transient errors
+// for the factory's APIRetryTimeout, as Run's do.
 func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount string, ref drv1.ResourceReference) (Result, error) {
+	calls := r.clients.apiCalls(r.clients.APIRetryTimeout())
+	res, err := r.deleteCreated(ctx, calls, serviceAccount, ref)
+	return calls.report(res, err)
+}
+
+// DeleteIfMadeBy undoes a Create that may have made its object before its run stopped without
+// recording it: the object ref names (in owner's namespace when ref has none) is deleted, that
+// very object, only if it carries owner's execution and plan labels. Not found, or not labelled
+// so, there is nothing to undo.
+func (r *ResourceRunner) DeleteIfMadeBy(ctx context.Context, serviceAccount string, ref drv1.ResourceReference, owner ExecutionRef) (Result, error) {
+	calls := r.clients.apiCalls(r.clients.APIRetryTimeout())
+	res, err := r.deleteIfMadeBy(ctx, calls, serviceAccount, ref, owner)
+	return calls.report(res, err)
+}
+
+func (r *ResourceRunner) deleteIfMadeBy(ctx context.Context, calls *apiCalls, serviceAccount string, ref drv1.ResourceReference, owner ExecutionRef) (Result, error) {
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion(ref.APIVersion)
+	obj.SetKind(ref.Kind)
+	obj.SetName(ref.Name)
+	obj.SetNamespace(ref.Namespace)
+	t, err := r.target(ctx, calls, "resourceRef", serviceAccount, obj, owner.Namespace)
+	if err != nil {
+		return Result{}, err
+	}
+	cur, err := callAPI(ctx, calls, false, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		return t.client.Get(ctx, ref.Name, metav1.GetOptions{})
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		return Result{ResourceRef: t.ref(nil), Message: t.desc + " not found: the interrupted Create did not make it, or it is gone"}, nil
+	case err != nil:
+		return Result{}, t.fail("get", err)
+	}
+	labels := cur.GetLabels()
+	if labels[drv1.LabelExecution] != drv1.LabelValue(owner.Name) || labels[drv1.LabelPlan] != drv1.LabelValue(owner.PlanName) {
+		return Result{ResourceRef: t.ref(nil), Message: fmt.Sprintf("%s left alone: it was not made by execution %s (%s=%q)", t.desc, owner.Name, drv1.LabelExecution, labels[drv1.LabelExecution])}, nil
+	}
+	made := *t.ref(cur)
+	return r.deleteCreated(ctx, calls, serviceAccount, made)
+}
+
+func (r *ResourceRunner) deleteCreated(ctx context.Context, calls *apiCalls, serviceAccount string, ref drv1.ResourceReference) (Result, error) {
 	if ref.UID == "" {
 		return Result{}, fmt.Errorf("delete %s %s: the reference has no UID, so a namesake cannot be told apart; refusing to delete", ref.Kind, objectName(ref.Namespace, ref.Name))
 	}
@@ -150,7 +190,7 @@ func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount strin
 	obj.SetKind(ref.Kind)
 	obj.SetName(ref.Name)
 	obj.SetNamespace(ref.Namespace)
-	t, err := r.target("resourceRef", serviceAccount, obj, "")
+	t, err := r.target(ctx, calls, "resourceRef", serviceAccount, obj, "")
 	if err != nil {
 		return Result{}, err
 	}
@@ -158,7 +198,7 @@ func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount strin
 	uid := types.UID(ref.UID)
 	background := metav1.DeletePropagationBackground
 	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &background}
-	_, err = callAPI(ctx, r.retry, &res.Retries, false, func() (struct{}, error) {
+	_, err = callAPI(ctx, calls, false, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, t.client.Delete(ctx, ref.Name, opts)
 	})
 	switch {
@@ -174,7 +214,7 @@ func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount strin
 	}
 	// A UID precondition that fails is reported as a conflict: check that the name really
 	// belongs to another object now before leaving it alone.
-	cur, getErr := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+	cur, getErr := callAPI(ctx, calls, false, func(ctx context.Context) (*unstructured.Unstructured, error) {
 		return t.client.Get(ctx, ref.Name, metav1.GetOptions{})
 	})
 	switch {
@@ -193,13 +233,15 @@ func (r *ResourceRunner) DeleteCreated(ctx context.Context, serviceAccount strin
 // target maps obj's kind to its resource, settles its namespace (defaultNamespace for a
 // namespaced object without one) and picks the client of the identity. Errors start with field,
 // where obj came from.
-func (r *ResourceRunner) target(field, serviceAccount string, obj *unstructured.Unstructured, defaultNamespace string) (*resourceTarget, error) {
+func (r *ResourceRunner) target(ctx context.Context, calls *apiCalls, field, serviceAccount string, obj *unstructured.Unstructured, defaultNamespace string) (*resourceTarget, error) {
 	client, mapper, err := r.clients.Clients(serviceAccount)
 	if err != nil {
 		return nil, err
 	}
 	gvk := obj.GroupVersionKind()
-	mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	mapping, err := callAPI(ctx, calls, false, func(context.Context) (*meta.RESTMapping, error) {
+		return mapper.RESTMapping(gvk.GroupKind(), gvk.Version) // discovery, when not cached yet
+	})
 	if meta.IsNoMatchError(err) {
 		return nil, fmt.Errorf("%s: the API server serves no kind %s in %s (is its CRD installed?): %w", field, gvk.Kind, obj.GetAPIVersion(), err)
 	}
@@ -231,10 +273,10 @@ func (r *ResourceRunner) target(field, serviceAccount string, obj *unstructured.
 // create creates the object. If it exists already and carries this execution's label, an
 // earlier attempt of this action made it (the result was lost to a crash or a timeout), and that
 // is success; anyone else's object is never taken over.
-func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec ExecutionRef, res *Result) error {
+func (r *ResourceRunner) create(ctx context.Context, calls *apiCalls, t *resourceTarget, exec ExecutionRef, res *Result) error {
 	// Two passes: an object found to exist may be deleted before it is read.
 	for range 2 {
-		created, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+		created, err := callAPI(ctx, calls, false, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return t.client.Create(ctx, t.obj, metav1.CreateOptions{FieldManager: FieldManager})
 		})
 		if err == nil {
@@ -245,7 +287,7 @@ func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec Exe
 		if !apierrors.IsAlreadyExists(err) {
 			return t.fail("create", err)
 		}
-		existing, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+		existing, err := callAPI(ctx, calls, false, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return t.client.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
 		})
 		if apierrors.IsNotFound(err) {
@@ -270,9 +312,9 @@ func (r *ResourceRunner) create(ctx context.Context, t *resourceTarget, exec Exe
 // over the fields it names during a failover: a field another manager owns (kubectl, a GitOps
 // tool) is taken over instead of failing the action on a conflict. Fields the manifest leaves
 // out keep their owners and values.
-func (r *ResourceRunner) apply(ctx context.Context, t *resourceTarget, res *Result) error {
+func (r *ResourceRunner) apply(ctx context.Context, calls *apiCalls, t *resourceTarget, res *Result) error {
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	applied, err := callAPI(ctx, r.retry, &res.Retries, true, func() (*unstructured.Unstructured, error) {
+	applied, err := callAPI(ctx, calls, true, func(ctx context.Context) (*unstructured.Unstructured, error) {
 		return t.client.Apply(ctx, t.obj.GetName(), t.obj, opts)
 	})
 	if err != nil {
@@ -286,7 +328,7 @@ func (r *ResourceRunner) apply(ctx context.Context, t *resourceTarget, res *Resu
 // patch merge-patches (RFC 7386) the existing object with the manifest minus its identity
 // (apiVersion, kind, metadata.name, namespace and generateName); labels and annotations given in
 // the manifest are merged too.
-func (r *ResourceRunner) patch(ctx context.Context, t *resourceTarget, res *Result) error {
+func (r *ResourceRunner) patch(ctx context.Context, calls *apiCalls, t *resourceTarget, res *Result) error {
 	body := t.obj.DeepCopy().Object
 	delete(body, "apiVersion")
 	delete(body, "kind")
@@ -302,7 +344,7 @@ func (r *ResourceRunner) patch(ctx context.Context, t *resourceTarget, res *Resu
 	if err != nil {
 		return fmt.Errorf("resource.manifest: encode the patch of %s: %w", t.desc, err)
 	}
-	patched, err := callAPI(ctx, r.retry, &res.Retries, true, func() (*unstructured.Unstructured, error) {
+	patched, err := callAPI(ctx, calls, true, func(ctx context.Context) (*unstructured.Unstructured, error) {
 		return t.client.Patch(ctx, t.obj.GetName(), types.MergePatchType, data, metav1.PatchOptions{FieldManager: FieldManager})
 	})
 	if apierrors.IsNotFound(err) {
@@ -319,9 +361,9 @@ func (r *ResourceRunner) patch(ctx context.Context, t *resourceTarget, res *Resu
 // delete deletes the object by name, with background propagation: dependents are collected by
 // the garbage collector afterwards (Foreground would wait for it, and hang where none runs). An
 // object already gone is success. The object is read first only to report its UID.
-func (r *ResourceRunner) delete(ctx context.Context, t *resourceTarget, res *Result) error {
+func (r *ResourceRunner) delete(ctx context.Context, calls *apiCalls, t *resourceTarget, res *Result) error {
 	res.ResourceRef = t.ref(nil)
-	cur, err := callAPI(ctx, r.retry, &res.Retries, false, func() (*unstructured.Unstructured, error) {
+	cur, err := callAPI(ctx, calls, false, func(ctx context.Context) (*unstructured.Unstructured, error) {
 		return t.client.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
 	})
 	switch {
@@ -334,7 +376,7 @@ func (r *ResourceRunner) delete(ctx context.Context, t *resourceTarget, res *Res
 		return t.fail("delete", err)
 	}
 	background := metav1.DeletePropagationBackground
-	_, err = callAPI(ctx, r.retry, &res.Retries, false, func() (struct{}, error) {
+	_, err = callAPI(ctx, calls, false, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, t.client.Delete(ctx, t.obj.GetName(), metav1.DeleteOptions{PropagationPolicy: &background})
 	})
 	switch {
@@ -383,53 +425,4 @@ func objectName(namespace, name string) string {
 		return name
 	}
 	return namespace + "/" + name
-}
-
-// callAPI calls fn, retrying transient API errors (see transientAPIError) with a doubling delay,
-// or the server's Retry-After if longer, up to the policy's bound. Each retry is counted in
-// *retries. The last error is returned as is, so callers can still test it with apierrors.
-func callAPI[T any](ctx context.Context, policy apiRetry, retries *int32, conflictIsTransient bool, fn func() (T, error)) (T, error) {
-	for attempt := 1; ; attempt++ {
-		v, err := fn()
-		if err == nil || attempt >= policy.attempts || ctx.Err() != nil || !TransientAPIError(err, conflictIsTransient) {
-			return v, err
-		}
-		wait := policy.wait.Delay(attempt - 1)
-		if s, ok := apierrors.SuggestsClientDelay(err); ok && time.Duration(s)*time.Second > wait {
-			wait = min(time.Duration(s)*time.Second, policy.wait.Max)
-		}
-		if backoff.Sleep(ctx, wait) != nil {
-			return v, err
-		}
-		*retries++
-	}
-}
-
-// TransientAPIError reports whether err may well go away on its own: 429, any 5xx, a server or
-// client timeout (a request's deadline included), a dropped or refused connection, and, where a
-// retry reads the object afresh (apply, patch), a conflict. Everything else (forbidden, invalid,
-// not found, ...) is final.
-func TransientAPIError(err error, conflictIsTransient bool) bool {
-	if errors.Is(err, context.Canceled) {
-		return false
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	if apierrors.IsConflict(err) {
-		return conflictIsTransient
-	}
-	if apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
-		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) {
-		return true
-	}
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return status.Status().Code >= 500
-	}
-	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) || utilnet.IsHTTP2ConnectionLost(err) {
-		return true
-	}
-	var netErr net.Error
-	return errors.As(err, &netErr) && netErr.Timeout()
 }

@@ -2,14 +2,11 @@ package actions
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/bkbcs/drplan-controller/backoff"
 	"github.com/bkbcs/drplan-controller/controlplane"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 )
@@ -558,62 +554,6 @@ func TestDeterministicName(t *testing.T) {
 	long := DeterministicName(strings.Repeat("a", 70), "uid-1", "s/0/a")
 	assert.Len(t, long, 63, "a long prefix is cut like the API server cuts generateName")
 	assert.Equal(t, strings.Repeat("a", 58), long[:58])
-}
-
-func TestCallAPIRetriesTransientErrors(t *testing.T) {
-	policy := apiRetry{attempts: 4, wait: backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond}}
-	gr := schema.GroupResource{Resource: "configmaps"}
-	for _, tc := range []struct {
-		name        string
-		errs        []error // returned by successive calls; nil after the list ends
-		conflictOK  bool
-		wantCalls   int
-		wantRetries int32
-		wantErr     func(error) bool
-	}{
-		{"success", nil, false, 1, 0, nil},
-		{"429 then 500 then success", []error{apierrors.NewTooManyRequests("slow down", 1), apierrors.NewInternalError(errors.New("etcd"))}, false, 3, 2, nil},
-		{"timeouts", []error{apierrors.NewServerTimeout(gr, "create", 1), apierrors.NewTimeoutError("slow", 1)}, false, 3, 2, nil},
-		{"unavailable throughout", []error{apierrors.NewServiceUnavailable("down"), apierrors.NewServiceUnavailable("down"), apierrors.NewServiceUnavailable("down"), apierrors.NewServiceUnavailable("down")}, false, 4, 3, apierrors.IsServiceUnavailable},
-		{"forbidden is final", []error{apierrors.NewForbidden(gr, "x", errors.New("no"))}, false, 1, 0, apierrors.IsForbidden},
-		{"not found is final", []error{apierrors.NewNotFound(gr, "x")}, false, 1, 0, apierrors.IsNotFound},
-		{"conflict is final for create", []error{apierrors.NewConflict(gr, "x", errors.New("changed"))}, false, 1, 0, apierrors.IsConflict},
-		{"conflict is retried for patch", []error{apierrors.NewConflict(gr, "x", errors.New("changed"))}, true, 2, 1, nil},
-		{"connection refused", []error{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, false, 2, 1, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			calls := 0
-			var retries int32
-			_, err := callAPI(t.Context(), policy, &retries, tc.conflictOK, func() (struct{}, error) {
-				calls++
-				if calls <= len(tc.errs) {
-					return struct{}{}, tc.errs[calls-1]
-				}
-				return struct{}{}, nil
-			})
-			assert.Equal(t, tc.wantCalls, calls, "calls")
-			assert.Equal(t, tc.wantRetries, retries, "retries")
-			if tc.wantErr == nil {
-				assert.NoError(t, err)
-			} else {
-				assert.True(t, tc.wantErr(err), "error kept as is: %v", err)
-			}
-		})
-	}
-
-	t.Run("cancelled context stops retrying", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		calls := 0
-		var retries int32
-		_, err := callAPI(ctx, apiRetry{attempts: 10, wait: backoff.Policy{Initial: time.Hour, Max: time.Hour}}, &retries, false, func() (struct{}, error) {
-			calls++
-			cancel()
-			return struct{}{}, apierrors.NewServiceUnavailable("down")
-		})
-		assert.True(t, apierrors.IsServiceUnavailable(err))
-		assert.Equal(t, 1, calls)
-		assert.Zero(t, retries)
-	})
 }
 
 func TestClientFactoryCachesOneClientPerIdentity(t *testing.T) {

@@ -48,6 +48,9 @@ type Result struct {
 	HTTPResponse *drv1.HTTPResponse
 	// ResourceRef is set by actions that create, change or delete an object.
 	ResourceRef *drv1.ResourceReference
+	// MayHaveActed is set on a failure after which the action may still have acted: an HTTP
+	// request that may have reached the server without an answer coming back.
+	MayHaveActed bool
 }
 
 // Runner runs one type of action.

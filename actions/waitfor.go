@@ -23,16 +23,26 @@ const DefaultWaitTimeout = 5 * time.Minute
 
 // WaitFor waits until cond, evaluated over the object ref names (and params), is true. It watches
 // that one object through an informer, evaluating on every change: no polling. progress is told
-// the latest value while it waits. It fails on timeout with the last value seen.
+// the latest value while it waits. It fails on timeout with the last value seen. An API server
+// that cannot be reached meanwhile only delays it: the informer lists and watches again, and
+// looking up the object's resource retries transient errors, within the timeout.
 func (f *ClientFactory) WaitFor(ctx context.Context, serviceAccount string, ref drv1.ResourceReference,
 	cond *rules.Program, params map[string]any, timeout time.Duration, progress func(string)) (*unstructured.Unstructured, error) {
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
 	}
-	client, resource, err := f.resourceOf(serviceAccount, ref)
+	type found struct {
+		client   dynamic.Interface
+		resource schema.GroupVersionResource
+	}
+	got, err := callAPI(ctx, f.apiCalls(timeout), false, func(context.Context) (found, error) {
+		client, resource, err := f.resourceOf(serviceAccount, ref)
+		return found{client, resource}, err
+	})
 	if err != nil {
 		return nil, err
 	}
+	client, resource := got.client, got.resource
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	w := &waiter{cond: cond, params: params, progress: progress, last: "the object was not seen yet", done: make(chan struct{})}

@@ -114,7 +114,11 @@ func (d *Decider) runRights(ctx context.Context, plan *drv1.DRPlan, exec, target
 	var prep *runplan.Prepared
 	if err == nil {
 		if target != nil {
-			prep, err = runplan.Revert(exec.Name, target, data, read, d.Rules)
+			chain := []*drv1.DRPlanExecution{target}
+			if execs, lerr := d.State.ExecutionsForPlan(plan.Namespace, plan.Name); lerr == nil {
+				chain = rules.Chain(target, execs)
+			}
+			prep, err = runplan.Revert(exec.Name, chain, data, read, d.Rules, exec.Spec.FailurePolicy)
 		} else {
 			prep, err = runplan.Prepare(exec, data, read, time.Now(), d.Rules)
 		}

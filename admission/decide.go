@@ -65,14 +65,16 @@ func (d *Decider) Workflow(wf *drv1.DRWorkflow) Decision {
 	return Decision{Warnings: workflowWarnings(wf)}
 }
 
-// workflowWarnings are legal but likely surprising: actions that Revert skips.
+// workflowWarnings are legal but likely surprising: actions that Revert skips, and Localization
+// Patches whose rollback leaves overrides they set.
 func workflowWarnings(wf *drv1.DRWorkflow) []string {
 	var warnings []string
 	for i, a := range wf.Spec.Actions {
+		where := fmt.Sprintf("spec.actions[%d] (%s)", i, a.Name)
 		if a.Rollback != nil {
+			warnings = append(warnings, overridesLeft(where, a)...)
 			continue
 		}
-		where := fmt.Sprintf("spec.actions[%d] (%s)", i, a.Name)
 		switch {
 		case a.Type == drv1.ActionTypeHTTP:
 			warnings = append(warnings, where+": an HTTP call without a rollback is skipped on Revert; add a rollback to undo it")
@@ -170,7 +172,7 @@ func (d *Decider) plan(ctx context.Context, plan, old *drv1.DRPlan) Decision {
 }
 
 // Execution admits a new execution that can run now: its plan exists, an Execute's plan is valid
-// and every required parameter has a value, a Revert's target is eligible, and no other execution
+// and the execution gives every parameter the plan's spec.executionParams names, a Revert's target is eligible, and no other execution
 // of the plan is in progress. An update may only set the cancel annotation on a running one (the
 // CRD keeps spec immutable). Of other namespaces, it reads only what the user may (scope.go).
 func (d *Decider) Execution(ctx context.Context, exec, old *drv1.DRPlanExecution) Decision {
@@ -202,6 +204,11 @@ func (d *Decider) execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 	} else if err := d.planRights(ctx, d.requester(exec), plan, "DRPlanExecution", name); err != nil {
 		return Decision{Err: err}
 	}
+	if exec.Spec.RetryOf != "" {
+		// The rights its actions need are checked by the controller when it starts, from the
+		// snapshot it retries.
+		return d.retry(ctx, plan, exec)
+	}
 	if exec.Spec.Operation == drv1.OperationRevert {
 		target, err := d.revertible(ctx, plan, exec, field.NewPath("spec", "revertExecutionRef"))
 		if err == nil {
@@ -216,9 +223,11 @@ func (d *Decider) execution(ctx context.Context, exec, old *drv1.DRPlanExecution
 	return Decision{Err: err}
 }
 
-// executable refuses an Execute of plan that cannot run: the plan is invalid or references a
-// workflow that is missing or Invalid, a required parameter has no value, or another execution
-// is in progress. exec is nil for the trigger annotation (the controller will create it).
+// executable refuses an Execute of plan that cannot run: the plan is invalid (a required
+// parameter without a value included) or references a workflow that is missing or Invalid, the
+// execution does not give a parameter the plan's spec.executionParams names (a trigger gives
+// none), or another execution is in progress. exec is nil for the trigger annotation (the
+// controller will create it).
 func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report validation.PlanReport, path *field.Path, exec *drv1.DRPlanExecution) *apierrors.StatusError {
 	kind, name := "DRPlan", plan.Name
 	if exec != nil {
@@ -232,14 +241,16 @@ func (d *Decider) executable(ctx context.Context, plan *drv1.DRPlan, report vali
 	for _, u := range report.Unresolved {
 		errs = append(errs, field.Invalid(path, ref, "DRPlan "+ref+" cannot run: "+u))
 	}
-	missing := report.MissingParams
-	if exec != nil {
+	if exec == nil {
+		if names := validation.UnsuppliedExecutionParams(&plan.Spec, nil); len(names) > 0 {
+			errs = append(errs, field.Forbidden(path, validation.ExecutionParamsMessage(plan.Namespace, plan.Name, names)+
+				", which a trigger cannot give: create a DRPlanExecution with them"))
+		}
+	} else {
 		errs = append(errs, d.executionParams(plan, exec)...)
-		missing = validation.MissingParams(plan, d.State, exec.Spec.Params)
-	}
-	for _, m := range missing {
-		errs = append(errs, field.Required(field.NewPath("spec", "params"),
-			fmt.Sprintf("required parameter %s has no value: give it one in the execution's spec.params (or the plan's globalParams)", m)))
+		if names := validation.UnsuppliedExecutionParams(&plan.Spec, exec.Spec.Params); len(names) > 0 {
+			errs = append(errs, field.Required(field.NewPath("spec", "params"), validation.ExecutionParamsMessage(plan.Namespace, plan.Name, names)))
+		}
 	}
 	if len(errs) > 0 {
 		return invalid(kind, name, errs)

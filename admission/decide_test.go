@@ -71,14 +71,15 @@ func execution(name string, op drv1.Operation, phase drv1.ExecutionPhase, change
 	return e
 }
 
-// fixture: workflow wf (region required), plan p of it, and the executions given.
+// fixture: workflow wf (region required), plan p of it leaving region to each execution
+// (spec.executionParams), and the executions given.
 func fixture(t testing.TB, execs ...*drv1.DRPlanExecution) *admission.Decider {
 	wf := &drv1.DRWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "wf", Namespace: "prod"}, Spec: drv1.DRWorkflowSpec{
 		Parameters: []drv1.Parameter{{Name: "region", Required: true}, fixtures.Param("replicas", "int", "2")},
 		Actions:    []drv1.Action{fixtures.HTTPAction("call", "https://x/{{ .params.region }}", "")},
 	}}
 	p := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"},
-		Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}}}
+		Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "wf"}, ExecutionParams: []string{"region"}}}
 	s := &state{workflows: map[string]*drv1.DRWorkflow{key("prod", "wf"): wf}, plans: map[string]*drv1.DRPlan{key("prod", "p"): p},
 		executions: map[string]*drv1.DRPlanExecution{}}
 	for _, e := range execs {
@@ -108,7 +109,7 @@ func TestDecideExecution(t *testing.T) {
 	}{
 		{name: "an Execute with every parameter", exec: newExec(drv1.OperationExecute, nil)},
 		{name: "a required parameter missing", exec: newExec(drv1.OperationExecute, func(e *drv1.DRPlanExecution) { e.Spec.Params = nil }),
-			want: `spec.params: Required value: required parameter region (stage "default", DRWorkflow prod/wf) has no value`},
+			want: `spec.params: Required value: DRPlan prod/p names region in spec.executionParams: every execution must give it a value in its spec.params`},
 		{name: "an undeclared parameter", exec: newExec(drv1.OperationExecute, func(e *drv1.DRPlanExecution) {
 			e.Spec.Params = append(e.Spec.Params, drv1.ParamValue{Name: "regoin", Value: "x"})
 		}), want: `spec.params[1].name: Invalid value: "regoin": no workflow of DRPlan prod/p declares a parameter "regoin" (did you mean "region"?)`},
@@ -177,6 +178,9 @@ func TestDecideUpdates(t *testing.T) {
 		}
 		return p
 	}
+	without := func(p *drv1.DRPlan) *drv1.DRPlan { p.Spec.GlobalParams = nil; return p }
+	leaving := func(p *drv1.DRPlan) *drv1.DRPlan { p.Spec.ExecutionParams = []string{"region"}; return without(p) }
+	misspelt := func(p *drv1.DRPlan) *drv1.DRPlan { p.Spec.ExecutionParams = []string{"regoin"}; return p }
 	busy := fixture(t, execution("run-1", drv1.OperationExecute, drv1.ExecutionRunning, nil))
 	tests := []struct {
 		name     string
@@ -193,6 +197,13 @@ func TestDecideUpdates(t *testing.T) {
 		{name: "revert with something to revert", d: fixture(t, done), new: plan("revert"), old: plan("")},
 		{name: "revert with nothing to revert", d: fixture(t), new: plan("revert"), old: plan(""), want: "cannot revert: nothing to revert"},
 		{name: "a plan created with the trigger", d: busy, new: plan("execute"), want: "Plan has an execution in progress: run-1"},
+		{name: "execute a plan that leaves a parameter to each execution", d: fixture(t), new: leaving(plan("execute")), old: leaving(plan("")),
+			want: "metadata.annotations[dr.bkbcs.tencent.com/trigger]: Forbidden: DRPlan prod/p names region in spec.executionParams: every execution must give it a value in its spec.params, which a trigger cannot give: create a DRPlanExecution with them"},
+		{name: "a plan leaving a required parameter without a value", d: fixture(t), new: without(plan("")),
+			want: `spec.globalParams: Required value: required parameter region (stage "default", DRWorkflow prod/wf) has no value: set it in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`},
+		{name: "a plan naming it in executionParams", d: fixture(t), new: leaving(plan(""))},
+		{name: "executionParams naming a parameter no workflow declares", d: fixture(t), new: misspelt(plan("")),
+			want: `spec.executionParams[0]: Invalid value: "regoin": no workflow of the plan declares a parameter "regoin" (did you mean "region"?)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

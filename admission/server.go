@@ -128,7 +128,7 @@ func at(client admissionregistrationv1.WebhookClientConfig, path string) admissi
 }
 
 // WebhookConfiguration is the registration of the validating webhook: CREATE and UPDATE of our
-// three kinds, and (a second entry, StatusWebhookName) of their status, which only the
+// three kinds and DELETE of executions, and (a second entry, StatusWebhookName) of their status, which only the
 // controller writes; both in the shape both registrations share. client says where the API
 // server reaches the controller (a URL with the CA bundle in local mode, a Service in a
 // cluster), without the path: Path is added.
@@ -153,9 +153,14 @@ func WebhookConfiguration(name string, client admissionregistrationv1.WebhookCli
 	if controller != "" {
 		status.MatchConditions = []admissionregistrationv1.MatchCondition{ControllerMatchCondition(controller)}
 	}
+	main := hook(WebhookName, "drworkflows", "drplans", "drplanexecutions")
+	// A deleted execution may be the record of a failover (docs/execution.md).
+	del := s.rule("drplanexecutions")[0]
+	del.Operations = []admissionregistrationv1.OperationType{admissionregistrationv1.Delete}
+	main.Rules = append(main.Rules, del)
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "drplan-controller"}},
-		Webhooks:   []admissionregistrationv1.ValidatingWebhook{hook(WebhookName, "drworkflows", "drplans", "drplanexecutions"), status},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{main, status},
 	}
 }
 

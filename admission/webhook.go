@@ -95,6 +95,9 @@ func serveReview(rw http.ResponseWriter, req *http.Request, review func(context.
 // Review decides one request.
 func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+	if req.Kind.Group == drv1.GroupName && req.Kind.Kind == "DRPlanExecution" && req.Operation == admissionv1.Delete && req.SubResource == "" {
+		return w.reviewDelete(ctx, req, resp)
+	}
 	if req.Kind.Group != drv1.GroupName || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return resp // not ours to judge
 	}
@@ -108,16 +111,10 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if st := records(req, w.Controller, w.ControllerUID); st != nil {
 		return refuse(resp, *st)
 	}
-	if w.Ready != nil && !w.Ready() {
-		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
-			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook is starting (its caches are not synced yet): retry in a few seconds"})
+	if st := w.starting(); st != nil {
+		return refuse(resp, *st)
 	}
-	per := *w.Decider // this request's: who asks, and what it reads
-	per.User = requesterOf(req.UserInfo)
-	if w.State != nil {
-		per.State = w.State(ctx)
-	}
-	decider := &per
+	decider := w.decider(ctx, req)
 	var d Decision
 	var err error
 	switch req.Kind.Kind {
@@ -142,6 +139,30 @@ func (w *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if err != nil {
 		return refuse(resp, decodeError(req, err))
 	}
+	return answer(resp, decider, d)
+}
+
+// starting is the refusal of a request that needs the caches while they have not synced yet.
+func (w *Webhook) starting() *metav1.Status {
+	if w.Ready == nil || w.Ready() {
+		return nil
+	}
+	return &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
+		Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook is starting (its caches are not synced yet): retry in a few seconds"}
+}
+
+// decider is the request's own Decider: who asks, and what it reads.
+func (w *Webhook) decider(ctx context.Context, req *admissionv1.AdmissionRequest) *Decider {
+	per := *w.Decider
+	per.User = requesterOf(req.UserInfo)
+	if w.State != nil {
+		per.State = w.State(ctx)
+	}
+	return &per
+}
+
+// answer is resp with decider's decision d: "retry" when what it read could not be read.
+func answer(resp *admissionv1.AdmissionResponse, decider *Decider, d Decision) *admissionv1.AdmissionResponse {
 	if re, ok := decider.State.(ReadError); ok && re.ReadError() != nil {
 		return refuse(resp, metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
 			Reason: metav1.StatusReasonServiceUnavailable, Message: "the drplan-controller webhook could not read what it decides on: " + re.ReadError().Error() + "; retry"})

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/bkbcs/drplan-controller/access"
+	"github.com/bkbcs/drplan-controller/actions"
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/runplan"
 )
@@ -24,6 +25,9 @@ type authority struct {
 	// needs are the plan's own (its ServiceAccount, workflows of other namespaces) and the
 	// Secrets its parameters read: checked at start and before each action.
 	needs []access.Need
+	// clients retry a check before an action that the API server could not answer (unreachable,
+	// busy), as the actions' own calls are retried.
+	clients *actions.ClientFactory
 }
 
 // policy is how plans act here (the zero Policy without an Authorizer: unit tests).
@@ -54,7 +58,8 @@ func (c *Controller) authorityOf(exec *drv1.DRPlanExecution, namespace, plan str
 	if exec.Annotations[drv1.AnnotationTriggerToken] != "" {
 		needs = append(needs, access.TriggerNeed(namespace, plan)) // created for a trigger: as if its user had
 	}
-	return &authority{az: c.access, user: user, spec: spec, namespace: namespace, needs: needs}, nil
+	return &authority{az: c.access, user: user, spec: spec, namespace: namespace, needs: needs,
+		clients: c.clients}, nil
 }
 
 // readSecret checks, before a parameter reads Secret name, that a requester-checked run's
@@ -81,12 +86,16 @@ func (a *authority) run(ctx context.Context, prep *runplan.Prepared) error {
 	return a.az.Run(ctx, a.user, a.namespace, a.spec, prep, a.needs)
 }
 
-// action checks action i just before it starts.
+// action checks action i just before it starts. A check the API server could not answer for a
+// transient reason is asked again, as the action's own calls would be.
 func (a *authority) action(ctx context.Context, prep *runplan.Prepared, i int) error {
 	if a == nil {
 		return nil
 	}
-	if err := a.az.Action(ctx, a.user, a.namespace, a.spec, prep, i, a.needs); err != nil {
+	err := a.clients.RetryTransient(ctx, func(ctx context.Context) error {
+		return a.az.Action(ctx, a.user, a.namespace, a.spec, prep, i, a.needs)
+	})
+	if err != nil {
 		if access.IsRefused(err) {
 			return fmt.Errorf("not started: %w", err)
 		}

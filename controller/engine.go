@@ -18,6 +18,7 @@ import (
 	"github.com/bkbcs/drplan-controller/metrics"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/runplan"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // actionKey is one unit of work on the action queue: one action of one running execution. The
@@ -81,8 +82,9 @@ type run struct {
 	key      types.NamespacedName
 	exec     *drv1.DRPlanExecution // as it was when the run started: spec and UID
 	prep     *runplan.Prepared
-	identity string     // "namespace/name" of the ServiceAccount to act as, or ""
-	auth     *authority // checks each action before it starts (nil: nothing to check)
+	identity string               // "namespace/name" of the ServiceAccount to act as, or ""
+	self     actions.ExecutionRef // the execution the run acts as: its own, or its retry chain's first
+	auth     *authority           // checks each action before it starts (nil: nothing to check)
 	writer   *statusWriter
 	// gate, when not nil, holds the run's actions until open: the run's first status is
 	// written while the caller takes the plan's lock.
@@ -194,7 +196,11 @@ func (e *engine) start(exec *drv1.DRPlanExecution, prep *runplan.Prepared, statu
 	}
 	ctx, stop := context.WithCancel(e.ctx)
 	r := &run{e: e, key: key, exec: exec, prep: prep, identity: identity, auth: auth, status: status, ctx: ctx, stop: stop,
-		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true"}
+		cancelled: exec.Annotations[drv1.AnnotationCancel] == "true",
+		self:      actions.ExecutionRef{Namespace: exec.Namespace, Name: exec.Name, UID: exec.UID, PlanName: prep.PlanName}}
+	if s := status.Snapshot; s != nil && s.RunAs != nil { // a retry acts as its chain's first run
+		r.self.Name, r.self.UID = s.RunAs.Name, types.UID(s.RunAs.UID)
+	}
 	r.resumed = resumed
 	if gated {
 		r.gate = make(chan struct{})
@@ -347,12 +353,25 @@ func (e *engine) flushAll(ctx context.Context) {
 
 // deleteCreated is a Revert's undo of a Create: it deletes the very object the reverted run
 // made, through the KubernetesResource runner.
-func (e *engine) deleteCreated(ctx context.Context, identity string, ref drv1.ResourceReference) (actions.Result, error) {
+func (e *engine) undo(ctx context.Context, r *run, act runplan.Action) (actions.Result, error) {
+	ref := *act.Undo
 	rr, ok := e.runners[drv1.ActionTypeKubernetesResource].(*actions.ResourceRunner)
 	if !ok {
 		return actions.Result{}, fmt.Errorf("this controller has no KubernetesResource runner to delete %s %s with", ref.Kind, ref.Name)
 	}
-	return rr.DeleteCreated(ctx, identity, ref)
+	if ref.UID != "" || r.prep.MadeBy == nil {
+		return rr.DeleteCreated(ctx, r.identity, ref)
+	}
+	// An object an interrupted Create may have made: found by the name the Create used.
+	by := r.prep.MadeBy
+	if ref.Name == "" {
+		obj, ferr := templates.CheckManifest(nil, act.Body.Resource.Manifest, act.Body.Resource.Operation)
+		if ferr != nil {
+			return actions.Result{}, ferr
+		}
+		ref.Name = actions.DeterministicName(obj.GetGenerateName(), types.UID(by.UID), act.UndoID)
+	}
+	return rr.DeleteIfMadeBy(ctx, r.identity, ref, actions.ExecutionRef{Namespace: r.exec.Namespace, Name: by.Name, UID: types.UID(by.UID), PlanName: r.prep.PlanName})
 }
 
 // runAction runs one action: it is the action queue's process function.
@@ -392,12 +411,12 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	case err != nil:
 	case act.Undo != nil:
 		// A Revert deletes exactly the object the reverted run made.
-		res, err = e.deleteCreated(ctx, r.identity, *act.Undo)
+		res, err = e.undo(ctx, r, act)
 	case !ok:
 		err = fmt.Errorf("action type %s is not supported by this controller yet", body.Type)
 	default:
-		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: actionID(as),
-			Execution:      actions.ExecutionRef{Namespace: r.exec.Namespace, Name: r.exec.Name, UID: r.exec.UID, PlanName: r.prep.PlanName},
+		res, err = runner.Run(ctx, actions.Request{Body: body, ActionID: as.ID(),
+			Execution:      r.self,
 			ServiceAccount: r.identity, Redact: r.prep.Redact})
 	}
 	if w := act.Wait; err == nil && w != nil && res.ResourceRef != nil {
@@ -430,11 +449,6 @@ func (e *engine) runAction(qctx context.Context, k actionKey) error {
 	return nil
 }
 
-// actionID names an action stably within its execution: "<stage>/<workflow index>/<action>".
-func actionID(a drv1.ActionStatus) string {
-	return fmt.Sprintf("%s/%d/%s", a.Stage, a.WorkflowIndex, a.Name)
-}
-
 // complete records an action's result and moves the run on.
 func (r *run) complete(index int, res actions.Result, err error) {
 	now := metav1.NewTime(r.e.host.now())
@@ -442,7 +456,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	a := &r.status.ActionStatuses[index]
 	a.CompletionTime, a.RetryCount = &now, a.RetryCount+res.Retries
 	if err != nil {
-		a.Phase, a.Message = drv1.StepFailed, truncate(r.prep.Redact.Replace(err.Error()))
+		a.Phase, a.Message, a.MayHaveActed = drv1.StepFailed, truncate(r.prep.Redact.Replace(err.Error())), res.MayHaveActed
 	} else {
 		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.Redact.Replace(res.Message))
 	}

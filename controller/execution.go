@@ -17,6 +17,7 @@ import (
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
 	"github.com/bkbcs/drplan-controller/runplan"
+	"github.com/bkbcs/drplan-controller/validation"
 )
 
 // syncExecution starts, resumes, holds back or closes one execution. Running executions are
@@ -188,52 +189,18 @@ func transient(err error) bool { return err != nil && actions.TransientAPIError(
 // (the caller is taking the lock meanwhile). It returns nil, nil when the run ended before it
 // started.
 func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, gated bool) (*run, error) {
-	if plan.DeletionTimestamp != nil && exec.Spec.Operation != drv1.OperationRevert {
-		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
-			"Cannot start: DRPlan %s/%s is being deleted (it can still be reverted)", plan.Namespace, plan.Name))
+	if refused := cannotExecute(exec, plan); refused != "" {
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
 	}
 	now := metav1.NewTime(c.now().Truncate(time.Second))
-	var (
-		snap *drv1.ExecutionSnapshot
-		prep *runplan.Prepared
-		who  string
-		auth *authority
-	)
-	if exec.Spec.Operation == drv1.OperationRevert {
-		target, refused, err := c.revertTarget(ctx, exec, plan)
-		if err != nil {
-			return nil, err
-		}
-		if refused != "" {
-			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
-		}
-		prep, who, auth, err = c.prepareRevertOf(ctx, exec, target)
-		if transient(err) {
-			return nil, err
-		}
-		if err != nil {
-			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot revert: "+err.Error())
-		}
-		snap = target.Status.Snapshot.DeepCopy()
-		snap.RevertOf = target.Name
-	} else {
-		var data *runplan.Snapshot
-		var err error
-		if snap, data, err = runplan.TakeSnapshot(plan, c.inf); err != nil {
-			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
-		}
-		who = c.identity(plan.Namespace, &data.Plan)
-		if auth, err = c.authorityOf(exec, plan.Namespace, plan.Name, &data.Plan); err != nil {
-			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
-		}
-		prep, err = runplan.Prepare(exec, data, c.secretReader(ctx, plan.Namespace, who, auth), now.Time, c.rules)
-		if transient(err) {
-			return nil, err
-		}
-		if err != nil {
-			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
-		}
+	ps, refused, err := c.prepareStart(ctx, exec, plan, now)
+	if err != nil {
+		return nil, err
 	}
+	if refused != "" {
+		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
+	}
+	snap, prep, who, auth := ps.snap, ps.prep, ps.who, ps.auth
 	if c.policy().WithoutServiceAccount.Refuse && who == "" {
 		// Judged on what the run would act as: a Revert acts as its target's snapshot says.
 		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, fmt.Sprintf(
@@ -259,12 +226,90 @@ func (c *Controller) startFresh(ctx context.Context, exec *drv1.DRPlanExecution,
 	if err := fitsItsStatus(&st, prep, exec.Namespace); err != nil {
 		return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, "Cannot start: "+err.Error())
 	}
+	if prev := ps.src.prev; prev != nil {
+		refused, err := c.carryOver(ctx, exec, &st, prev)
+		if refused != "" {
+			return nil, c.endBeforeStart(ctx, exec, drv1.ExecutionFailed, refused)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	r, err := c.engine.start(exec, prep, st, who, auth, gated, false)
 	if err != nil {
 		return nil, err
 	}
 	klog.FromContext(ctx).Info("Execution started", "plan", plan.Name, "actions", len(prep.Actions))
 	return r, nil
+}
+
+// started is what a run starts from: its snapshot, its actions prepared, whom it acts as and
+// whose rights it checks, and for a retry the run it retries.
+type started struct {
+	snap *drv1.ExecutionSnapshot
+	prep *runplan.Prepared
+	who  string
+	auth *authority
+	src  retrySource
+}
+
+// prepareStart prepares a retry, a Revert or an Execute. refused, when set, says why the run
+// cannot start; err is transient (the sync retries).
+func (c *Controller) prepareStart(ctx context.Context, exec *drv1.DRPlanExecution, plan *drv1.DRPlan, now metav1.Time) (ps started, refused string, err error) {
+	failed := func(prefix string, err error) (started, string, error) {
+		if transient(err) {
+			return ps, "", err
+		}
+		return ps, prefix + err.Error(), nil
+	}
+	switch {
+	case exec.Spec.RetryOf != "":
+		if ps.src, refused, err = c.retryOf(ctx, exec, plan); err != nil || refused != "" {
+			return ps, refused, err
+		}
+		if ps.snap, ps.prep, ps.who, ps.auth, err = c.prepareRetry(ctx, exec, ps.src); err != nil {
+			return failed("Cannot retry: ", err)
+		}
+	case exec.Spec.Operation == drv1.OperationRevert:
+		target, refused, err := c.revertTarget(ctx, exec, plan)
+		if err != nil || refused != "" {
+			return ps, refused, err
+		}
+		if ps.prep, ps.who, ps.auth, err = c.prepareRevertOf(ctx, exec, target); err != nil {
+			return failed("Cannot revert: ", err)
+		}
+		ps.snap = target.Status.Snapshot.DeepCopy()
+		ps.snap.RevertOf = target.Name
+	default:
+		var data *runplan.Snapshot
+		if ps.snap, data, err = runplan.TakeSnapshot(plan, c.inf); err != nil {
+			return ps, "Cannot start: " + err.Error(), nil
+		}
+		ps.who = c.identity(plan.Namespace, &data.Plan)
+		if ps.auth, err = c.authorityOf(exec, plan.Namespace, plan.Name, &data.Plan); err != nil {
+			return ps, "Cannot start: " + err.Error(), nil
+		}
+		if ps.prep, err = runplan.Prepare(exec, data, c.secretReader(ctx, plan.Namespace, ps.who, ps.auth), now.Time, c.rules); err != nil {
+			return failed("Cannot start: ", err)
+		}
+	}
+	return ps, "", nil
+}
+
+// cannotExecute says why an Execute cannot start, before anything is read: its plan is being
+// deleted (it can still be reverted), or the execution does not give a parameter that the plan's
+// spec.executionParams names (a retry runs the parameters its chain's first execution gave).
+func cannotExecute(exec *drv1.DRPlanExecution, plan *drv1.DRPlan) string {
+	if exec.Spec.Operation == drv1.OperationRevert {
+		return ""
+	}
+	if plan.DeletionTimestamp != nil {
+		return fmt.Sprintf("Cannot start: DRPlan %s/%s is being deleted (it can still be reverted)", plan.Namespace, plan.Name)
+	}
+	if names := validation.UnsuppliedExecutionParams(&plan.Spec, exec.Spec.Params); len(names) > 0 && exec.Spec.RetryOf == "" {
+		return "Cannot start: " + validation.ExecutionParamsMessage(plan.Namespace, plan.Name, names)
+	}
+	return ""
 }
 
 // fitsItsStatus refuses a run whose status could not be written once it has ended (statusFloor).
@@ -308,7 +353,7 @@ func (c *Controller) resume(ctx context.Context, exec *drv1.DRPlanExecution) err
 		if actions.Idempotent(prep.Actions[i].Body) {
 			a.Phase, a.RetryCount = drv1.StepPending, a.RetryCount+1 // runs again; retryCount says so
 		} else {
-			a.Phase, a.CompletionTime = drv1.StepFailed, &now
+			a.Phase, a.CompletionTime, a.MayHaveActed = drv1.StepFailed, &now, true
 			a.Message = "Interrupted: the controller restarted while this action was in flight; it is not repeated because it may not be safe to repeat (an HTTP " + actions.HTTPMethod(prep.Actions[i].Body.HTTP) + " call)"
 		}
 	}
@@ -340,6 +385,10 @@ func (c *Controller) prepareResume(ctx context.Context, exec *drv1.DRPlanExecuti
 	auth, err := c.authorityOf(exec, data.Namespace, data.PlanName, &data.Plan)
 	if err != nil {
 		return nil, "", nil, err
+	}
+	if exec.Status.Snapshot.RunAs != nil {
+		prep, err := c.prepareAsFirst(ctx, exec, data, who, auth)
+		return prep, who, auth, err
 	}
 	prep, err := runplan.Prepare(exec, data, c.secretReader(ctx, data.Namespace, who, auth), exec.Status.StartTime.Time, c.rules)
 	return prep, who, auth, err

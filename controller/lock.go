@@ -14,6 +14,17 @@ import (
 // The plan's lock: a plan runs one execution at a time, the one its status.currentExecution
 // names. Both ends of the lock are plan status writes through updateStatus, whose
 // resourceVersion makes two executions racing for the lock meet a conflict (docs/execution.md).
+// Both retry transient errors (lockWrite), as actions' API calls do.
+
+// lockWrite runs write (reads and a status write of a plan) again on a conflict, as
+// retry.RetryOnConflict does, and on a transient error (the API server busy or unreachable) with
+// backoff until the API retry timeout: a brief outage neither fails a run's start or end nor
+// sends it back to the queue.
+func (c *Controller) lockWrite(ctx context.Context, write func(ctx context.Context) error) error {
+	return c.clients.RetryTransient(ctx, func(ctx context.Context) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error { return write(ctx) })
+	})
+}
 
 // lockLooksFree returns the plan from the cache when its lock looks free (or already ours), so
 // that a start may write its first status while it takes the lock.
@@ -37,7 +48,7 @@ func (c *Controller) acquireLock(ctx context.Context, exec *drv1.DRPlanExecution
 	ns := exec.Spec.PlanRef.NamespaceOr(exec.Namespace)
 	plans := c.dr.DrV1alpha1().DRPlans(ns)
 	attempt := 0
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = c.lockWrite(ctx, func(ctx context.Context) error {
 		waiting, mine = "", false
 		attempt++
 		// The cache is usually current: try from it first (a stale copy only costs a conflict),
@@ -101,7 +112,7 @@ func (c *Controller) lockVars(ctx context.Context, p *drv1.DRPlan, exec *drv1.DR
 // releaseLock clears the plan's lock if exec holds it, and records a success.
 func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
 	plans := c.dr.DrV1alpha1().DRPlans(exec.Spec.PlanRef.NamespaceOr(exec.Namespace))
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return c.lockWrite(ctx, func(ctx context.Context) error {
 		p, err := plans.Get(ctx, exec.Spec.PlanRef.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -111,11 +122,14 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 		}
 		p = p.DeepCopy()
 		changed := false
+		// The holder of the lock is the plan's latest run (they run one at a time); another ended
+		// run's sync (any change to it brings it here) replaces the last success only if newer.
+		mine := false
 		if cur := p.Status.CurrentExecution; cur != nil && cur.Name == exec.Name && cur.Namespace == exec.Namespace {
-			p.Status.CurrentExecution, changed = nil, true
+			p.Status.CurrentExecution, changed, mine = nil, true, true
 		}
 		if last := p.Status.LastSuccessfulExecution; st.Phase == drv1.ExecutionSucceeded && st.CompletionTime != nil &&
-			(last == nil || newer(st, last)) && (last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
+			(last == nil || mine || newer(st, last)) && (last == nil || last.Name != exec.Name || last.Namespace != exec.Namespace) {
 			p.Status.LastSuccessfulExecution = &drv1.ExecutionReference{Name: exec.Name, Namespace: exec.Namespace,
 				Operation: exec.Spec.Operation, StartTime: st.StartTime, CompletionTime: st.CompletionTime}
 			changed = true
@@ -132,7 +146,8 @@ func (c *Controller) releaseLock(ctx context.Context, exec *drv1.DRPlanExecution
 }
 
 // newer says whether a run that ended with st ended after last. Times have a second's precision:
-// of two runs ending in the same second, the one that started later is the newer.
+// of two runs ending in the same second, the one that started later is the newer; of two that
+// also started in the same second, neither (the one that held the lock last is: releaseLock).
 func newer(st *drv1.DRPlanExecutionStatus, last *drv1.ExecutionReference) bool {
 	switch {
 	case last.CompletionTime == nil:
@@ -142,5 +157,5 @@ func newer(st *drv1.DRPlanExecutionStatus, last *drv1.ExecutionReference) bool {
 	case st.StartTime == nil || last.StartTime == nil:
 		return true
 	}
-	return !st.StartTime.Before(last.StartTime)
+	return last.StartTime.Before(st.StartTime)
 }

@@ -56,23 +56,49 @@ func (c *Controller) prepareRevertOf(ctx context.Context, exec, target *drv1.DRP
 	if err != nil {
 		return nil, "", nil, err
 	}
-	prep, err := runplan.Revert(exec.Name, target, data, c.secretReader(ctx, data.Namespace, who, auth), c.rules)
+	execs, err := c.inf.ExecutionsForPlan(target.Namespace, target.Spec.PlanRef.Name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	prep, err := runplan.Revert(exec.Name, rules.Chain(target, execs), data, c.secretReader(ctx, data.Namespace, who, auth), c.rules, exec.Spec.FailurePolicy)
 	return prep, who, auth, err
 }
 
-// markReverted records on a Revert's target that it was reverted, and by which execution, so
-// that it is not reverted twice and its plan is Ready again. Idempotent.
+// markReverted records on a Revert's target, and on every run of its retry chain, that it was
+// reverted, and by which execution, so that it is not reverted twice and its plan is Ready
+// again. Idempotent.
 func (c *Controller) markReverted(ctx context.Context, revert *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus) error {
 	if revert.Spec.Operation != drv1.OperationRevert || st.Phase != drv1.ExecutionSucceeded || st.Snapshot == nil || st.Snapshot.RevertOf == "" {
 		return nil
 	}
+	names := []string{st.Snapshot.RevertOf}
+	if t, ok := c.inf.GetExecution(revert.Namespace, st.Snapshot.RevertOf); ok {
+		execs, err := c.inf.ExecutionsForPlan(t.Spec.PlanRef.NamespaceOr(t.Namespace), t.Spec.PlanRef.Name)
+		if err != nil {
+			return err
+		}
+		names = names[:0]
+		for _, e := range rules.Chain(t, execs) {
+			names = append(names, e.Name)
+		}
+	}
+	for _, name := range names {
+		if err := c.markOneReverted(ctx, revert, st, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markOneReverted marks the execution name reverted by revert.
+func (c *Controller) markOneReverted(ctx context.Context, revert *drv1.DRPlanExecution, st *drv1.DRPlanExecutionStatus, name string) error {
 	marked := func(t *drv1.DRPlanExecution) bool { return t.Status.RevertedBy == revert.Name && rules.Reverted(t) }
-	if t, ok := c.inf.GetExecution(revert.Namespace, st.Snapshot.RevertOf); ok && marked(t) {
+	if t, ok := c.inf.GetExecution(revert.Namespace, name); ok && marked(t) {
 		return nil // every sync of an ended Revert passes here: no read of the API server once done
 	}
 	execs := c.dr.DrV1alpha1().DRPlanExecutions(revert.Namespace)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		t, err := execs.Get(ctx, st.Snapshot.RevertOf, metav1.GetOptions{})
+		t, err := execs.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,6 +29,7 @@ const (
 	ReasonWorkflowUnresolved = "WorkflowUnresolved"
 	ReasonAllParametersSet   = "AllParametersSet"
 	ReasonParameterMissing   = "RequiredParameterMissing"
+	ReasonExecutionParams    = "ExecutionParams"
 )
 
 // maxMessage bounds status messages: status stays small whatever the user wrote.
@@ -74,10 +76,14 @@ func workflowStatus(wf *drv1.DRWorkflow, errs field.ErrorList) drv1.DRWorkflowSt
 	return st
 }
 
-func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error {
+func (c *Controller) syncPlan(ctx context.Context, namespace, name string) (err error) {
 	plan, err := c.inf.PlanLister.DRPlans(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil
+		execs, err := c.inf.ExecutionsForPlan(namespace, name)
+		if err != nil {
+			return err
+		}
+		return c.syncRecord(ctx, namespace, name, nil, execs) // gone: its executions are the record of nothing
 	}
 	if err != nil {
 		return err
@@ -89,6 +95,8 @@ func (c *Controller) syncPlan(ctx context.Context, namespace, name string) error
 	if err != nil {
 		return err
 	}
+	// After the status, which must not wait for the webhook that admits these writes.
+	defer func(plan *drv1.DRPlan) { err = errors.Join(err, c.syncRecord(ctx, namespace, name, plan, execs)) }(plan)
 	isExecuted := executed(execs)
 	// A failover still running is protected too: deleting its plan now would leave it
 	// impossible to revert.
@@ -181,16 +189,29 @@ func planStatus(plan *drv1.DRPlan, r validation.PlanReport, isExecuted bool) drv
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 
-	params := metav1.Condition{Type: drv1.ConditionParametersComplete, ObservedGeneration: plan.Generation}
-	if len(r.MissingParams) == 0 {
-		params.Status, params.Reason, params.Message = metav1.ConditionTrue, ReasonAllParametersSet, "Every required parameter has a value"
-	} else {
-		params.Status, params.Reason = metav1.ConditionFalse, ReasonParameterMissing
-		params.Message = truncate("Required parameters without a value (an execution must supply them in spec.params): " +
-			joinStrings(r.MissingParams, ", "))
-	}
-	meta.SetStatusCondition(&st.Conditions, params)
+	meta.SetStatusCondition(&st.Conditions, paramsCondition(plan, r))
 	return st
+}
+
+// paramsCondition is ParametersComplete: true when the plan alone gives every parameter its
+// value, so an execution needs no spec.params (and the execute trigger can run it); false when a
+// required parameter has no value (the plan is Invalid) or spec.executionParams leaves some to
+// each execution (the plan is Ready).
+func paramsCondition(plan *drv1.DRPlan, r validation.PlanReport) metav1.Condition {
+	c := metav1.Condition{Type: drv1.ConditionParametersComplete, ObservedGeneration: plan.Generation, Status: metav1.ConditionFalse}
+	switch {
+	case len(r.MissingParams) > 0:
+		c.Reason = ReasonParameterMissing
+		c.Message = truncate("Required parameters without a value (give them one in the plan, or name them in spec.executionParams): " +
+			joinStrings(r.MissingParams, ", "))
+	case len(plan.Spec.ExecutionParams) > 0:
+		c.Reason = ReasonExecutionParams
+		c.Message = truncate("Every execution must give these in its spec.params (spec.executionParams): " +
+			strings.Join(plan.Spec.ExecutionParams, ", "))
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, ReasonAllParametersSet, "Every required parameter has a value"
+	}
+	return c
 }
 
 func joinStrings[T fmt.Stringer](items []T, sep string) string {

@@ -140,9 +140,9 @@ func TestSyncPlan(t *testing.T) {
 	ready.Status.Phase = drv1.WorkflowReady
 	invalid := workflow("bad", 1)
 	invalid.Status = drv1.DRWorkflowStatus{Phase: drv1.WorkflowInvalid, Message: "spec.actions[0]: broken"}
-	plan := func(ref string) *drv1.DRPlan {
+	plan := func(ref string, executionParams ...string) *drv1.DRPlan {
 		return &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod", Generation: 3},
-			Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: ref}}}
+			Spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: ref}, ExecutionParams: executionParams}}
 	}
 	succeeded := func(op drv1.Operation, reverted bool) *drv1.DRPlanExecution {
 		e := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: "e", Namespace: "prod"},
@@ -167,19 +167,22 @@ func TestSyncPlan(t *testing.T) {
 		message string
 		params  metav1.ConditionStatus
 	}{
-		{name: "ready, with a required parameter left to the execution", objs: []runtime.Object{plan("wf"), ready},
+		{name: "ready, with a required parameter left to each execution", objs: []runtime.Object{plan("wf", "token"), ready},
 			phase: drv1.PlanReady, reason: ReasonValid, params: metav1.ConditionFalse},
+		{name: "a required parameter without a value makes it Invalid", objs: []runtime.Object{plan("wf"), ready},
+			phase: drv1.PlanInvalid, reason: ReasonInvalidSpec, params: metav1.ConditionFalse,
+			message: `spec.globalParams: Required value: required parameter token (stage "default", DRWorkflow prod/wf) has no value: set it in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`},
 		{name: "missing workflow", objs: []runtime.Object{plan("nope")},
 			phase: drv1.PlanInvalid, reason: ReasonWorkflowUnresolved, message: "DRWorkflow prod/nope not found", params: metav1.ConditionTrue},
 		{name: "invalid workflow", objs: []runtime.Object{plan("bad"), invalid},
 			phase: drv1.PlanInvalid, reason: ReasonWorkflowUnresolved, message: "DRWorkflow prod/bad is Invalid: spec.actions[0]: broken", params: metav1.ConditionTrue},
-		{name: "an Execute in effect makes it Executed", objs: []runtime.Object{plan("wf"), ready, succeeded(drv1.OperationExecute, false)},
+		{name: "an Execute in effect makes it Executed", objs: []runtime.Object{plan("wf", "token"), ready, succeeded(drv1.OperationExecute, false)},
 			phase: drv1.PlanExecuted, reason: ReasonValid, params: metav1.ConditionFalse},
-		{name: "a reverted Execute does not", objs: []runtime.Object{plan("wf"), ready, succeeded(drv1.OperationExecute, true)},
+		{name: "a reverted Execute does not", objs: []runtime.Object{plan("wf", "token"), ready, succeeded(drv1.OperationExecute, true)},
 			phase: drv1.PlanReady, reason: ReasonValid, params: metav1.ConditionFalse},
-		{name: "a failed Execute that took effect makes it Executed", objs: []runtime.Object{plan("wf"), ready, failedAfter(drv1.StepSucceeded)},
+		{name: "a failed Execute that took effect makes it Executed", objs: []runtime.Object{plan("wf", "token"), ready, failedAfter(drv1.StepSucceeded)},
 			phase: drv1.PlanExecuted, reason: ReasonValid, params: metav1.ConditionFalse},
-		{name: "a failed Execute that did nothing does not", objs: []runtime.Object{plan("wf"), ready, failedAfter(drv1.StepFailed)},
+		{name: "a failed Execute that did nothing does not", objs: []runtime.Object{plan("wf", "token"), ready, failedAfter(drv1.StepFailed)},
 			phase: drv1.PlanReady, reason: ReasonValid, params: metav1.ConditionFalse},
 		{name: "Executed wins over Invalid", objs: []runtime.Object{plan("nope"), succeeded(drv1.OperationExecute, false)},
 			phase: drv1.PlanExecuted, reason: ReasonWorkflowUnresolved, message: "DRWorkflow prod/nope not found", params: metav1.ConditionTrue},

@@ -150,7 +150,7 @@ func statusFloor(st *drv1.DRPlanExecutionStatus, bodies []drv1.ActionBody, names
 	message := strings.Repeat("x", maxMessage)
 	end.Phase, end.Message, end.StartTime, end.CompletionTime = drv1.ExecutionSucceeded, message, &when, &when
 	end.Summary = &drv1.ExecutionSummary{TotalStages: 100, CompletedStages: 100, TotalWorkflows: 10000, CompletedWorkflows: 10000}
-	for _, c := range []string{drv1.ConditionComplete, "Succeeded", "Retried", drv1.ConditionReverted} {
+	for _, c := range []string{drv1.ConditionComplete, "Succeeded", drv1.ConditionRetried, drv1.ConditionReverted} {
 		end.Conditions = append(end.Conditions, metav1.Condition{Type: c, Status: metav1.ConditionTrue, Reason: "Succeeded",
 			Message: message, LastTransitionTime: when, ObservedGeneration: 1})
 	}

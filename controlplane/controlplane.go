@@ -78,6 +78,10 @@ type ControlPlane struct {
 	ca          *pki.Authority
 	ownsDir     bool
 	releaseNode func() // set while this process holds the host's node
+	// apiServerArgs and apiServerReady start kube-apiserver again (RestartAPIServer) as it was
+	// started, and tell when it is ready.
+	apiServerArgs  []string
+	apiServerReady func(context.Context) error
 }
 
 // Start builds (or finds cached) binaries and starts a fresh, empty control plane, ready to use
@@ -264,7 +268,8 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, files pkiFiles, etcd
 	if err != nil {
 		return "", err
 	}
-	if err := waitReady(ctx, apiServer, apiServerReadyTimeout, httpCheck(admin, host+"/readyz")); err != nil {
+	cp.apiServerArgs, cp.apiServerReady = args, httpCheck(admin, host+"/readyz")
+	if err := waitReady(ctx, apiServer, apiServerReadyTimeout, cp.apiServerReady); err != nil {
 		return "", err
 	}
 	if cp.RESTConfig, err = writeKubeconfig(cp.KubeconfigPath, host, files, files.adminCert, files.adminKey); err != nil {

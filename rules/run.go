@@ -352,8 +352,15 @@ func skipStage(p *RunPlan, st *drv1.DRPlanExecutionStatus, si int, msg string) {
 	for wi, w := range p.Stages[si].Workflows {
 		ws := &st.StageStatuses[si].WorkflowExecutions[wi]
 		ws.Phase, ws.Message = drv1.StepSkipped, msg
-		for ai := range w.Actions {
-			a := &st.ActionStatuses[w.First+ai]
+		skipPending(st, w, msg)
+	}
+}
+
+// skipPending skips the actions of w that have not run: one carried over from an earlier run of
+// a retry's chain keeps its phase when the guard that now skips its workflow did not then.
+func skipPending(st *drv1.DRPlanExecutionStatus, w RunWorkflow, msg string) {
+	for ai := range w.Actions {
+		if a := &st.ActionStatuses[w.First+ai]; a.Phase == drv1.StepPending {
 			a.Phase, a.Message = drv1.StepSkipped, msg
 		}
 	}
@@ -377,10 +384,7 @@ func (p *RunPlan) startInStage(ctx context.Context, st *drv1.DRPlanExecutionStat
 				if !IsGuardSkip(msg) {
 					ws.Phase = drv1.StepFailed
 				}
-				for ai := range w.Actions {
-					a := &st.ActionStatuses[w.First+ai]
-					a.Phase, a.Message = drv1.StepSkipped, msg
-				}
+				skipPending(st, w, msg)
 				settled = true
 				continue
 			}
@@ -609,7 +613,8 @@ func CloseRunning(st *drv1.DRPlanExecutionStatus, now metav1.Time, message strin
 	for i := range st.ActionStatuses {
 		a := &st.ActionStatuses[i]
 		if a.Phase == drv1.StepRunning {
-			a.Phase, a.Message, a.CompletionTime = drv1.StepFailed, message, &now
+			// It was in flight: it may have done its work before it was cut off.
+			a.Phase, a.Message, a.CompletionTime, a.MayHaveActed = drv1.StepFailed, message, &now, true
 		}
 		k := wfKey{a.Stage, a.WorkflowIndex}
 		if _, seen := complete[k]; !seen {

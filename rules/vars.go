@@ -47,17 +47,28 @@ func executionVar(exec *drv1.DRPlanExecution) map[string]any {
 }
 
 // TookEffect says whether an execution changed anything: it succeeded, or at least one of its
-// actions did.
+// actions took effect (ActionTookEffect), or it left an object behind (an output refers to one).
 func TookEffect(e *drv1.DRPlanExecution) bool {
 	if e.Status.Phase == drv1.ExecutionSucceeded {
 		return true
 	}
 	for _, a := range e.Status.ActionStatuses {
-		if a.Phase == drv1.StepSucceeded {
+		if ActionTookEffect(a) {
+			return true
+		}
+	}
+	for _, o := range e.Status.Outputs {
+		if o.ResourceRef != nil || o.JobRef != nil || o.LocalizationRef != nil || o.SubscriptionRef != nil {
 			return true
 		}
 	}
 	return false
+}
+
+// ActionTookEffect says whether an action may have changed something: it succeeded (carried
+// over from an earlier run of the chain too), or it failed after it may have acted.
+func ActionTookEffect(a drv1.ActionStatus) bool {
+	return a.Phase == drv1.StepSucceeded || a.MayHaveActed
 }
 
 // Reverted says whether a Revert undid the execution.

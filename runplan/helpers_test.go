@@ -97,6 +97,12 @@ func run(t *testing.T, p *runplan.Prepared, fail ...string) ([][]string, *drv1.D
 	t.Helper()
 	st := &drv1.DRPlanExecutionStatus{Phase: drv1.ExecutionRunning, StartTime: &metav1.Time{Time: started}}
 	st.StageStatuses, st.ActionStatuses = p.Plan.InitialStatus()
+	return runFrom(t, p, st, fail...)
+}
+
+// runFrom is run from a laid out status st (a retry's, with what it carries over).
+func runFrom(t *testing.T, p *runplan.Prepared, st *drv1.DRPlanExecutionStatus, fail ...string) ([][]string, *drv1.DRPlanExecutionStatus) {
+	t.Helper()
 	now := metav1.NewTime(started)
 	var batches [][]string
 	for range 100 {

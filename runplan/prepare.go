@@ -30,6 +30,9 @@ type Prepared struct {
 	PerWorkflow [][]map[string]string
 	// Redact scrubs the Secret-sourced values from messages and outputs.
 	Redact *strings.Replacer
+	// MadeBy, in a Revert, is the run whose objects it undoes: the first run of the chain, whose
+	// name and UID the chain's objects carry.
+	MadeBy *drv1.ExecutionIdentity
 }
 
 // Action is one action of a run, ready to go.
@@ -41,8 +44,12 @@ type Action struct {
 	// Rollback is its rendered rollback (nil: none); a Revert runs it.
 	Rollback *drv1.ActionBody
 	// Undo, in a Revert, is the object to delete instead of running Body: exactly the one the
-	// reverted execution created (nil: run Body).
+	// reverted execution created (nil: run Body). Without a UID it is an object an interrupted
+	// Create may have made: found by name (empty: the name generated from Body's generateName
+	// and UndoID) and deleted only if it carries MadeBy's labels.
 	Undo *drv1.ResourceReference
+	// UndoID, in a Revert, is the ID of the action undone (drv1.ActionStatus.ID) as it ran.
+	UndoID string
 }
 
 // WaitSpec is an action's compiled waitFor, with the parameters its condition sees.

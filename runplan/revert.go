@@ -3,8 +3,11 @@ package runplan
 import (
 	"fmt"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
+	"github.com/bkbcs/drplan-controller/templates"
 )
 
 // A Revert undoes one Execute, its target: from the target's snapshot and outputs, never from
@@ -15,20 +18,30 @@ import (
 // HTTP call or a Delete is skipped, saying why. Actions that did not take effect in the target
 // are skipped.
 
-// Revert prepares the Revert named revert of target, from target's snapshot snap: target's run
-// as the target ran it (its parameters and identity, so rollbacks name what it made), turned
-// around.
-func Revert(revert string, target *drv1.DRPlanExecution, snap *Snapshot, read rules.SecretReader, decide *rules.Rules) (*Prepared, error) {
-	start := target.CreationTimestamp.Time
-	if target.Status.StartTime != nil {
-		start = target.Status.StartTime.Time
+// Revert prepares the Revert named revert of a chain of runs (one Execute, or an Execute and
+// its retries, first run first), from the snapshot they ran, snap: the chain's run as its first
+// run ran it (its parameters and identity, so rollbacks name what it made), turned around, undoing
+// what any run of the chain did. policy is the Revert's failurePolicy: Continue (undo as much as
+// possible) when empty.
+func Revert(revert string, chain []*drv1.DRPlanExecution, snap *Snapshot, read rules.SecretReader, decide *rules.Rules, policy drv1.FailurePolicy) (*Prepared, error) {
+	first := chain[0]
+	start := first.CreationTimestamp.Time
+	if first.Status.StartTime != nil {
+		start = first.Status.StartTime.Time
 	}
-	fwd, err := Prepare(target, snap, read, start, decide)
+	fwd, err := Prepare(first, snap, read, start, decide)
 	if err != nil {
 		return nil, err
 	}
-	p := reversed(fwd, target)
+	if policy == "" {
+		policy = drv1.FailurePolicyContinue
+	}
+	p := reversed(fwd, chain, policy)
 	p.Plan.ExecutionName, p.Plan.Operation = revert, drv1.OperationRevert
+	p.MadeBy = &drv1.ExecutionIdentity{Name: first.Name, UID: string(first.UID), StartTime: metav1.NewTime(start)}
+	if s := first.Status.Snapshot; s != nil && s.RunAs != nil {
+		p.MadeBy = s.RunAs.DeepCopy()
+	}
 	return p, nil
 }
 
@@ -39,17 +52,27 @@ type stepKey struct {
 	name     string
 }
 
-// effects reads what target's actions did: which took effect, and the object each one made.
-func effects(target *drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made map[stepKey]*drv1.ResourceReference) {
+// effects reads what a chain's runs did, the later run deciding: which actions took effect
+// (succeeded, or may have acted: rules.ActionTookEffect; marked done by hand does not), and the
+// object each one made.
+func effects(chain []*drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made map[stepKey]*drv1.ResourceReference) {
 	tookEffect, made = map[stepKey]bool{}, map[stepKey]*drv1.ResourceReference{}
-	for _, a := range target.Status.ActionStatuses {
-		tookEffect[stepKey{a.Stage, a.WorkflowIndex, a.Name}] = a.Phase == drv1.StepSucceeded
-	}
-	for _, o := range target.Status.Outputs {
-		k := stepKey{o.Stage, o.WorkflowIndex, o.ActionName}
-		for _, ref := range []*drv1.ResourceReference{o.ResourceRef, o.JobRef, o.LocalizationRef, o.SubscriptionRef} {
-			if ref != nil {
-				made[k] = ref
+	for _, e := range chain {
+		for _, a := range e.Status.ActionStatuses {
+			k := stepKey{a.Stage, a.WorkflowIndex, a.Name}
+			switch {
+			case IsSkippedByHand(a):
+				tookEffect[k], made[k] = false, nil
+			case rules.ActionTookEffect(a):
+				tookEffect[k] = true
+			}
+		}
+		for _, o := range e.Status.Outputs {
+			k := stepKey{o.Stage, o.WorkflowIndex, o.ActionName}
+			for _, ref := range []*drv1.ResourceReference{o.ResourceRef, o.JobRef, o.LocalizationRef, o.SubscriptionRef} {
+				if ref != nil {
+					made[k], tookEffect[k] = ref, true
+				}
 			}
 		}
 	}
@@ -59,8 +82,9 @@ func effects(target *drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made ma
 // reversed turns target's prepared run around (see the top of this file): its stages in the
 // order of the reversed DAG, each stage's workflows last first (a parallel stage's still all at
 // once), each workflow's actions last first.
-func reversed(fwd *Prepared, target *drv1.DRPlanExecution) *Prepared {
-	tookEffect, made := effects(target)
+func reversed(fwd *Prepared, chain []*drv1.DRPlanExecution, policy drv1.FailurePolicy) *Prepared {
+	tookEffect, made := effects(chain)
+	target := chain[len(chain)-1]
 	dag := fwd.Plan.DAG.Reverse()
 	index := make(map[string]int, len(fwd.Plan.Stages))
 	for si, s := range fwd.Plan.Stages {
@@ -75,14 +99,18 @@ func reversed(fwd *Prepared, target *drv1.DRPlanExecution) *Prepared {
 		var perWorkflow []map[string]string
 		for wi := len(s.Workflows) - 1; wi >= 0; wi-- {
 			w := s.Workflows[wi]
-			rw := rules.RunWorkflow{Ref: w.Ref, FailurePolicy: w.FailurePolicy, Params: w.Params}
+			rw := rules.RunWorkflow{Ref: w.Ref, FailurePolicy: policy, Params: w.Params}
 			for ai := len(w.Actions) - 1; ai >= 0; ai-- {
 				k := stepKey{s.Name, int32(wi), w.Actions[ai]}
 				a := fwd.Actions[w.First+ai]
 				body, undo, skip := undoOf(a.Body, a.Rollback, made[k], tookEffect[k], target.Name)
+				if skip == "" && undo == nil && a.Rollback == nil && operationOf(a.Body) == "Create" {
+					undo = findMade(a.Body) // made, perhaps, before the run was interrupted
+				}
 				rw.Actions = append(rw.Actions, w.Actions[ai])
 				rw.ActionSkip = append(rw.ActionSkip, skip)
-				p.Actions = append(p.Actions, Action{Body: body, Undo: undo})
+				p.Actions = append(p.Actions, Action{Body: body, Undo: undo,
+					UndoID: (drv1.ActionStatus{Stage: s.Name, WorkflowIndex: int32(wi), Name: w.Actions[ai]}).ID()})
 			}
 			rs.Workflows = append(rs.Workflows, rw)
 			perWorkflow = append(perWorkflow, fwd.PerWorkflow[si][wi])
@@ -90,7 +118,7 @@ func reversed(fwd *Prepared, target *drv1.DRPlanExecution) *Prepared {
 		stages = append(stages, rs)
 		p.PerWorkflow = append(p.PerWorkflow, perWorkflow)
 	}
-	p.Plan = rules.NewRunPlan(fwd.Plan.Rules, fwd.Plan.FailurePolicy, dag, stages)
+	p.Plan = rules.NewRunPlan(fwd.Plan.Rules, policy, dag, stages)
 	p.Plan.PlanName, p.Plan.Namespace = fwd.Plan.PlanName, fwd.Plan.Namespace
 	return p
 }
@@ -110,8 +138,11 @@ func undoOf(body drv1.ActionBody, rollback *drv1.ActionBody, made *drv1.Resource
 	case "Delete":
 		return body, nil, "A Delete cannot be undone (define a rollback to undo it)"
 	case "Create":
-		if made == nil {
+		if made == nil && body.Type != drv1.ActionTypeKubernetesResource {
 			return body, nil, fmt.Sprintf("Nothing to undo: execution %s recorded no object made by it", target)
+		}
+		if made == nil {
+			return body, nil, "" // found by its name and the run's label (findMade)
 		}
 		del := drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationDelete,
 			Manifest: fmt.Sprintf("apiVersion: %s\nkind: %s\nmetadata: {name: %s, namespace: %s}\n", made.APIVersion, made.Kind, made.Name, made.Namespace)}}
@@ -133,4 +164,16 @@ func operationOf(b drv1.ActionBody) string {
 		return "Create"
 	}
 	return ""
+}
+
+// findMade is the object a KubernetesResource Create may have made before its run stopped
+// without recording it (a restart in flight): the name its manifest gives, or, for a
+// generateName, no name (Undo.Name empty: the runner derives the name the Create used). The
+// engine deletes it only if it carries the run's execution label.
+func findMade(body drv1.ActionBody) *drv1.ResourceReference {
+	obj, err := templates.CheckManifest(nil, body.Resource.Manifest, body.Resource.Operation)
+	if err != nil {
+		return nil
+	}
+	return &drv1.ResourceReference{APIVersion: obj.GetAPIVersion(), Kind: obj.GetKind(), Name: obj.GetName(), Namespace: obj.GetNamespace()}
 }

@@ -122,7 +122,7 @@ func TestRevertOrder(t *testing.T) {
 			execute, st := run(t, fwd, tc.fail...)
 			assert.Equal(t, tc.execute, execute, "the Execute")
 
-			back, err := runplan.Revert("back", ran(fwd, st), snap, noSecrets, decide)
+			back, err := runplan.Revert("back", []*drv1.DRPlanExecution{ran(fwd, st)}, snap, noSecrets, decide, drv1.FailurePolicyStop)
 			require.NoError(t, err)
 			assert.Equal(t, "back", back.Plan.ExecutionName)
 			assert.Equal(t, drv1.OperationRevert, back.Plan.Operation)
@@ -188,7 +188,7 @@ func TestRevertUndoesEachAction(t *testing.T) {
 	fwd, err := runplan.Prepare(execution("failover", drv1.OperationExecute), snap, noSecrets, started, decide)
 	require.NoError(t, err)
 	_, st := run(t, fwd, "default/wf/broken")
-	back, err := runplan.Revert("back", ran(fwd, st), snap, noSecrets, decide)
+	back, err := runplan.Revert("back", []*drv1.DRPlanExecution{ran(fwd, st)}, snap, noSecrets, decide, drv1.FailurePolicyStop)
 	require.NoError(t, err)
 
 	w := back.Plan.Stages[0].Workflows[0]

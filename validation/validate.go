@@ -126,15 +126,7 @@ func validateBody(env *rules.Env, path *field.Path, b *drv1.ActionBody, declared
 			if l.Operation != "Delete" && len(l.Overrides) == 0 {
 				errs = append(errs, field.Required(p.Child("overrides"), "a Localization "+string(l.Operation)+" needs at least one override"))
 			}
-			for j, o := range l.Overrides {
-				op := p.Child("overrides").Index(j)
-				switch {
-				case o.Path != "" && o.Type != "":
-					errs = append(errs, field.Invalid(op.Child("path"), o.Path, "path is the shorthand for a JSONPatch replace: drop it and write the patch in value, or drop type"))
-				case o.Path == "" && o.Type == "":
-					errs = append(errs, field.Required(op.Child("type"), "JSONPatch, MergePatch or Helm"))
-				}
-			}
+			errs = append(errs, validateOverrides(p.Child("overrides"), l)...)
 		}
 	case drv1.ActionTypeSubscription:
 		if s := b.Subscription; s != nil && s.Operation == "Create" {
@@ -223,8 +215,8 @@ type PlanReport struct {
 	// they are fixed, but admission lets such a plan in (with a warning) so that a directory of
 	// manifests applies in any order.
 	Unresolved []string
-	// MissingParams are required parameters the plan leaves without a value; an execution may
-	// still supply them.
+	// MissingParams are required parameters the plan leaves without a value and does not name in
+	// spec.executionParams: each is also in Errors (the plan is Invalid).
 	MissingParams []MissingParam
 	// DAG is the plan's stage graph, when the stages are sound.
 	DAG *rules.DAG
@@ -235,6 +227,9 @@ type MissingParam struct {
 	Name     string
 	Stage    string
 	Workflow string // namespace/name
+	// Path is where the plan would give it a value: the workflow entry's params, or
+	// spec.globalParams for a plan of one workflowRef.
+	Path *field.Path
 }
 
 func (m MissingParam) String() string {
@@ -290,7 +285,9 @@ func ValidatePlan(env *rules.Env, plan *drv1.DRPlan, workflows WorkflowGetter) P
 	if err := runplan.CheckSnapshotSize(plan, workflows); err != nil {
 		r.Errors = append(r.Errors, field.Forbidden(stagesPath, err.Error()))
 	}
-	r.MissingParams = MissingParams(plan, workflows, nil)
+	r.MissingParams = unlisted(MissingParams(plan, workflows, nil), plan.Spec.ExecutionParams)
+	r.Errors = append(r.Errors, missingErrors(r.MissingParams)...)
+	r.Errors = append(r.Errors, executionParamsDeclared(plan, workflows)...)
 	// A workflow used several times, or a global value it refuses, is reported once.
 	r.Errors = dedupe(r.Errors, func(e *field.Error) string { return e.Error() })
 	r.Unresolved = dedupe(r.Unresolved, func(s string) string { return s })
@@ -351,16 +348,21 @@ func entryParams(plan *drv1.DRPlan, sw drv1.StageWorkflow, wf *drv1.DRWorkflow, 
 // the execution's own values (nil: before there is an execution).
 func MissingParams(plan *drv1.DRPlan, workflows WorkflowGetter, execParams []drv1.ParamValue) []MissingParam {
 	var missing []MissingParam
-	for _, s := range plan.Spec.EffectiveStages() {
-		for _, sw := range s.Workflows {
+	for i, s := range plan.Spec.EffectiveStages() {
+		for j, sw := range s.Workflows {
 			wf, unresolved := resolveWorkflow(workflows, plan.Namespace, sw.WorkflowRef)
 			if unresolved != "" {
 				continue
 			}
+			path := field.NewPath("spec", "globalParams") // the workflowRef shorthand has no params of its own
+			if len(plan.Spec.Stages) > 0 {
+				path = field.NewPath("spec", "stages").Index(i).Child("workflows").Index(j).Child("params")
+			}
 			src := rules.SourcesOf(&plan.Spec, sw, execParams)
 			for _, p := range wf.Spec.Parameters {
 				if _, _, set := src.Lookup(p.Name); p.Required && p.Default == nil && !set {
-					missing = append(missing, MissingParam{Name: p.Name, Stage: s.Name, Workflow: drv1.RefKey(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name)})
+					missing = append(missing, MissingParam{Name: p.Name, Stage: s.Name, Path: path,
+						Workflow: drv1.RefKey(sw.WorkflowRef.NamespaceOr(plan.Namespace), sw.WorkflowRef.Name)})
 				}
 			}
 		}

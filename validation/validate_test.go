@@ -85,6 +85,23 @@ func TestValidateWorkflow(t *testing.T) {
 				Overrides: []drv1.Override{{Type: "JSONPatch", Path: "/spec/replicas", Value: "1"}}}}}},
 		want: []string{"spec.actions[0].localization.overrides[0].path: Invalid value: \"/spec/replicas\": path is the shorthand for a JSONPatch replace: drop it and write the patch in value, or drop type"},
 	}, {
+		name: "a Patch's overrides: named once each; remove: true is named only",
+		acts: []drv1.Action{{Name: "l", ActionBody: drv1.ActionBody{Type: "Localization",
+			Localization: &drv1.LocalizationAction{Operation: "Patch", Name: "x", Namespace: "ns", Overrides: []drv1.Override{
+				{Name: "scale-up", Type: "JSONPatch", Value: "[]"}, {Type: "MergePatch", Value: "{}"}, {Name: "scale-up", Remove: true},
+				{Name: "old", Remove: true, Type: "MergePatch"}, {Name: "gone", Remove: true}}}}}},
+		want: []string{
+			"spec.actions[0].localization.overrides[1].name: Required value: a Patch adds, replaces or removes the Localization's overrides by name",
+			`spec.actions[0].localization.overrides[2].name: Duplicate value: "scale-up"`,
+			"spec.actions[0].localization.overrides[3].remove: Invalid value: true: an override removed is named only: drop its type, value and path",
+		},
+	}, {
+		name: "remove: true in a Create",
+		acts: []drv1.Action{{Name: "l", ActionBody: drv1.ActionBody{Type: "Localization",
+			Localization: &drv1.LocalizationAction{Operation: "Create", Name: "x", Namespace: "ns", Feed: &drv1.Feed{APIVersion: "v1", Kind: "ConfigMap", Name: "c"},
+				Overrides: []drv1.Override{{Name: "a", Remove: true}}}}}},
+		want: []string{"spec.actions[0].localization.overrides[0].remove: Invalid value: true: remove is for a Patch, which changes a Localization's overrides; a Create does not"},
+	}, {
 		name: "subscription create without feeds and subscribers",
 		acts: []drv1.Action{{Name: "s", ActionBody: drv1.ActionBody{Type: "Subscription",
 			Subscription: &drv1.SubscriptionAction{Operation: "Create", Name: "x"}}}},
@@ -265,9 +282,36 @@ func TestValidatePlan(t *testing.T) {
 		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"},
 			GlobalParams: []drv1.ParamValue{pv("webhookURL", "https://x"), pv("message", "m"), pv("unused", "u")}},
 	}, {
-		name:    "required parameter left to the execution",
-		spec:    drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}},
-		missing: []string{`webhookURL (stage "default", DRWorkflow prod/notify)`, `message (stage "default", DRWorkflow prod/notify)`},
+		name: "a required parameter without a value makes the plan Invalid (the guide's 问题 1)",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, GlobalParams: []drv1.ParamValue{pv("message", "m")}},
+		errs: []string{
+			`spec.globalParams: Required value: required parameter webhookURL (stage "default", DRWorkflow prod/notify) has no value: set it in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`,
+		},
+		missing: []string{`webhookURL (stage "default", DRWorkflow prod/notify)`},
+	}, {
+		name: "a stage's workflow without its required parameter",
+		spec: drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "apps", Workflows: []drv1.StageWorkflow{
+			ref("svc", pv("serviceName", "order")), ref("svc")}}}},
+		errs: []string{
+			`spec.stages[0].workflows[1].params: Required value: required parameter serviceName (stage "apps", DRWorkflow prod/svc) has no value: set it here or in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`,
+		},
+		missing: []string{`serviceName (stage "apps", DRWorkflow prod/svc)`},
+	}, {
+		name: "required parameters left to every execution by spec.executionParams",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, ExecutionParams: []string{"webhookURL", "message"}},
+	}, {
+		name: "executionParams may name an optional parameter or one with a value",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, ExecutionParams: []string{"webhookURL", "message", "event"},
+			GlobalParams: []drv1.ParamValue{pv("message", "m")}},
+	}, {
+		name: "executionParams naming a parameter no workflow declares",
+		spec: drv1.DRPlanSpec{WorkflowRef: &drv1.ObjectReference{Name: "notify"}, ExecutionParams: []string{"webhookURL", "mesage"},
+			GlobalParams: []drv1.ParamValue{pv("message", "m")}},
+		errs: []string{`spec.executionParams[1]: Invalid value: "mesage": no workflow of the plan declares a parameter "mesage" (did you mean "message"?)`},
+	}, {
+		name:       "executionParams are not judged while a workflow is unresolved",
+		spec:       drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "a", Workflows: []drv1.StageWorkflow{ref("notify"), ref("nope")}}}, ExecutionParams: []string{"webhookURL", "message", "other"}},
+		unresolved: []string{"DRWorkflow prod/nope not found"},
 	}, {
 		name:       "missing and invalid workflows are unresolved, not errors",
 		spec:       drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "a", Workflows: []drv1.StageWorkflow{ref("nope"), ref("broken")}}}},

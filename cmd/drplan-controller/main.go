@@ -56,7 +56,7 @@ type flags struct {
 	rulesFile              string
 	qps, webhookQPS        float64
 	burst, webhookBurst    int
-	grace                  time.Duration
+	grace, apiRetry        time.Duration
 	requireSA              bool
 	withoutSA, clusterRole string
 	refuseCrossNamespace   bool
@@ -85,6 +85,10 @@ func parseFlags() *flags {
 	flag.IntVar(&f.webhookBurst, "webhook-kube-api-burst", app.DefaultWebhookBurst, "Client-side burst of the admission webhook's own API requests.")
 	flag.DurationVar(&f.grace, "shutdown-grace", controller.DefaultShutdownGrace,
 		"How long actions in flight may finish after SIGTERM; their results are written and nothing new starts. Keep it below the pod's terminationGracePeriodSeconds.")
+	flag.DurationVar(&f.apiRetry, "api-retry-timeout", actions.DefaultAPIRetryTimeout,
+		"How long the API calls of a KubernetesResource, Job (without a timeout of its own), Localization or Subscription action, "+
+			"the plan lock's writes and the rights check before an action retry transient errors (429, 5xx, timeouts, refused or dropped connections); "+
+			"a Job with a timeout retries until it. See docs/operations.md.")
 	flag.StringVar(&f.withoutSA, "plans-without-service-account", access.RequesterChecked,
 		"What a plan without spec.serviceAccountName does (docs/security.md): requester (every action's rights are checked for "+
 			"who asked, then the controller acts), refuse (it never runs), or serviceaccount:NAME (the lockdown: checked for who asked, "+
@@ -150,7 +154,7 @@ func setLogFormat(format string) error {
 // they name.
 func (f *flags) options() (*rest.Config, app.Options, error) {
 	opts := app.Options{
-		Workers: f.workers, ActionWorkers: f.actionWorkers, ShutdownGrace: f.grace,
+		Workers: f.workers, ActionWorkers: f.actionWorkers, ShutdownGrace: f.grace, APIRetryTimeout: f.apiRetry,
 		QPS: float32(f.qps), Burst: f.burst, RulesFile: f.rulesFile,
 	}
 	var err error

@@ -54,6 +54,7 @@ kind: DRPlan
 metadata: {name: p, namespace: %[1]s}
 spec:
   workflowRef: {name: wf}
+  executionParams: [region]
 `, ns, rec.URL("/ok")))
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 
@@ -61,9 +62,10 @@ spec:
 		return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: bad, namespace: %s}\nspec:\n%s", ns, spec)
 	}
 	action := func(a string) string { return wf("  actions:\n" + a) }
-	plan := func(spec string) string {
+	bare := func(spec string) string {
 		return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: bad, namespace: %s}\nspec:\n%s", ns, spec)
 	}
+	plan := func(spec string) string { return bare(spec + "  executionParams: [region]\n") } // the required region left to executions
 	exec := func(spec string) string {
 		return fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: bad, namespace: %s}\nspec:\n%s", ns, spec)
 	}
@@ -132,16 +134,22 @@ spec:
 			[]string{badPlan + `spec.globalParams[0].value: Invalid value: "maybe": "maybe" is not a bool (use true or false) (DRWorkflow ` + ns + `/wf declares enabled as bool)`}},
 		{"a stage guard that does not compile", plan("  stages:\n  - {name: s, when: \"stages.s.phase ==\", workflows: [{workflowRef: {name: wf}}]}\n"),
 			[]string{badPlan + `spec.stages[0].when`, "Syntax error"}},
-		{"an unknown trigger", fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s, annotations: {dr.bkbcs.tencent.com/trigger: failover}}\nspec:\n  workflowRef: {name: wf}\n", ns),
+		{"a required parameter the plan leaves without a value (the guide's 问题 1)", bare("  workflowRef: {name: wf}\n"),
+			[]string{badPlan + `spec.globalParams: Required value: required parameter region (stage "default", DRWorkflow ` + ns + `/wf) has no value: set it in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`}},
+		{"executionParams naming a parameter no workflow declares", bare("  workflowRef: {name: wf}\n  executionParams: [region, regoin]\n"),
+			[]string{badPlan + `spec.executionParams[1]: Invalid value: "regoin": no workflow of the plan declares a parameter "regoin" (did you mean "region"?)`}},
+		{"trigger=execute of a plan leaving a parameter to each execution", fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s, annotations: {dr.bkbcs.tencent.com/trigger: execute}}\nspec:\n  workflowRef: {name: wf}\n  executionParams: [region]\n", ns),
+			[]string{`The DRPlan "p" is invalid: metadata.annotations[dr.bkbcs.tencent.com/trigger]: Forbidden: DRPlan ` + ns + `/p names region in spec.executionParams: every execution must give it a value in its spec.params, which a trigger cannot give: create a DRPlanExecution with them`}},
+		{"an unknown trigger", fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s, annotations: {dr.bkbcs.tencent.com/trigger: failover}}\nspec:\n  workflowRef: {name: wf}\n  executionParams: [region]\n", ns),
 			[]string{`The DRPlan "p" is invalid: metadata.annotations[dr.bkbcs.tencent.com/trigger]: Unsupported value: "failover": supported values: "execute", "revert", "cancel"`}},
-		{"trigger=revert with nothing to revert", fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s, annotations: {dr.bkbcs.tencent.com/trigger: revert}}\nspec:\n  workflowRef: {name: wf}\n", ns),
+		{"trigger=revert with nothing to revert", fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: p, namespace: %s, annotations: {dr.bkbcs.tencent.com/trigger: revert}}\nspec:\n  workflowRef: {name: wf}\n  executionParams: [region]\n", ns),
 			[]string{`The DRPlan "p" is invalid: metadata.annotations[dr.bkbcs.tencent.com/trigger]`, "cannot revert: nothing to revert: no Execute of plan p has taken effect"}},
 
 		// Executions.
 		{"a plan that does not exist", exec("  planRef: {name: nope}\n"),
 			[]string{badExec + `spec.planRef: Invalid value: "` + ns + `/nope": DRPlan ` + ns + `/nope does not exist`}},
-		{"a required parameter without a value", exec("  planRef: {name: p}\n"),
-			[]string{badExec + `spec.params: Required value: required parameter region (stage "default", DRWorkflow ` + ns + `/wf) has no value`}},
+		{"a parameter the plan leaves to each execution, not given", exec("  planRef: {name: p}\n"),
+			[]string{badExec + `spec.params: Required value: DRPlan ` + ns + `/p names region in spec.executionParams: every execution must give it a value in its spec.params`}},
 		{"a parameter no workflow declares", exec("  planRef: {name: p}\n  params: [{name: region, value: dr}, {name: replica, value: \"3\"}]\n"),
 			[]string{badExec + `spec.params[1].name: Invalid value: "replica": no workflow of DRPlan ` + ns + `/p declares a parameter "replica" (did you mean "replicas"?)`}},
 		{"a parameter of the wrong type", exec("  planRef: {name: p}\n  params: [{name: region, value: dr}, {name: replicas, value: lots}]\n"),
@@ -257,14 +265,15 @@ func TestAdmissionOneExecutionAtATime(t *testing.T) {
 }
 
 // TestLockWithoutWebhook creates 20 executions of one plan at once with no webhook: exactly one
-// runs at a time, and every one runs.
+// runs at a time, and every one runs. The plan keeps them all (executionHistoryLimit).
 func TestLockWithoutWebhook(t *testing.T) {
 	withoutWebhook(t)
 	ns := newNamespace(t, "lock20")
 	rec := newRecorder(t)
-	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/call?delay=30ms"))
-	applyPlan(t, ns, "p", "wf")
 	const n = 20
+	kubectlApply(t, httpWorkflow(ns, "wf", rec, "", "/call?delay=30ms"))
+	kubectlApply(t, planYAML(ns, "p", "wf")+fmt.Sprintf("  executionHistoryLimit: %d\n", n))
+	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { createExecution(t, ns, fmt.Sprintf("run-%02d", i), "p") })

@@ -72,6 +72,15 @@ type Env struct {
 	// MetricsURLs are the running controller replicas' metrics endpoints (http://.../metrics);
 	// none where the backend cannot reach them.
 	MetricsURLs func() []string
+	// SetLeaderElection restarts the controller with leader election on (as the chart runs it:
+	// the Lease drplan-system/drplan-controller, client-go's default durations) or off (the
+	// suite's default). Nil where the backend cannot (the chart's pods always elect).
+	SetLeaderElection func(on bool) error
+	// KillAPIServer SIGKILLs kube-apiserver (etcd and the rest keep running), and
+	// RestartAPIServer starts it again as it was, returning once /readyz answers OK. Nil where
+	// the backend cannot.
+	KillAPIServer    func() error
+	RestartAPIServer func(ctx context.Context) error
 	// Pods: a kubelet runs pods, so Jobs run for real (else a test plays the job controller).
 	Pods bool
 	// InCluster: the controller runs as the chart's pods. Leader is the leader Lease's holder
@@ -123,6 +132,8 @@ type localBackend struct {
 	// webhookQPS and webhookBurst are the webhook's rate limit a test set (SetWebhookRateLimit).
 	webhookQPS   float32
 	webhookBurst int
+	// leaderElection is whether the controller elects a leader, as a test set (SetLeaderElection).
+	leaderElection bool
 }
 
 // policy is what the suite's controller runs plans under: as the chart's (its namespace, its
@@ -150,6 +161,18 @@ func (b *localBackend) setHTTPEgress(p actions.EgressPolicy) error {
 		return err
 	}
 	b.egress = p
+	b.startController(defaultGrace)
+	return b.runErr
+}
+
+// setLeaderElection restarts the controller with leader election on or off. A controller that
+// had lost its lease (and so ended, as the chart's process exits to be restarted) is started
+// again like any other.
+func (b *localBackend) setLeaderElection(on bool) error {
+	if err := b.stopController(); err != nil && !errors.Is(err, app.ErrLostLeadership) {
+		return err
+	}
+	b.leaderElection = on
 	b.startController(defaultGrace)
 	return b.runErr
 }
@@ -218,6 +241,9 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		SetPolicy:           b.setPolicy,
 		SetHTTPEgress:       b.setHTTPEgress,
 		SetWebhookRateLimit: b.setWebhookRateLimit,
+		SetLeaderElection:   b.setLeaderElection,
+		KillAPIServer:       b.cp.KillAPIServer,
+		RestartAPIServer:    b.cp.RestartAPIServer,
 		MetricsURLs:         func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
 	}, nil
 }
@@ -252,9 +278,13 @@ func (b *localBackend) startController(grace time.Duration) {
 		b.metricsAddr.Store(metrics.Addr().String())
 		cfg := rest.CopyConfig(b.controllerConfig)
 		cfg.Wrap(b.writes.wrap)
-		b.runErr = app.RunWithConfig(runCtx, cfg, app.Options{Workers: 4, ShutdownGrace: grace,
+		opts := app.Options{Workers: 4, ShutdownGrace: grace,
 			Ready: markReady, MetricsListener: metrics, Policy: b.policy(), HTTPEgress: b.egress,
-			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir, QPS: b.webhookQPS, Burst: b.webhookBurst}})
+			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir, QPS: b.webhookQPS, Burst: b.webhookBurst}}
+		if b.leaderElection { // the chart's Lease, with client-go's default durations
+			opts.LeaderElection = &app.LeaderElectionOptions{Namespace: chartNamespace, Name: chartLease}
+		}
+		b.runErr = app.RunWithConfig(runCtx, cfg, opts)
 	}()
 	// Return once the caches have synced, as a started pod becomes ready: the webhook refuses
 	// requests until then.

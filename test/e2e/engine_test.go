@@ -387,18 +387,29 @@ spec:
 	assert.Equal(t, map[string]string{"service": "order", "replicas": "5"}, wfs[0].ResolvedParams)
 	assert.Equal(t, map[string]string{"service": "pay", "replicas": "3"}, wfs[1].ResolvedParams)
 
-	// A second plan leaves the required "service" to the execution, which does not give it.
-	kubectlApply(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: q, namespace: %s}\nspec:\n  globalParams: [{name: message, value: m}]\n  workflowRef: {name: wf}\n", ns))
+	// A second plan leaves the required "service" to each execution (spec.executionParams); an
+	// execution does not give it.
+	planQ := "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlan\nmetadata: {name: %s, namespace: %s}\nspec:\n  globalParams: [{name: message, value: m}]\n  workflowRef: {name: wf}\n"
+	kubectlApply(t, fmt.Sprintf(planQ+"  executionParams: [service]\n", "q", ns))
 	waitPlanPhase(t, ns, "q", drv1.PlanReady)
 	calls := len(rec.Calls())
 	// The webhook refuses it at once; without the webhook, the controller fails it before any
 	// side effect.
 	stderr := kubectlFails(t, fmt.Sprintf("apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRPlanExecution\nmetadata: {name: missing, namespace: %s}\nspec: {planRef: {name: q}}\n", ns), "apply", "-f", "-")
-	assert.Contains(t, stderr, fmt.Sprintf(`The DRPlanExecution "missing" is invalid: spec.params: Required value: required parameter service (stage "default", DRWorkflow %s/wf) has no value`, ns))
+	assert.Contains(t, stderr, fmt.Sprintf(`The DRPlanExecution "missing" is invalid: spec.params: Required value: DRPlan %s/q names service in spec.executionParams: every execution must give it a value in its spec.params`, ns))
 	withoutWebhook(t)
 	createExecution(t, ns, "missing", "q")
 	e = waitExecution(t, ns, "missing", drv1.ExecutionFailed)
+	assert.Equal(t, fmt.Sprintf(`Cannot start: DRPlan %s/q names service in spec.executionParams: every execution must give it a value in its spec.params`, ns), e.Status.Message)
+	waitLockReleased(t, ns, "q")
+
+	// A plan that leaves it without a value at all is Invalid (the webhook would refuse it);
+	// stored without the webhook and run anyway, its run fails before any side effect.
+	kubectlApply(t, fmt.Sprintf(planQ, "r", ns))
+	waitPlanPhase(t, ns, "r", drv1.PlanInvalid)
+	createExecution(t, ns, "unset", "r")
+	e = waitExecution(t, ns, "unset", drv1.ExecutionFailed)
 	assert.Equal(t, fmt.Sprintf(`Cannot start: stage "default", workflow 0 (DRWorkflow %s/wf): required parameter service has no value: set it in the plan's globalParams, the stage's params or the execution's spec.params`, ns), e.Status.Message)
 	assert.Len(t, rec.Calls(), calls, "no side effect")
-	waitLockReleased(t, ns, "q")
+	waitLockReleased(t, ns, "r")
 }

@@ -27,15 +27,16 @@ type recorder struct {
 	srv  *httptest.Server
 	base string // the URL actions call
 
-	mu      sync.Mutex
-	calls   []call
-	arrived map[string]int
-	aborted map[string]int // held requests whose client went away
-	holds   map[string]chan struct{}
+	mu       sync.Mutex
+	calls    []call
+	arrived  map[string]int
+	aborted  map[string]int // held requests whose client went away
+	holds    map[string]chan struct{}
+	statuses map[string]int // answer, by path (answer sets it)
 }
 
 func newRecorder(t testing.TB) *recorder {
-	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}, aborted: map[string]int{}}
+	r := &recorder{t: t, holds: map[string]chan struct{}{}, arrived: map[string]int{}, aborted: map[string]int{}, statuses: map[string]int{}}
 	if host := os.Getenv(recorderHostEnv); host != "" {
 		// Called from pods (the in-cluster backends): listen on this host's address on their
 		// network.
@@ -82,6 +83,11 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 		status = s
 	}
 	r.mu.Lock()
+	if s, ok := r.statuses[req.URL.Path]; ok {
+		status = s
+	}
+	r.mu.Unlock()
+	r.mu.Lock()
 	r.calls = append(r.calls, call{Method: req.Method, Path: req.URL.Path, Body: string(body), Start: start, End: time.Now()})
 	r.mu.Unlock()
 	w.WriteHeader(status)
@@ -97,6 +103,13 @@ func (r *recorder) hold(path string) (release func()) {
 	r.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(func() { close(ch) }) }
+}
+
+// answer makes requests to path answered with status from now on.
+func (r *recorder) answer(path string, status int) {
+	r.mu.Lock()
+	r.statuses[path] = status
+	r.mu.Unlock()
 }
 
 // Calls returns the completed calls so far, in completion order.

@@ -27,7 +27,8 @@ func notifyWorkflow(ns, name string, params ...drv1.Parameter) *drv1.DRWorkflow 
 }
 
 // TestPlanFollowsItsWorkflows walks a plan through Invalid -> Ready -> Invalid as the workflow it
-// references appears, breaks and disappears.
+// references appears (with a required parameter the plan leaves to each execution), breaks and
+// disappears.
 func TestPlanFollowsItsWorkflows(t *testing.T) {
 	withoutWebhook(t) // the controller's own view: the webhook would refuse some of these objects
 	ctx := context.Background()
@@ -59,11 +60,24 @@ func TestPlanFollowsItsWorkflows(t *testing.T) {
 		drv1.Parameter{Name: "token", Required: true})
 	_, err = dr.DRWorkflows(ns).Create(ctx, wf, metav1.CreateOptions{})
 	require.NoError(t, err)
-	p = waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	// Invalid, naming it and where (the guide's troubleshooting 问题 1)...
+	p = waitFor(t, "the plan to name the missing parameter", getPlan(ns, "p"), func(p *drv1.DRPlan) (bool, string) {
+		return p.Status.Phase == drv1.PlanInvalid && strings.Contains(p.Status.Message, "token"), p.Status.Message
+	})
+	assert.Equal(t, fmt.Sprintf(`spec.stages[0].workflows[0].params: Required value: required parameter token (stage "first", DRWorkflow %[1]s/wf) has no value: set it here or in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params; `+
+		`spec.stages[1].workflows[0].params: Required value: required parameter token (stage "second", DRWorkflow %[1]s/wf) has no value: set it here or in spec.globalParams, or name it in spec.executionParams so that every execution gives it in spec.params`, ns), p.Status.Message)
 	params := meta.FindStatusCondition(p.Status.Conditions, drv1.ConditionParametersComplete)
 	require.NotNil(t, params)
-	assert.Equal(t, metav1.ConditionFalse, params.Status, "a required parameter left to the execution keeps the plan Ready")
-	assert.Contains(t, params.Message, fmt.Sprintf(`token (stage "first", DRWorkflow %s/wf)`, ns))
+	assert.Equal(t, metav1.ConditionFalse, params.Status)
+	assert.Equal(t, "RequiredParameterMissing", params.Reason)
+	// ...and Ready once the plan leaves it to each execution.
+	updatePlan(t, ns, "p", func(p *drv1.DRPlan) { p.Spec.ExecutionParams = []string{"token"} })
+	p = waitPlanPhase(t, ns, "p", drv1.PlanReady)
+	params = meta.FindStatusCondition(p.Status.Conditions, drv1.ConditionParametersComplete)
+	require.NotNil(t, params)
+	assert.Equal(t, metav1.ConditionFalse, params.Status, "an execution must give token")
+	assert.Equal(t, "ExecutionParams", params.Reason)
+	assert.Equal(t, "Every execution must give these in its spec.params (spec.executionParams): token", params.Message)
 
 	// The plan's value stops converting to the workflow's type.
 	updatePlan(t, ns, "p", func(p *drv1.DRPlan) { p.Spec.GlobalParams[0].Value = "five" })
@@ -91,7 +105,8 @@ func TestPlanFollowsItsWorkflows(t *testing.T) {
 	assert.Equal(t, fmt.Sprintf("DRWorkflow %s/wf not found", ns), p.Status.Message)
 
 	// The plan's own mistakes: a typo in dependsOn, then a cycle.
-	_, err = dr.DRWorkflows(ns).Create(ctx, notifyWorkflow(ns, "wf", drv1.Parameter{Name: "replicas", Type: drv1.ParameterTypeInt}), metav1.CreateOptions{})
+	_, err = dr.DRWorkflows(ns).Create(ctx, notifyWorkflow(ns, "wf", drv1.Parameter{Name: "replicas", Type: drv1.ParameterTypeInt},
+		drv1.Parameter{Name: "token", Required: true}), metav1.CreateOptions{})
 	require.NoError(t, err)
 	waitPlanPhase(t, ns, "p", drv1.PlanReady)
 	updatePlan(t, ns, "p", func(p *drv1.DRPlan) { p.Spec.Stages[1].DependsOn = []string{"frist"} })

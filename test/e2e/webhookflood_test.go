@@ -143,7 +143,7 @@ spec:
 	waitWorkflowPhase(t, there, "shared", drv1.WorkflowReady)
 	answers := func(ns string) []string {
 		plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "cross-" + ns, Namespace: tn.ns}, Spec: drv1.DRPlanSpec{Stages: []drv1.Stage{{Name: "s",
-			Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "shared", Namespace: ns}}}}}}}
+			Workflows: []drv1.StageWorkflow{{WorkflowRef: drv1.ObjectReference{Name: "shared", Namespace: ns}}}}}, ExecutionParams: []string{"secretParam"}}}
 		_, err := env.DR.DrV1alpha1().DRPlans(tn.ns).Create(ctx, plan, metav1.CreateOptions{}) // the admin may read it
 		require.NoError(t, err)
 		var out []string

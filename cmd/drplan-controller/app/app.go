@@ -53,6 +53,11 @@ type Options struct {
 	// ShutdownGrace is how long actions in flight may finish once ctx ends (default 20s); then
 	// they are abandoned and a restart decides.
 	ShutdownGrace time.Duration
+	// APIRetryTimeout is how long the API calls of an action without a timeout of its own (and
+	// the plan lock's writes, and the rights check before an action) retry transient errors:
+	// 429, 5xx, timeouts, refused or dropped connections (default 2m,
+	// actions.DefaultAPIRetryTimeout).
+	APIRetryTimeout time.Duration
 	// RulesFile, when set, names a YAML list of rules replacing built-in CEL rules by name
 	// (docs/rules.md); it is read once, at start-up, and a rule that does not compile stops the
 	// process.
@@ -232,6 +237,7 @@ func newClients(cfg *rest.Config, opts Options, m *metrics.Metrics) (*clients, e
 	if cl.actions, err = actions.NewClientFactory(cfg); err != nil {
 		return nil, err
 	}
+	cl.actions.SetAPIRetryTimeout(opts.APIRetryTimeout)
 	return cl, nil
 }
 

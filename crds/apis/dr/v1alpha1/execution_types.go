@@ -29,6 +29,9 @@ type DRPlanExecution struct {
 // DRPlanExecutionSpec says which plan to run and how.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new DRPlanExecution to run the plan again"
 // +kubebuilder:validation:XValidation:rule="!has(self.revertExecutionRef) || self.operation == 'Revert'",message="revertExecutionRef is only for operation Revert"
+// +kubebuilder:validation:XValidation:rule="!has(self.retryOf) || !has(self.params)",message="a retry runs with the parameters of the run it retries: to change them, Revert and Execute anew"
+// +kubebuilder:validation:XValidation:rule="!has(self.retryOf) || !has(self.revertExecutionRef)",message="a retry of a Revert undoes what that Revert undid: leave revertExecutionRef out"
+// +kubebuilder:validation:XValidation:rule="!has(self.skipActions) || has(self.retryOf)",message="skipActions is for a retry (spec.retryOf): a first run skips nothing"
 type DRPlanExecutionSpec struct {
 	// PlanRef names the plan to run.
 	PlanRef ObjectReference `json:"planRef"`
@@ -49,6 +52,29 @@ type DRPlanExecutionSpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=256
 	Params []ParamValue `json:"params,omitempty"`
+
+	// RetryOf names an execution (in this namespace) of the same plan and operation that ended
+	// Failed or Cancelled: this run goes on from where it stopped, with its snapshot, parameters
+	// and identity. Actions that succeeded are carried over, not run again; objects it made are
+	// adopted. Retry the latest run of a chain.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	RetryOf string `json:"retryOf,omitempty"`
+
+	// SkipActions, on a retry, names actions to mark done by hand instead of running them:
+	// "<stage>/<workflowIndex>/<action>", or the action's name where it is unique in the plan.
+	// A Revert does not undo them.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=256
+	SkipActions []string `json:"skipActions,omitempty"`
+
+	// FailurePolicy overrides the plan's for this run: Stop starts nothing new after a failure;
+	// Continue runs everything it still can. Default: the plan's for an Execute, Continue for a
+	// Revert (undo as much as possible, and report every failure).
+	// +optional
+	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
 }
 
 // Operation is what an execution does.
@@ -152,6 +178,12 @@ type DRPlanExecutionStatus struct {
 	// Summary counts stages and workflows by state.
 	// +optional
 	Summary *ExecutionSummary `json:"summary,omitempty"`
+
+	// RetriedBy names the execution (in this namespace) that retries this one; the Retried
+	// condition says when.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	RetriedBy string `json:"retriedBy,omitempty"`
 
 	// RevertedBy names the Revert execution (in this namespace) that undid this Execute; the
 	// Reverted condition says when.
@@ -285,6 +317,11 @@ type ActionStatus struct {
 	// RetryCount is how many times the action was retried.
 	// +optional
 	RetryCount int32 `json:"retryCount,omitempty"`
+	// MayHaveActed is set on an action that failed after it may have changed something: an HTTP
+	// call interrupted, or that failed after its request was sent. A Revert undoes it as if it
+	// had succeeded (its rollback runs).
+	// +optional
+	MayHaveActed bool `json:"mayHaveActed,omitempty"`
 }
 
 // ActionOutput is what one action made.
@@ -367,6 +404,10 @@ type ExecutionSnapshot struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	RevertOf string `json:"revertOf,omitempty"`
+	// RunAs, in a retry, is the first run of its chain: the run renders its templates
+	// (.executionName, .timestamp) and names and labels its objects as that run did.
+	// +optional
+	RunAs *ExecutionIdentity `json:"runAs,omitempty"`
 	// Hash is the SHA-256 of the uncompressed data, in hex.
 	// +kubebuilder:validation:MaxLength=64
 	Hash string `json:"hash"`
@@ -374,6 +415,21 @@ type ExecutionSnapshot struct {
 	// base64, is the API server's request limit: the object's own size bounds it first.
 	// +kubebuilder:validation:MaxLength=3145728
 	Data []byte `json:"data"`
+}
+
+// ExecutionIdentity is the execution a run acts as.
+type ExecutionIdentity struct {
+	// Name of the execution.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// UID of the execution.
+	// +kubebuilder:validation:MaxLength=128
+	UID string `json:"uid"`
+	// StartTime of the execution: its templates' .timestamp.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:MaxLength=64
+	StartTime metav1.Time `json:"startTime"`
 }
 
 // SnapshotWorkflow names a workflow in a snapshot.

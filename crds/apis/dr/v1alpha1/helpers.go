@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -101,4 +102,10 @@ func TruncateText(s string, limit int) string {
 		cut--
 	}
 	return s[:cut] + TruncatedTail
+}
+
+// ID names the action in its run: "<stage>/<workflowIndex>/<action>". Runners derive the names
+// of what they make from it, so it never changes.
+func (a ActionStatus) ID() string {
+	return a.Stage + "/" + strconv.Itoa(int(a.WorkflowIndex)) + "/" + a.Name
 }

@@ -30,13 +30,20 @@ const (
 
 	// ConditionReady is true when a workflow or plan can run.
 	ConditionReady = "Ready"
-	// ConditionParametersComplete is false when a plan leaves a required parameter without a
-	// value; an execution may still supply it.
+	// ConditionParametersComplete is true when a plan alone gives every parameter its value; false
+	// when it leaves a required one without a value (the plan is Invalid) or names some in
+	// spec.executionParams (each execution gives them).
 	ConditionParametersComplete = "ParametersComplete"
 	// ConditionComplete is true once an execution has ended, however it ended.
 	ConditionComplete = "Complete"
 	// ConditionReverted is true on an Execute that a Revert undid (status.revertedBy names it).
 	ConditionReverted = "Reverted"
+	// ConditionRetried is true on a run that a later execution retries (status.retriedBy names it).
+	ConditionRetried = "Retried"
+	// FinalizerRecord keeps an execution that is part of the record of a failover (the Execute in
+	// effect, the runs of its retry chain, a run that left objects behind) until its plan is gone,
+	// reverted, or carries AnnotationAllowDelete=true.
+	FinalizerRecord = GroupName + "/record"
 )
 
 // LabelValue turns an object name into a label value: names longer than a label value may be (63

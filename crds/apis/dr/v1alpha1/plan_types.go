@@ -66,6 +66,26 @@ type DRPlanSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// ExecutionParams names parameters (of the plan's workflows) every execution must give in its
+	// spec.params: a required parameter that neither its default nor the plan gives a value makes
+	// the plan Invalid unless it is named here. The webhook refuses an Execute that does not give
+	// each (and the execute trigger, which gives none); without it, the run fails at start.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=128
+	ExecutionParams []string `json:"executionParams,omitempty"`
+
+	// ExecutionHistoryLimit is how many finished executions of the plan are kept; older ones are
+	// deleted, oldest first. Never counted, never deleted: the record of the failover (the Execute
+	// in effect, a failed or cancelled Execute that took effect and is not reverted, the runs of
+	// their retry chains), runs not finished, and the executions the plan's status names.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	ExecutionHistoryLimit *int32 `json:"executionHistoryLimit,omitempty"`
 }
 
 // ObjectReference names an object by name and namespace.
@@ -214,8 +234,9 @@ type DRPlanStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (the plan can run), ParametersComplete (every required parameter has a
-	// value without the execution's help).
+	// Conditions: Ready (the plan can run), ParametersComplete (the plan alone gives every
+	// parameter its value: false with reason RequiredParameterMissing when the plan is Invalid
+	// for it, or ExecutionParams when spec.executionParams leaves values to each execution).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

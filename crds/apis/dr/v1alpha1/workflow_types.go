@@ -371,7 +371,11 @@ type LocalizationAction struct {
 	// +optional
 	Feed *Feed `json:"feed,omitempty"`
 
-	// Overrides to apply to the feed.
+	// Overrides to apply to the feed. A Create makes the Localization with these. A Patch
+	// changes only the overrides it names, by name, and keeps the Localization's others: an
+	// override of a name the Localization has replaces it in its place, a new one is added at the
+	// end, and one with remove: true takes the Localization's override of that name away. Every
+	// override of a Patch needs a name, once.
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	Overrides []Override `json:"overrides,omitempty"`
@@ -397,12 +401,19 @@ type Feed struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// Override is one Clusternet override: a JSON patch, a merge patch or Helm values.
+// Override is one Clusternet override: a JSON patch, a merge patch or Helm values; or, in a
+// Patch, the removal of the Localization's override of that name (remove: true).
 type Override struct {
-	// Name of the override.
+	// Name of the override: how a Patch finds the Localization's override to replace or remove.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name,omitempty"`
+
+	// Remove, in a Patch, takes the Localization's override of this name away (if it has none,
+	// there is nothing to do). Such an entry has only name and remove: a rollback removes with
+	// it an override its action added.
+	// +optional
+	Remove bool `json:"remove,omitempty"`
 
 	// Type of the patch in value.
 	// +optional
