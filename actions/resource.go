@@ -105,6 +105,9 @@ func (r *ResourceRunner) run(ctx context.Context, req Request, calls *apiCalls) 
 		}
 		labels[drv1.LabelPlan] = drv1.LabelValue(req.Execution.PlanName)
 		labels[drv1.LabelExecution] = drv1.LabelValue(req.Execution.Name)
+		if req.Execution.UID != "" {
+			labels[drv1.LabelExecutionUID] = string(req.Execution.UID)
+		}
 		obj.SetLabels(labels)
 	}
 	if ownGroupRefused(req.ServiceAccount, obj.GetAPIVersion()) {
@@ -171,7 +174,7 @@ func (r *ResourceRunner) deleteIfMadeBy(ctx context.Context, calls *apiCalls, se
 		return Result{}, t.fail("get", err)
 	}
 	labels := cur.GetLabels()
-	if labels[drv1.LabelExecution] != drv1.LabelValue(owner.Name) || labels[drv1.LabelPlan] != drv1.LabelValue(owner.PlanName) {
+	if !drv1.MadeBy(labels, owner.Name, string(owner.UID), owner.PlanName) {
 		return Result{ResourceRef: t.ref(nil), Message: fmt.Sprintf("%s left alone: it was not made by execution %s (%s=%q)", t.desc, owner.Name, drv1.LabelExecution, labels[drv1.LabelExecution])}, nil
 	}
 	made := *t.ref(cur)
@@ -297,7 +300,7 @@ func (r *ResourceRunner) create(ctx context.Context, calls *apiCalls, t *resourc
 			return t.fail("create", fmt.Errorf("it already exists and reading it failed: %w", err))
 		}
 		labels := existing.GetLabels()
-		if labels[drv1.LabelExecution] != drv1.LabelValue(exec.Name) || labels[drv1.LabelPlan] != drv1.LabelValue(exec.PlanName) {
+		if !drv1.MadeBy(labels, exec.Name, string(exec.UID), exec.PlanName) {
 			return fmt.Errorf("%s already exists and was not created by this execution (%s=%q): delete or rename it, or use Apply to take it over",
 				t.desc, drv1.LabelExecution, labels[drv1.LabelExecution])
 		}

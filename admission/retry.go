@@ -35,7 +35,7 @@ func (d *Decider) retry(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPla
 	if prev == nil {
 		return refuse(path, exec.Spec.RetryOf, fmt.Sprintf("no execution %s of plan %s", exec.Spec.RetryOf, plan.Name))
 	}
-	if problem := runplan.RetryProblem(exec, prev, rules.Chain(prev, execs)); problem != "" {
+	if problem := runplan.RetryProblem(exec, prev, execs, string(plan.UID)); problem != "" {
 		return refuse(path, exec.Spec.RetryOf, problem)
 	}
 	skip, err := runplan.SkipIndexes(prev.Status.ActionStatuses, exec.Spec.SkipActions)
@@ -46,8 +46,8 @@ func (d *Decider) retry(ctx context.Context, plan *drv1.DRPlan, exec *drv1.DRPla
 		return Decision{Err: err}
 	}
 	var warnings []string
-	for _, id := range runplan.Interrupted(prev.Status.ActionStatuses, skip) {
-		warnings = append(warnings, fmt.Sprintf("%s may have acted in execution %s (it was interrupted or failed after its request was sent), and this retry runs it again: name it in spec.skipActions if it took effect", id, prev.Name))
+	for _, id := range runplan.Interrupted(rules.Chain(prev, execs), skip) {
+		warnings = append(warnings, fmt.Sprintf("%s may have acted in a run of this chain (it was interrupted, or failed after its request was sent), and this retry runs it again: name it in spec.skipActions if it took effect", id))
 	}
 	return Decision{Warnings: warnings}
 }

@@ -279,7 +279,7 @@ func (c *Controller) prepareStart(ctx context.Context, exec *drv1.DRPlanExecutio
 			return failed("Cannot revert: ", err)
 		}
 		ps.snap = target.Status.Snapshot.DeepCopy()
-		ps.snap.RevertOf = target.Name
+		ps.snap.RevertOf, ps.snap.RunAs = target.Name, nil // a Revert acts as itself
 	default:
 		var data *runplan.Snapshot
 		if ps.snap, data, err = runplan.TakeSnapshot(plan, c.inf); err != nil {

@@ -48,8 +48,8 @@ func historyLimit(plan *drv1.DRPlan) int {
 }
 
 // pruned are the executions of plan (of execs, its executions) beyond its history limit, oldest
-// first: of the finished ones that are not kept (kept), all but the newest limit. Those being
-// deleted are not counted.
+// first: of the finished ones that are not kept (kept), all but the newest limit, but a run whose
+// retry chain is not pruned whole. Those being deleted are not counted.
 func pruned(plan *drv1.DRPlan, execs []*drv1.DRPlanExecution) []*drv1.DRPlanExecution {
 	keep := kept(plan, execs)
 	var history []*drv1.DRPlanExecution
@@ -68,7 +68,20 @@ func pruned(plan *drv1.DRPlan, execs []*drv1.DRPlanExecution) []*drv1.DRPlanExec
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	return history[:len(history)-limit]
+	return wholeChains(history[:len(history)-limit], execs)
+}
+
+// wholeChains keeps of prune only the runs whose whole retry chain is pruned with them: a later
+// run of a chain renders as its first and reads what it did, so a chain goes at once or not at
+// all.
+func wholeChains(prune, execs []*drv1.DRPlanExecution) []*drv1.DRPlanExecution {
+	going := map[string]bool{}
+	for _, e := range prune {
+		going[e.Name] = true
+	}
+	return slices.DeleteFunc(prune, func(e *drv1.DRPlanExecution) bool {
+		return slices.ContainsFunc(rules.Chain(e, execs), func(m *drv1.DRPlanExecution) bool { return !going[m.Name] })
+	})
 }
 
 // kept names the executions of the plan that history never counts nor deletes: its record

@@ -24,7 +24,7 @@ func ran(name string, op drv1.Operation, phase drv1.ExecutionPhase, acted, rever
 	at := metav1.NewTime(time.Date(2026, 11, 29, 3, minute, 0, 0, time.UTC))
 	e := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "prod", CreationTimestamp: at, UID: types.UID("uid-" + name)},
 		Spec:   drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: op},
-		Status: drv1.DRPlanExecutionStatus{Phase: phase}}
+		Status: drv1.DRPlanExecutionStatus{Phase: phase, Snapshot: &drv1.ExecutionSnapshot{}}} // they ran
 	if phase == "" {
 		e.Status.Phase = drv1.ExecutionRunning
 	} else {
@@ -169,4 +169,16 @@ func TestPruneHistoryDeletesWithAnEvent(t *testing.T) {
 	assert.Equal(t, []string{"f0", "f1"}, deleted)
 	events := []string{f.event(), f.event()}
 	assert.Contains(t, events, "Normal HistoryPruned Deleted the finished executions beyond spec.executionHistoryLimit (1), oldest first: f0, f1")
+}
+
+// TestPrunedKeepsChainsWhole: a retry renders as the first run of its chain and reads what it did,
+// so a chain is pruned at once or not at all.
+func TestPrunedKeepsChainsWhole(t *testing.T) {
+	ex, failed := drv1.OperationExecute, drv1.ExecutionFailed
+	first, retry, newer := ran("first", ex, failed, false, false, 1), ran("retry", ex, failed, false, false, 2), ran("newer", ex, failed, false, false, 3)
+	retry.Spec.RetryOf = "first"
+	plan := &drv1.DRPlan{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "prod"}, Spec: drv1.DRPlanSpec{ExecutionHistoryLimit: ptr.To[int32](2)}}
+	assert.Empty(t, names(pruned(plan, []*drv1.DRPlanExecution{first, retry, newer})), "first alone is beyond the limit: its chain is not")
+	plan.Spec.ExecutionHistoryLimit = ptr.To[int32](1)
+	assert.Equal(t, []string{"first", "retry"}, names(pruned(plan, []*drv1.DRPlanExecution{first, retry, newer})))
 }

@@ -41,7 +41,7 @@ func (c *Controller) retryOf(ctx context.Context, exec *drv1.DRPlanExecution, pl
 		return src, "", err
 	}
 	src = retrySource{prev: prev, chain: rules.Chain(prev, execs)}
-	if problem := runplan.RetryProblem(exec, prev, src.chain); problem != "" {
+	if problem := runplan.RetryProblem(exec, prev, execs, string(plan.UID)); problem != "" {
 		return src, "Cannot retry: " + problem, nil
 	}
 	return src, "", nil
@@ -107,6 +107,9 @@ func (c *Controller) prepareAsFirst(ctx context.Context, exec *drv1.DRPlanExecut
 	if !ok || string(first.UID) != id.UID {
 		return nil, fmt.Errorf("execution %s, the first run of this retry's chain, is gone: its parameters are not known", id.Name)
 	}
+	if first.Spec.RetryOf != "" || first.Spec.PlanRef.Name != exec.Spec.PlanRef.Name || first.Spec.Operation != exec.Spec.Operation {
+		return nil, fmt.Errorf("execution %s is not the first run of this retry's chain (status.snapshot.runAs)", id.Name)
+	}
 	as := runAs(exec)
 	as.Spec.Params = first.Spec.Params
 	return runplan.Prepare(as, data, c.secretReader(ctx, data.Namespace, who, auth), as.Status.StartTime.Time, c.rules)
@@ -137,9 +140,10 @@ func (c *Controller) markRetried(ctx context.Context, prev, exec *drv1.DRPlanExe
 		if t.Status.RetriedBy == exec.Name {
 			return nil
 		}
-		if t.Status.RetriedBy != "" {
+		if other, ok := c.inf.GetExecution(t.Namespace, t.Status.RetriedBy); ok && other.Spec.RetryOf == t.Name &&
+			(other.Status.Snapshot != nil || !rules.ExecutionEnded(&other.Status)) {
 			return fmt.Errorf("execution %s was retried by %s meanwhile", prev.Name, t.Status.RetriedBy)
-		}
+		} // else that retry is gone, or ended without running: this one takes its place
 		t = t.DeepCopy()
 		t.Status.RetriedBy = exec.Name
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: drv1.ConditionRetried, Status: metav1.ConditionTrue,

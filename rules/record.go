@@ -10,8 +10,8 @@ import (
 // Record is the record of plan's failover among execs (its executions): what a Revert needs and
 // the plan's Executed phase stands on, so that it may not be deleted. By name, each with why:
 // every Execute in effect (InEffect: it took effect, a Failed or Cancelled one included, and is
-// not reverted), the latest first (the one a Revert undoes by default), and every run of the
-// retry chain of one. The webhook refuses deleting them and the controller keeps them with
+// not reverted), the latest first (the one a Revert undoes by default), every run of the
+// retry chain of one, and the runs a retry that has not ended retries. The webhook refuses deleting them and the controller keeps them with
 // drv1.FinalizerRecord, unless the plan is gone or carries drv1.AnnotationAllowDelete=true.
 func Record(plan string, execs []*drv1.DRPlanExecution) map[string]string {
 	var effective []*drv1.DRPlanExecution
@@ -41,6 +41,18 @@ func Record(plan string, execs []*drv1.DRPlanExecution) map[string]string {
 		for _, m := range Chain(e, execs) {
 			if _, ok := why[m.Name]; !ok {
 				why[m.Name] = fmt.Sprintf("is a run of the retry chain of %s, in effect in plan %s", e.Name, plan)
+			}
+		}
+	}
+	// A retry that has not ended acts as its chain's first run and renders from its parameters:
+	// the runs it retries stay (itself not: deleting a run stops it).
+	for _, e := range execs {
+		if ExecutionEnded(&e.Status) {
+			continue
+		}
+		for _, m := range Chain(e, execs) {
+			if _, ok := why[m.Name]; !ok && m.Name != e.Name {
+				why[m.Name] = fmt.Sprintf("is a run of the retry chain of %s, which has not ended", e.Name)
 			}
 		}
 	}

@@ -17,7 +17,7 @@ func recordRun(name string, op drv1.Operation, phase drv1.ExecutionPhase, acted,
 	at := metav1.NewTime(time.Date(2026, 11, 29, 3, minute, 0, 0, time.UTC))
 	e := &drv1.DRPlanExecution{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "prod", CreationTimestamp: at},
 		Spec:   drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: "p"}, Operation: op, RetryOf: retryOf},
-		Status: drv1.DRPlanExecutionStatus{Phase: phase, CompletionTime: &at}}
+		Status: drv1.DRPlanExecutionStatus{Phase: phase, CompletionTime: &at, Snapshot: &drv1.ExecutionSnapshot{}}} // they ran
 	if acted {
 		e.Status.ActionStatuses = []drv1.ActionStatus{{Name: "a", Phase: drv1.StepSucceeded}}
 	}
@@ -51,6 +51,9 @@ func TestRecord(t *testing.T) {
 		{"a chain: the first run did nothing, its retry succeeded", []*drv1.DRPlanExecution{
 			recordRun("x1", ex, failed, false, false, "", 1), recordRun("x2", ex, ok, true, false, "x1", 2), recordRun("x3", ex, failed, false, false, "", 3)},
 			map[string]string{"x2": "is the failover in effect of plan p", "x1": "is a run of the retry chain of x2, in effect in plan p"}},
+		{"a retry running: the runs it retries are kept (it is not: deleting it stops it)", []*drv1.DRPlanExecution{
+			recordRun("x1", ex, failed, false, false, "", 1), recordRun("x2", ex, drv1.ExecutionRunning, false, false, "x1", 2)},
+			map[string]string{"x1": "is a run of the retry chain of x2, which has not ended"}},
 		{"a chain reverted as a whole", []*drv1.DRPlanExecution{
 			recordRun("x1", ex, failed, true, true, "", 1), recordRun("x2", ex, ok, true, true, "x1", 2), recordRun("r1", rv, ok, true, false, "", 3)},
 			map[string]string{}},

@@ -97,6 +97,8 @@ func CarryOver(st *drv1.DRPlanExecutionStatus, prev *drv1.DRPlanExecution, skip 
 			carried[a.ID()] = true
 		case skip[i]:
 			a.Phase, a.Message = drv1.StepSkipped, SkippedByHand(requester)
+		case IsSkippedByHand(p):
+			a.Phase, a.Message = p.Phase, p.Message // marked done by hand earlier in the chain: still done
 		}
 	}
 	for _, o := range prev.Status.Outputs {
@@ -107,23 +109,40 @@ func CarryOver(st *drv1.DRPlanExecutionStatus, prev *drv1.DRPlanExecution, skip 
 	return nil
 }
 
-// Interrupted lists the actions of prev that may have acted without succeeding (an HTTP call
-// interrupted or failed after it was sent), which a retry runs again unless skip names them.
-func Interrupted(prev []drv1.ActionStatus, skip map[int]bool) []string {
-	var out []string
-	for i, a := range prev {
-		if a.MayHaveActed && a.Phase != drv1.StepSucceeded && !skip[i] {
-			out = append(out, a.ID())
+// Interrupted lists the actions that may have acted without succeeding in a run of chain (an
+// HTTP call interrupted, or failed after it was sent) and have not succeeded nor been marked done
+// by hand since: a retry of the chain runs them again unless skip names them.
+func Interrupted(chain []*drv1.DRPlanExecution, skip map[int]bool) []string {
+	acted := map[int]string{}
+	for _, e := range chain {
+		for i, a := range e.Status.ActionStatuses {
+			switch {
+			case a.Phase == drv1.StepSucceeded || IsSkippedByHand(a):
+				delete(acted, i)
+			case a.MayHaveActed:
+				acted[i] = a.ID()
+			}
 		}
 	}
+	var out []string
+	for i, id := range acted {
+		if !skip[i] {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
 // RetryProblem says why retry may not retry prev (empty: it may): prev must be a run of the
-// same plan and operation that ended Failed or Cancelled, not retried by another execution, with
-// no run of its chain reverted. chain is prev's (rules.Chain).
-func RetryProblem(retry, prev *drv1.DRPlanExecution, chain []*drv1.DRPlanExecution) string {
+// same plan (the same object: planUID) and operation that ended Failed or Cancelled after it
+// started, the latest of its chain (rules.Chain of prev among execs, the plan's executions), with
+// no run of the chain reverted. A chain of Executes that a Revert has undone in part cannot be
+// retried (retry that Revert, or revert the chain); a Revert whose target was reverted since by
+// another Revert cannot be either.
+func RetryProblem(retry, prev *drv1.DRPlanExecution, execs []*drv1.DRPlanExecution, planUID string) string {
 	name := "execution " + prev.Name
+	chain := rules.Chain(prev, execs)
 	switch {
 	case prev.Spec.PlanRef.NamespaceOr(prev.Namespace) != retry.Spec.PlanRef.NamespaceOr(retry.Namespace) || prev.Spec.PlanRef.Name != retry.Spec.PlanRef.Name:
 		return fmt.Sprintf("%s ran plan %s, not %s", name, prev.Spec.PlanRef.Name, retry.Spec.PlanRef.Name)
@@ -135,14 +154,46 @@ func RetryProblem(retry, prev *drv1.DRPlanExecution, chain []*drv1.DRPlanExecuti
 		return fmt.Sprintf("%s has not ended (%s): cancel it or wait for it to end", name, phaseOr(prev.Status.Phase))
 	case prev.Status.Snapshot == nil:
 		return name + " ended before it started: run the plan anew"
-	case prev.Status.RetriedBy != "" && prev.Status.RetriedBy != retry.Name:
-		return fmt.Sprintf("%s was already retried by %s: retry the latest run of the chain", name, prev.Status.RetriedBy)
+	case planUID != "" && prev.Status.Snapshot.PlanUID != "" && prev.Status.Snapshot.PlanUID != planUID:
+		return fmt.Sprintf("%s ran an earlier plan %s, deleted since: Execute anew", name, prev.Spec.PlanRef.Name)
+	}
+	if last := chain[len(chain)-1]; last.Name != prev.Name && last.Name != retry.Name {
+		return fmt.Sprintf("%s was already retried by %s: retry the latest run of the chain", name, last.Name)
 	}
 	if i := slices.IndexFunc(chain, func(e *drv1.DRPlanExecution) bool { return rules.Reverted(e) }); i >= 0 {
 		return fmt.Sprintf("execution %s was reverted (by %s): Execute anew", chain[i].Name, chain[i].Status.RevertedBy)
 	}
-	if last := chain[len(chain)-1]; last.Name != prev.Name && last.Name != retry.Name {
-		return fmt.Sprintf("%s was already retried by %s: retry the latest run of the chain", name, last.Name)
+	if prev.Spec.Operation == drv1.OperationRevert {
+		return revertRetryProblem(prev, execs)
+	}
+	return undoneInPart(chain, execs)
+}
+
+// undoneInPart says which Revert undid part of chain, if one did.
+func undoneInPart(chain, execs []*drv1.DRPlanExecution) string {
+	members := map[string]bool{}
+	for _, e := range chain {
+		members[e.Name] = true
+	}
+	for _, r := range execs {
+		if r.Spec.Operation == drv1.OperationRevert && r.Status.Snapshot != nil && members[r.Status.Snapshot.RevertOf] && rules.TookEffect(r) {
+			return fmt.Sprintf("execution %s, a Revert of this chain, undid part of it: retry that Revert to finish undoing it, or revert the chain again", r.Name)
+		}
+	}
+	return ""
+}
+
+// revertRetryProblem says why a retry of the Revert prev may not run: its target was reverted
+// since by another Revert.
+func revertRetryProblem(prev *drv1.DRPlanExecution, execs []*drv1.DRPlanExecution) string {
+	target := prev.Status.Snapshot.RevertOf
+	for _, t := range execs {
+		if t.Name == target && rules.Reverted(t) {
+			reverts := rules.Chain(prev, execs)
+			if !slices.ContainsFunc(reverts, func(r *drv1.DRPlanExecution) bool { return r.Name == t.Status.RevertedBy }) {
+				return fmt.Sprintf("execution %s, which it undoes, was reverted since by %s: there is nothing left for it to undo", target, t.Status.RevertedBy)
+			}
+		}
 	}
 	return ""
 }

@@ -48,8 +48,6 @@ func TestRetryProblem(t *testing.T) {
 	reverted.Status.RevertedBy, reverted.Status.Conditions = "back", []metav1.Condition{{Type: drv1.ConditionReverted, Status: metav1.ConditionTrue}}
 	otherPlan := exec("first", drv1.OperationExecute, drv1.ExecutionFailed)
 	otherPlan.Spec.PlanRef.Name = "q"
-	retried := exec("first", drv1.OperationExecute, drv1.ExecutionCancelled)
-	retried.Status.RetriedBy = "other"
 	noSnapshot := exec("first", drv1.OperationExecute, drv1.ExecutionFailed)
 	noSnapshot.Status.Snapshot = nil
 	for _, tc := range []struct {
@@ -62,12 +60,40 @@ func TestRetryProblem(t *testing.T) {
 		{exec("first", drv1.OperationExecute, drv1.ExecutionRunning), "execution first has not ended (Running): cancel it or wait for it to end"},
 		{exec("first", drv1.OperationRevert, drv1.ExecutionFailed), "execution first is a Revert: a retry of it is a Revert too"},
 		{otherPlan, "execution first ran plan q, not p"},
-		{retried, "execution first was already retried by other: retry the latest run of the chain"},
 		{reverted, "execution first was reverted (by back): Execute anew"},
 		{noSnapshot, "execution first ended before it started: run the plan anew"},
 	} {
-		assert.Equal(t, tc.want, runplan.RetryProblem(retry, tc.prev, []*drv1.DRPlanExecution{tc.prev}), "%s %s", tc.prev.Spec.Operation, tc.prev.Status.Phase)
+		assert.Equal(t, tc.want, runplan.RetryProblem(retry, tc.prev, []*drv1.DRPlanExecution{tc.prev}, ""), "%s %s", tc.prev.Spec.Operation, tc.prev.Status.Phase)
 	}
+
+	// A chain a Revert undid in part: retry the Revert instead.
+	failed := exec("first", drv1.OperationExecute, drv1.ExecutionFailed)
+	partly := exec("back", drv1.OperationRevert, drv1.ExecutionFailed)
+	partly.Status.Snapshot.RevertOf = "first"
+	partly.Status.ActionStatuses = []drv1.ActionStatus{{Name: "a", Phase: drv1.StepSucceeded}}
+	assert.Equal(t, "execution back, a Revert of this chain, undid part of it: retry that Revert to finish undoing it, or revert the chain again",
+		runplan.RetryProblem(retry, failed, []*drv1.DRPlanExecution{failed, partly}, ""))
+	// A Revert whose target another Revert has reverted since: nothing left to undo.
+	revertRetry := exec("back-2", drv1.OperationRevert, "")
+	revertRetry.Spec.RetryOf = "back"
+	done := exec("first", drv1.OperationExecute, drv1.ExecutionSucceeded)
+	done.Status.RevertedBy, done.Status.Conditions = "other", []metav1.Condition{{Type: drv1.ConditionReverted, Status: metav1.ConditionTrue}}
+	assert.Equal(t, "execution first, which it undoes, was reverted since by other: there is nothing left for it to undo",
+		runplan.RetryProblem(revertRetry, partly, []*drv1.DRPlanExecution{done, partly}, ""))
+	// The plan was deleted and made again since.
+	failed.Status.Snapshot.PlanUID = "old"
+	assert.Equal(t, "execution first ran an earlier plan p, deleted since: Execute anew",
+		runplan.RetryProblem(retry, failed, []*drv1.DRPlanExecution{failed}, "new"))
+	// Retry the latest run of the chain.
+	other := exec("other", drv1.OperationExecute, drv1.ExecutionFailed)
+	other.Spec.RetryOf = "first"
+	assert.Equal(t, "execution first was already retried by other: retry the latest run of the chain",
+		runplan.RetryProblem(retry, failed, []*drv1.DRPlanExecution{failed, other}, ""))
+	// A retry that ended before it ran does not continue the chain: another may take its place.
+	dead := exec("dead", drv1.OperationExecute, drv1.ExecutionFailed)
+	dead.Spec.RetryOf, dead.Status.Snapshot = "first", nil
+	failed.Status.Snapshot.PlanUID = ""
+	assert.Empty(t, runplan.RetryProblem(retry, failed, []*drv1.DRPlanExecution{failed, dead}, ""))
 }
 
 // TestRetryAndRevertAChain: a run fails at its third of five actions, the one that failed having
@@ -116,7 +142,7 @@ func TestRetryAndRevertAChain(t *testing.T) {
 		"c once (made by either run), the calls' rollbacks, a; not d, marked done")
 	w := back.Plan.Stages[0].Workflows[0]
 	assert.Equal(t, []string{"e", "d", "c", "b", "a"}, w.Actions)
-	assert.Contains(t, w.ActionSkip[1], "did not take effect", "d was marked done by hand")
+	assert.Equal(t, "Not undone: marked done by hand in execution failover-retry (spec.skipActions)", w.ActionSkip[1])
 	assert.Equal(t, drv1.FailurePolicyContinue, w.FailurePolicy, "a Revert undoes as much as it can")
 	assert.Equal(t, "failover", back.MadeBy.Name)
 }

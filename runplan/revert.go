@@ -53,18 +53,19 @@ type stepKey struct {
 }
 
 // effects reads what a chain's runs did, the later run deciding: which actions took effect
-// (succeeded, or may have acted: rules.ActionTookEffect; marked done by hand does not), and the
-// object each one made.
-func effects(chain []*drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made map[stepKey]*drv1.ResourceReference) {
-	tookEffect, made = map[stepKey]bool{}, map[stepKey]*drv1.ResourceReference{}
+// (succeeded, or may have acted: rules.ActionTookEffect), the object each one made, and which
+// were marked done by hand, in which run (not undone).
+func effects(chain []*drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made map[stepKey]*drv1.ResourceReference, byHand map[stepKey]string) {
+	tookEffect, made, byHand = map[stepKey]bool{}, map[stepKey]*drv1.ResourceReference{}, map[stepKey]string{}
 	for _, e := range chain {
 		for _, a := range e.Status.ActionStatuses {
 			k := stepKey{a.Stage, a.WorkflowIndex, a.Name}
 			switch {
 			case IsSkippedByHand(a):
-				tookEffect[k], made[k] = false, nil
+				tookEffect[k], made[k], byHand[k] = false, nil, e.Name
 			case rules.ActionTookEffect(a):
 				tookEffect[k] = true
+				delete(byHand, k)
 			}
 		}
 		for _, o := range e.Status.Outputs {
@@ -76,14 +77,14 @@ func effects(chain []*drv1.DRPlanExecution) (tookEffect map[stepKey]bool, made m
 			}
 		}
 	}
-	return tookEffect, made
+	return tookEffect, made, byHand
 }
 
 // reversed turns target's prepared run around (see the top of this file): its stages in the
 // order of the reversed DAG, each stage's workflows last first (a parallel stage's still all at
 // once), each workflow's actions last first.
 func reversed(fwd *Prepared, chain []*drv1.DRPlanExecution, policy drv1.FailurePolicy) *Prepared {
-	tookEffect, made := effects(chain)
+	tookEffect, made, byHand := effects(chain)
 	target := chain[len(chain)-1]
 	dag := fwd.Plan.DAG.Reverse()
 	index := make(map[string]int, len(fwd.Plan.Stages))
@@ -104,6 +105,9 @@ func reversed(fwd *Prepared, chain []*drv1.DRPlanExecution, policy drv1.FailureP
 				k := stepKey{s.Name, int32(wi), w.Actions[ai]}
 				a := fwd.Actions[w.First+ai]
 				body, undo, skip := undoOf(a.Body, a.Rollback, made[k], tookEffect[k], target.Name)
+				if by := byHand[k]; by != "" {
+					skip = fmt.Sprintf("Not undone: marked done by hand in execution %s (spec.skipActions)", by)
+				}
 				if skip == "" && undo == nil && a.Rollback == nil && operationOf(a.Body) == "Create" {
 					undo = findMade(a.Body) // made, perhaps, before the run was interrupted
 				}

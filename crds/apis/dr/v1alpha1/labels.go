@@ -12,6 +12,9 @@ const (
 	LabelPlan = GroupName + "/plan"
 	// LabelExecution is set on every object an action creates to the execution's name.
 	LabelExecution = GroupName + "/execution"
+	// LabelExecutionUID is set on every object an action creates to the execution's UID: a
+	// namesake execution of a namesake plan in another namespace is another.
+	LabelExecutionUID = GroupName + "/execution-uid"
 
 	// AnnotationTrigger on a plan starts an execution: execute, revert or cancel.
 	AnnotationTrigger = GroupName + "/trigger"
@@ -56,4 +59,14 @@ func LabelValue(name string) string {
 	}
 	sum := sha256.Sum256([]byte(name))
 	return strings.TrimRight(name[:52], "-.") + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// MadeBy says whether an object's labels say it was made by the execution named name, with uid,
+// of the plan named plan. An object made before the UID label was set is judged by the names.
+func MadeBy(labels map[string]string, name, uid, plan string) bool {
+	if labels[LabelExecution] != LabelValue(name) || labels[LabelPlan] != LabelValue(plan) {
+		return false
+	}
+	got, ok := labels[LabelExecutionUID]
+	return !ok || uid == "" || got == uid
 }

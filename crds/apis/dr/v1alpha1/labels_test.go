@@ -32,3 +32,24 @@ func TestLabelValue(t *testing.T) {
 		t.Errorf("too long: %q", LabelValue(long))
 	}
 }
+
+func TestMadeBy(t *testing.T) {
+	mine := map[string]string{LabelExecution: "failover", LabelPlan: "p", LabelExecutionUID: "uid-1"}
+	old := map[string]string{LabelExecution: "failover", LabelPlan: "p"} // made before the UID label
+	for _, tc := range []struct {
+		labels          map[string]string
+		name, uid, plan string
+		want            bool
+	}{
+		{mine, "failover", "uid-1", "p", true},
+		{mine, "failover", "uid-2", "p", false}, // a namesake execution of a namesake plan elsewhere
+		{mine, "other", "uid-1", "p", false},
+		{mine, "failover", "uid-1", "q", false},
+		{old, "failover", "uid-2", "p", true},
+		{nil, "failover", "uid-1", "p", false},
+	} {
+		if got := MadeBy(tc.labels, tc.name, tc.uid, tc.plan); got != tc.want {
+			t.Errorf("MadeBy(%v, %s, %s, %s) = %v, want %v", tc.labels, tc.name, tc.uid, tc.plan, got, tc.want)
+		}
+	}
+}
