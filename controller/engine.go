@@ -456,7 +456,7 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	a := &r.status.ActionStatuses[index]
 	a.CompletionTime, a.RetryCount = &now, a.RetryCount+res.Retries
 	if err != nil {
-		a.Phase, a.Message, a.MayHaveActed = drv1.StepFailed, truncate(r.prep.Redact.Replace(err.Error())), res.MayHaveActed
+		a.Phase, a.Message, a.MayHaveActed = drv1.StepFailed, truncate(r.prep.Redact.Replace(err.Error())), res.MayHaveActed || madeMaybe(r.prep.Actions[index].Body, err)
 	} else {
 		a.Phase, a.Message = drv1.StepSucceeded, truncate(r.prep.Redact.Replace(res.Message))
 	}
@@ -466,6 +466,17 @@ func (r *run) complete(index int, res actions.Result, err error) {
 	r.durable = r.durable || !actions.Idempotent(r.prep.Actions[index].Body)
 	r.mu.Unlock()
 	r.advance(false)
+}
+
+// madeMaybe says whether an action that failed with err may still have made its object: a
+// KubernetesResource Create or Apply whose calls went on failing for a moment (a timeout, the API
+// server unavailable) until its time ran out; the request that made it may have been answered
+// too late.
+func madeMaybe(b drv1.ActionBody, err error) bool {
+	if b.Resource == nil || (b.Resource.Operation != drv1.OperationCreate && b.Resource.Operation != drv1.OperationApply) {
+		return false
+	}
+	return actions.TransientAPIError(err, false)
 }
 
 // outputOf is what an action made, if anything worth recording.

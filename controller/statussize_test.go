@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -169,4 +170,17 @@ func TestStatusFloor(t *testing.T) {
 	ref := madeRef(drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate,
 		Manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {generateName: web-, namespace: apps}\n"}}, "team-a")
 	assert.Equal(t, drv1.ResourceReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web-xxxxx", Namespace: "apps", UID: "00000000-0000-0000-0000-000000000000"}, *ref)
+}
+
+func TestMadeMaybe(t *testing.T) {
+	create := drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationCreate}}
+	patch := drv1.ActionBody{Type: drv1.ActionTypeKubernetesResource, Resource: &drv1.ResourceAction{Operation: drv1.OperationPatch}}
+	gr := schema.GroupResource{Resource: "configmaps"}
+	unavailable := apierrors.NewServiceUnavailable("the API server is starting")
+	assert.True(t, madeMaybe(create, unavailable), "a Create that went on failing for a moment")
+	assert.True(t, madeMaybe(create, context.DeadlineExceeded))
+	assert.False(t, madeMaybe(create, apierrors.NewForbidden(gr, "x", fmt.Errorf("no"))), "refused: nothing was made")
+	assert.False(t, madeMaybe(create, apierrors.NewInvalid(schema.GroupKind{Kind: "ConfigMap"}, "x", nil)))
+	assert.False(t, madeMaybe(patch, unavailable), "a Patch makes nothing")
+	assert.False(t, madeMaybe(drv1.ActionBody{Type: drv1.ActionTypeHTTP}, unavailable))
 }
