@@ -169,12 +169,20 @@ func TestRecordNamespaceDeletionWaits(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), recordRefusal("first", "p"))
 	}
-	time.Sleep(3 * time.Second) // the namespace controller's first passes
+	// The namespace controller's first passes (kube-controller-manager's goes through discovery
+	// first: give it the suite's usual wait).
+	eventually(t, "the plan to be deleting", func() (bool, string) {
+		plan, err := getPlan(ns, "p")()
+		if err != nil {
+			return false, err.Error()
+		}
+		return plan.DeletionTimestamp != nil, "no deletionTimestamp yet"
+	})
+	time.Sleep(2 * time.Second) // and a pass more, which must not delete the record
 	_, err := readExecution(ns, "first")()
 	require.NoError(t, err, "the execution waits")
-	plan, err := getPlan(ns, "p")()
+	_, err = getPlan(ns, "p")()
 	require.NoError(t, err, "the plan waits")
-	assert.NotNil(t, plan.DeletionTimestamp)
 	namespace, err := env.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	require.NoError(t, err, "the namespace waits")
 	assert.NotNil(t, namespace.DeletionTimestamp)
