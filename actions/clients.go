@@ -34,6 +34,8 @@ type ClientFactory struct {
 	// retryTimeout bounds the retries of transient errors by the API calls of an action without
 	// a timeout of its own (SetAPIRetryTimeout).
 	retryTimeout time.Duration
+	// jobTimeout bounds a Job action without a timeout of its own (SetJobTimeout).
+	jobTimeout time.Duration
 
 	mu      sync.Mutex
 	clients map[string]dynamic.Interface    // by ServiceAccount ("" = the controller itself)
@@ -45,6 +47,22 @@ type ClientFactory struct {
 // before the factory is used.
 func (f *ClientFactory) SetAPIRetryTimeout(d time.Duration) {
 	f.retryTimeout = d
+}
+
+// SetJobTimeout sets how long a Job action without a timeout of its own may run
+// (--default-job-timeout); not positive means DefaultJobTimeout. Call it before the factory is
+// used.
+func (f *ClientFactory) SetJobTimeout(d time.Duration) {
+	f.jobTimeout = d
+}
+
+// JobTimeout is how long a Job action without a timeout of its own may run: DefaultJobTimeout
+// unless set, and for a nil factory.
+func (f *ClientFactory) JobTimeout() time.Duration {
+	if f == nil || f.jobTimeout <= 0 {
+		return DefaultJobTimeout
+	}
+	return f.jobTimeout
 }
 
 // APIRetryTimeout is how long the API calls of an action without a timeout of its own retry

@@ -29,8 +29,9 @@ type JobRunner struct {
 // jobFinished is true once the job controller has decided.
 const jobFinished = `has(object.status.conditions) && object.status.conditions.exists(c, (c.type == 'Complete' || c.type == 'Failed') && c.status == 'True')`
 
-// noTimeout stands for a Job action without a timeout: wait as long as the run lasts.
-const noTimeout = 100 * 365 * 24 * time.Hour
+// DefaultJobTimeout bounds a Job action without a timeout of its own (--default-job-timeout):
+// no action waits without end, holding its run and the plan's lock.
+const DefaultJobTimeout = time.Hour
 
 // NewJobRunner runs Job actions through resources; env compiles its wait for the Job's end.
 func NewJobRunner(env *rules.Env, resources *ResourceRunner) *JobRunner {
@@ -52,18 +53,19 @@ func (j *JobRunner) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("job.timeout: %w", err)
 	}
-	budget := timeout
+	budget, within := timeout, string(spec.Timeout)
 	if timeout <= 0 {
-		budget, timeout = j.resources.clients.APIRetryTimeout(), noTimeout
+		timeout = j.resources.clients.JobTimeout()
+		budget, within = j.resources.clients.APIRetryTimeout(), timeout.String()+" (the default of a Job without a timeout, --default-job-timeout)"
 	}
 	calls := j.resources.clients.apiCalls(budget)
-	res, err := j.run(ctx, req, timeout, calls)
+	res, err := j.run(ctx, req, timeout, within, calls)
 	return calls.report(res, err)
 }
 
 // run creates the Job of req (its API calls retried by calls) and waits for its end, at most
-// timeout.
-func (j *JobRunner) run(ctx context.Context, req Request, timeout time.Duration, calls *apiCalls) (Result, error) {
+// timeout (within says it).
+func (j *JobRunner) run(ctx context.Context, req Request, timeout time.Duration, within string, calls *apiCalls) (Result, error) {
 	spec := req.Body.Job
 	manifest, err := JobManifest(spec)
 	if err != nil {
@@ -85,9 +87,9 @@ func (j *JobRunner) run(ctx context.Context, req Request, timeout time.Duration,
 		// Give up on it: delete the Job and its pods (background propagation), so nothing keeps
 		// running after the action has failed.
 		if _, derr := j.resources.DeleteCreated(context.WithoutCancel(ctx), req.ServiceAccount, ref); derr != nil {
-			return res, fmt.Errorf("%s did not finish within %s, and deleting it failed: %w", desc, spec.Timeout, derr)
+			return res, fmt.Errorf("%s did not finish within %s, and deleting it failed: %w", desc, within, derr)
 		}
-		return res, fmt.Errorf("%s did not finish within %s: deleted it and its pods", desc, spec.Timeout)
+		return res, fmt.Errorf("%s did not finish within %s: deleted it and its pods", desc, within)
 	case err != nil:
 		return res, fmt.Errorf("waiting for %s: %w", desc, err)
 	}

@@ -56,7 +56,7 @@ type flags struct {
 	rulesFile              string
 	qps, webhookQPS        float64
 	burst, webhookBurst    int
-	grace, apiRetry        time.Duration
+	grace, apiRetry, jobTO time.Duration
 	requireSA              bool
 	withoutSA, clusterRole string
 	refuseCrossNamespace   bool
@@ -89,6 +89,8 @@ func parseFlags() *flags {
 		"How long the API calls of a KubernetesResource, Job (without a timeout of its own), Localization or Subscription action, "+
 			"the plan lock's writes and the rights check before an action retry transient errors (429, 5xx, timeouts, refused or dropped connections); "+
 			"a Job with a timeout retries until it. See docs/operations.md.")
+	flag.DurationVar(&f.jobTO, "default-job-timeout", actions.DefaultJobTimeout,
+		"How long a Job action without a timeout of its own may run; past it the Job and its pods are deleted and the action fails.")
 	flag.StringVar(&f.withoutSA, "plans-without-service-account", access.RequesterChecked,
 		"What a plan without spec.serviceAccountName does (docs/security.md): requester (every action's rights are checked for "+
 			"who asked, then the controller acts), refuse (it never runs), or serviceaccount:NAME (the lockdown: checked for who asked, "+
@@ -154,7 +156,7 @@ func setLogFormat(format string) error {
 // they name.
 func (f *flags) options() (*rest.Config, app.Options, error) {
 	opts := app.Options{
-		Workers: f.workers, ActionWorkers: f.actionWorkers, ShutdownGrace: f.grace, APIRetryTimeout: f.apiRetry,
+		Workers: f.workers, ActionWorkers: f.actionWorkers, ShutdownGrace: f.grace, APIRetryTimeout: f.apiRetry, JobTimeout: f.jobTO,
 		QPS: float32(f.qps), Burst: f.burst, RulesFile: f.rulesFile,
 	}
 	var err error

@@ -76,6 +76,9 @@ type Env struct {
 	// the Lease drplan-system/drplan-controller, client-go's default durations) or off (the
 	// suite's default). Nil where the backend cannot (the chart's pods always elect).
 	SetLeaderElection func(on bool) error
+	// SetJobTimeout restarts the controller with another default timeout of Job actions without
+	// one (--default-job-timeout; 0: the default). Nil where the backend cannot (the chart's pods).
+	SetJobTimeout func(d time.Duration) error
 	// KillAPIServer SIGKILLs kube-apiserver (etcd and the rest keep running), and
 	// RestartAPIServer starts it again as it was, returning once /readyz answers OK. Nil where
 	// the backend cannot.
@@ -134,6 +137,8 @@ type localBackend struct {
 	webhookBurst int
 	// leaderElection is whether the controller elects a leader, as a test set (SetLeaderElection).
 	leaderElection bool
+	// jobTimeout is the default Job timeout a test set (SetJobTimeout).
+	jobTimeout time.Duration
 }
 
 // policy is what the suite's controller runs plans under: as the chart's (its namespace, its
@@ -173,6 +178,16 @@ func (b *localBackend) setLeaderElection(on bool) error {
 		return err
 	}
 	b.leaderElection = on
+	b.startController(defaultGrace)
+	return b.runErr
+}
+
+// setJobTimeout restarts the controller with the default Job timeout d.
+func (b *localBackend) setJobTimeout(d time.Duration) error {
+	if err := b.stopController(); err != nil {
+		return err
+	}
+	b.jobTimeout = d
 	b.startController(defaultGrace)
 	return b.runErr
 }
@@ -242,6 +257,7 @@ func (b *localBackend) Start(ctx context.Context, progress io.Writer) (*Env, err
 		SetHTTPEgress:       b.setHTTPEgress,
 		SetWebhookRateLimit: b.setWebhookRateLimit,
 		SetLeaderElection:   b.setLeaderElection,
+		SetJobTimeout:       b.setJobTimeout,
 		KillAPIServer:       b.cp.KillAPIServer,
 		RestartAPIServer:    b.cp.RestartAPIServer,
 		MetricsURLs:         func() []string { return []string{"http://" + b.metricsAddr.Load().(string) + "/metrics"} },
@@ -278,7 +294,7 @@ func (b *localBackend) startController(grace time.Duration) {
 		b.metricsAddr.Store(metrics.Addr().String())
 		cfg := rest.CopyConfig(b.controllerConfig)
 		cfg.Wrap(b.writes.wrap)
-		opts := app.Options{Workers: 4, ShutdownGrace: grace,
+		opts := app.Options{Workers: 4, ShutdownGrace: grace, JobTimeout: b.jobTimeout,
 			Ready: markReady, MetricsListener: metrics, Policy: b.policy(), HTTPEgress: b.egress,
 			Webhook: &app.WebhookOptions{Listener: ln, CertDir: b.webhookCertDir, QPS: b.webhookQPS, Burst: b.webhookBurst}}
 		if b.leaderElection { // the chart's Lease, with client-go's default durations

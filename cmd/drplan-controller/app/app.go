@@ -58,6 +58,9 @@ type Options struct {
 	// 429, 5xx, timeouts, refused or dropped connections (default 2m,
 	// actions.DefaultAPIRetryTimeout).
 	APIRetryTimeout time.Duration
+	// JobTimeout is how long a Job action without a timeout of its own may run (0:
+	// actions.DefaultJobTimeout).
+	JobTimeout time.Duration
 	// RulesFile, when set, names a YAML list of rules replacing built-in CEL rules by name
 	// (docs/rules.md); it is read once, at start-up, and a rule that does not compile stops the
 	// process.
@@ -238,6 +241,7 @@ func newClients(cfg *rest.Config, opts Options, m *metrics.Metrics) (*clients, e
 		return nil, err
 	}
 	cl.actions.SetAPIRetryTimeout(opts.APIRetryTimeout)
+	cl.actions.SetJobTimeout(opts.JobTimeout)
 	return cl, nil
 }
 
