@@ -8,7 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 
 	drv1 "github.com/bkbcs/drplan-controller/crds/apis/dr/v1alpha1"
 	"github.com/bkbcs/drplan-controller/rules"
@@ -131,26 +130,19 @@ func (c *Controller) carryOver(ctx context.Context, exec *drv1.DRPlanExecution, 
 
 // markRetried records on prev that exec retries it. Idempotent.
 func (c *Controller) markRetried(ctx context.Context, prev, exec *drv1.DRPlanExecution) error {
-	execs := c.dr.DrV1alpha1().DRPlanExecutions(prev.Namespace)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		t, err := execs.Get(ctx, prev.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if t.Status.RetriedBy == exec.Name {
-			return nil
-		}
+	marked := func(t *drv1.DRPlanExecution) bool { return t.Status.RetriedBy == exec.Name }
+	written, err := c.markExecution(ctx, prev.Namespace, prev.Name, marked, func(t *drv1.DRPlanExecution) error {
 		if other, ok := c.inf.GetExecution(t.Namespace, t.Status.RetriedBy); ok && other.Spec.RetryOf == t.Name &&
 			(other.Status.Snapshot != nil || !rules.ExecutionEnded(&other.Status)) {
 			return fmt.Errorf("execution %s was retried by %s meanwhile", prev.Name, t.Status.RetriedBy)
 		} // else that retry is gone, or ended without running: this one takes its place
-		t = t.DeepCopy()
 		t.Status.RetriedBy = exec.Name
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: drv1.ConditionRetried, Status: metav1.ConditionTrue,
 			Reason: "Retried", Message: "Retried by execution " + exec.Name, LastTransitionTime: metav1.NewTime(c.now()), ObservedGeneration: t.Generation})
-		if _, err = updateStatus(ctx, execs, t); err == nil {
-			c.event(t, true, "ExecutionRetried", "Retried by execution "+exec.Name)
-		}
-		return err
+		return nil
 	})
+	if written != nil {
+		c.event(written, true, "ExecutionRetried", "Retried by execution "+exec.Name)
+	}
+	return err
 }

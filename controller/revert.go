@@ -96,27 +96,44 @@ func (c *Controller) markOneReverted(ctx context.Context, revert *drv1.DRPlanExe
 	if t, ok := c.inf.GetExecution(revert.Namespace, name); ok && marked(t) {
 		return nil // every sync of an ended Revert passes here: no read of the API server once done
 	}
-	execs := c.dr.DrV1alpha1().DRPlanExecutions(revert.Namespace)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		t, err := execs.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if marked(t) {
-			return nil
-		}
-		t = t.DeepCopy()
+	at := metav1.NewTime(c.now())
+	if st.CompletionTime != nil {
+		at = *st.CompletionTime
+	}
+	_, err := c.markExecution(ctx, revert.Namespace, name, marked, func(t *drv1.DRPlanExecution) error {
 		t.Status.RevertedBy = revert.Name
-		at := metav1.NewTime(c.now())
-		if st.CompletionTime != nil {
-			at = *st.CompletionTime
-		}
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: drv1.ConditionReverted, Status: metav1.ConditionTrue,
 			Reason: "Reverted", Message: "Reverted by execution " + revert.Name, LastTransitionTime: at, ObservedGeneration: t.Generation})
-		_, err = updateStatus(ctx, execs, t)
+		return nil
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// markExecution records a mark on the execution name (Retried, Reverted: a condition and the
+// field naming the run that made it), read live, retrying a conflict. marked says it is there
+// already (nothing is written); mark sets it on a copy, or refuses. It returns the execution as
+// written (nil when nothing was).
+func (c *Controller) markExecution(ctx context.Context, namespace, name string, marked func(*drv1.DRPlanExecution) bool,
+	mark func(*drv1.DRPlanExecution) error) (*drv1.DRPlanExecution, error) {
+	execs := c.dr.DrV1alpha1().DRPlanExecutions(namespace)
+	var written *drv1.DRPlanExecution
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		t, err := execs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil || marked(t) {
+			return err
+		}
+		t = t.DeepCopy()
+		if err := mark(t); err != nil {
+			return err
+		}
+		updated, err := updateStatus(ctx, execs, t)
+		if err == nil {
+			written = updated
+		}
 		return err
 	})
+	return written, err
 }
