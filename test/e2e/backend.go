@@ -150,56 +150,41 @@ func (b *localBackend) policy() access.Policy {
 	return p
 }
 
-// setPolicy restarts the controller under p.
-func (b *localBackend) setPolicy(p access.Policy) error {
-	if err := b.stopController(); err != nil {
+// restart stops the controller, applies change to what it starts with, and starts it again. With
+// lostLeaseOK, a controller that had lost its lease (and so ended, as the chart's process exits
+// to be restarted) is started again like any other.
+func (b *localBackend) restart(change func(), lostLeaseOK bool) error {
+	if err := b.stopController(); err != nil && !(lostLeaseOK && errors.Is(err, app.ErrLostLeadership)) {
 		return err
 	}
-	b.custom = p
+	change()
 	b.startController(defaultGrace)
 	return b.runErr
+}
+
+// setPolicy restarts the controller under p.
+func (b *localBackend) setPolicy(p access.Policy) error {
+	return b.restart(func() { b.custom = p }, false)
 }
 
 // setHTTPEgress restarts the controller under the HTTP egress policy p.
 func (b *localBackend) setHTTPEgress(p actions.EgressPolicy) error {
-	if err := b.stopController(); err != nil {
-		return err
-	}
-	b.egress = p
-	b.startController(defaultGrace)
-	return b.runErr
+	return b.restart(func() { b.egress = p }, false)
 }
 
-// setLeaderElection restarts the controller with leader election on or off. A controller that
-// had lost its lease (and so ended, as the chart's process exits to be restarted) is started
-// again like any other.
+// setLeaderElection restarts the controller with leader election on or off.
 func (b *localBackend) setLeaderElection(on bool) error {
-	if err := b.stopController(); err != nil && !errors.Is(err, app.ErrLostLeadership) {
-		return err
-	}
-	b.leaderElection = on
-	b.startController(defaultGrace)
-	return b.runErr
+	return b.restart(func() { b.leaderElection = on }, true)
 }
 
 // setJobTimeout restarts the controller with the default Job timeout d.
 func (b *localBackend) setJobTimeout(d time.Duration) error {
-	if err := b.stopController(); err != nil {
-		return err
-	}
-	b.jobTimeout = d
-	b.startController(defaultGrace)
-	return b.runErr
+	return b.restart(func() { b.jobTimeout = d }, false)
 }
 
 // setWebhookRateLimit restarts the controller with the webhook's rate limit qps, burst.
 func (b *localBackend) setWebhookRateLimit(qps float32, burst int) error {
-	if err := b.stopController(); err != nil {
-		return err
-	}
-	b.webhookQPS, b.webhookBurst = qps, burst
-	b.startController(defaultGrace)
-	return b.runErr
+	return b.restart(func() { b.webhookQPS, b.webhookBurst = qps, burst }, false)
 }
 
 func (b *localBackend) Name() string { return "local" }

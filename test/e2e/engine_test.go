@@ -47,11 +47,7 @@ spec:
 
 func createExecution(t *testing.T, ns, name, plan string) {
 	t.Helper()
-	_, err := env.DR.DrV1alpha1().DRPlanExecutions(ns).Create(context.Background(), &drv1.DRPlanExecution{
-		ObjectMeta: requested(t, metav1.ObjectMeta{Name: name}),
-		Spec:       drv1.DRPlanExecutionSpec{PlanRef: drv1.ObjectReference{Name: plan}, Operation: drv1.OperationExecute},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	runOf(t, ns, name, plan, "", false)
 }
 
 // TestQuickstartRuns runs the guide's quickstart, with the notification URL pointing at a local

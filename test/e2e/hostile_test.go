@@ -67,7 +67,6 @@ func TestTemplateBombs(t *testing.T) {
 // the most a workflow holds, each action making a ConfigMap) runs on the real API server; one action more is refused,
 // naming the total.
 func TestLargestPlan(t *testing.T) {
-	ctx := context.Background()
 	ns := newNamespace(t, "largest")
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: dr.bkbcs.tencent.com/v1alpha1\nkind: DRWorkflow\nmetadata: {name: big, namespace: %s}\nspec:\n  actions:\n", ns)
@@ -97,17 +96,7 @@ func TestLargestPlan(t *testing.T) {
 	waitPlanPhase(t, ns, "largest", drv1.PlanReady)
 	start := time.Now()
 	createExecution(t, ns, "run", "largest")
-	var e *drv1.DRPlanExecution
-	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Second) { // longer than the suite's usual wait: 2,000 writes
-		var err error
-		e, err = env.DR.DrV1alpha1().DRPlanExecutions(ns).Get(ctx, "run", metav1.GetOptions{})
-		require.NoError(t, err)
-		require.NotEqual(t, drv1.ExecutionFailed, e.Status.Phase, e.Status.Message)
-		if e.Status.Phase == drv1.ExecutionSucceeded {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "the largest run did not end in 5 minutes: %v", e.Status.Summary)
-	}
+	e := waitLong(t, ns, "run", drv1.ExecutionSucceeded)
 	raw, err := json.Marshal(e)
 	require.NoError(t, err)
 	t.Logf("2,000 actions ran in %s; the execution object is %d bytes (%.0f%% of 1.5 MiB)", time.Since(start).Round(time.Millisecond), len(raw), float64(len(raw))*100/(1.5*1024*1024))
