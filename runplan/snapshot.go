@@ -60,7 +60,8 @@ func TakeSnapshot(plan *drv1.DRPlan, workflows Workflows) (*drv1.ExecutionSnapsh
 
 // CheckSnapshotSize reports a plan whose snapshot would be over MaxSnapshotData or
 // MaxSnapshotStored; nil also when a workflow is missing or Invalid (a run cannot start, and
-// says so).
+// says so). A snapshot whose JSON could not compress to more than MaxSnapshotStored is not
+// compressed to tell: the check runs at every validation of a plan.
 func CheckSnapshotSize(plan *drv1.DRPlan, workflows Workflows) error {
 	data, _, err := gather(plan, workflows)
 	if err != nil {
@@ -70,32 +71,60 @@ func CheckSnapshotSize(plan *drv1.DRPlan, workflows Workflows) error {
 		}
 		return nil
 	}
-	_, _, err = seal(data)
+	raw, err := encode(data)
+	if err != nil || len(raw)+gzipOverhead(len(raw)) <= MaxSnapshotStored {
+		return err
+	}
+	_, err = compress(raw)
 	return err
 }
 
 // seal encodes data as a snapshot stores it: its JSON's hash, and the JSON compressed.
 func seal(data *Snapshot) (hash string, compressed []byte, err error) {
-	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
+	raw, err := encode(data)
 	if err != nil {
 		return "", nil, err
 	}
-	if len(raw) > MaxSnapshotData {
-		return "", nil, &snapshotTooBig{fmt.Sprintf("%d bytes of JSON", len(raw)), MaxSnapshotData}
+	if compressed, err = compress(raw); err != nil {
+		return "", nil, err
 	}
 	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), compressed, nil
+}
+
+// encode is data's JSON, at most MaxSnapshotData of it.
+func encode(data *Snapshot) ([]byte, error) {
+	raw, err := json.Marshal(data) // maps marshal in key order: the hash is stable
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxSnapshotData {
+		return nil, &snapshotTooBig{fmt.Sprintf("%d bytes of JSON", len(raw)), MaxSnapshotData}
+	}
+	return raw, nil
+}
+
+// compress is raw gzip-compressed, at most MaxSnapshotStored of it.
+func compress(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(raw); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if err := zw.Close(); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if buf.Len() > MaxSnapshotStored {
-		return "", nil, &snapshotTooBig{fmt.Sprintf("%d bytes compressed", buf.Len()), MaxSnapshotStored}
+		return nil, &snapshotTooBig{fmt.Sprintf("%d bytes compressed", buf.Len()), MaxSnapshotStored}
 	}
-	return hex.EncodeToString(sum[:]), buf.Bytes(), nil
+	return buf.Bytes(), nil
+}
+
+// gzipOverhead bounds what gzip adds to n bytes that do not compress: its header and trailer,
+// and 5 bytes a stored block of at most 64 KiB (deflate falls back to stored blocks), with room
+// to spare.
+func gzipOverhead(n int) int {
+	return 64 + 5*(n/65535+1)
 }
 
 // snapshotTooBig says a plan's snapshot is over a bound.

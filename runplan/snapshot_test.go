@@ -217,3 +217,18 @@ func FuzzReadSnapshotJSON(f *testing.F) {
 		_, _ = runplan.Prepare(execution("e", drv1.OperationExecute), snap, noSecrets, started, decide)
 	})
 }
+
+// TestGzipOverheadBounds: what CheckSnapshotSize does not compress could not compress past the
+// bound: data that does not compress at all grows by less than gzipOverhead.
+func TestGzipOverheadBounds(t *testing.T) {
+	for _, n := range []int{0, 1, 1000, 65535, 65536, runplan.MaxSnapshotStored, 3 * 65536} {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, err := zw.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, zw.Close())
+		assert.LessOrEqual(t, buf.Len(), n+runplan.GzipOverhead(n), "%d random bytes", n)
+	}
+}

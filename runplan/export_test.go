@@ -1,0 +1,4 @@
+package runplan
+
+// GzipOverhead is gzipOverhead, for the tests.
+var GzipOverhead = gzipOverhead
